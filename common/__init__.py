@@ -1,0 +1,1 @@
+"""Shared building blocks: heatmap codec, layers, losses, metrics, backbones, data I/O, plots."""
