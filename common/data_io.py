@@ -1,0 +1,111 @@
+"""Data I/O shared by every part: images, JSON fields, atomic cache writes.
+
+Every write goes to a temporary name in the destination folder and is renamed into
+place when complete, so an interrupted run never leaves a half-written file behind.
+Every `.npy`/`.npz` read uses `allow_pickle=False`.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from common.errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it to `path` if the block succeeds.
+
+    The temporary name keeps the suffix of `path` (numpy and PIL pick formats by it).
+    On an exception the temporary file is removed and `path` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_json(path, obj):
+    """Write `obj` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_json(path):
+    """Read a JSON file; a missing file or bad JSON raises `DataError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"not valid JSON ({err})", path) from None
+
+
+def require(record, field, path, where=""):
+    """`record[field]`, or a `DataError` naming the file, the record and the field."""
+    if not isinstance(record, dict) or field not in record:
+        raise DataError(f"{where}missing field '{field}'", path)
+    return record[field]
+
+
+def read_image_rgb(path):
+    """Read an image file as a (H, W, 3) uint8 RGB array (grayscale is replicated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("image file not found", path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
+
+
+def save_image(path, array):
+    """Write a uint8 (H, W) or (H, W, 3) array as an image, atomically (format from suffix)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, quality=95)
+
+
+def load_npz(path, required=()):
+    """Load an `.npz` without pickles into a dict; missing keys raise `DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("cache file not found", path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (ValueError, OSError) as err:
+        raise DataError(f"cannot read cache ({err})", path) from None
+    for key in required:
+        if key not in arrays:
+            raise DataError(f"missing array '{key}' (stale or foreign cache; re-run preprocessing)", path)
+    return arrays
+
+
+def save_npz(path, **arrays):
+    """Write arrays to an `.npz`, atomically."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
