@@ -1,0 +1,169 @@
+"""Triangle meshes whose vertices are the keypoints: OBJ I/O and exact visibility.
+
+Every vertex of the mesh is a keypoint; `vertex_names` names them in order, so the
+number of keypoints K is `len(mesh.vertices)` and is never written down elsewhere.
+Camera-frame and pixel conventions are those of `common.camera`.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from common.camera import project_points
+from common.data_io import atomic_path
+from common.errors import DataError
+
+
+@dataclasses.dataclass
+class Mesh:
+    """vertices: (V, 3) float metres, body frame. faces: (F, 3) int, 0-based vertex
+    indices. vertex_names: V names (the keypoint names)."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_names: tuple
+
+    def __post_init__(self):
+        self.vertices = np.asarray(self.vertices, dtype=np.float64)
+        self.faces = np.asarray(self.faces, dtype=np.int64)
+        if self.faces.size == 0:
+            self.faces = self.faces.reshape(0, 3)
+        self.vertex_names = tuple(str(name) for name in self.vertex_names)
+        if self.vertices.ndim != 2 or self.vertices.shape[1] != 3 or len(self.vertices) == 0:
+            raise ValueError(f"Mesh.vertices must be (V, 3) with V > 0. Received: shape={self.vertices.shape}")
+        if not np.all(np.isfinite(self.vertices)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(self.vertices), axis=1))[0])
+            raise ValueError(f"Mesh.vertices must be finite. Received: vertices[{bad}]={self.vertices[bad]}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"Mesh.faces must be (F, 3). Received: shape={self.faces.shape}")
+        out = (self.faces < 0) | (self.faces >= len(self.vertices))
+        if np.any(out):
+            bad = int(np.flatnonzero(np.any(out, axis=1))[0])
+            raise ValueError(
+                f"Mesh.faces index out of range [0, {len(self.vertices)}). Received: faces[{bad}]={self.faces[bad]}"
+            )
+        if len(self.vertex_names) != len(self.vertices):
+            raise ValueError(
+                f"Mesh.vertex_names must have one name per vertex ({len(self.vertices)}). "
+                f"Received: {len(self.vertex_names)} names"
+            )
+
+
+def load_obj(path):
+    """Read a Wavefront OBJ subset into a `Mesh`.
+
+    Supported: `v x y z`, `f a b c [d ...]` (1-based; negative = relative to the end;
+    `a/b/c` forms keep the vertex index; polygons are fan-triangulated), `o`, `g`, `s`,
+    `vt`, `vn`, `usemtl`, `mtllib` and comments are ignored. Keypoint names come from
+    comment lines `# name <index> <name>` (index 1-based, like OBJ vertex numbers);
+    unnamed vertices get `kp00`, `kp01`, ... A malformed line raises `DataError`
+    naming the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("mesh file not found", path)
+    vertices, faces, names = [], [], {}
+    ignored = {"o", "g", "s", "vt", "vn", "vp", "usemtl", "mtllib", "l"}
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"line {line_no}: "
+        if tokens[0].startswith("#"):
+            if len(tokens) >= 2 and tokens[0] == "#" and tokens[1] == "name":
+                if len(tokens) != 4 or not tokens[2].isdigit() or int(tokens[2]) < 1:
+                    raise DataError(f"{where}expected '# name <index 1..V> <name>', got {line.strip()!r}", path)
+                names[int(tokens[2]) - 1] = tokens[3]
+            continue
+        if tokens[0] == "v":
+            try:
+                xyz = [float(t) for t in tokens[1:4]]
+            except ValueError:
+                xyz = []
+            # A 4th value (w) or vertex colours may follow; only x y z are read.
+            if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
+                raise DataError(f"{where}expected 'v x y z' with finite numbers, got {line.strip()!r}", path)
+            vertices.append(xyz)
+        elif tokens[0] == "f":
+            if len(tokens) < 4:
+                raise DataError(f"{where}a face needs at least 3 vertices, got {line.strip()!r}", path)
+            polygon = []
+            for token in tokens[1:]:
+                try:
+                    index = int(token.split("/")[0])
+                except ValueError:
+                    raise DataError(f"{where}bad vertex reference {token!r}", path) from None
+                resolved = index - 1 if index > 0 else len(vertices) + index
+                if index == 0 or not 0 <= resolved < len(vertices):
+                    raise DataError(
+                        f"{where}vertex reference {index} out of range (1..{len(vertices)} defined so far)", path
+                    )
+                polygon.append(resolved)
+            faces.extend([polygon[0], polygon[i], polygon[i + 1]] for i in range(1, len(polygon) - 1))
+        elif tokens[0] not in ignored:
+            raise DataError(f"{where}unsupported statement {tokens[0]!r}", path)
+    if not vertices:
+        raise DataError("no vertices ('v' lines)", path)
+    extra = sorted(i + 1 for i in names if i >= len(vertices))
+    if extra:
+        raise DataError(f"'# name' index {extra[0]} is beyond the {len(vertices)} vertices", path)
+    width = max(2, len(str(len(vertices) - 1)))
+    vertex_names = tuple(names.get(i, f"kp{i:0{width}d}") for i in range(len(vertices)))
+    return Mesh(np.array(vertices), np.array(faces, dtype=np.int64).reshape(-1, 3), vertex_names)
+
+
+def save_obj(path, mesh):
+    """Write `mesh` as OBJ (names as `# name <index> <name>` comments), atomically."""
+    lines = ["# keypoint mesh: every vertex is a keypoint", *(f"# name {i + 1} {n}" for i, n in enumerate(mesh.vertex_names))]
+    lines += [f"v {x!r} {y!r} {z!r}" for x, y, z in mesh.vertices.tolist()]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces.tolist()]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def visible_vertices(mesh, points_cam, camera, eps=1e-6):
+    """Exact visibility of each vertex: (V,) bool.
+
+    mesh: the `Mesh` (for its faces). points_cam: (V, 3) vertices in the camera frame
+    (camera centre at the origin, +Z forward). A vertex is visible iff Z > 0, its
+    projection lies in the image, [0, width) x [0, height), and no face that does not
+    contain it crosses the open segment from the camera centre to it. The crossing test
+    is Moller-Trumbore for all V x F pairs at once. The segment parameter t (0 at the
+    camera, 1 at the vertex) must lie in (eps, 1 - eps): a vertex lying on a face's
+    plane (a quad's other triangle, a face it touches) does not hide itself. Hits on a
+    face's edge count as hits (barycentric tolerance eps), so a ray through the shared
+    diagonal of a quad cannot slip between its two triangles.
+    """
+    points_cam = np.asarray(points_cam, dtype=np.float64)
+    if points_cam.shape != mesh.vertices.shape:
+        raise ValueError(f"points_cam must be {mesh.vertices.shape}. Received: shape={points_cam.shape}")
+    xy_original = project_points(points_cam, camera)
+    with np.errstate(invalid="ignore"):
+        visible = (
+            (points_cam[:, 2] > 0)
+            & (xy_original[:, 0] >= 0)
+            & (xy_original[:, 0] < camera.width)
+            & (xy_original[:, 1] >= 0)
+            & (xy_original[:, 1] < camera.height)
+        )
+    if len(mesh.faces) == 0:
+        return visible
+    v0, v1, v2 = (points_cam[mesh.faces[:, i]][None] for i in range(3))  # (1, F, 3)
+    e1, e2 = v1 - v0, v2 - v0
+    direction = points_cam[:, None, :]  # (V, 1, 3): segment origin -> vertex
+    h = np.cross(direction, e2)  # (V, F, 3)
+    det = np.sum(e1 * h, axis=-1)  # (V, F)
+    # Relative parallel test: det is a triple product of the three vectors' lengths.
+    scale = np.linalg.norm(direction, axis=-1) * np.linalg.norm(e1, axis=-1) * np.linalg.norm(e2, axis=-1)
+    usable = np.abs(det) > eps * scale
+    inv_det = np.where(usable, 1.0 / np.where(usable, det, 1.0), 0.0)
+    s = -v0  # origin (camera centre) minus v0
+    u = np.sum(s * h, axis=-1) * inv_det
+    qvec = np.cross(s, e1)  # (1, F, 3)
+    v = np.sum(direction * qvec, axis=-1) * inv_det
+    t = np.sum(e2 * qvec, axis=-1) * inv_det
+    hit = usable & (u >= -eps) & (v >= -eps) & (u + v <= 1 + eps) & (t > eps) & (t < 1 - eps)
+    # Faces that contain the vertex never occlude it.
+    own = np.any(mesh.faces[None, :, :] == np.arange(len(points_cam))[:, None, None], axis=-1)
+    return visible & ~np.any(hit & ~own, axis=1)

@@ -1,0 +1,148 @@
+"""Synthetic renderer: files, labels consistent with the camera model, determinism,
+exact visibility, and that the object is really drawn."""
+
+import json
+
+import numpy as np
+import pytest
+
+from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
+from common.data_io import load_json, read_image_rgb
+from common.mesh import Mesh, load_obj, visible_vertices
+from stage2_visible_keypoints.render import (
+    DEFAULT_MESH,
+    PART_ALBEDO,
+    RenderConfig,
+    rasterise,
+    render_image,
+    render_split,
+)
+from stage2_visible_keypoints.render_vis import main
+
+# The SPEED camera scaled down 6x (320x200) so a render takes milliseconds.
+SMALL = Camera(fx=3003.4129 / 6, fy=3003.4129 / 6, cx=160.0, cy=100.0, width=320, height=200)
+# Plain renders: only stars behind, no blur, no noise, albedo colours exactly.
+PLAIN = dict(backgrounds={"stars": 1.0}, blur_prob=0.0, noise_std=0.0, ambient=1.0)
+
+
+@pytest.fixture(scope="module")
+def small_camera_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("camera") / "camera.json"
+    save_camera_json(path, SMALL)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def split(small_camera_json, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("render")
+    config = RenderConfig(num_images=3, seed=7, camera_json=small_camera_json, max_offset_px=20.0)
+    return out_dir, render_split(out_dir, config, split="val")
+
+
+def test_split_files_and_records(split):
+    out_dir, split_path = split
+    mesh = load_obj(DEFAULT_MESH)
+    k = len(mesh.vertices)
+    assert split_path == out_dir / "val.json"
+    records = load_json(split_path)
+    assert [r["filename"] for r in records] == ["img000001.jpg", "img000002.jpg", "img000003.jpg"]
+    assert load_json(out_dir / "keypoint_names.json") == list(mesh.vertex_names)
+    assert load_camera_json(out_dir / "camera.json") == SMALL
+    np.testing.assert_array_equal(load_obj(out_dir / "mesh.obj").faces, mesh.faces)
+    assert load_json(out_dir / "render_config.json")["num_images"] == 3
+    for record in records:
+        assert read_image_rgb(out_dir / "images" / record["filename"]).shape == (200, 320, 3)
+        q, r = np.array(record["q_vbs2tango"]), np.array(record["r_Vo2To_vbs_true"])
+        assert q.shape == (4,) and abs(np.linalg.norm(q) - 1) < 1e-12
+        assert 9.0 <= np.linalg.norm(r) <= 16.0
+        points_cam = body_to_camera(mesh.vertices, q, r)
+        xy_original = np.array(record["keypoints"])
+        assert xy_original.shape == (k, 2)
+        np.testing.assert_allclose(xy_original, project_points(points_cam, SMALL), rtol=0, atol=1e-9)
+        # The body origin projects within max_offset_px of the principal point.
+        assert np.all(np.abs(project_points(r[None], SMALL)[0] - [160, 100]) <= 20.0 + 1e-9)
+        visible = record["visible"]
+        assert len(visible) == k and all(isinstance(v, bool) for v in visible)
+        np.testing.assert_array_equal(visible, visible_vertices(mesh, points_cam, SMALL))
+    assert not list(out_dir.rglob(".*.tmp*"))  # atomic writes left no temp files
+
+
+def test_same_seed_same_split(split, small_camera_json, tmp_path):
+    out_dir, split_path = split
+    config = RenderConfig(num_images=3, seed=7, camera_json=small_camera_json, max_offset_px=20.0)
+    again = render_split(tmp_path, config, split="val")
+    assert again.read_text() == split_path.read_text()
+    for name in ("img000001.jpg", "img000003.jpg"):
+        assert (tmp_path / "images" / name).read_bytes() == (out_dir / "images" / name).read_bytes()
+    other = render_split(tmp_path / "other", RenderConfig(num_images=1, seed=8, camera_json=small_camera_json))
+    assert load_json(other)[0]["q_vbs2tango"] != load_json(split_path)[0]["q_vbs2tango"]
+
+
+def test_face_on_pose_by_hand():
+    # Identity rotation, 10 m straight ahead: the body's -z face (z = 9.6 m) faces the
+    # camera, both panels (z = 10 m) stick out beyond it, the antenna on the +z face is
+    # behind the body.
+    mesh = load_obj(DEFAULT_MESH)
+    names = mesh.vertex_names
+    q, r = np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 10])
+    rng = np.random.default_rng(0)
+    image, xy_original, visible = render_image(mesh, q, r, SMALL, rng, RenderConfig(**PLAIN))
+    expected = [n in ("body_000", "body_001", "body_002", "body_003") or n.startswith("panel") for n in names]
+    np.testing.assert_array_equal(visible, expected)
+    # body_000 = (-0.5, -0.5, -0.4) -> z = 9.6: u = 160 - 500.57 * 0.5 / 9.6.
+    offset = 3003.4129 / 6 * 0.5 / 9.6
+    np.testing.assert_allclose(xy_original[0], [160 - offset, 100 - offset])
+    body = np.round(np.array(PART_ALBEDO["body"]) * 255)
+    panel = np.round(np.array(PART_ALBEDO["panel"]) * 255)
+    np.testing.assert_array_equal(image[100, 160], body)  # image centre: the -z face
+    # Panel centres (0, +-0.95, 10) -> v = 100 +- 500.57 * 0.095 = 100 +- 47.6.
+    np.testing.assert_array_equal(image[147, 160], panel)
+    np.testing.assert_array_equal(image[52, 160], panel)
+    # Left of the body at mid-height is space (stars at most, almost surely black here).
+    assert np.median(image[90:110, 20:60]) == 0
+
+
+def test_object_drawn_near_visible_keypoints():
+    mesh = load_obj(DEFAULT_MESH)
+    config = RenderConfig(max_offset_px=20.0, **PLAIN)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        q, r = np.array([0.9, 0.3, -0.2, 0.25]) + 0.1 * seed, np.array([0.0, 0.0, 11.0 + seed])
+        image, xy_original, visible = render_image(mesh, q, r, SMALL, rng, config)
+        assert visible.any()
+        brightness = image.astype(int).sum(axis=-1)
+        for x, y in np.floor(xy_original[visible]).astype(int):
+            patch = brightness[max(y - 6, 0) : y + 7, max(x - 6, 0) : x + 7]
+            assert patch.max() >= 150, (seed, x, y)  # darkest albedo: panel, sum ~182
+        # Far from the object: black space.
+        assert np.median(brightness[:15, :15]) == 0
+
+
+def test_rasterise_nearer_face_wins():
+    # Two overlapping triangles: the one at z = 5 hides the one at z = 8 where they overlap.
+    vertices = np.array([[-1, -1, 8], [1, -1, 8], [0, 1, 8], [-0.5, -0.5, 5], [0.5, -0.5, 5], [0, 0.5, 5.0]])
+    mesh = Mesh(vertices, [[0, 1, 2], [3, 4, 5]], ("body_a", "body_b", "body_c", "panel_a", "panel_b", "panel_c"))
+    rgb, mask = rasterise(mesh, vertices, SMALL, sun_dir=np.array([0, 0, -1.0]), ambient=0.5)
+    # Lit face-on: albedo * (0.5 + 0.5 * 1) = albedo.
+    np.testing.assert_array_equal(rgb[100, 160], np.round(np.array(PART_ALBEDO["panel"]) * 255))
+    # (0.3, 0.3, 8) -> (u, v) = 160 + 500.57 * 0.3 / 8 ~ 178.8 (and 118.8): inside the far
+    # triangle (half width 0.35 at y = 0.3), outside the near one (0.19 > 0.16 at z = 5).
+    np.testing.assert_array_equal(rgb[118, 178], np.round(np.array(PART_ALBEDO["body"]) * 255))
+    assert not mask[5, 5] and mask.sum() < 320 * 200
+
+
+def test_config_checks_echo_bad_value():
+    with pytest.raises(ValueError, match="distance_range=\\(5.0, 2.0\\)"):
+        RenderConfig(distance_range=(5, 2))
+    with pytest.raises(ValueError, match="moon"):
+        RenderConfig(backgrounds={"moon": 1.0})
+
+
+def test_script(small_camera_json, tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--num-images", "2", "--camera", small_camera_json, "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "train.json" in out and "keypoints per image: 19" in out
+    assert len(json.loads((tmp_path / "train.json").read_text())) == 2
+    assert main(["--out", str(tmp_path), "--camera", str(tmp_path / "missing_cam.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing_cam.json" in err and err.count("\n") == 1
