@@ -1,0 +1,424 @@
+"""Plots and overlays for training runs and evaluations, written as PNG files.
+
+Every function that writes a file writes it atomically (`atomic_path`) and returns
+its path. Colours follow the Okabe-Ito palette, which stays distinguishable under
+the common colour-vision deficiencies. Keypoint overlays are drawn with Pillow
+(fast enough for thousands of images); figures with matplotlib's Agg backend.
+
+Pixel-centre convention: pixel i covers [i, i + 1), its centre is i + 0.5. A point
+(x, y) in an image's pixel frame is drawn at continuous position (x, y), so
+heatmap panels use `extent=(0, w, h, 0)` and markers land on the pixel they lie in.
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from common.data_io import atomic_path  # noqa: E402
+
+DPI = 120
+
+# Okabe-Ito colours.
+BLUE = "#0072B2"
+ORANGE = "#E69F00"
+GREEN = "#009E73"
+VERMILLION = "#D55E00"
+SKY = "#56B4E9"
+PURPLE = "#CC79A7"
+BLACK = "#000000"
+
+# Overlay colours (RGB): truth and prediction also differ in shape (circle vs cross),
+# so they stay apart for readers who cannot tell red from green.
+TRUTH_RGB = (0, 220, 0)
+PRED_RGB = (255, 30, 30)
+LINK_RGB = (255, 230, 0)
+LOW_SCORE_ALPHA = 110  # of 255: predictions below the score threshold are dimmed
+
+# Substrings of metric names where larger is better (for marking the best epoch).
+_HIGHER_IS_BETTER = ("acc", "pck", "auc", "precision", "recall", "f1", "iou", "map", "sdr")
+_LR_KEYS = ("learning_rate", "lr")
+
+
+def plot_history(history, path, title="Training"):
+    """Plot training curves: one panel per metric, train and `val_` on the same axes.
+
+    Args:
+        history: {name: per-epoch values}, e.g. `keras.callbacks.History.history`.
+            `val_<name>` is drawn with `<name>`; `learning_rate` or `lr` gets its own
+            panel. NaN values (a diverged epoch) leave gaps.
+        path: output PNG path.
+        title: figure title.
+
+    Returns:
+        `Path` of the written PNG.
+
+    A panel uses a log y axis when its positive values span more than two decades.
+    The best validation epoch (lowest, or highest for accuracy-like names such as
+    "pck" or "acc") is marked.
+    """
+    if not history or not any(len(v) for v in history.values()):
+        raise ValueError(f"history has no values to plot. Received: keys={list(history or {})}")
+    lr_key = next((k for k in _LR_KEYS if k in history), None)
+    families = []
+    for name in history:
+        if name in _LR_KEYS:
+            continue
+        base = name[4:] if name.startswith("val_") else name
+        if base not in families:
+            families.append(base)
+    panels = families + ([lr_key] if lr_key else [])
+
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
+    for ax, name in zip(axes.flat, panels):
+        if name == lr_key:
+            _plot_series(ax, history[name], "learning rate", PURPLE)
+            ax.set_title("learning rate")
+            ax.set_ylabel("learning rate")
+            series = [history[name]]
+        else:
+            series = []
+            for key, label, colour in ((name, "train", BLUE), (f"val_{name}", "validation", ORANGE)):
+                if key in history:
+                    _plot_series(ax, history[key], label, colour)
+                    series.append(history[key])
+            if f"val_{name}" in history:
+                _mark_best(ax, history[f"val_{name}"], higher_is_better=_higher_is_better(name))
+            ax.set_title(name)
+            ax.set_ylabel(name)
+        values = np.concatenate([np.asarray(s, dtype=np.float64) for s in series])
+        positive = values[np.isfinite(values) & (values > 0)]
+        if positive.size and positive.size == np.isfinite(values).sum() and positive.max() > 100 * positive.min():
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def draw_keypoints(
+    image,
+    xy_pred=None,
+    xy_true=None,
+    visible_true=None,
+    scores=None,
+    score_threshold=None,
+    keypoint_names=None,
+    scale=1,
+):
+    """Draw true and predicted keypoints on an image with Pillow.
+
+    Args:
+        image: `(H, W, 3)` or `(H, W)` uint8.
+        xy_pred: `(K, 2)` predicted (x, y) in the image's pixel frame, or None.
+            Non-finite rows are skipped.
+        xy_true: `(K, 2)` true (x, y) in the same frame, or None.
+        visible_true: `(K,)` bool; only visible truths (and their links) are drawn.
+            None = all visible.
+        scores: `(K,)` prediction scores, or None.
+        score_threshold: predictions with `scores < score_threshold` are drawn dimmed.
+            None = none dimmed.
+        keypoint_names: K labels drawn beside the points; None labels them by index.
+        scale: integer upscale factor (nearest neighbour) applied before drawing, so a
+            128x128 input stays readable; a point (x, y) is drawn at (x*scale, y*scale).
+
+    Returns:
+        RGB `PIL.Image.Image` of size (W*scale, H*scale).
+
+    Truth: green ring with a centre dot. Prediction: red X. A yellow line joins each
+    visible truth to its prediction.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+        raise ValueError(f"image must be uint8 (H, W, 3) or (H, W). Received: shape={image.shape}, dtype={image.dtype}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer. Received: scale={scale}")
+    scale = int(scale)
+    xy_pred = _optional_array(xy_pred, "xy_pred", (None, 2), np.float64)
+    xy_true = _optional_array(xy_true, "xy_true", (None, 2), np.float64)
+    num_keypoints = next((len(a) for a in (xy_pred, xy_true) if a is not None), None)
+    visible_true = _optional_array(visible_true, "visible_true", (num_keypoints,), bool)
+    scores = _optional_array(scores, "scores", (num_keypoints,), np.float64)
+    if xy_pred is not None and xy_true is not None and len(xy_pred) != len(xy_true):
+        raise ValueError(f"xy_pred and xy_true differ in K. Received: {xy_pred.shape} and {xy_true.shape}")
+    if num_keypoints is None:
+        num_keypoints = 0
+    if keypoint_names is not None and len(keypoint_names) != num_keypoints:
+        raise ValueError(f"keypoint_names has {len(keypoint_names)} names for {num_keypoints} keypoints")
+    labels = [str(k) for k in range(num_keypoints)] if keypoint_names is None else [str(n) for n in keypoint_names]
+
+    base = Image.fromarray(image).convert("RGB")
+    if scale > 1:
+        base = base.resize((base.width * scale, base.height * scale), Image.NEAREST)
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    radius = max(3, 2 * scale)
+    width = max(1, scale // 2)
+    font = _font(max(10, 3 * scale))
+
+    def to_canvas(xy):
+        # Continuous position x*scale; Pillow's integer coordinate i is pixel i's
+        # centre (continuous i + 0.5), hence the -0.5.
+        return xy[0] * scale - 0.5, xy[1] * scale - 0.5
+
+    truth_ok = np.zeros(num_keypoints, bool)
+    if xy_true is not None:
+        truth_ok = np.isfinite(xy_true).all(axis=1) & (True if visible_true is None else visible_true)
+    pred_ok = np.zeros(num_keypoints, bool) if xy_pred is None else np.isfinite(xy_pred).all(axis=1)
+    confident = np.ones(num_keypoints, bool)
+    if scores is not None and score_threshold is not None:
+        confident = scores >= score_threshold
+
+    # Order: links, truths, labels, then predictions on top.
+    for k in np.flatnonzero(truth_ok & pred_ok):
+        alpha = 255 if confident[k] else LOW_SCORE_ALPHA
+        draw.line([to_canvas(xy_true[k]), to_canvas(xy_pred[k])], fill=LINK_RGB + (alpha,), width=max(1, width // 2))
+    for k in np.flatnonzero(truth_ok):
+        x, y = to_canvas(xy_true[k])
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=TRUTH_RGB + (255,), width=width)
+        dot = max(1.0, scale / 2)
+        draw.ellipse([x - dot, y - dot, x + dot, y + dot], fill=TRUTH_RGB + (255,))
+    for k in range(num_keypoints):
+        anchor = xy_true[k] if truth_ok[k] else (xy_pred[k] if pred_ok[k] else None)
+        if anchor is None:
+            continue
+        x, y = to_canvas(anchor)
+        draw.text(
+            (x + radius + 1, y - 2 * radius - 1),
+            labels[k],
+            fill=(255, 255, 255, 255),
+            font=font,
+            stroke_width=1,
+            stroke_fill=(0, 0, 0, 255),
+        )
+    for k in np.flatnonzero(pred_ok):
+        x, y = to_canvas(xy_pred[k])
+        fill = PRED_RGB + ((255,) if confident[k] else (LOW_SCORE_ALPHA,))
+        r = radius * 0.8
+        draw.line([(x - r, y - r), (x + r, y + r)], fill=fill, width=width + 1)
+        draw.line([(x - r, y + r), (x + r, y - r)], fill=fill, width=width + 1)
+    return Image.alpha_composite(base.convert("RGBA"), overlay).convert("RGB")
+
+
+def save_overlay(path, image, xy_pred=None, xy_true=None, visible_true=None, scores=None,
+                 score_threshold=None, keypoint_names=None, scale=1):
+    """Write `draw_keypoints(...)` to `path` atomically (format from the suffix); return the path."""
+    drawn = draw_keypoints(image, xy_pred, xy_true, visible_true, scores, score_threshold, keypoint_names, scale)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        drawn.save(tmp)
+    return path
+
+
+def plot_heatmaps(image, heatmaps, path, keypoint_names=None, xy_pred_heatmap=None, max_cols=6):
+    """Show an image and its K heatmaps in a grid, one panel per keypoint.
+
+    Args:
+        image: `(H, W, 3)` or `(H, W)` uint8, the model input.
+        heatmaps: `(h, w, K)` float heatmaps (one image, channels last).
+        path: output PNG path.
+        keypoint_names: K panel titles; None = "kp0", "kp1", ...
+        xy_pred_heatmap: `(K, 2)` decoded (x, y) in the heatmap frame, drawn as a
+            red X beside the argmax peak (white +). None = peaks only.
+        max_cols: panels per row.
+
+    Returns:
+        `Path` of the written PNG.
+
+    All heatmap panels share one colour scale, min(0, min) .. max over all K maps,
+    so weak maps look weak; each title gives the map's peak value.
+    """
+    image = np.asarray(image)
+    heatmaps = np.asarray(heatmaps, dtype=np.float64)
+    if heatmaps.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (h, w, K). Received: heatmaps.shape={heatmaps.shape}")
+    h, w, num_keypoints = heatmaps.shape
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must have shape (H, W, 3) or (H, W). Received: image.shape={image.shape}")
+    names = [f"kp{k}" for k in range(num_keypoints)] if keypoint_names is None else [str(n) for n in keypoint_names]
+    if len(names) != num_keypoints:
+        raise ValueError(f"keypoint_names has {len(names)} names for {num_keypoints} heatmaps")
+    xy_pred_heatmap = _optional_array(xy_pred_heatmap, "xy_pred_heatmap", (num_keypoints, 2), np.float64)
+
+    finite = heatmaps[np.isfinite(heatmaps)]
+    vmin = min(0.0, float(finite.min())) if finite.size else 0.0
+    vmax = float(finite.max()) if finite.size else 1.0
+    vmax = max(vmax, vmin + 1e-6)  # an all-zero (collapsed) output still plots
+
+    panels = num_keypoints + 1
+    ncols = max(1, min(max_cols, panels))
+    nrows = math.ceil(panels / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.8, 2.7 * nrows), squeeze=False, layout="constrained")
+    flat = axes.flat
+    ax = flat[0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, extent=(0, image.shape[1], image.shape[0], 0))
+    ax.set_title(f"input {image.shape[1]}x{image.shape[0]}")
+    ax.set_xlabel("x (input px)")
+    ax.set_ylabel("y (input px)")
+    shown = None
+    for k in range(num_keypoints):
+        ax = flat[k + 1]
+        hm = heatmaps[:, :, k]
+        shown = ax.imshow(hm, cmap="viridis", vmin=vmin, vmax=vmax, extent=(0, w, h, 0), interpolation="nearest")
+        if np.isfinite(hm).any():
+            row, col = np.unravel_index(np.nanargmax(hm), hm.shape)
+            peak = hm[row, col]
+            ax.plot(col + 0.5, row + 0.5, "+", color="white", markersize=9, markeredgewidth=1.5, label="argmax")
+        else:
+            peak = float("nan")
+        if xy_pred_heatmap is not None and np.isfinite(xy_pred_heatmap[k]).all():
+            ax.plot(*xy_pred_heatmap[k], "x", color=VERMILLION, markersize=8, markeredgewidth=1.5, label="decoded")
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_title(f"{names[k]}\npeak {peak:.3g}", fontsize="medium")
+        ax.tick_params(labelsize="x-small")
+    if num_keypoints:
+        flat[1].legend(fontsize="x-small", loc="lower right", framealpha=0.6)
+        fig.colorbar(shown, ax=list(flat[1 : num_keypoints + 1]), shrink=0.8, label="heatmap value")
+    for ax in list(flat)[panels:]:
+        ax.set_axis_off()
+    fig.suptitle(f"Heatmaps ({h}x{w} px, markers at pixel centres)")
+    return _save_figure(fig, path)
+
+
+def plot_error_histogram(errors, path, thresholds=(2, 5, 10), unit="px", title="Keypoint error"):
+    """Histogram of keypoint errors with the PCK thresholds marked.
+
+    Args:
+        errors: `(M,)` Euclidean errors, e.g. `metrics.keypoint_errors(...)`.
+        path: output PNG path.
+        thresholds: drawn as vertical lines labelled with the fraction <= each.
+        unit: axis unit, naming the frame, e.g. "px in the 128x128 input frame".
+        title: figure title.
+
+    Returns:
+        `Path` of the written PNG.
+
+    The x axis stops near the 99th percentile so a few wild errors do not squash
+    the rest; the count beyond the axis is given in the legend.
+    """
+    errors = np.asarray(errors, dtype=np.float64).ravel()
+    if not np.isfinite(errors).all():
+        raise ValueError(f"errors must be finite. Received: {int((~np.isfinite(errors)).sum())} non-finite of {errors.size}")
+    thresholds = [float(t) for t in thresholds]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    if errors.size == 0:
+        ax.text(0.5, 0.5, "no visible keypoints", ha="center", va="center", transform=ax.transAxes)
+    else:
+        upper = max(float(np.percentile(errors, 99)), max(thresholds, default=0.0)) * 1.1 or 1.0
+        beyond = int((errors > upper).sum())
+        label = f"{errors.size} keypoints" + (f" ({beyond} beyond {upper:.3g})" if beyond else "")
+        ax.hist(errors, bins=min(60, max(10, errors.size // 20)), range=(0, upper),
+                color=SKY, edgecolor=BLUE, label=label)
+        colours = (GREEN, ORANGE, VERMILLION, PURPLE, BLACK)
+        for i, t in enumerate(thresholds):
+            fraction = float(np.mean(errors <= t))
+            ax.axvline(t, color=colours[i % len(colours)], linestyle="--", linewidth=1.5,
+                       label=f"≤ {t:g}: {100 * fraction:.1f}%")
+        title = f"{title}: median {np.median(errors):.3g}, mean {errors.mean():.3g}"
+        ax.set_xlim(0, upper)
+        ax.legend(fontsize="small")
+    ax.set_title(title)
+    ax.set_xlabel(f"error ({unit})")
+    ax.set_ylabel("keypoints")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def plot_per_keypoint_error(summary, path, title="Mean error per keypoint"):
+    """Bar chart of the mean error per keypoint from `metrics.keypoint_error_summary`.
+
+    Args:
+        summary: the dict returned by `keypoint_error_summary` (or its JSON reload).
+        path: output PNG path.
+        title: figure title.
+
+    Returns:
+        `Path` of the written PNG.
+
+    Each bar is labelled with its count of visible instances; never-visible
+    keypoints show "n/a" and no bar. A dashed line marks the overall mean.
+    """
+    rows = summary["per_keypoint"]
+    unit = summary.get("unit", "px")
+    names = [row["name"] for row in rows]
+    means = [row["euclidean_mean"] for row in rows]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2.0), 4.0), layout="constrained")
+    x = np.arange(len(rows))
+    heights = [m if m is not None else 0.0 for m in means]
+    bars = ax.bar(x, heights, color=BLUE)
+    top = max(heights, default=0.0) or 1.0
+    for bar, row in zip(bars, rows):
+        text = f"n={row['count']}" if row["euclidean_mean"] is not None else "n/a"
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01 * top, text,
+                ha="center", va="bottom", fontsize="x-small", rotation=90 if len(rows) > 12 else 0)
+    overall = summary.get("euclidean", {}).get("mean")
+    if overall is not None:
+        ax.axhline(overall, color=VERMILLION, linestyle="--", label=f"all keypoints: {overall:.3g}")
+        ax.legend(fontsize="small")
+    ax.set_xticks(x, names, rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+    ax.set_ylim(0, top * 1.2)
+    ax.set_xlabel("keypoint")
+    ax.set_ylabel(f"mean Euclidean error ({unit})")
+    ax.set_title(f"{title} ({summary.get('count', 0)} visible in {summary.get('images', 0)} images)")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path):
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _plot_series(ax, values, label, colour):
+    values = np.asarray(values, dtype=np.float64)
+    epochs = np.arange(1, values.size + 1)
+    ax.plot(epochs, values, color=colour, label=label, marker="o" if values.size <= 30 else None, markersize=3)
+
+
+def _mark_best(ax, values, higher_is_better):
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return
+    best = int(np.nanargmax(values) if higher_is_better else np.nanargmin(values))
+    ax.axvline(best + 1, color=GREEN, linestyle=":", linewidth=1.2)
+    ax.plot(best + 1, values[best], "*", color=GREEN, markersize=12,
+            label=f"best val: epoch {best + 1}, {values[best]:.4g}")
+
+
+def _higher_is_better(name):
+    return not name.endswith("loss") and any(s in name.lower() for s in _HIGHER_IS_BETTER)
+
+
+def _optional_array(value, name, shape, dtype):
+    """None, or `value` as an array of `dtype` whose shape matches `shape` (None = any)."""
+    if value is None:
+        return None
+    array = np.asarray(value).astype(dtype)
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+        wanted = "(" + ", ".join("K" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise ValueError(f"{name} must have shape {wanted}. Received: {name}.shape={array.shape}")
+    return array
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed-size bitmap font
+        return ImageFont.load_default()

@@ -1,0 +1,117 @@
+"""Metrics against hand-computed numbers."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from common.metrics import keypoint_error_summary, keypoint_errors, pck_curve, visibility_precision_recall
+
+
+def _one_image_three_keypoints():
+    # Keypoint 0: error (3, 4) -> 5 px. Keypoint 1: error (0, -1) -> 1 px.
+    # Keypoint 2: invisible, huge error and NaN truth; must be ignored.
+    xy_true = np.array([[[10.0, 20.0], [30.0, 40.0], [np.nan, np.nan]]])
+    xy_pred = np.array([[[13.0, 24.0], [30.0, 39.0], [900.0, -900.0]]])
+    visible = np.array([[True, True, False]])
+    return xy_pred, xy_true, visible
+
+
+def test_summary_hand_computed():
+    xy_pred, xy_true, visible = _one_image_three_keypoints()
+    s = keypoint_error_summary(xy_pred, xy_true, visible, thresholds=(2, 5, 10), keypoint_names=["a", "b", "c"])
+    assert s["count"] == 2 and s["images"] == 1 and s["unit"] == "px"
+    assert s["mae"] == pytest.approx({"dx": 1.5, "dy": 2.5})  # (3+0)/2, (4+1)/2
+    assert s["rmse"] == pytest.approx({"dx": math.sqrt(4.5), "dy": math.sqrt(8.5)})  # sqrt(9/2), sqrt(17/2)
+    # errors [5, 1]: mean 3, median 3, p95 (linear) 1 + 0.95 * 4 = 4.8, max 5.
+    assert s["euclidean"] == pytest.approx({"mean": 3.0, "median": 3.0, "p95": 4.8, "max": 5.0})
+    # PCK is inclusive: the 5 px error counts at t = 5.
+    assert s["pck"] == {"2": 0.5, "5": 1.0, "10": 1.0}
+    per = {row["name"]: row for row in s["per_keypoint"]}
+    assert per["a"]["count"] == 1 and per["a"]["euclidean_mean"] == 5.0
+    assert per["a"]["pck"] == {"2": 0.0, "5": 1.0, "10": 1.0}
+    assert per["b"]["euclidean_mean"] == 1.0 and per["b"]["pck"]["2"] == 1.0
+
+
+def test_summary_never_visible_keypoint_is_null_and_json_ready():
+    xy_pred, xy_true, visible = _one_image_three_keypoints()
+    s = keypoint_error_summary(xy_pred, xy_true, visible, thresholds=(2.5,))
+    never = s["per_keypoint"][2]
+    assert never == {"index": 2, "name": "kp2", "count": 0, "euclidean_mean": None, "pck": {"2.5": None}}
+    # Plain Python types only: the strict encoder rejects NaN and numpy scalars.
+    assert json.loads(json.dumps(s, allow_nan=False)) == s
+
+
+def test_summary_zero_visible_gives_nulls_without_warnings():
+    xy = np.zeros((2, 3, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = keypoint_error_summary(xy, xy + 1, np.zeros((2, 3), bool))
+        curve = pck_curve(xy, xy + 1, np.zeros((2, 3), bool), [1, 2])
+    assert s["count"] == 0 and s["images"] == 2
+    assert s["mae"] == {"dx": None, "dy": None}
+    assert s["euclidean"]["p95"] is None and s["pck"] == {"2": None, "5": None, "10": None}
+    assert all(row["count"] == 0 for row in s["per_keypoint"])
+    assert np.isnan(curve).all()
+
+
+def test_shape_errors_name_argument_and_shapes():
+    xy = np.zeros((2, 3, 2))
+    with pytest.raises(ValueError, match=r"visible.*\(2, 3\).*Received: visible.shape=\(2, 4\)"):
+        keypoint_error_summary(xy, xy, np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=r"xy_true.*xy_true.shape=\(2, 3, 3\)"):
+        keypoint_error_summary(xy, np.zeros((2, 3, 3)), np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match=r"xy_pred.*\(N, K, 2\).*xy_pred.shape=\(3, 2\)"):
+        keypoint_errors(np.zeros((3, 2)), np.zeros((3, 2)), np.ones(3, bool))
+    with pytest.raises(ValueError, match="keypoint_names has 2 names for 3"):
+        keypoint_error_summary(xy, xy, np.ones((2, 3), bool), keypoint_names=["a", "b"])
+
+
+def test_non_finite_visible_keypoint_is_an_error():
+    xy_pred, xy_true, visible = _one_image_three_keypoints()
+    xy_pred[0, 1] = np.nan
+    with pytest.raises(ValueError, match="image 0, keypoint 1"):
+        keypoint_errors(xy_pred, xy_true, visible)
+
+
+def test_pck_curve_monotone_and_matches_errors():
+    rng = np.random.default_rng(0)
+    xy_true = rng.uniform(0, 128, (20, 5, 2))
+    xy_pred = xy_true + rng.normal(0, 4, xy_true.shape)
+    visible = rng.random((20, 5)) > 0.3
+    thresholds = np.linspace(0, 20, 41)
+    curve = pck_curve(xy_pred, xy_true, visible, thresholds)
+    assert curve.shape == (41,)
+    assert np.all(np.diff(curve) >= 0) and curve[0] == 0.0 and 0 <= curve[-1] <= 1
+    errors = keypoint_errors(xy_pred, xy_true, visible)
+    assert errors.shape == (visible.sum(),)
+    assert curve[10] == pytest.approx(np.mean(errors <= 5.0))
+    hand = pck_curve(*_one_image_three_keypoints(), [0.5, 1, 4.99, 5])
+    np.testing.assert_array_equal(hand, [0.0, 0.5, 0.5, 1.0])
+
+
+def test_visibility_precision_recall_hand_case():
+    scores = np.array([[0.9, 0.6, 0.2, 0.5], [0.1, 0.7, np.nan, 0.4]])
+    visible = np.array([[1, 1, 1, 0], [0, 0, 1, 1]], bool)
+    # Predicted (>= 0.5): 0.9 0.6 0.5 0.7.  TP: 0.9, 0.6.  FP: 0.5, 0.7.
+    # FN: 0.2, NaN, 0.4.  TN: 0.1.
+    r = visibility_precision_recall(scores, visible, 0.5)
+    assert (r["true_positive"], r["false_positive"], r["false_negative"], r["true_negative"]) == (2, 2, 3, 1)
+    assert r["precision"] == pytest.approx(0.5)
+    assert r["recall"] == pytest.approx(0.4)
+    assert r["f1"] == pytest.approx(2 * 0.5 * 0.4 / 0.9)
+    assert r["threshold"] == 0.5
+
+
+def test_visibility_precision_recall_zero_division_is_null():
+    visible = np.array([True, False])
+    r = visibility_precision_recall(np.array([0.1, 0.2]), visible, 0.5)
+    assert r["precision"] is None and r["recall"] == 0.0 and r["f1"] is None
+    r = visibility_precision_recall(np.array([0.1, 0.9]), np.array([False, False]), 0.5)
+    assert r["recall"] is None and r["precision"] == 0.0 and r["f1"] is None
+    r = visibility_precision_recall(np.array([0.1, 0.9]), np.array([True, False]), 0.5)
+    assert r["precision"] == 0.0 and r["recall"] == 0.0 and r["f1"] == 0.0
+    with pytest.raises(ValueError, match=r"scores.shape=\(3,\), visible.shape=\(2,\)"):
+        visibility_precision_recall(np.zeros(3), visible, 0.5)

@@ -1,0 +1,116 @@
+"""Each plot writes a valid PNG atomically; overlays put colours where the points are."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.metrics import keypoint_error_summary
+from common.plots import (
+    draw_keypoints,
+    plot_error_histogram,
+    plot_heatmaps,
+    plot_history,
+    plot_per_keypoint_error,
+    save_overlay,
+)
+
+
+def _check_png(path, folder, size=None):
+    assert path.is_file() and path.stat().st_size > 0
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        img.verify()
+    if size is not None:
+        with Image.open(path) as img:
+            assert img.size == size
+    assert sorted(p.name for p in folder.iterdir()) == [path.name], "temp files left behind"
+
+
+def _is_green(rgb):
+    r, g, b = (int(v) for v in rgb)
+    return g > 150 and g > r + 80 and g > b + 80
+
+
+def _is_red(rgb):
+    r, g, b = (int(v) for v in rgb)
+    return r > 150 and r > g + 80 and r > b + 80
+
+
+def test_plot_history(tmp_path):
+    history = {
+        "loss": [10.0, 1.0, 0.1, 0.02],  # spans > 2 decades -> log axis
+        "val_loss": [12.0, 2.0, 0.3, 0.5],
+        "pck_5": [0.1, 0.4, 0.6, 0.7],
+        "val_pck_5": [0.1, 0.5, 0.55, 0.5],
+        "learning_rate": [1e-3, 1e-3, 1e-4, 1e-4],
+    }
+    path = plot_history(history, tmp_path / "history.png", title="stage 2")
+    _check_png(path, tmp_path)
+    with pytest.raises(ValueError, match="no values"):
+        plot_history({}, tmp_path / "empty.png")
+
+
+def test_draw_keypoints_colours_at_points():
+    image = np.full((32, 32, 3), 40, np.uint8)
+    xy_true = np.array([[8.5, 8.5], [20.0, 10.0], [5.0, 25.0]])
+    xy_pred = np.array([[12.5, 16.5], [20.0, 12.0], [28.0, 28.0]])
+    visible = np.array([True, True, False])
+    drawn = draw_keypoints(image, xy_pred, xy_true, visible, scale=4)
+    assert isinstance(drawn, Image.Image) and drawn.size == (128, 128) and drawn.mode == "RGB"
+    pixels = np.asarray(drawn)
+    # (x, y) is drawn at (4x, 4y): truth 0 at pixel row 34 col 34, prediction 0 at row 66 col 50.
+    assert _is_green(pixels[34, 34])
+    assert _is_red(pixels[66, 50])
+    # The invisible truth (5, 25) is not drawn; its prediction is.
+    assert tuple(pixels[100, 20]) == (40, 40, 40)
+    assert _is_red(pixels[112, 112])
+
+
+def test_draw_keypoints_dims_low_scores_and_checks_shapes():
+    image = np.zeros((16, 16, 3), np.uint8)
+    xy_pred = np.array([[4.5, 4.5], [12.5, 12.5]])
+    drawn = np.asarray(draw_keypoints(image, xy_pred, scores=[0.9, 0.1], score_threshold=0.5, scale=2))
+    assert _is_red(drawn[9, 9])
+    assert 0 < drawn[25, 25, 0] < drawn[9, 9, 0]  # dimmed, still there
+    with pytest.raises(ValueError, match=r"xy_true must have shape \(K, 2\)"):
+        draw_keypoints(image, xy_true=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"scores must have shape \(2,\)"):
+        draw_keypoints(image, xy_pred, scores=[0.1, 0.2, 0.3])
+
+
+def test_save_overlay(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (24, 20, 3), dtype=np.uint8)
+    xy = np.array([[3.0, 4.0], [10.0, 12.0]])
+    path = save_overlay(tmp_path / "overlay.png", image, xy + 1, xy, keypoint_names=["tip", "base"], scale=3)
+    _check_png(path, tmp_path, size=(60, 72))
+
+
+def test_plot_heatmaps(tmp_path):
+    h, w, k = 16, 16, 3
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    centres = [(4.5, 4.5), (10.5, 6.5), (12.5, 12.5)]
+    heatmaps = np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 4.0) * (k_ + 1) / k for k_, (cx, cy) in enumerate(centres)], -1)
+    image = np.zeros((64, 64, 3), np.uint8)
+    path = plot_heatmaps(image, heatmaps, tmp_path / "heatmaps.png", keypoint_names=["a", "b", "c"],
+                         xy_pred_heatmap=np.array(centres), max_cols=2)
+    _check_png(path, tmp_path)
+    with pytest.raises(ValueError, match=r"heatmaps must have shape \(h, w, K\)"):
+        plot_heatmaps(image, heatmaps[..., 0], tmp_path / "bad.png")
+
+
+def test_plot_error_histogram(tmp_path):
+    errors = np.abs(np.random.default_rng(1).normal(0, 3, 500))
+    errors[:3] = 400.0  # wild outliers beyond the axis
+    path = plot_error_histogram(errors, tmp_path / "errors.png", unit="px in the 128x128 input frame")
+    _check_png(path, tmp_path)
+    empty = plot_error_histogram(np.zeros(0), tmp_path / "sub" / "empty.png")
+    _check_png(empty, tmp_path / "sub")
+
+
+def test_plot_per_keypoint_error(tmp_path):
+    xy_true = np.zeros((2, 3, 2))
+    xy_pred = xy_true + np.array([3.0, 4.0])
+    visible = np.array([[True, True, False], [True, False, False]])
+    summary = keypoint_error_summary(xy_pred, xy_true, visible, keypoint_names=["a", "b", "never"])
+    path = plot_per_keypoint_error(summary, tmp_path / "per_keypoint.png")
+    _check_png(path, tmp_path)
