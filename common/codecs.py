@@ -20,6 +20,8 @@ JAX); `decode` is numpy post-processing; `decode_soft` is the differentiable
 import numpy as np
 from keras import ops
 
+from common.layers import soft_argmax
+
 
 class GaussianHeatmapCodec:
     """Unnormalised Gaussian heatmaps with argmax + log-parabola decoding.
@@ -30,7 +32,8 @@ class GaussianHeatmapCodec:
     """
 
     def __init__(self, heatmap_size=(64, 64), sigma=2.0):
-        heatmap_size = tuple(heatmap_size) if isinstance(heatmap_size, (list, tuple)) else heatmap_size
+        if isinstance(heatmap_size, list):  # JSON configs turn tuples into lists
+            heatmap_size = tuple(heatmap_size)
         if (
             not isinstance(heatmap_size, tuple)
             or len(heatmap_size) != 2
@@ -115,9 +118,7 @@ class GaussianHeatmapCodec:
         return xy_norm.astype(np.float32), scores.astype(np.float32)
 
     def decode_soft(self, heatmaps, beta=15.0, debias=False):
-        """Soft-argmax decode (the `SoftArgMax` layer's math); returns `(batch, K, 2)`."""
-        from common.layers import soft_argmax
-
+        """Soft-argmax decode (the `SoftArgMax` layer's math); returns `(batch, K, 2)` float32."""
         return soft_argmax(heatmaps, beta=beta, debias=debias)
 
     def get_config(self):

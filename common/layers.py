@@ -28,7 +28,9 @@ def soft_argmax(heatmaps, beta=15.0, debias=False):
     `r` is computed in log space (`C = exp(beta * max) * sum exp(beta * (h - max))`),
     so large inputs do not overflow; where `1 - r` is tiny (no peak, e.g. an all-zero
     map) the plain `x_soft` is returned. Background values above 0 (e.g. sigmoid
-    outputs of 0.01) make the correction approximate.
+    outputs of 0.01) make the correction approximate, and for a nearly flat map
+    (`r` close to 1, early in training) it divides by a small `1 - r`, which
+    amplifies noise; the result is not clipped to [0, 1].
 
     Args:
         heatmaps: `(batch, H, W, K)`.
@@ -151,7 +153,8 @@ class PhotometricAugment(keras.layers.Layer):
     each image gets its own 1D kernel (radius `ceil(3 * max_blur_sigma)`), applied as
     a weighted sum of shifted copies of the reflect-padded batch. Geometry never
     changes, so keypoints stay valid. Identity (apart from the cast to the compute
-    dtype) when `training` is False.
+    dtype) when `training` is False. Images must be larger than the blur radius
+    (reflect padding).
 
     Args:
         blur_prob: probability of blurring each image.
