@@ -1,0 +1,147 @@
+"""Gaussian heatmap codec: keypoints -> training targets, heatmaps -> keypoints.
+
+One codec object builds the training targets (`encode`) and decodes the predictions
+(`decode`, `decode_soft`), so the two cannot drift apart (the mmpose codec design).
+
+Conventions (stated once here; every heatmap function in the package follows them):
+
+- Heatmaps are channels-last: `(batch, H, W, K)`, one map per keypoint.
+- Keypoints are `xy_norm`, `(batch, K, 2)` as `(x, y)` normalised to `[0, 1]` of the
+  frame. Coordinates are continuous: pixel `i` covers `[i, i + 1)` and its centre is
+  `i + 0.5`. Heatmap pixel `j`'s centre is therefore at `x_norm = (j + 0.5) / W`, and
+  `x_heatmap = x_norm * W` converts to heatmap pixels.
+- Visibility is `(batch, K)`, float or bool; nonzero means visible.
+
+`encode` is `keras.ops` code (it runs inside losses on the device, on TensorFlow and
+JAX); `decode` is numpy post-processing; `decode_soft` is the differentiable
+`SoftArgMax` expectation.
+"""
+
+import numpy as np
+from keras import ops
+
+from common.layers import soft_argmax
+
+
+class GaussianHeatmapCodec:
+    """Unnormalised Gaussian heatmaps with argmax + log-parabola decoding.
+
+    Args:
+        heatmap_size: `(H, W)` of the heatmaps in pixels.
+        sigma: standard deviation of the Gaussian in heatmap pixels.
+    """
+
+    def __init__(self, heatmap_size=(64, 64), sigma=2.0):
+        if isinstance(heatmap_size, list):  # JSON configs turn tuples into lists
+            heatmap_size = tuple(heatmap_size)
+        if (
+            not isinstance(heatmap_size, tuple)
+            or len(heatmap_size) != 2
+            or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in heatmap_size)
+        ):
+            raise ValueError(
+                "`heatmap_size` must be two positive integers (H, W). "
+                f"Received: heatmap_size={heatmap_size}"
+            )
+        if not sigma > 0:
+            raise ValueError(f"`sigma` must be positive. Received: sigma={sigma}")
+        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
+        self.sigma = float(sigma)
+
+    def encode(self, xy_norm, visible=None):
+        """Build Gaussian target heatmaps (keras.ops; numpy or backend tensors).
+
+        Each map is `exp(-d^2 / (2 sigma^2))` with `d` the distance in heatmap pixels
+        from the pixel centre to the keypoint, so the peak value is 1 exactly at the
+        keypoint (which may lie between pixel centres). A keypoint that is invisible,
+        outside `[0, 1]` or NaN gets an all-zero map and weight 0.
+
+        Args:
+            xy_norm: `(batch, K, 2)` keypoints `(x, y)` in `[0, 1]`.
+            visible: `(batch, K)` visibility, or None for all visible.
+
+        Returns:
+            heatmaps: `(batch, H, W, K)` float32.
+            weights: `(batch, K)` float32, 1 for a keypoint with a target peak.
+        """
+        height, width = self.heatmap_size
+        xy_norm = ops.cast(ops.convert_to_tensor(xy_norm), "float32")
+        x_norm, y_norm = xy_norm[..., 0], xy_norm[..., 1]
+        inside = (x_norm >= 0.0) & (x_norm <= 1.0) & (y_norm >= 0.0) & (y_norm <= 1.0)
+        if visible is not None:
+            inside = inside & (ops.cast(ops.convert_to_tensor(visible), "float32") > 0)
+        weights = ops.cast(inside, "float32")
+        # Park invalid (possibly NaN) keypoints at the centre so 0 * NaN never appears.
+        x_heatmap = ops.where(inside, x_norm, 0.5) * width  # (batch, K)
+        y_heatmap = ops.where(inside, y_norm, 0.5) * height
+        x_centres = ops.arange(width, dtype="float32") + 0.5
+        y_centres = ops.arange(height, dtype="float32") + 0.5
+        dx2 = ops.square(x_centres[None, :, None] - x_heatmap[:, None, :])  # (batch, W, K)
+        dy2 = ops.square(y_centres[None, :, None] - y_heatmap[:, None, :])  # (batch, H, K)
+        d2 = dy2[:, :, None, :] + dx2[:, None, :, :]  # (batch, H, W, K)
+        heatmaps = ops.exp(-d2 / (2.0 * self.sigma**2)) * weights[:, None, None, :]
+        return heatmaps, weights
+
+    def decode(self, heatmaps):
+        """Argmax + sub-pixel log-parabola refinement (numpy).
+
+        For each axis a parabola is fitted to the log heatmap at three consecutive
+        pixels around the maximum (shifted inward at a border, so a peak in the first
+        or last pixel is still refined) and its vertex is taken, clipped to +-0.5 px
+        of the argmax pixel centre. For a Gaussian the log is an exact parabola, so
+        encoded targets decode back exactly up to float error. A flat or non-concave
+        neighbourhood (e.g. an all-zero map) keeps the pixel centre.
+
+        Args:
+            heatmaps: `(batch, H, W, K)` numpy array or backend tensor.
+
+        Returns:
+            xy_norm: `(batch, K, 2)` float32 keypoints in `[0, 1]`.
+            scores: `(batch, K)` float32 peak values.
+        """
+        heatmaps = np.asarray(ops.convert_to_numpy(heatmaps), dtype=np.float32)
+        if heatmaps.ndim != 4:
+            raise ValueError(
+                f"`heatmaps` must have shape (batch, H, W, K). Received: shape={heatmaps.shape}"
+            )
+        batch, height, width, num_keypoints = heatmaps.shape
+        maps = heatmaps.transpose(0, 3, 1, 2)  # (batch, K, H, W)
+        flat_index = maps.reshape(batch, num_keypoints, -1).argmax(axis=-1)
+        row, col = np.divmod(flat_index, width)
+        b = np.arange(batch)[:, None]
+        k = np.arange(num_keypoints)[None, :]
+        scores = maps[b, k, row, col]
+        log_maps = np.log(np.maximum(maps, 1e-10))
+        x_heatmap = col + 0.5 + _parabola_offset(log_maps[b, k, row, :], col)
+        y_heatmap = row + 0.5 + _parabola_offset(log_maps[b, k, :, col], row)
+        xy_norm = np.stack([x_heatmap / width, y_heatmap / height], axis=-1)
+        return xy_norm.astype(np.float32), scores.astype(np.float32)
+
+    def decode_soft(self, heatmaps, beta=15.0, debias=False):
+        """Soft-argmax decode (the `SoftArgMax` layer's math); returns `(batch, K, 2)` float32."""
+        return soft_argmax(heatmaps, beta=beta, debias=debias)
+
+    def get_config(self):
+        return {"heatmap_size": self.heatmap_size, "sigma": self.sigma}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _parabola_offset(profile, peak):
+    """Vertex offset (pixels, clipped to +-0.5) of a parabola through `profile` near `peak`.
+
+    profile: `(batch, K, L)` log values along one axis; peak: `(batch, K)` argmax index.
+    """
+    length = profile.shape[-1]
+    if length < 3:
+        return np.zeros(peak.shape, np.float32)
+    centre = np.clip(peak, 1, length - 2)
+    left, mid, right = (
+        np.take_along_axis(profile, (centre + d)[..., None], axis=-1)[..., 0] for d in (-1, 0, 1)
+    )
+    curvature = left - 2.0 * mid + right
+    concave = curvature < -1e-6
+    vertex = centre + 0.5 * (left - right) / np.where(concave, curvature, -1.0)
+    return np.where(concave, np.clip(vertex - peak, -0.5, 0.5), 0.0)

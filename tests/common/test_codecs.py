@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import pytest
+from keras import ops
+
+from common.codecs import GaussianHeatmapCodec
+
+
+def _px_to_norm(xy_px, size_hw):
+    """(batch, K, 2) heatmap pixels -> normalised, with (H, W) = size_hw."""
+    height, width = size_hw
+    return (np.asarray(xy_px, np.float32) / np.array([width, height], np.float32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("size_hw", [(64, 64), (48, 80)])
+def test_encode_decode_round_trip_centre_between_pixels_border(size_hw):
+    height, width = size_hw
+    codec = GaussianHeatmapCodec(size_hw, sigma=2.0)
+    xy_px = [[
+        [width / 2, height / 2],  # between the two middle pixel centres
+        [10.3, 20.7],  # between pixel centres
+        [0.7, height - 0.8],  # peak in the first column / last row
+        [width - 0.5, 0.5],  # exactly on the last / first pixel centre
+    ]]
+    xy_norm = _px_to_norm(xy_px, size_hw)
+    heatmaps, weights = codec.encode(xy_norm)
+    heatmaps = ops.convert_to_numpy(heatmaps)
+    assert heatmaps.shape == (1, height, width, 4) and heatmaps.dtype == np.float32
+    np.testing.assert_array_equal(ops.convert_to_numpy(weights), 1.0)
+
+    decoded, scores = codec.decode(heatmaps)
+    error_px = np.abs(decoded - xy_norm) * np.array([width, height])
+    assert error_px.max() < 0.05, error_px
+    # The peak pixel is the one nearest the keypoint; its value is exp(-d^2 / 8).
+    d2 = (10.5 - 10.3) ** 2 + (20.5 - 20.7) ** 2
+    np.testing.assert_allclose(scores[0, 1], math.exp(-d2 / 8.0), rtol=1e-5)
+    np.testing.assert_allclose(scores[0, 3], 1.0, rtol=1e-6)
+
+
+def test_encode_hand_values():
+    codec = GaussianHeatmapCodec((8, 8), sigma=2.0)
+    xy_norm = _px_to_norm([[[3.5, 4.5]]], (8, 8))  # exactly on pixel (row 4, col 3)
+    heatmaps, _ = codec.encode(xy_norm)
+    heatmaps = ops.convert_to_numpy(heatmaps)[0, :, :, 0]
+    assert heatmaps[4, 3] == pytest.approx(1.0)
+    assert heatmaps[4, 4] == pytest.approx(math.exp(-1 / 8))  # one pixel right
+    assert heatmaps[5, 4] == pytest.approx(math.exp(-2 / 8))  # one diagonal step
+    assert heatmaps[4, 7] == pytest.approx(math.exp(-16 / 8))  # four pixels right
+
+
+def test_invisible_outside_and_nan_get_zero_maps_and_weights():
+    codec = GaussianHeatmapCodec((16, 16), sigma=1.5)
+    xy_norm = np.array([[[0.5, 0.5], [0.3, 0.3], [1.2, 0.5], [0.5, -0.01], [np.nan, np.nan]]], np.float32)
+    visible = np.array([[1, 0, 1, 1, 0]], bool)
+    heatmaps, weights = codec.encode(ops.convert_to_tensor(xy_norm), ops.convert_to_tensor(visible))
+    heatmaps = ops.convert_to_numpy(heatmaps)
+    np.testing.assert_array_equal(ops.convert_to_numpy(weights), [[1, 0, 0, 0, 0]])
+    assert np.isfinite(heatmaps).all()
+    # x = y = 8.0 px is a pixel corner: nearest centres at d^2 = 0.25 + 0.25, sigma^2 = 2.25.
+    assert heatmaps[..., 0].max() == pytest.approx(math.exp(-0.5 / 4.5))
+    np.testing.assert_array_equal(heatmaps[..., 1:], 0.0)
+
+
+def test_decode_all_zero_map_is_finite_with_zero_score():
+    codec = GaussianHeatmapCodec((8, 8))
+    xy_norm, scores = codec.decode(np.zeros((2, 8, 8, 3), np.float32))
+    assert np.isfinite(xy_norm).all()
+    np.testing.assert_array_equal(scores, 0.0)
+    np.testing.assert_allclose(xy_norm, 0.5 / 8)  # pixel (0, 0) centre, unrefined
+
+
+def test_decode_soft_matches_argmax_decode_on_strong_peaks():
+    codec = GaussianHeatmapCodec((32, 32), sigma=1.5)
+    xy_norm = np.array([[[0.31, 0.62], [0.5, 0.5]]], np.float32)
+    heatmaps, _ = codec.encode(xy_norm)
+    soft = ops.convert_to_numpy(codec.decode_soft(heatmaps, beta=15.0, debias=True))
+    assert soft.shape == (1, 2, 2)
+    # exp(beta * h) is a Gaussian of sigma / sqrt(beta) = 0.39 px: the pixel grid
+    # undersamples it, which pulls an off-centre expectation toward the nearest pixel
+    # centre by a few hundredths of a pixel (measured 0.07 px here); a centred peak is exact.
+    error_px = np.abs(soft - xy_norm) * 32
+    assert error_px[0, 0].max() < 0.1, error_px
+    assert error_px[0, 1].max() < 1e-3, error_px
+
+
+def test_bad_arguments_echo_the_value():
+    with pytest.raises(ValueError, match="sigma=0"):
+        GaussianHeatmapCodec(sigma=0)
+    with pytest.raises(ValueError, match=r"heatmap_size=\(64, 0\)"):
+        GaussianHeatmapCodec((64, 0))
+    with pytest.raises(ValueError, match="shape"):
+        GaussianHeatmapCodec((8, 8)).decode(np.zeros((8, 8, 1)))
+
+
+def test_config_round_trip():
+    codec = GaussianHeatmapCodec([32, 48], sigma=1.5)
+    assert GaussianHeatmapCodec.from_config(codec.get_config()).get_config() == {
+        "heatmap_size": (32, 48),
+        "sigma": 1.5,
+    }

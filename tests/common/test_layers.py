@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+import keras
+from keras import ops
+
+from common.codecs import GaussianHeatmapCodec
+from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
+from tests.harness import run_layer_test
+
+RNG = np.random.default_rng(0)
+
+
+def _gaussian_maps(xy_px, size, sigma=2.0, peak=1.0):
+    """(1, size, size, K) Gaussian maps of height `peak` at `xy_px` (K, 2) heatmap pixels."""
+    codec = GaussianHeatmapCodec((size, size), sigma)
+    heatmaps, _ = codec.encode(np.asarray(xy_px, np.float32)[None] / size)
+    return ops.convert_to_numpy(heatmaps) * peak
+
+
+# --- harness: config, eager/symbolic shapes, .keras round trip, fit, mixed precision ---
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_harness(debias):
+    heatmaps = RNG.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    run_layer_test(
+        SoftArgMax,
+        {"beta": 10.0, "debias": debias},
+        heatmaps,
+        (2, 3, 2),
+        mixed_precision_output_dtype="float32",
+    )
+
+
+def test_heatmap_peak_harness_and_values():
+    heatmaps = RNG.uniform(0, 1, (2, 6, 5, 3)).astype(np.float32)
+    out = run_layer_test(HeatmapPeak, {}, heatmaps, (2, 3), mixed_precision_output_dtype="float32")
+    np.testing.assert_allclose(out, heatmaps.max(axis=(1, 2)))
+
+
+def test_resnet_preprocess_harness_and_equals_keras():
+    images = RNG.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    out = run_layer_test(ResNetPreprocess, {}, images, (2, 8, 8, 3))
+    expected = keras.applications.resnet50.preprocess_input(images.astype(np.float32))
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
+    # Hand check of one pixel: RGB (0, 0, 255) -> BGR (255, 0, 0) - mean.
+    one = ops.convert_to_numpy(ResNetPreprocess()(np.array([[[[0, 0, 255]]]], np.uint8)))
+    np.testing.assert_allclose(one[0, 0, 0], [255 - 103.939, -116.779, -123.68], rtol=1e-6)
+
+
+def test_photometric_augment_harness():
+    images = RNG.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    out = run_layer_test(PhotometricAugment, {"seed": 1}, images, (2, 8, 8, 3))
+    np.testing.assert_array_equal(out, images)  # inference: identity
+
+
+# --- SoftArgMax numbers ---
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_soft_argmax_centred_peak(size):
+    xy_px = [[size / 2, size / 2], [size / 2 + 0.5, size / 2 - 0.5]]  # corner, pixel centre
+    out = ops.convert_to_numpy(SoftArgMax(beta=15.0)(_gaussian_maps(xy_px, size)))
+    error_px = np.abs(out[0] * size - np.array(xy_px))
+    assert error_px.max() < 0.05, error_px
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_soft_argmax_weak_off_centre_peak_is_biased_and_debias_fixes_it(size):
+    # Peak 0.6 at beta 15: exp(9) ~ 8100 per peak pixel against N = size^2 background
+    # pixels of weight 1, which pull the expectation toward the centre (0.5, 0.5).
+    xy_px = np.array([[0.2 * size + 0.3, 0.3 * size + 0.6]], np.float32)
+    heatmaps = _gaussian_maps(xy_px, size, peak=0.6)
+    plain = ops.convert_to_numpy(SoftArgMax(beta=15.0)(heatmaps))[0] * size
+    debiased = ops.convert_to_numpy(SoftArgMax(beta=15.0, debias=True)(heatmaps))[0] * size
+    bias = plain - xy_px
+    assert (bias > 1.0).all(), bias  # pulled toward the centre by more than a pixel
+    if size == 128:
+        assert (bias > 5.0).all(), bias  # larger maps, more background, larger pull
+    debiased_error = np.abs(debiased - xy_px)
+    assert debiased_error.max() < 0.05, debiased_error
+    assert debiased_error.max() < 0.02 * np.abs(bias).min()
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_all_zero_map_gives_centre(debias):
+    out = ops.convert_to_numpy(SoftArgMax(debias=debias)(np.zeros((2, 16, 16, 3), np.float32)))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, 0.5, atol=1e-6)
+
+
+def test_soft_argmax_large_logits_do_not_overflow():
+    heatmaps = np.full((1, 8, 8, 1), -50.0, np.float32)
+    heatmaps[0, 2, 5, 0] = 80.0  # exp(15 * 80) overflows float32 without the max shift
+    out = ops.convert_to_numpy(SoftArgMax(debias=True)(heatmaps))
+    np.testing.assert_allclose(out[0, 0], [5.5 / 8, 2.5 / 8], atol=1e-6)
+
+
+def test_soft_argmax_float16_input_gives_float32():
+    heatmaps = _gaussian_maps([[20.3, 40.6]], 64).astype(np.float16)
+    for layer in (SoftArgMax(), SoftArgMax(debias=True), HeatmapPeak()):
+        out = layer(heatmaps)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+        assert np.isfinite(ops.convert_to_numpy(out)).all()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_gradients_finite_and_nonzero(debias):
+    import tensorflow as tf
+
+    heatmaps = tf.Variable(_gaussian_maps([[20.3, 40.6], [32.0, 32.0]], 64, peak=0.6))
+    with tf.GradientTape() as tape:
+        xy = SoftArgMax(beta=15.0, debias=debias)(heatmaps)
+        objective = tf.reduce_sum(xy * tf.constant([1.0, 2.0]))
+    grad = tape.gradient(objective, heatmaps).numpy()
+    assert np.isfinite(grad).all()
+    assert np.abs(grad[..., 0]).max() > 1e-4 and np.abs(grad[..., 1]).max() > 1e-4
+
+
+# --- PhotometricAugment numbers ---
+
+
+def test_photometric_augment_training_changes_images_keeps_shape_and_range():
+    images = RNG.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    out = ops.convert_to_numpy(PhotometricAugment(seed=3)(images, training=True))
+    assert out.shape == images.shape
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert np.abs(out - images).mean() > 1.0
+    assert out.mean() < images.mean()  # darkening only
+
+
+def test_photometric_augment_constant_image_hand_value():
+    # Brightness fixed at 0.5: 100 -> 50; a normalised blur leaves a constant image constant.
+    images = np.full((2, 12, 12, 3), 100.0, np.float32)
+    layer = PhotometricAugment(blur_prob=1.0, brightness_range=(0.5, 0.5), seed=0)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(images, training=True)), 50.0, rtol=1e-5)
+
+
+def test_photometric_augment_blur_spreads_a_point_and_keeps_its_mass():
+    images = np.zeros((3, 15, 15, 1), np.float32)
+    images[:, 7, 7, 0] = 255.0
+    layer = PhotometricAugment(blur_prob=1.0, max_blur_sigma=1.5, brightness_range=(1.0, 1.0), seed=0)
+    out = ops.convert_to_numpy(layer(images, training=True))
+    # sigma ~ U(0, 1.5): a sigma below ~0.15 px leaves the point as it is, so only
+    # require that some image was blurred, and isotropy: same spread along x and y.
+    assert (out[:, 7, 7, 0] < 200.0).any(), out[:, 7, 7, 0]
+    np.testing.assert_allclose(out[:, 7, 8, 0], out[:, 8, 7, 0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), 255.0, rtol=1e-4)  # kernel sums to 1
+    # No blur at all when blur_prob = 0.
+    layer = PhotometricAugment(blur_prob=0.0, brightness_range=(1.0, 1.0), seed=0)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(images, training=True)), images)
+
+
+def test_bad_arguments_echo_the_value():
+    with pytest.raises(ValueError, match="beta=0"):
+        SoftArgMax(beta=0)
+    with pytest.raises(ValueError, match="blur_prob=1.5"):
+        PhotometricAugment(blur_prob=1.5)
+    with pytest.raises(ValueError, match="brightness_range"):
+        PhotometricAugment(brightness_range=(1.0, 0.5))
