@@ -295,12 +295,11 @@ def render_image(mesh, q, r, camera, rng, config):
 def render_split(out_dir, config, split="train"):
     """Render `config.num_images` images and their labels into `out_dir`.
 
-    Writes (all atomically) `images/img000001.<fmt>` ..., `camera.json` (SPEED format),
+    Writes (all atomically) `images/{split}/img000001.<fmt>` (the SPEED layout) ..., `camera.json` (SPEED format),
     `mesh.obj`, `keypoint_names.json`, `render_config.json` and `{split}.json`: a list
     of records {"filename", "q_vbs2tango" (4,), "r_Vo2To_vbs_true" (3,), "keypoints"
     (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, i), so a
-    split is reproducible. Image names restart at 1: give each split its own
-    `out_dir` (and seed). Returns the path of `{split}.json`.
+    split is reproducible; give each split its own seed. Returns the path of `{split}.json`.
     """
     out_dir = Path(out_dir)
     camera = speed_camera() if config.camera_json is None else load_camera_json(config.camera_json)
@@ -311,7 +310,7 @@ def render_split(out_dir, config, split="train"):
         q, r = sample_pose(rng, camera, config)
         image, xy_original, visible = render_image(mesh, q, r, camera, rng, config)
         filename = f"img{index + 1:06d}.{config.image_format}"
-        save_image(out_dir / "images" / filename, image)
+        save_image(out_dir / "images" / split / filename, image)
         records.append({
             "filename": filename,
             "q_vbs2tango": q.tolist(),

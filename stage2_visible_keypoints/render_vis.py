@@ -41,7 +41,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     visible = np.array([record["visible"] for record in records], dtype=bool)
-    print(f"wrote {len(records)} images to {split_path.parent / 'images'} and labels to {split_path}")
+    print(f"wrote {len(records)} images to {split_path.parent / 'images' / args.split} and labels to {split_path}")
     print(f"keypoints per image: {visible.shape[1]}, visible fraction: {visible.mean():.3f}, "
           f"seconds: {time.perf_counter() - start:.1f}")
     return 0

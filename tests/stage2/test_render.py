@@ -51,7 +51,7 @@ def test_split_files_and_records(split):
     np.testing.assert_array_equal(load_obj(out_dir / "mesh.obj").faces, mesh.faces)
     assert load_json(out_dir / "render_config.json")["num_images"] == 3
     for record in records:
-        assert read_image_rgb(out_dir / "images" / record["filename"]).shape == (200, 320, 3)
+        assert read_image_rgb(out_dir / "images" / "val" / record["filename"]).shape == (200, 320, 3)
         q, r = np.array(record["q_vbs2tango"]), np.array(record["r_Vo2To_vbs_true"])
         assert q.shape == (4,) and abs(np.linalg.norm(q) - 1) < 1e-12
         assert 9.0 <= np.linalg.norm(r) <= 16.0
@@ -73,7 +73,7 @@ def test_same_seed_same_split(split, small_camera_json, tmp_path):
     again = render_split(tmp_path, config, split="val")
     assert again.read_text() == split_path.read_text()
     for name in ("img000001.jpg", "img000003.jpg"):
-        assert (tmp_path / "images" / name).read_bytes() == (out_dir / "images" / name).read_bytes()
+        assert (tmp_path / "images" / "val" / name).read_bytes() == (out_dir / "images" / "val" / name).read_bytes()
     other = render_split(tmp_path / "other", RenderConfig(num_images=1, seed=8, camera_json=small_camera_json))
     assert load_json(other)[0]["q_vbs2tango"] != load_json(split_path)[0]["q_vbs2tango"]
 

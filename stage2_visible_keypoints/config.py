@@ -1,0 +1,132 @@
+"""Stage-2 configuration: one file drives preprocess, train and use.
+
+Every default is here; `configs/stage2_demo.yaml` overrides a few for the demo, and
+each script takes `--config FILE` plus `--set section.key=value`. The resolved config
+is written beside each script's outputs.
+"""
+
+import dataclasses
+
+BACKBONE_WEIGHTS_HELP = "none (random init), imagenet (needs network or Keras' cache), or a local .h5/.weights.h5 file"
+
+
+def _pair(value, name):
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) <= 0:
+        raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
+    return value
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the data is and how it is cut down to the model input.
+
+    data_dir: folder with `{split}.json`, `images/`, `camera.json` (and `mesh.obj` when
+    the labels hold poses but no 2D keypoints, as real SPEED files do).
+    cache_dir: caches go to `cache_dir/{split}/X_data.npy, Y_data.npz`.
+    canvas_size, crop_size, input_size: (width, height) of the letterbox canvas, its
+    centre crop and the model input. heatmap_size: (width, height), input / 2.
+    sigma: Gaussian sigma of the heatmap targets, in heatmap pixels.
+    """
+
+    data_dir: str = "runs/demo/renders"
+    cache_dir: str = "runs/demo/cache"
+    canvas_size: tuple = (1920, 1080)
+    crop_size: tuple = (1000, 1000)
+    input_size: tuple = (128, 128)
+    heatmap_size: tuple = (64, 64)
+    sigma: float = 2.0
+    cache_heatmaps: bool = False
+
+    def __post_init__(self):
+        for name in ("canvas_size", "crop_size", "input_size", "heatmap_size"):
+            setattr(self, name, _pair(getattr(self, name), name))
+        if self.crop_size[0] > self.canvas_size[0] or self.crop_size[1] > self.canvas_size[1]:
+            raise ValueError(f"crop_size must fit in canvas_size. Received: crop_size={self.crop_size}, "
+                             f"canvas_size={self.canvas_size}")
+        if self.heatmap_size != (self.input_size[0] // 2, self.input_size[1] // 2):
+            raise ValueError(f"heatmap_size must be input_size / 2 (the U-Net's finest tap has stride 2). "
+                             f"Received: heatmap_size={self.heatmap_size}, input_size={self.input_size}")
+        if min(self.input_size) < 32 or self.input_size[0] % 32 or self.input_size[1] % 32:
+            raise ValueError(f"input_size must be multiples of 32 (ResNet-50 has stride 32). "
+                             f"Received: input_size={self.input_size}")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma must be positive. Received: sigma={self.sigma}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """ResNet-50 U-Net. weights: none | imagenet | PATH. beta: SoftArgMax temperature."""
+
+    weights: str = "none"
+    decoder_filters: tuple = (256, 128, 64, 32)
+    beta: float = 15.0
+    debias: bool = False
+    blur_prob: float = 0.5
+    max_blur_sigma: float = 1.5
+    brightness_range: tuple = (0.6, 1.0)
+
+    def __post_init__(self):
+        self.decoder_filters = tuple(int(f) for f in self.decoder_filters)
+        if len(self.decoder_filters) != 4 or min(self.decoder_filters) <= 0:
+            raise ValueError(f"decoder_filters must be 4 positive widths. Received: {self.decoder_filters}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive. Received: beta={self.beta}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training defaults from the stage-2 spec (batch 128, lr 5e-4, 15 % validation).
+
+    coord_weight: lambda in loss = focal(heatmaps) + lambda * masked L1(coordinates).
+    fine_tune: unfreeze a pretrained backbone, start from `output_dir/best.keras`, lr
+    `fine_tune_learning_rate`. precision: auto (mixed on GPU, float32 on CPU) | float32
+    | mixed_float16 | mixed_bfloat16. max_images: train on the first N cached images.
+    """
+
+    output_dir: str = "runs/demo/model"
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    fine_tune: bool = False
+    fine_tune_learning_rate: float = 2e-6
+    validation_split: float = 0.15
+    coord_weight: float = 5.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    seed: int = 0
+    max_images: int = 0
+    tensorboard_images: int = 4
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1. Received: epochs={self.epochs}, "
+                             f"batch_size={self.batch_size}")
+        if not 0 <= self.validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1). Received: {self.validation_split}")
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. "
+                             f"Received: precision={self.precision!r}")
+        if self.jit_compile not in ("auto", "true", "false"):
+            raise ValueError(f"jit_compile must be auto|true|false. Received: {self.jit_compile!r}")
+
+
+@dataclasses.dataclass
+class UseConfig:
+    """Inference and evaluation. visibility_threshold applies to the peak height."""
+
+    output_dir: str = "runs/demo/predictions"
+    visibility_threshold: float = 0.3
+    max_overlays: int = 12
+    batch_size: int = 32
+    pck_thresholds: tuple = (2.0, 5.0, 10.0)
+
+
+@dataclasses.dataclass
+class Stage2Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    use: UseConfig = dataclasses.field(default_factory=UseConfig)

@@ -1,0 +1,309 @@
+"""Stage-2 data: SPEED-style labels -> uint8 image cache + keypoint/transform cache.
+
+Label file `{data_dir}/{split}.json` is a list of records (the SPEED / SPEED+ layout):
+
+    {"filename": "img000001.jpg",
+     "q_vbs2tango": [q0, q1, q2, q3],           # or "q_vbs2tango_true" (SPEED+)
+     "r_Vo2To_vbs_true": [x, y, z],             # metres, camera frame
+     "keypoints": [[x, y], ...],                # K points, original image pixels (optional)
+     "visible": [true, ...]}                    # K flags (optional)
+
+Images are looked up in `images/{split}/`, then `images/`. When a record has no
+"keypoints", they are projected from its pose with `camera.json` and `mesh.obj`
+(whose vertices are the keypoints) and their visibility is ray-cast on the mesh, which
+is how real SPEED labels (poses only) are read. When "visible" is absent, a keypoint
+is visible when it lies inside the image.
+
+Cache `{cache_dir}/{split}/`:
+    X_data.npy   (N, H_in, W_in, 3) uint8, model input frame (ResNet preprocessing is in the model)
+    Y_data.npz   xy_norm (N, K, 2) float32 normalised input frame; visible (N, K) bool
+                 (visible in the original AND inside the input frame); xy_original (N, K, 2);
+                 visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
+                 image_sizes (N, 2); filenames (N,); keypoint_names (K,); input_size, heatmap_size,
+                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked.
+"""
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from common.camera import body_to_camera, load_camera_json, project_points
+from common.config import config_hash
+from common.data_io import atomic_path, load_json, load_npz, read_image_rgb, require, save_npz
+from common.errors import DataError
+from common.geometry import inside, to_input, warp_image
+from common.mesh import load_obj, visible_vertices
+
+CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
+              "heatmap_size", "sigma", "config_hash", "config_json")
+QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
+TRANSLATION_FIELD = "r_Vo2To_vbs_true"
+
+
+@dataclasses.dataclass
+class Annotations:
+    """One split's labels. xy_original (N, K, 2) float64; visible (N, K) bool;
+    image_sizes (N, 2) (width, height)."""
+
+    label_path: Path
+    image_paths: list
+    xy_original: np.ndarray
+    visible: np.ndarray
+    image_sizes: np.ndarray
+    keypoint_names: tuple
+
+
+def load_annotations(data_dir, split):
+    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`."""
+    data_dir = Path(data_dir)
+    label_path = data_dir / f"{split}.json"
+    records = load_json(label_path)
+    if not isinstance(records, list) or not records:
+        raise DataError("expected a non-empty JSON list of image records", label_path)
+    names = _keypoint_names(data_dir)
+    projector = None
+    paths, points, flags, sizes = [], [], [], []
+    for index, record in enumerate(records):
+        filename = require(record, "filename", label_path, f"record {index}: ")
+        where = f"record {index} ({filename}): "
+        path = _find_image(data_dir, split, str(filename), label_path, where)
+        size = _image_size(path)
+        if "keypoints" in record:
+            xy, visible = _read_keypoints(record, size, label_path, where)
+        else:
+            if projector is None:
+                projector = _PoseProjector(data_dir, label_path)
+            xy, visible = projector(record, label_path, where)
+        if names is None:
+            names = tuple(f"kp{k:02d}" for k in range(len(xy)))
+        if len(xy) != len(names):
+            raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
+        outside = visible & ~inside(xy, size)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
+                            f"lies outside the {size[0]}x{size[1]} image", label_path)
+        paths.append(path)
+        points.append(xy)
+        flags.append(visible)
+        sizes.append(size)
+    return Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names))
+
+
+def _keypoint_names(data_dir):
+    names_path = data_dir / "keypoint_names.json"
+    if names_path.is_file():
+        names = load_json(names_path)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError("expected a JSON list of keypoint names", names_path)
+        return tuple(names)
+    if (data_dir / "mesh.obj").is_file():
+        return tuple(load_obj(data_dir / "mesh.obj").vertex_names)
+    return None
+
+
+def _find_image(data_dir, split, filename, label_path, where):
+    for path in (data_dir / "images" / split / filename, data_dir / "images" / filename):
+        if path.is_file():
+            return path
+    raise DataError(f"{where}image file not found in images/{split}/ or images/", label_path)
+
+
+def _image_size(path):
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"cannot read image ({err.__class__.__name__})", path) from None
+
+
+def _read_keypoints(record, size, label_path, where):
+    try:
+        xy = np.asarray(record["keypoints"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path) from None
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise DataError(f"{where}field 'keypoints' must have shape (K, 2), got {xy.shape}", label_path)
+    if not np.isfinite(xy).all():
+        raise DataError(f"{where}field 'keypoints' holds NaN or infinite values", label_path)
+    if "visible" in record:
+        visible = np.asarray(record["visible"])
+        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi":
+            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans, got {visible.shape}", label_path)
+        return xy, visible.astype(bool)
+    return xy, inside(xy, size)
+
+
+class _PoseProjector:
+    """Keypoints from a SPEED pose: project the mesh vertices, ray-cast their visibility."""
+
+    def __init__(self, data_dir, label_path):
+        for name in ("camera.json", "mesh.obj"):
+            if not (data_dir / name).is_file():
+                raise DataError(f"records have no 'keypoints', so {name} is needed to project the pose, "
+                                f"but {data_dir / name} does not exist", label_path)
+        self.camera = load_camera_json(data_dir / "camera.json")
+        self.mesh = load_obj(data_dir / "mesh.obj")
+
+    def __call__(self, record, label_path, where):
+        q_field = next((f for f in QUATERNION_FIELDS if f in record), QUATERNION_FIELDS[0])
+        q = _vector(require(record, q_field, label_path, where), 4, q_field, label_path, where)
+        r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+        points_cam = body_to_camera(self.mesh.vertices, q, r)
+        xy = project_points(points_cam, self.camera)
+        return xy, visible_vertices(self.mesh, points_cam, self.camera)
+
+
+def _vector(value, length, field, label_path, where):
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.empty(0)
+    if array.shape != (length,) or not np.isfinite(array).all():
+        raise DataError(f"{where}field '{field}' must be {length} finite numbers", label_path)
+    return array
+
+
+def preprocess_config(data_cfg):
+    """The part of the config that decides the cache's content (its hash names the cache)."""
+    keys = ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma", "cache_heatmaps")
+    return {key: getattr(data_cfg, key) for key in keys}
+
+
+def _source_hash(annotations):
+    digest = hashlib.sha256(annotations.label_path.read_bytes())
+    for path in annotations.image_paths:
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def preprocess(data_cfg, split, progress=True):
+    """Build (or reuse) the cache of one split; returns a summary dict.
+
+    Streams images through a memory-mapped `.npy`, so memory does not grow with N;
+    writes to temporary names and renames at the end. An unchanged config and
+    unchanged inputs reuse the existing cache.
+    """
+    start = time.perf_counter()
+    annotations = load_annotations(data_cfg.data_dir, split)
+    out_dir = Path(data_cfg.cache_dir) / split
+    x_path, y_path = out_dir / "X_data.npy", out_dir / "Y_data.npz"
+    cfg_values = preprocess_config(data_cfg)
+    cfg_hash, src_hash = config_hash(cfg_values), _source_hash(annotations)
+    count = len(annotations.image_paths)
+    if _cache_is_current(x_path, y_path, cfg_hash, src_hash, count, data_cfg.input_size):
+        y = load_npz(y_path)
+        return _summary(split, out_dir, y["visible"], reused=True, seconds=time.perf_counter() - start)
+
+    width, height = data_cfg.input_size
+    transforms = np.zeros((count, 4))
+    with atomic_path(x_path) as tmp_x:
+        images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
+        for i, path in enumerate(tqdm(annotations.image_paths, desc=f"preprocess {split}", unit="img",
+                                      disable=not progress)):
+            images[i], transforms[i] = warp_image(read_image_rgb(path), data_cfg.canvas_size,
+                                                  data_cfg.crop_size, data_cfg.input_size)
+        images.flush()
+        del images
+    xy_input = to_input(annotations.xy_original, transforms)
+    visible = annotations.visible & inside(xy_input, data_cfg.input_size)
+    xy_norm = (xy_input / np.array(data_cfg.input_size)).astype(np.float32)
+    arrays = {
+        "xy_norm": xy_norm, "visible": visible,
+        "xy_original": annotations.xy_original, "visible_original": annotations.visible,
+        "transforms": transforms, "image_sizes": annotations.image_sizes,
+        "filenames": np.array([str(p.name) for p in annotations.image_paths]),
+        "keypoint_names": np.array(annotations.keypoint_names),
+        "input_size": np.array(data_cfg.input_size), "heatmap_size": np.array(data_cfg.heatmap_size),
+        "sigma": np.float32(data_cfg.sigma),
+        "config_hash": np.array(cfg_hash), "config_json": np.array(json.dumps(cfg_values)),
+        "source_hash": np.array(src_hash),
+    }
+    if data_cfg.cache_heatmaps:
+        arrays["heatmaps"] = _encode_heatmaps(xy_norm, visible, data_cfg)
+    save_npz(y_path, **arrays)  # written last: its hash marks the cache complete
+    return _summary(split, out_dir, visible, reused=False, seconds=time.perf_counter() - start)
+
+
+def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
+    import keras  # only needed for cached heatmaps
+
+    from common.codecs import GaussianHeatmapCodec
+
+    codec = GaussianHeatmapCodec(data_cfg.heatmap_size[::-1], data_cfg.sigma)
+    parts = [keras.ops.convert_to_numpy(codec.encode(xy_norm[i:i + chunk], visible[i:i + chunk])[0])
+             for i in range(0, len(xy_norm), chunk)]
+    return np.concatenate(parts).astype(np.float16)
+
+
+def _cache_is_current(x_path, y_path, cfg_hash, src_hash, count, input_size):
+    if not (x_path.is_file() and y_path.is_file()):
+        return False
+    try:
+        y = load_npz(y_path, required=("config_hash", "source_hash"))
+        x = np.load(x_path, mmap_mode="r", allow_pickle=False)
+    except (DataError, ValueError, OSError):
+        return False
+    return (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
+            and x.shape == (count, input_size[1], input_size[0], 3))
+
+
+def _summary(split, out_dir, visible, reused, seconds):
+    return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
+            "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
+            "reused": reused, "seconds": round(seconds, 2)}
+
+
+@dataclasses.dataclass
+class Cache:
+    """A loaded split: images (N, H, W, 3) uint8 memory map and the Y arrays (dict)."""
+
+    images: np.ndarray
+    y: dict
+
+    @property
+    def keypoint_names(self):
+        return tuple(str(n) for n in self.y["keypoint_names"])
+
+
+def load_cache(cache_dir, split, data_cfg=None):
+    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
+    out_dir = Path(cache_dir) / split
+    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
+    x_path = out_dir / "X_data.npy"
+    if not x_path.is_file():
+        raise DataError("cache file not found (re-run preprocess_vis.py)", x_path)
+    try:
+        images = np.load(x_path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataError(f"cannot read cache ({err})", x_path) from None
+    count, (width, height) = len(y["xy_norm"]), tuple(int(v) for v in y["input_size"])
+    if images.shape != (count, height, width, 3) or images.dtype != np.uint8:
+        raise DataError(f"holds {images.shape} {images.dtype}, expected ({count}, {height}, {width}, 3) uint8 "
+                        "to match Y_data.npz (stale cache; re-run preprocess_vis.py)", x_path)
+    if data_cfg is not None and str(y["config_hash"]) != config_hash(preprocess_config(data_cfg)):
+        built = json.loads(str(y["config_json"]))
+        wanted = json.loads(json.dumps(preprocess_config(data_cfg)))
+        diff = ", ".join(f"{k}={built.get(k)} (config: {wanted[k]})" for k in wanted if built.get(k) != wanted[k])
+        raise DataError(f"cache was built with another config: {diff}; re-run preprocess_vis.py",
+                        out_dir / "Y_data.npz")
+    return Cache(images, y)
+
+
+def preprocess_folder(paths, data_cfg):
+    """Unlabelled images -> (images (N, H, W, 3) uint8, transforms (N, 4), sizes (N, 2))."""
+    images, transforms, sizes = [], [], []
+    for path in paths:
+        image = read_image_rgb(path)
+        warped, transform = warp_image(image, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
+        images.append(warped)
+        transforms.append(transform)
+        sizes.append(image.shape[1::-1])
+    return np.stack(images), np.stack(transforms), np.array(sizes)

@@ -1,0 +1,62 @@
+"""The stage-2 model: raw RGB -> ResNet-50 U-Net -> K heatmaps -> SoftArgMax keypoints.
+
+The ResNet preprocessing (BGR, mean subtraction) and the photometric augmentation
+(training only) are layers inside the model, so a saved `.keras` file takes raw uint8
+images and cannot be fed wrongly preprocessed ones.
+
+Outputs (all float32, also under mixed precision):
+    heatmap_logits (batch, h, w, K)  trained with the focal heatmap loss
+    keypoints      (batch, K, 2)     normalised (x, y) of the input frame, SoftArgMax(beta)
+    confidence     (batch, K)        peak height of sigmoid(heatmap_logits), the visibility score
+"""
+
+import keras
+from keras import layers
+
+from common.backbones import resnet50_pyramid
+from common.keras_metrics import MeanKeypointError
+from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
+from common.losses import FocalHeatmapLoss, MaskedL1
+
+
+def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
+    """ResNet-50 U-Net with 4 upsampling stages (stride 32 -> 2) and skip connections."""
+    if num_keypoints < 1:
+        raise ValueError(f"num_keypoints must be >= 1. Received: num_keypoints={num_keypoints}")
+    width, height = data_cfg.input_size
+    images = keras.Input((height, width, 3), dtype="uint8", name="images")
+    x = PhotometricAugment(blur_prob=model_cfg.blur_prob, max_blur_sigma=model_cfg.max_blur_sigma,
+                           brightness_range=model_cfg.brightness_range, seed=seed, name="augment")(images)
+    x = ResNetPreprocess(name="resnet_preprocess")(x)
+    backbone = resnet50_pyramid((height, width, 3), model_cfg.weights, name="backbone")
+    taps = backbone(x)
+    x = taps[-1]
+    for stage, (skip, filters) in enumerate(zip(taps[-2::-1], model_cfg.decoder_filters), start=1):
+        x = layers.UpSampling2D(interpolation="bilinear", name=f"up{stage}")(x)
+        x = layers.Concatenate(name=f"skip{stage}")([x, skip])
+        for i in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"dec{stage}_conv{i}")(x)
+            x = layers.BatchNormalization(name=f"dec{stage}_bn{i}")(x)
+            x = layers.Activation("relu", name=f"dec{stage}_relu{i}")(x)
+    # Biased toward "no peak" at the start (sigmoid(-4) = 0.018), as RetinaNet does for rare positives.
+    logits = layers.Conv2D(num_keypoints, 1, dtype="float32", name="heatmap_logits",
+                           bias_initializer=keras.initializers.Constant(-4.0))(x)
+    probs = layers.Activation("sigmoid", dtype="float32", name="heatmaps")(logits)
+    keypoints = SoftArgMax(beta=model_cfg.beta, debias=model_cfg.debias, name="keypoints")(probs)
+    confidence = HeatmapPeak(name="confidence")(probs)
+    return keras.Model(images, {"heatmap_logits": logits, "keypoints": keypoints, "confidence": confidence},
+                       name="stage2_resnet50_unet")
+
+
+def compile_model(model, data_cfg, train_cfg, learning_rate, jit_compile):
+    """Focal heatmap loss + coord_weight * masked L1 on visible keypoints; Adam."""
+    heatmap_loss = FocalHeatmapLoss(alpha=train_cfg.focal_alpha, gamma=train_cfg.focal_gamma,
+                                    heatmap_size=data_cfg.heatmap_size[::-1], sigma=data_cfg.sigma)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={"heatmap_logits": heatmap_loss, "keypoints": MaskedL1(), "confidence": None},
+        loss_weights={"heatmap_logits": 1.0, "keypoints": train_cfg.coord_weight},
+        metrics={"keypoints": [MeanKeypointError(data_cfg.input_size)]},
+        jit_compile=jit_compile,
+    )
+    return model
