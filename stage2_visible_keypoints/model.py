@@ -55,7 +55,7 @@ def compile_model(model, data_cfg, train_cfg, learning_rate, jit_compile):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={"heatmap_logits": heatmap_loss, "keypoints": MaskedL1(), "confidence": None},
-        loss_weights={"heatmap_logits": 1.0, "keypoints": train_cfg.coord_weight},
+        loss_weights={"heatmap_logits": 1.0, "keypoints": train_cfg.coord_weight, "confidence": 0.0},
         metrics={"keypoints": [MeanKeypointError(data_cfg.input_size)]},
         jit_compile=jit_compile,
     )

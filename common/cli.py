@@ -1,0 +1,41 @@
+"""Command-line edge shared by every script: config flags, quiet logs, one-line errors.
+
+Import this module first in a script: it quietens TensorFlow's C++ start-up logs
+before Keras imports TensorFlow.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from common.config import add_config_arguments, load_config  # noqa: E402
+from common.errors import DataError  # noqa: E402
+
+
+def config_from_args(cls, args, shortcuts=()):
+    """Defaults <- --config <- shortcut flags (e.g. --epochs) <- --set, as one config.
+
+    shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
+    """
+    overrides = [f"{key}={_yaml(getattr(args, dest))}" for dest, key in shortcuts if getattr(args, dest) is not None]
+    return load_config(cls, args.config, overrides + list(args.set))
+
+
+def _yaml(value):
+    return "[" + ", ".join(str(v) for v in value) + "]" if isinstance(value, (list, tuple)) else str(value)
+
+
+def run(main, argv=None):
+    """Call `main(argv)`; a `DataError` (bad input) becomes one line on stderr and exit 2."""
+    try:
+        return main(argv) or 0
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (training resumes from the last epoch when run again)", file=sys.stderr)
+        return 130
+
+
+__all__ = ["add_config_arguments", "config_from_args", "run"]

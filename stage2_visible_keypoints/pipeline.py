@@ -1,0 +1,233 @@
+"""Stage-2 library calls behind the scripts: `train(cfg)` and `use(cfg, ...)`.
+
+Frames: `xy_norm` is normalised to the model input, `xy_input` is in input pixels
+(128 x 128 by default), `xy_original` in source-image pixels; `common.geometry`
+maps between them with each image's stored transform.
+"""
+
+import hashlib
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+import common.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+from common.backbones import has_pretrained_weights
+from common.codecs import GaussianHeatmapCodec
+from common.config import save_config, to_dict
+from common.data_io import atomic_path, read_image_rgb, save_json
+from common.errors import DataError
+from common.geometry import to_original
+from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall
+from common.plots import plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, save_overlay
+from common.training import make_batches, resolve_jit, set_precision, standard_callbacks
+from stage2_visible_keypoints.data import load_cache, preprocess_folder
+from stage2_visible_keypoints.model import build_model, compile_model
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def keypoint_targets(y):
+    """(N, K, 3) float32 = (x_norm, y_norm, visible): the target of both losses."""
+    return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
+
+
+def split_indices(count, validation_split, seed):
+    """Seeded shuffle, then the last `validation_split` share is validation."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = int(round(count * validation_split))
+    if validation_split > 0 and count > 1:
+        n_val = min(max(n_val, 1), count - 1)
+    return order[:count - n_val], order[count - n_val:]
+
+
+def train(cfg, split="train", progress=True):
+    """Train on the `split` cache; writes best.keras, model.keras, history, plots, logs."""
+    tc = cfg.train
+    keras.utils.set_random_seed(tc.seed)
+    policy = set_precision(tc.precision)
+    cache = load_cache(cfg.data.cache_dir, split, cfg.data)
+    count = len(cache.y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(cache.y["xy_norm"]))
+    targets = keypoint_targets(cache.y)
+    heatmap_target = cache.y["heatmaps"] if "heatmaps" in cache.y else targets
+    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    out_dir = Path(tc.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.json")
+
+    pretrained = has_pretrained_weights(cfg.model.weights)
+    if tc.fine_tune:
+        start = out_dir / "best.keras"
+        if not start.is_file():
+            raise DataError("fine-tuning starts from the best model of a first run, which is missing", start)
+        model = keras.saving.load_model(start, safe_mode=True, compile=False)
+        model.get_layer("backbone").trainable = True
+        learning_rate, backup = tc.fine_tune_learning_rate, "backup_fine_tune"
+    else:
+        model = build_model(len(cache.keypoint_names), cfg.data, cfg.model, seed=tc.seed)
+        # A frozen random backbone learns nothing: freeze only pretrained weights.
+        model.get_layer("backbone").trainable = not pretrained
+        learning_rate, backup = tc.learning_rate, "backup"
+    compile_model(model, cfg.data, tc, learning_rate, resolve_jit(tc.jit_compile))
+
+    # Keras wants a target per output; "confidence" has no loss (its target is the visibility).
+    data = {"heatmap_logits": heatmap_target, "keypoints": targets, "confidence": cache.y["visible"].astype(np.float32)}
+    train_ds = make_batches(cache.images, data, train_idx, tc.batch_size, shuffle=True, seed=tc.seed)
+    val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
+    monitor = "val_loss" if val_ds is not None else "loss"
+    steps = math.ceil(len(train_idx) / tc.batch_size)
+    sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
+    callbacks = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Stage 2 training",
+                                   backup_name=backup, tensorboard_images=sample)
+    start_time = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the pipeline shuffles
+    seconds = time.perf_counter() - start_time
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
+    epochs_run = len(history.history.get("loss", []))
+    last = {k: float(v[-1]) for k, v in history.history.items() if v}
+    return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(),
+            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
+            "seconds": round(seconds, 1),
+            "images_per_second": round(epochs_run * len(train_idx) / seconds, 2) if seconds > 0 else None,
+            "last": last}
+
+
+def load_stage2_model(path):
+    """Load a saved stage-2 model with Keras safe mode (no arbitrary code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("model file not found (train first: train_vis.py)", path)
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def predict_arrays(model, images, batch_size, progress=True):
+    """Run the model in chunks; returns xy_norm (N, K, 2), confidence (N, K) and the
+    heatmap logits (N, h, w, K) float16 (kept small: overlays need only a few)."""
+    xy, conf, logits = [], [], []
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
+        out = model(np.asarray(images[start:start + batch_size]), training=False)
+        xy.append(keras.ops.convert_to_numpy(out["keypoints"]))
+        conf.append(keras.ops.convert_to_numpy(out["confidence"]))
+        logits.append(keras.ops.convert_to_numpy(out["heatmap_logits"]).astype(np.float16))
+    return np.concatenate(xy), np.concatenate(conf), np.concatenate(logits)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
+
+
+def _file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def use(cfg, model_path, split="test", images_dir=None, progress=True):
+    """Predict on a cache split (with evaluation) or on a folder of images (without).
+
+    Writes under `cfg.use.output_dir`: overlays/ (input frame), original_overlays/,
+    heatmaps/, per_image/*.json, and evaluation_summary.json when labels exist.
+    """
+    uc = cfg.use
+    out_dir = Path(uc.output_dir)
+    model = load_stage2_model(model_path)
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    if images_dir is not None:
+        paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise DataError("no images (.jpg, .png, ...) in folder", images_dir)
+        images, transforms, _ = preprocess_folder(paths, cfg.data)
+        names, y, keypoint_names = [p.name for p in paths], None, None
+        source_paths = paths
+    else:
+        cache = load_cache(cfg.data.cache_dir, split, cfg.data)
+        images, transforms, y = cache.images, cache.y["transforms"], cache.y
+        names, keypoint_names = [str(n) for n in y["filenames"]], cache.keypoint_names
+        source_paths = None
+    xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
+    num_keypoints = xy_norm.shape[1]
+    keypoint_names = keypoint_names or tuple(f"kp{k:02d}" for k in range(num_keypoints))
+    xy_input = xy_norm * input_size
+    xy_original = to_original(xy_input, transforms)
+    visible_pred = confidence >= uc.visibility_threshold
+
+    for i, name in enumerate(names):
+        save_json(out_dir / "per_image" / f"{Path(name).stem}.json", {
+            "filename": name, "keypoint_names": list(keypoint_names),
+            "keypoints_original": xy_original[i].round(3), "keypoints_input": xy_input[i].round(3),
+            "confidence": confidence[i].round(4), "visible_pred": visible_pred[i]})
+
+    heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
+    scale = max(1, 512 // int(input_size[0]))
+    for i in range(min(uc.max_overlays, len(names))):
+        stem = Path(names[i]).stem
+        truth = y["xy_norm"][i] * input_size if y is not None else None
+        vis_true = y["visible"][i] if y is not None else None
+        save_overlay(out_dir / "overlays" / f"{stem}.png", np.asarray(images[i]), xy_pred=xy_input[i],
+                     xy_true=truth, visible_true=vis_true, scores=confidence[i],
+                     score_threshold=uc.visibility_threshold, scale=scale)
+        plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{stem}.png",
+                      keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
+        original = _original_image(cfg, split, names[i], source_paths, i)
+        if original is not None:
+            save_overlay(out_dir / "original_overlays" / f"{stem}.jpg", original, xy_pred=xy_original[i],
+                         xy_true=y["xy_original"][i] if y is not None else None,
+                         visible_true=y["visible"][i] if y is not None else None,
+                         scores=confidence[i], score_threshold=uc.visibility_threshold)
+
+    result = {"images": len(names), "output_dir": str(out_dir)}
+    if y is not None:
+        summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
+        summary["model"] = {"path": str(model_path), "sha256_16": _file_hash(model_path)}
+        summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
+                           "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
+        summary["config"] = to_dict(cfg)
+        save_json(out_dir / "evaluation_summary.json", summary)
+        errors = keypoint_errors(xy_input, y["xy_norm"] * input_size, y["visible"])
+        frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
+        plot_error_histogram(errors, out_dir / "plots" / "error_histogram.png",
+                             thresholds=uc.pck_thresholds, unit=frame)
+        plot_per_keypoint_error(summary["input_frame"], out_dir / "plots" / "per_keypoint_error.png")
+        result["summary"] = summary
+    return result
+
+
+def _original_image(cfg, split, name, source_paths, index):
+    if source_paths is not None:
+        return read_image_rgb(source_paths[index])
+    data_dir = Path(cfg.data.data_dir)
+    for path in (data_dir / "images" / split / name, data_dir / "images" / name):
+        if path.is_file():
+            return read_image_rgb(path)
+    return None  # the cache can outlive its source images
+
+
+def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
+    """The evaluation summary: soft-argmax errors in the input frame and in original
+    pixels, argmax+refine errors beside them, and visibility precision/recall."""
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    thresholds = cfg.use.pck_thresholds
+    visible = y["visible"].astype(bool)
+    truth_input = y["xy_norm"] * input_size
+    xy_input = xy_norm * input_size
+    xy_original = to_original(xy_input, y["transforms"])
+    codec = GaussianHeatmapCodec(cfg.data.heatmap_size[::-1], cfg.data.sigma)
+    argmax_norm, _ = codec.decode(_sigmoid(logits))
+    frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
+    return {
+        "counts": {"images": int(len(visible)), "keypoints_per_image": int(visible.shape[1]),
+                   "visible_keypoints": int(visible.sum())},
+        "decoder": {"soft_argmax_beta": cfg.model.beta, "debias": cfg.model.debias},
+        "input_frame": keypoint_error_summary(xy_input, truth_input, visible, thresholds, keypoint_names, frame),
+        "original_frame": keypoint_error_summary(xy_original, y["xy_original"], visible, thresholds,
+                                                 keypoint_names, "px in the original image"),
+        "input_frame_argmax_refine": keypoint_error_summary(argmax_norm * input_size, truth_input, visible,
+                                                            thresholds, keypoint_names, frame),
+        "visibility": visibility_precision_recall(confidence, visible, cfg.use.visibility_threshold),
+    }

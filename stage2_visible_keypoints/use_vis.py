@@ -1,0 +1,49 @@
+"""Predict keypoints with a trained stage-2 model; evaluate when labels exist.
+
+    python stage2_visible_keypoints/use_vis.py --config configs/stage2_demo.yaml --split test
+    python stage2_visible_keypoints/use_vis.py --model runs/demo/model/best.keras --images my_images/
+
+Writes into use.output_dir: overlays/ (input frame; truth green, prediction red),
+original_overlays/ (on the source image), heatmaps/ (per-keypoint maps), per_image/*.json
+(keypoints in original and input pixels, confidence, predicted visibility) and, on a
+labelled cache, evaluation_summary.json and plots/.
+"""
+
+import argparse
+from pathlib import Path
+
+from common import cli
+from stage2_visible_keypoints.config import Stage2Config
+from stage2_visible_keypoints.pipeline import use
+
+SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
+             ("threshold", "use.visibility_threshold"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_config_arguments(parser)
+    parser.add_argument("--model", help="trained model (default: {train.output_dir}/best.keras)")
+    parser.add_argument("--split", default="test", help="labelled cache split to run on (default: test)")
+    parser.add_argument("--images", help="run on a folder of images instead of a cache (no evaluation)")
+    parser.add_argument("--cache-dir", help="data.cache_dir")
+    parser.add_argument("--output-dir", help="use.output_dir")
+    parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
+    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
+    result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
+    print(f"predicted {result['images']} images; outputs in {result['output_dir']}")
+    if "summary" in result:
+        s = result["summary"]
+        frame, pck = s["input_frame"], s["input_frame"]["pck"]
+        print(f"input frame ({frame['unit']}): mean {frame['euclidean']['mean']}, "
+              f"median {frame['euclidean']['median']}, PCK " + ", ".join(f"@{k}: {v}" for k, v in pck.items()))
+        print(f"original frame: mean {s['original_frame']['euclidean']['mean']} px; "
+              f"visibility precision {s['visibility']['precision']}, recall {s['visibility']['recall']}")
+        print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))
