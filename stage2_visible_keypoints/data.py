@@ -44,6 +44,7 @@ CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names",
               "heatmap_size", "sigma", "config_hash", "config_json")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
+SIDE_FILES = ("keypoint_names.json", "camera.json", "mesh.obj")
 
 
 @dataclasses.dataclass
@@ -177,7 +178,11 @@ def preprocess_config(data_cfg):
 
 
 def _source_hash(annotations):
+    """Label file and side files by content, images by name, size and mtime."""
     digest = hashlib.sha256(annotations.label_path.read_bytes())
+    for name in SIDE_FILES:  # names, and the pose projection, come from these too
+        path = annotations.label_path.parent / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
     for path in annotations.image_paths:
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())

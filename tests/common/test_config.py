@@ -1,0 +1,163 @@
+"""Typed configs: defaults, JSON/YAML files, `--set` overrides, precedence, errors, hashes."""
+
+import json
+
+import pytest
+
+from common.config import config_hash, load_config, parse_override, save_config, to_dict
+from common.errors import DataError
+from stage2_visible_keypoints.config import DataConfig, Stage2Config
+
+
+def write_yaml(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_or_overrides():
+    cfg = load_config(Stage2Config)
+    assert cfg == Stage2Config()
+    assert cfg.data.input_size == (128, 128) and cfg.train.epochs == 30
+
+
+def test_yaml_file_sets_nested_values_and_lists_become_tuples(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", "data:\n  input_size: [64, 64]\n  heatmap_size: [32, 32]\n"
+                                           "  sigma: 1.5\ntrain:\n  epochs: 3\n")
+    cfg = load_config(Stage2Config, path)
+    assert cfg.data.input_size == (64, 64) and cfg.data.heatmap_size == (32, 32)
+    assert isinstance(cfg.data.input_size, tuple)
+    assert cfg.data.sigma == 1.5 and cfg.train.epochs == 3
+    # Untouched fields keep their defaults.
+    assert cfg.data.crop_size == (1000, 1000) and cfg.train.batch_size == 128
+
+
+def test_json_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"decoder_filters": [8, 8, 8, 8], "debias": True}}))
+    cfg = load_config(Stage2Config, path)
+    assert cfg.model.decoder_filters == (8, 8, 8, 8) and cfg.model.debias is True
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path):
+    assert load_config(Stage2Config, write_yaml(tmp_path / "c.yaml", "")) == Stage2Config()
+
+
+def test_overrides_are_yaml_typed():
+    cfg = load_config(Stage2Config, overrides=[
+        "train.epochs=3", "train.learning_rate=1e-3", "model.debias=true", "train.precision=float32",
+        "data.input_size=[64, 96]", "data.heatmap_size=[32, 48]", "use.pck_thresholds=[1, 2]",
+        "train.seed=4.0",  # an integral float is accepted for an int
+    ])
+    assert cfg.train.epochs == 3 and type(cfg.train.epochs) is int
+    assert cfg.train.learning_rate == 1e-3 and type(cfg.train.learning_rate) is float
+    assert cfg.model.debias is True
+    assert cfg.train.precision == "float32"
+    assert cfg.data.input_size == (64, 96) and cfg.data.heatmap_size == (32, 48)
+    assert cfg.use.pck_thresholds == (1, 2)
+    assert cfg.train.seed == 4 and type(cfg.train.seed) is int
+
+
+def test_parse_override():
+    assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
+    assert parse_override(" data.sigma = 0.5") == (["data", "sigma"], 0.5)
+    assert parse_override("a.b=x=y") == (["a", "b"], "x=y")
+    with pytest.raises(DataError, match="--set"):
+        parse_override("train.epochs")
+
+
+def test_overrides_beat_the_file_and_later_overrides_win(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", "train:\n  epochs: 3\n  batch_size: 16\n")
+    cfg = load_config(Stage2Config, path, ["train.epochs=7", "train.seed=1", "train.seed=2"])
+    assert cfg.train.epochs == 7  # override beats file
+    assert cfg.train.batch_size == 16  # file beats default
+    assert cfg.train.seed == 2
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path):
+    path = write_yaml(tmp_path / "typo.yaml", "train:\n  epohcs: 3\n")
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, path)
+    assert "epohcs" in str(info.value) and "typo.yaml" in str(info.value)
+
+
+def test_unknown_section_in_file(tmp_path):
+    path = write_yaml(tmp_path / "typo.yaml", "trian:\n  epochs: 3\n")
+    with pytest.raises(DataError, match="typo.yaml.*trian"):
+        load_config(Stage2Config, path)
+
+
+def test_unknown_key_in_override_names_key_and_override():
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, overrides=["data.sigmaa=3"])
+    assert "sigmaa" in str(info.value) and "--set data.sigmaa=3" in str(info.value)
+
+
+def test_override_of_a_section_with_a_scalar():
+    with pytest.raises(DataError, match="--set data=3.*mapping"):
+        load_config(Stage2Config, overrides=["data=3"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.epochs=abc", "epochs"),
+    ("train.epochs=2.5", "epochs"),
+    ("model.debias=1", "debias"),
+    ("data.sigma=[1, 2]", "sigma"),
+])
+def test_wrong_type_is_a_data_error_naming_the_key(override, key):
+    with pytest.raises(DataError, match=f"'{key}'"):
+        load_config(Stage2Config, overrides=[override])
+
+
+def test_wrong_type_in_file(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", "train:\n  batch_size: many\n")
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, path)
+    assert "c.yaml" in str(info.value) and "batch_size" in str(info.value) and "many" in str(info.value)
+
+
+def test_post_init_check_surfaces_as_data_error(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", "data:\n  input_size: [64, 64]\n")  # heatmap stays 64x64
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, path)
+    assert "c.yaml" in str(info.value) and "heatmap_size" in str(info.value)
+    with pytest.raises(DataError, match="sigma must be positive"):
+        load_config(Stage2Config, overrides=["data.sigma=0"])
+    with pytest.raises(DataError, match="crop_size must fit"):
+        load_config(Stage2Config, overrides=["data.crop_size=[2000, 1000]"])
+
+
+def test_file_not_found_and_bad_yaml(tmp_path):
+    with pytest.raises(DataError, match="missing.yaml.*not found"):
+        load_config(Stage2Config, tmp_path / "missing.yaml")
+    with pytest.raises(DataError, match="missing.json.*not found"):
+        load_config(Stage2Config, tmp_path / "missing.json")
+    with pytest.raises(DataError, match="bad.yaml.*YAML"):
+        load_config(Stage2Config, write_yaml(tmp_path / "bad.yaml", "data: [1, 2\n"))
+    with pytest.raises(DataError, match="list.yaml.*mapping"):
+        load_config(Stage2Config, write_yaml(tmp_path / "list.yaml", "- 1\n- 2\n"))
+
+
+def test_save_then_load_round_trip(tmp_path):
+    cfg = load_config(Stage2Config, overrides=[
+        "data.input_size=[64, 64]", "data.heatmap_size=[32, 32]", "data.sigma=1.25",
+        "model.decoder_filters=[16, 8, 8, 4]", "train.epochs=2", "use.pck_thresholds=[3.0]",
+        "data.cache_heatmaps=true",
+    ])
+    save_config(cfg, tmp_path / "config.json")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+    again = load_config(Stage2Config, tmp_path / "config.json")
+    assert again == cfg
+    assert again.data.input_size == (64, 64) and again.use.pck_thresholds == (3.0,)
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["input_size"] == [64, 64]
+
+
+def test_config_hash_ignores_key_order_and_sees_values():
+    a = {"sigma": 2.0, "input_size": [128, 128], "nested": {"x": 1, "y": 2}}
+    b = {"nested": {"y": 2, "x": 1}, "input_size": [128, 128], "sigma": 2.0}
+    assert config_hash(a) == config_hash(b)
+    assert len(config_hash(a)) == 16
+    assert config_hash(a) != config_hash({**a, "sigma": 2.5})
+    assert config_hash(a) != config_hash({**a, "input_size": [128, 96]})
+    # A dataclass config hashes the same as its resolved dict after a save/load.
+    data = DataConfig(input_size=(64, 64), heatmap_size=(32, 32))
+    assert config_hash(to_dict(data)) == config_hash(json.loads(json.dumps(to_dict(data))))

@@ -1,0 +1,145 @@
+"""Letterbox -> centre crop -> resize: hand-computed transforms, round trips, and that
+the image warp moves pixels exactly where the point transform moves points."""
+
+import numpy as np
+import pytest
+
+from common.geometry import inside, letterbox_crop_transform, to_input, to_original, warp_image
+
+# The default stage-2 pipeline (stage2_visible_keypoints.config.DataConfig).
+CANVAS, CROP, INPUT = (1920, 1080), (1000, 1000), (128, 128)
+
+
+def test_default_pipeline_transform_by_hand():
+    # 1920x1200 -> scale min(1920/1920, 1080/1200) = 0.9 -> 1728x1080, padded by
+    # (1920 - 1728) / 2 = 96 in x; the 1000x1000 crop starts at (460, 40) of the
+    # canvas; 1000 -> 128 is a factor 0.128.
+    transform, plan = letterbox_crop_transform((1920, 1200), CANVAS, CROP, INPUT)
+    np.testing.assert_allclose(transform, [0.9 * 0.128, 0.9 * 0.128, (96 - 460) * 0.128, (0 - 40) * 0.128],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(transform, [0.1152, 0.1152, -46.592, -5.12], rtol=0, atol=1e-12)
+    assert plan == {"resized": (1728, 1080), "offset": (-364, -40), "crop": (1000, 1000), "input": (128, 128)}
+    # The image centre maps to the input centre.
+    np.testing.assert_allclose(to_input([[960.0, 600.0]], transform), [[64.0, 64.0]], atol=1e-12)
+
+
+def test_portrait_image_transform_by_hand():
+    # 1000x2000 -> scale min(1920/1000, 1080/2000) = 0.54 -> 540x1080, padded by
+    # (1920 - 540) / 2 = 690 in x; crop at (460, 40); offset (230, -40); factor 0.128.
+    transform, plan = letterbox_crop_transform((1000, 2000), CANVAS, CROP, INPUT)
+    np.testing.assert_allclose(transform, [0.06912, 0.06912, 29.44, -5.12], rtol=0, atol=1e-12)
+    assert plan["resized"] == (540, 1080) and plan["offset"] == (230, -40)
+
+
+def test_small_pipeline_transform_by_hand():
+    # The sizes the data tests use: 320x200 -> scale 0.9 -> 288x180 on a 320x180 canvas,
+    # pad 16 in x; crop 160x160 at (80, 10); factor 64 / 160 = 0.4.
+    transform, _ = letterbox_crop_transform((320, 200), (320, 180), (160, 160), (64, 64))
+    np.testing.assert_allclose(transform, [0.36, 0.36, -25.6, -4.0], rtol=0, atol=1e-12)
+
+
+def test_rounded_resize_gives_slightly_different_sx_sy():
+    # 1000x999 on a 500x500 canvas: s = 500/1000 -> 500 x round(499.5) = 500 x 500.
+    transform, plan = letterbox_crop_transform((1000, 999), (500, 500), (500, 500), (500, 500))
+    assert plan["resized"] == (500, 500)
+    np.testing.assert_allclose(transform, [0.5, 500 / 999, 0.0, 0.0], atol=1e-15)
+
+
+def test_non_positive_size_is_rejected():
+    with pytest.raises(ValueError, match="positive"):
+        letterbox_crop_transform((0, 10), CANVAS, CROP, INPUT)
+
+
+@pytest.mark.parametrize("image_size", [(1920, 1200), (1000, 2000), (640, 480), (333, 777)])
+def test_round_trip_original_input_original(image_size):
+    rng = np.random.default_rng(0)
+    transform, _ = letterbox_crop_transform(image_size, CANVAS, CROP, INPUT)
+    xy_original = rng.uniform(-50, 1.05 * np.array(image_size), size=(200, 2))
+    np.testing.assert_allclose(to_original(to_input(xy_original, transform), transform), xy_original,
+                               rtol=0, atol=1e-3)
+
+
+def test_to_input_broadcasts_one_transform_per_image():
+    t1, _ = letterbox_crop_transform((1920, 1200), CANVAS, CROP, INPUT)
+    t2, _ = letterbox_crop_transform((1000, 2000), CANVAS, CROP, INPUT)
+    xy = np.array([[[0.0, 0.0], [100.0, 200.0], [10.0, 20.0]]] * 2)  # (N=2, K=3, 2)
+    out = to_input(xy, np.stack([t1, t2]))
+    assert out.shape == (2, 3, 2)
+    np.testing.assert_allclose(out[0, 1], [100 * 0.1152 - 46.592, 200 * 0.1152 - 5.12])
+    np.testing.assert_allclose(out[1, 1], [100 * 0.06912 + 29.44, 200 * 0.06912 - 5.12])
+    np.testing.assert_allclose(to_original(out, np.stack([t1, t2])), xy, atol=1e-9)
+
+
+def _centroid(image):
+    weights = image.astype(np.float64).sum(axis=-1)
+    ys, xs = np.indices(weights.shape)
+    # Pixel j's centre is at j + 0.5 (the package's convention).
+    return np.array([((xs + 0.5) * weights).sum(), ((ys + 0.5) * weights).sum()]) / weights.sum()
+
+
+@pytest.mark.parametrize("x0, y0", [(960, 600), (700, 400), (1253, 811), (1100, 333)])
+def test_warp_image_moves_a_bright_square_where_to_input_moves_its_centre(x0, y0):
+    image = np.zeros((1200, 1920, 3), np.uint8)
+    image[y0:y0 + 5, x0:x0 + 5] = 255  # a 5x5 square centred at (x0 + 2.5, y0 + 2.5)
+    warped, transform = warp_image(image, CANVAS, CROP, INPUT)
+    assert warped.shape == (128, 128, 3) and warped.dtype == np.uint8
+    expected, _ = letterbox_crop_transform((1920, 1200), CANVAS, CROP, INPUT)
+    np.testing.assert_array_equal(transform, expected)
+    xy_input = to_input([[x0 + 2.5, y0 + 2.5]], transform)[0]
+    np.testing.assert_allclose(_centroid(warped), xy_input, rtol=0, atol=0.05)  # measured < 0.015
+
+
+def test_warp_image_bright_square_small_pipeline_and_upscaling():
+    # 320x200 -> 64x64 input (factor 0.36), and an upscaling crop (factor 2) where the
+    # square stays many pixels wide.
+    image = np.zeros((200, 320, 3), np.uint8)
+    image[120:125, 190:195] = 255
+    warped, transform = warp_image(image, (320, 180), (160, 160), (64, 64))
+    np.testing.assert_allclose(_centroid(warped), to_input([[192.5, 122.5]], transform)[0], atol=0.05)
+    warped, transform = warp_image(image, (320, 180), (160, 160), (320, 320))
+    np.testing.assert_allclose(transform, [1.8, 1.8, -128.0, -20.0], atol=1e-12)
+    np.testing.assert_allclose(_centroid(warped), to_input([[192.5, 122.5]], transform)[0], atol=0.05)
+
+
+def test_flat_landscape_image_fills_the_input():
+    # 1920x1200 letterboxed to 1728x1080 covers the 1000x1000 crop completely: no padding.
+    image = np.full((1200, 1920, 3), 128, np.uint8)
+    warped, _ = warp_image(image, CANVAS, CROP, INPUT)
+    assert np.all(warped == 128)
+
+
+def test_flat_portrait_image_has_black_side_bands():
+    # The image covers input x in [29.44, 29.44 + 540 * 0.128) = [29.44, 98.56) and all y.
+    image = np.full((2000, 1000, 3), 128, np.uint8)
+    warped, transform = warp_image(image, CANVAS, CROP, INPUT)
+    np.testing.assert_allclose(transform, [0.06912, 0.06912, 29.44, -5.12], atol=1e-12)
+    assert np.all(warped[:, :29] == 0)  # left band: pixels 0..28 end at x <= 29
+    assert np.all(warped[:, 30:98] == 128)  # inside (pixel 29 and 98 straddle the edges)
+    assert np.all(warped[:, 99:] == 0)  # right band
+    assert 0 < warped[0, 29, 0] < 128 and 0 < warped[0, 98, 0] < 128  # partial-coverage edge pixels
+    # The band edges are where the image's left and right borders map to.
+    np.testing.assert_allclose(to_input([[0.0, 0.0], [1000.0, 2000.0]], transform),
+                               [[29.44, -5.12], [98.56, 133.12]], atol=1e-9)
+
+
+def test_warp_image_same_size_is_identity():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    warped, transform = warp_image(image, (96, 64), (96, 64), (96, 64))
+    np.testing.assert_array_equal(warped, image)
+    np.testing.assert_array_equal(transform, [1.0, 1.0, 0.0, 0.0])
+
+
+def test_inside_boundaries():
+    size = (64, 32)
+    xy = np.array([
+        [0.0, 0.0],  # top-left corner: inside
+        [63.999, 31.999],  # inside
+        [64.0, 10.0],  # x == width: outside
+        [10.0, 32.0],  # y == height: outside
+        [-1e-9, 10.0],  # just left: outside
+        [10.0, -0.5],  # above: outside
+        [np.nan, 10.0],  # NaN: outside
+    ])
+    np.testing.assert_array_equal(inside(xy, size), [True, True, False, False, False, False, False])
+    assert inside(np.zeros((3, 5, 2)), size).shape == (3, 5)

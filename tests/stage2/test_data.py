@@ -1,0 +1,520 @@
+"""Stage-2 data: SPEED-style labels, pose-only records, bad input, the cache and its reuse.
+
+Sizes are tiny: 320x200 images on a 320x180 canvas, a 160x160 crop and a 64x64 input
+(32x32 heatmaps). Hand-computed transform for that pipeline (see test_geometry.py):
+scale 0.9 -> 288x180, pad x 16, crop at (80, 10), factor 0.4, so
+    xy_input = 0.36 * xy_original + (-25.6, -4.0).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
+from common.errors import DataError
+from common.geometry import to_input
+from common.mesh import load_obj, visible_vertices
+from stage2_visible_keypoints.config import DataConfig
+from stage2_visible_keypoints.data import (
+    load_annotations,
+    load_cache,
+    preprocess,
+    preprocess_folder,
+)
+from stage2_visible_keypoints.render import RenderConfig, render_split
+
+W, H = 320, 200
+TRANSFORM = np.array([0.36, 0.36, -25.6, -4.0])
+NAMES = ["nose", "tip", "edge", "hidden"]
+Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames",
+          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash"}
+
+
+def keypoints_for(i):
+    """(K=4, 2) xy_original of image i.
+
+    0: lands on input pixel (33 + 2i, 33), the centre of heatmap pixel (16 + i, 16);
+    1: input (10.4, 14.0); 2: inside the image but left of the crop (input x = -22);
+    3: inside the crop but marked invisible.
+    """
+    return [[(33 + 2 * i + 25.6) / 0.36, 37 / 0.36], [100.0, 50.0], [10.0, 100.0], [200.0, 150.0]]
+
+
+def grey(i):
+    return 40 * (i + 1)
+
+
+def write_labels(data_dir, records, split="train"):
+    path = Path(data_dir) / f"{split}.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def write_split(data_dir, n=3, split="train", image_dir=None, names=NAMES, fmt="png"):
+    """N flat grey 320x200 images (grey 40 * (i + 1)) and `{split}.json`; returns the records."""
+    data_dir = Path(data_dir)
+    folder = data_dir / ("images/" + split if image_dir is None else image_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        filename = f"img{i:03d}.{fmt}"
+        Image.new("RGB", (W, H), (grey(i),) * 3).save(folder / filename)
+        records.append({"filename": filename, "keypoints": keypoints_for(i), "visible": [True, True, True, False]})
+    write_labels(data_dir, records, split)
+    if names is not None:
+        (data_dir / "keypoint_names.json").write_text(json.dumps(names))
+    return records
+
+
+def small_config(tmp_path, **overrides):
+    values = dict(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), canvas_size=(320, 180),
+                  crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32), sigma=1.0)
+    return DataConfig(**{**values, **overrides})
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    write_split(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def expect_error(call, *fragments):
+    """Run `call`, expect a DataError whose message holds every fragment; return the message."""
+    with pytest.raises(DataError) as info:
+        call()
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# ---------------------------------------------------------------- load_annotations
+
+
+def test_load_annotations_happy_path(data_dir):
+    ann = load_annotations(data_dir, "train")
+    assert ann.label_path == data_dir / "train.json"
+    assert ann.keypoint_names == tuple(NAMES)
+    assert ann.image_paths == [data_dir / "images" / "train" / f"img{i:03d}.png" for i in range(3)]
+    np.testing.assert_array_equal(ann.xy_original, [keypoints_for(i) for i in range(3)])
+    np.testing.assert_array_equal(ann.visible, [[True, True, True, False]] * 3)
+    np.testing.assert_array_equal(ann.image_sizes, [[320, 200]] * 3)
+
+
+def test_images_in_flat_folder_default_names_and_default_visibility(tmp_path):
+    records = write_split(tmp_path, n=2, image_dir="images", names=None)
+    for record in records:
+        del record["visible"]
+    records[1]["keypoints"][3] = [320.0, 10.0]  # x == width: outside, so not visible
+    write_labels(tmp_path, records)
+    ann = load_annotations(tmp_path, "train")
+    assert ann.image_paths == [tmp_path / "images" / "img000.png", tmp_path / "images" / "img001.png"]
+    assert ann.keypoint_names == ("kp00", "kp01", "kp02", "kp03")
+    # Without "visible", a keypoint is visible when it lies inside the image.
+    np.testing.assert_array_equal(ann.visible, [[True] * 4, [True, True, True, False]])
+
+
+def test_split_folder_is_searched_before_flat_folder(tmp_path):
+    write_split(tmp_path, n=1)
+    Image.new("RGB", (10, 10)).save(tmp_path / "images" / "img000.png")  # a decoy of another size
+    assert load_annotations(tmp_path, "train").image_paths == [tmp_path / "images" / "train" / "img000.png"]
+
+
+# ---------------------------------------------------------------- pose-only records
+
+SMALL = Camera(fx=3003.4129 / 6, fy=3003.4129 / 6, cx=160.0, cy=100.0, width=W, height=H)
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory):
+    """Three plain 320x200 renders (jpg) with camera.json, mesh.obj and keypoint_names.json."""
+    root = tmp_path_factory.mktemp("renders")
+    save_camera_json(root / "small_camera.json", SMALL)
+    config = RenderConfig(num_images=3, seed=3, camera_json=str(root / "small_camera.json"), max_offset_px=20.0,
+                          backgrounds={"stars": 1.0}, blur_prob=0.0, noise_std=0.0)
+    render_split(root / "data", config, split="val")
+    return root / "data"
+
+
+@pytest.fixture
+def pose_only(renders, tmp_path):
+    """A copy of the renders whose records hold poses only, as real SPEED labels do."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(renders, data_dir)
+    records = json.loads((data_dir / "val.json").read_text())
+    write_labels(data_dir, [{k: v for k, v in r.items() if k not in ("keypoints", "visible")} for r in records],
+                 "val")
+    return data_dir, records
+
+
+def test_pose_only_records_are_projected_and_ray_cast(pose_only):
+    data_dir, records = pose_only
+    ann = load_annotations(data_dir, "val")
+    camera, mesh = load_camera_json(data_dir / "camera.json"), load_obj(data_dir / "mesh.obj")
+    assert camera == SMALL and ann.keypoint_names == mesh.vertex_names
+    for i, record in enumerate(records):
+        points_cam = body_to_camera(mesh.vertices, record["q_vbs2tango"], record["r_Vo2To_vbs_true"])
+        np.testing.assert_allclose(ann.xy_original[i], project_points(points_cam, camera), rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(ann.visible[i], visible_vertices(mesh, points_cam, camera))
+        # ... and agree with the keypoints the renderer wrote.
+        np.testing.assert_allclose(ann.xy_original[i], record["keypoints"], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(ann.visible[i], record["visible"])
+    assert 0 < ann.visible.mean() < 1  # some keypoints hidden by the body, so ray casting matters
+
+
+def test_pose_only_accepts_speed_plus_quaternion_field(pose_only):
+    data_dir, records = pose_only
+    plus = [{"filename": r["filename"], "q_vbs2tango_true": r["q_vbs2tango"],
+             "r_Vo2To_vbs_true": r["r_Vo2To_vbs_true"]} for r in records]
+    write_labels(data_dir, plus, "val")
+    np.testing.assert_allclose(load_annotations(data_dir, "val").xy_original, [r["keypoints"] for r in records],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", ["mesh.obj", "camera.json"])
+def test_pose_only_without_mesh_or_camera(pose_only, missing):
+    data_dir, _ = pose_only
+    (data_dir / missing).unlink()
+    expect_error(lambda: load_annotations(data_dir, "val"), "val.json", missing)
+
+
+def test_pose_only_bad_pose_fields(pose_only):
+    data_dir, records = pose_only
+    bad = [{"filename": r["filename"], "q_vbs2tango": r["q_vbs2tango"], "r_Vo2To_vbs_true": r["r_Vo2To_vbs_true"]}
+           for r in records]
+    bad[2]["q_vbs2tango"] = [1.0, 0.0, 0.0]
+    write_labels(data_dir, bad, "val")
+    expect_error(lambda: load_annotations(data_dir, "val"), "val.json", "record 2", "'q_vbs2tango'")
+    del bad[2]["q_vbs2tango"]
+    write_labels(data_dir, bad, "val")
+    expect_error(lambda: load_annotations(data_dir, "val"), "val.json", "record 2", "missing field 'q_vbs2tango'")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_corrupt_image_fails_at_load_time_naming_the_image(tmp_path):
+    write_split(tmp_path / "data", fmt="jpg")
+    (tmp_path / "data" / "images" / "train" / "img001.jpg").write_bytes(b"not a jpeg at all" * 10)
+    cfg = small_config(tmp_path)
+    expect_error(lambda: load_annotations(cfg.data_dir, "train"), "img001.jpg", "cannot read image")
+    expect_error(lambda: preprocess(cfg, "train", progress=False), "img001.jpg", "cannot read image")
+    assert not (tmp_path / "cache" / "train").exists()
+
+
+def test_truncated_image_fails_at_preprocess_time_naming_the_image(tmp_path):
+    write_split(tmp_path / "data", fmt="jpg")
+    path = tmp_path / "data" / "images" / "train" / "img002.jpg"
+    noisy = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cfg = small_config(tmp_path)
+    load_annotations(cfg.data_dir, "train")  # the header is intact: labels load
+    expect_error(lambda: preprocess(cfg, "train", progress=False), "img002.jpg", "truncated")
+    cache = tmp_path / "cache" / "train"
+    assert not (cache / "X_data.npy").exists() and not (cache / "Y_data.npz").exists()
+    assert not [p.name for p in cache.iterdir() if p.name.startswith(".")]  # temp file removed
+
+
+def test_missing_filename(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    del records[1]["filename"]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 1", "'filename'")
+
+
+def test_record_that_is_not_an_object(data_dir):
+    write_labels(data_dir, ["img000.png"])
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 0", "'filename'")
+
+
+def test_missing_image_file(data_dir):
+    (data_dir / "images" / "train" / "img002.png").unlink()
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 2", "img002.png", "not found")
+
+
+def test_keypoints_of_wrong_length(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["keypoints"] = records[1]["keypoints"][:-1]
+    records[1]["visible"] = records[1]["visible"][:-1]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 1 (img001.png)",
+                 "'keypoints'", "3 entries, expected 4")
+
+
+def test_keypoints_of_different_length_without_names(tmp_path):
+    records = write_split(tmp_path, names=None)
+    records[2]["keypoints"].append([1.0, 1.0])
+    records[2]["visible"].append(True)
+    write_labels(tmp_path, records)
+    expect_error(lambda: load_annotations(tmp_path, "train"), "record 2", "'keypoints'", "5 entries, expected 4")
+
+
+@pytest.mark.parametrize("keypoints, fragment", [
+    ([[1.0, 2.0, 3.0]] * 4, "shape (K, 2)"),
+    ([[1.0, "x"]] * 4, "list of [x, y] numbers"),
+    ([[1.0, 2.0], [3.0]], "list of [x, y] numbers"),
+    (None, "shape (K, 2)"),
+])
+def test_keypoints_of_wrong_form(data_dir, keypoints, fragment):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[0]["keypoints"] = keypoints
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 0", "'keypoints'", fragment)
+
+
+def test_nan_in_keypoints(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[2]["keypoints"][1] = [float("nan"), 5.0]
+    (data_dir / "train.json").write_text(json.dumps(records))  # writes the NaN token, which json reads back
+    assert "NaN" in (data_dir / "train.json").read_text()
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 2", "'keypoints'", "NaN")
+
+
+def test_visible_keypoint_outside_the_image(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["keypoints"][2] = [321.0, 10.0]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 1 (img001.png)",
+                 "keypoint 2 is marked visible", "(321.0, 10.0)", "320x200")
+    records[1]["visible"][2] = False  # the same point marked invisible is fine
+    write_labels(data_dir, records)
+    assert not load_annotations(data_dir, "train").visible[1, 2]
+
+
+@pytest.mark.parametrize("visible", [[True, True, True], [True] * 5, ["yes"] * 4, [0.5] * 4])
+def test_visible_of_wrong_length_or_type(data_dir, visible):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[0]["visible"] = visible
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 0", "'visible'", "4 booleans")
+
+
+@pytest.mark.parametrize("content", ['{"filename": "img000.png"}', "[]", '"train"'])
+def test_label_file_not_a_non_empty_list(data_dir, content):
+    (data_dir / "train.json").write_text(content)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "non-empty JSON list")
+
+
+def test_invalid_json_and_missing_label_file(data_dir):
+    (data_dir / "train.json").write_text('[{"filename": "img000.png",')
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "not valid JSON")
+    expect_error(lambda: load_annotations(data_dir, "test"), "test.json", "not found")
+
+
+def test_bad_keypoint_names_file(data_dir):
+    (data_dir / "keypoint_names.json").write_text('{"a": 1}')
+    expect_error(lambda: load_annotations(data_dir, "train"), "keypoint_names.json", "list of keypoint names")
+
+
+# ---------------------------------------------------------------- preprocess
+
+
+def test_preprocess_writes_the_documented_cache(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    summary = preprocess(cfg, "train", progress=False)
+    cache = tmp_path / "cache" / "train"
+    assert summary["reused"] is False and summary["cache"] == str(cache)
+    assert (summary["images"], summary["keypoints"]) == (3, 4)
+    assert summary["visible_fraction"] == 0.5  # keypoints 0 and 1 of every image
+    assert sorted(p.name for p in cache.iterdir()) == ["X_data.npy", "Y_data.npz"]  # no temp files
+
+    images = np.load(cache / "X_data.npy", allow_pickle=False)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    for i in range(3):  # flat images stay flat (the 288x180 letterbox covers the whole crop)
+        assert np.all(images[i] == grey(i))
+
+    with np.load(cache / "Y_data.npz", allow_pickle=False) as data:
+        y = {key: data[key] for key in data.files}
+    assert set(y) == Y_KEYS
+    np.testing.assert_allclose(y["transforms"], [TRANSFORM] * 3, rtol=0, atol=1e-12)
+    assert y["xy_norm"].dtype == np.float32 and y["xy_norm"].shape == (3, 4, 2)
+    np.testing.assert_allclose(y["xy_norm"] * 64, to_input(y["xy_original"], y["transforms"]), atol=1e-4)
+    np.testing.assert_allclose(y["xy_norm"][:, 0] * 64, [[33, 33], [35, 33], [37, 33]], atol=1e-4)
+    np.testing.assert_allclose(y["xy_norm"][:, 2] * 64, [[-22, 32]] * 3, atol=1e-4)
+    # Keypoint 2 is visible in the original but falls left of the crop.
+    np.testing.assert_array_equal(y["visible_original"], [[True, True, True, False]] * 3)
+    np.testing.assert_array_equal(y["visible"], [[True, True, False, False]] * 3)
+    np.testing.assert_array_equal(y["xy_original"], [keypoints_for(i) for i in range(3)])
+    np.testing.assert_array_equal(y["image_sizes"], [[320, 200]] * 3)
+    assert y["filenames"].tolist() == ["img000.png", "img001.png", "img002.png"]
+    assert y["keypoint_names"].tolist() == NAMES
+    assert y["input_size"].tolist() == [64, 64] and y["heatmap_size"].tolist() == [32, 32]
+    assert float(y["sigma"]) == 1.0
+    assert json.loads(str(y["config_json"]))["crop_size"] == [160, 160]
+
+
+def test_preprocess_rendered_jpgs(renders, tmp_path):
+    cfg = small_config(tmp_path, data_dir=str(renders))
+    assert preprocess(cfg, "val", progress=False)["images"] == 3
+    cache = load_cache(cfg.cache_dir, "val", cfg)
+    records = json.loads((renders / "val.json").read_text())
+    xy_input = to_input(np.array([r["keypoints"] for r in records]), TRANSFORM)
+    np.testing.assert_allclose(cache.y["xy_norm"] * 64, xy_input, atol=1e-4)
+    inside_input = np.all((xy_input >= 0) & (xy_input < 64), axis=-1)
+    np.testing.assert_array_equal(cache.y["visible"], np.array([r["visible"] for r in records]) & inside_input)
+    assert cache.images.max() > 0  # something was drawn
+
+
+def _mtimes(cache):
+    return {name: (cache / name).stat().st_mtime_ns for name in ("X_data.npy", "Y_data.npz")}
+
+
+def test_second_run_reuses_the_cache(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    cache = tmp_path / "cache" / "train"
+    before = _mtimes(cache)
+    summary = preprocess(cfg, "train", progress=False)
+    assert summary["reused"] is True and summary["images"] == 3 and summary["visible_fraction"] == 0.5
+    assert _mtimes(cache) == before
+    # The label file is hashed by content: rewriting the same bytes keeps the cache.
+    label = data_dir / "train.json"
+    label.write_bytes(label.read_bytes())
+    assert preprocess(cfg, "train", progress=False)["reused"] is True
+
+
+@pytest.mark.parametrize("override", [{"sigma": 2.0}, {"crop_size": (180, 180)}, {"cache_heatmaps": True}])
+def test_a_changed_config_rebuilds_the_cache(data_dir, tmp_path, override):
+    preprocess(small_config(tmp_path), "train", progress=False)
+    cfg = small_config(tmp_path, **override)
+    assert preprocess(cfg, "train", progress=False)["reused"] is False
+    load_cache(cfg.cache_dir, "train", cfg)  # now matches the new config
+    assert preprocess(cfg, "train", progress=False)["reused"] is True
+
+
+def test_changed_sources_rebuild_the_cache(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    # A modified label file.
+    records = json.loads((data_dir / "train.json").read_text())
+    records[0]["keypoints"][1] = [110.0, 50.0]
+    write_labels(data_dir, records)
+    assert preprocess(cfg, "train", progress=False)["reused"] is False
+    y = load_cache(cfg.cache_dir, "train", cfg).y
+    np.testing.assert_allclose(y["xy_norm"][0, 1] * 64, [110 * 0.36 - 25.6, 14.0], atol=1e-4)
+    # A touched image (new mtime).
+    image = data_dir / "images" / "train" / "img001.png"
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert preprocess(cfg, "train", progress=False)["reused"] is False
+    # Renamed keypoints (keypoint_names.json is not the label file, but the cache stores the names).
+    (data_dir / "keypoint_names.json").write_text(json.dumps(["a", "b", "c", "d"]))
+    assert preprocess(cfg, "train", progress=False)["reused"] is False
+    assert load_cache(cfg.cache_dir, "train", cfg).keypoint_names == ("a", "b", "c", "d")
+    assert preprocess(cfg, "train", progress=False)["reused"] is True
+
+
+def test_pose_only_cache_follows_camera_changes(pose_only, tmp_path):
+    data_dir, _ = pose_only
+    cfg = small_config(tmp_path, data_dir=str(data_dir))
+    preprocess(cfg, "val", progress=False)
+    before = load_cache(cfg.cache_dir, "val", cfg).y["xy_original"]
+    shifted = Camera(fx=SMALL.fx, fy=SMALL.fy, cx=SMALL.cx + 4.0, cy=SMALL.cy, width=W, height=H)
+    save_camera_json(data_dir / "camera.json", shifted)
+    assert preprocess(cfg, "val", progress=False)["reused"] is False
+    after = load_cache(cfg.cache_dir, "val", cfg).y["xy_original"]
+    np.testing.assert_allclose(after[..., 0] - before[..., 0], 4.0, atol=1e-9)
+
+
+def test_cached_heatmaps(data_dir, tmp_path):
+    cfg = small_config(tmp_path, cache_heatmaps=True)
+    preprocess(cfg, "train", progress=False)
+    y = load_cache(cfg.cache_dir, "train", cfg).y
+    heatmaps = y["heatmaps"]
+    assert heatmaps.shape == (3, 32, 32, 4) and heatmaps.dtype == np.float16
+    # Keypoint 0 of image i sits on the centre of heatmap pixel (x=16 + i, y=16): peak 1 there.
+    for i in range(3):
+        assert heatmaps[i, 16, 16 + i, 0] == 1.0
+        assert np.unravel_index(np.argmax(heatmaps[i, ..., 0]), (32, 32)) == (16, 16 + i)
+    # Every visible map is exp(-d^2 / (2 sigma^2)) around xy_heatmap (pixel centres at j + 0.5).
+    ys, xs = np.indices((32, 32)) + 0.5
+    xy_heatmap = y["xy_norm"].astype(np.float64) * 32
+    for i in range(3):
+        for k in range(2):
+            x, yy = xy_heatmap[i, k]
+            expected = np.exp(-((xs - x) ** 2 + (ys - yy) ** 2) / 2.0)
+            np.testing.assert_allclose(heatmaps[i, ..., k].astype(np.float64), expected, atol=2e-3)
+    # Keypoint 2 (outside the crop) and 3 (invisible) get empty maps.
+    assert not heatmaps[..., 2:].any()
+
+
+# ---------------------------------------------------------------- load_cache
+
+
+def test_load_cache_matching_config(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    cache = load_cache(cfg.cache_dir, "train", cfg)
+    assert cache.images.shape == (3, 64, 64, 3) and cache.images.dtype == np.uint8
+    assert isinstance(cache.images, np.memmap)
+    assert cache.keypoint_names == tuple(NAMES)
+    assert "heatmaps" not in cache.y
+    assert np.all(cache.images[2] == grey(2))
+
+
+def test_load_cache_built_with_another_config(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    other = small_config(tmp_path, sigma=1.5)
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", other), "Y_data.npz", "another config",
+                 "sigma=1.0 (config: 1.5)")
+    message = expect_error(lambda: load_cache(cfg.cache_dir, "train", small_config(tmp_path, crop_size=(170, 160))),
+                           "Y_data.npz", "crop_size=[160, 160] (config: [170, 160])")
+    assert "sigma" not in message  # only the differing field is listed
+    assert load_cache(cfg.cache_dir, "train").images.shape[0] == 3  # without a config: no check
+
+
+def test_load_cache_x_of_wrong_shape(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    np.save(tmp_path / "cache" / "train" / "X_data.npy", np.zeros((2, 64, 64, 3), np.uint8))
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "X_data.npy", "(2, 64, 64, 3)",
+                 "expected (3, 64, 64, 3) uint8")
+    # preprocess notices the stale images and rebuilds them.
+    assert preprocess(cfg, "train", progress=False)["reused"] is False
+    assert load_cache(cfg.cache_dir, "train", cfg).images.shape == (3, 64, 64, 3)
+
+
+def test_load_cache_missing_files(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "Y_data.npz", "not found")
+    preprocess(cfg, "train", progress=False)
+    (tmp_path / "cache" / "train" / "X_data.npy").unlink()
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "X_data.npy", "not found")
+    preprocess(cfg, "train", progress=False)
+    (tmp_path / "cache" / "train" / "Y_data.npz").unlink()
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "Y_data.npz", "not found")
+
+
+def test_load_cache_garbage_y(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    (tmp_path / "cache" / "train" / "Y_data.npz").write_bytes(b"garbage")
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "Y_data.npz", "cannot read cache")
+    assert preprocess(cfg, "train", progress=False)["reused"] is False  # and preprocess repairs it
+
+
+# ---------------------------------------------------------------- preprocess_folder
+
+
+def test_preprocess_folder(tmp_path):
+    Image.new("RGB", (320, 200), (90, 90, 90)).save(tmp_path / "landscape.png")
+    Image.new("RGB", (200, 320), (200, 200, 200)).save(tmp_path / "portrait.png")
+    cfg = small_config(tmp_path)
+    images, transforms, sizes = preprocess_folder([tmp_path / "landscape.png", tmp_path / "portrait.png"], cfg)
+    assert images.shape == (2, 64, 64, 3) and images.dtype == np.uint8
+    assert transforms.shape == (2, 4)
+    np.testing.assert_array_equal(sizes, [[320, 200], [200, 320]])
+    np.testing.assert_allclose(transforms[0], TRANSFORM, atol=1e-12)
+    # 200x320 -> scale 180/320 = 0.5625 -> round(112.5) = 112 x 180, pad x 104, offset (24, -10),
+    # factor 0.4: the image covers input x in [9.6, 9.6 + 112 * 0.4) = [9.6, 54.4).
+    np.testing.assert_allclose(transforms[1], [112 / 200 * 0.4, 0.4 * 180 / 320, 9.6, -4.0], atol=1e-12)
+    assert np.all(images[0] == 90)
+    assert np.all(images[1][:, :9] == 0) and np.all(images[1][:, 10:54] == 200) and np.all(images[1][:, 55:] == 0)
+    expect_error(lambda: preprocess_folder([tmp_path / "nope.png"], cfg), "nope.png", "not found")
