@@ -19,7 +19,7 @@ Cache `{cache_dir}/{split}/`:
     Y_data.npz   xy_norm (N, K, 2) float32 normalised input frame; visible (N, K) bool
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
-                 image_sizes (N, 2); filenames (N,); keypoint_names (K,); input_size, heatmap_size,
+                 image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
                  sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked.
 """
 
@@ -225,6 +225,7 @@ def preprocess(data_cfg, split, progress=True):
         "xy_original": annotations.xy_original, "visible_original": annotations.visible,
         "transforms": transforms, "image_sizes": annotations.image_sizes,
         "filenames": np.array([str(p.name) for p in annotations.image_paths]),
+        "image_paths": np.array([str(p.resolve()) for p in annotations.image_paths]),
         "keypoint_names": np.array(annotations.keypoint_names),
         "input_size": np.array(data_cfg.input_size), "heatmap_size": np.array(data_cfg.heatmap_size),
         "sigma": np.float32(data_cfg.sigma),

@@ -174,7 +174,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                      score_threshold=uc.visibility_threshold, scale=scale)
         plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{stem}.png",
                       keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
-        original = _original_image(cfg, split, names[i], source_paths, i)
+        original = _original_image(source_paths, y, i)
         if original is not None:
             save_overlay(out_dir / "original_overlays" / f"{stem}.jpg", original, xy_pred=xy_original[i],
                          xy_true=y["xy_original"][i] if y is not None else None,
@@ -198,14 +198,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     return result
 
 
-def _original_image(cfg, split, name, source_paths, index):
+def _original_image(source_paths, y, index):
     if source_paths is not None:
         return read_image_rgb(source_paths[index])
-    data_dir = Path(cfg.data.data_dir)
-    for path in (data_dir / "images" / split / name, data_dir / "images" / name):
-        if path.is_file():
-            return read_image_rgb(path)
-    return None  # the cache can outlive its source images
+    path = Path(str(y["image_paths"][index])) if "image_paths" in y else None
+    return read_image_rgb(path) if path is not None and path.is_file() else None  # caches can outlive images
 
 
 def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
