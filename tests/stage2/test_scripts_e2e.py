@@ -1,0 +1,112 @@
+"""End to end: render -> preprocess_vis -> train_vis -> use_vis on a few tiny images,
+under TensorFlow and under JAX with TensorFlow blocked."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.render import RenderConfig, render_split
+from tests.scripts import ROOT, check, run_script
+
+pytestmark = pytest.mark.slow
+S2 = ROOT / "stage2_visible_keypoints"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Tiny SPEED-style splits (320x200 camera) and a config with a 64x64 model input."""
+    root = tmp_path_factory.mktemp("stage2")
+    camera_json = root / "camera_small.json"
+    save_camera_json(camera_json, Camera(fx=500.6, fy=500.6, cx=160, cy=100, width=320, height=200))
+    for split, count, seed in (("train", 8, 1), ("test", 3, 2)):
+        render_split(root / "renders", RenderConfig(num_images=count, seed=seed, camera_json=str(camera_json)), split)
+    config = {
+        "data": {"data_dir": str(root / "renders"), "cache_dir": str(root / "cache"), "canvas_size": [320, 180],
+                 "crop_size": [160, 160], "input_size": [64, 64], "heatmap_size": [32, 32]},
+        "train": {"output_dir": str(root / "model"), "epochs": 1, "batch_size": 4, "validation_split": 0.25},
+        "use": {"output_dir": str(root / "predictions"), "max_overlays": 2},
+    }
+    config_path = root / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    for split in ("train", "test"):
+        check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", split, "--quiet"))
+    return root, config_path
+
+
+def test_preprocess_reuses_an_unchanged_cache(workspace):
+    root, config_path = workspace
+    out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet"))
+    assert "cache reused" in out.stdout
+    out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet",
+                           "--cache-dir", root / "cache_sigma3", "--set", "data.sigma=3"))
+    assert "cache written" in out.stdout
+
+
+@pytest.mark.parametrize("backend, block", [("tensorflow", False), ("jax", True)], ids=["tensorflow", "jax-no-tf"])
+def test_train_then_use(workspace, backend, block):
+    root, config_path = workspace
+    model_dir, pred_dir = root / f"model_{backend}", root / f"pred_{backend}"
+    out = check(run_script(S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
+                           backend=backend, block_tensorflow=block))
+    assert f"{backend} backend" in out.stdout
+    for name in ("best.keras", "model.keras", "config.json", "history.csv", "plots/loss_curves.png"):
+        assert (model_dir / name).is_file(), name
+    assert (model_dir / "logs").is_dir() == (backend == "tensorflow")  # TensorBoard needs TensorFlow
+
+    check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model_dir / "best.keras",
+                     "--output-dir", pred_dir, "--quiet", backend=backend, block_tensorflow=block))
+    summary = json.loads((pred_dir / "evaluation_summary.json").read_text())
+    visible = np.load(root / "cache" / "test" / "Y_data.npz")["visible"]
+    assert summary["counts"] == {"images": 3, "keypoints_per_image": visible.shape[1],
+                                 "visible_keypoints": int(visible.sum())}
+    for frame in ("input_frame", "original_frame", "input_frame_argmax_refine"):
+        assert set(summary[frame]["pck"]) == {"2", "5", "10"}
+        assert summary[frame]["euclidean"]["mean"] >= 0
+    # Original-pixel errors are input-frame errors / 0.36: letterbox 320x200 -> 288x180 (x0.9), crop 160 -> 64 (x0.4).
+    ratio = summary["original_frame"]["euclidean"]["mean"] / summary["input_frame"]["euclidean"]["mean"]
+    assert ratio == pytest.approx(1 / 0.36, rel=1e-6)
+    assert {"precision", "recall"} <= set(summary["visibility"])
+    for folder in ("overlays", "heatmaps", "original_overlays"):
+        assert len(list((pred_dir / folder).iterdir())) == 2, folder
+    assert len(list((pred_dir / "per_image").glob("*.json"))) == 3
+
+
+def test_use_on_a_folder_of_images(workspace):
+    root, config_path = workspace
+    model = root / "model_tensorflow" / "best.keras"
+    if not model.is_file():
+        pytest.skip("needs the TensorFlow training run")
+    out_dir = root / "pred_folder"
+    check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
+                     root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet"))
+    record = json.loads((out_dir / "per_image" / "img000001.json").read_text())
+    assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
+    assert not (out_dir / "evaluation_summary.json").exists()
+
+
+def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
+    root, config_path = workspace
+    # A corrupt image.
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    (data / "train.json").write_text(json.dumps([{"filename": "broken.jpg", "keypoints": [[1, 2]]}]))
+    result = run_script(S2 / "preprocess_vis.py", "--config", config_path, "--data-dir", data,
+                        "--cache-dir", tmp_path / "cache", "--quiet")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr
+    # A cache from another config.
+    result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
+    assert result.returncode == 2
+    assert "Y_data.npz" in result.stderr and "sigma" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", ["render_vis.py", "preprocess_vis.py", "train_vis.py", "use_vis.py"])
+def test_help_from_the_folder_and_as_a_module(script):
+    check(run_script(script, "--help", cwd=S2))
+    module = f"stage2_visible_keypoints.{script[:-3]}"
+    out = check(run_script("-m", module, "--help"))
+    assert "usage" in out.stdout
