@@ -1,0 +1,176 @@
+"""Stage-2 accuracy benchmark: a learning curve of the ResNet-50 U-Net trained from scratch.
+
+    KERAS_BACKEND=jax python bench/stage2_accuracy.py --budget-minutes 8
+    python bench/stage2_accuracy.py --train-images 16 --test-images 8 --eval-every 16 \\
+        --budget-images 32 --batch-size 8          # a smoke test
+
+Renders --train-images and --test-images synthetic SPEED-like images into
+--work-dir/renders (skipped when a split with the same count and seed is there),
+preprocesses them with the stage-2 pipeline (caches are reused), then trains the
+full-size model from random init (weights none) with the stage-2 losses. Training
+runs in chunks of --eval-every images (rounded to whole batches); the model is
+compiled once (Adam at a constant learning rate), so the optimizer state carries
+over. After each chunk the held-out test split is evaluated in the 128x128 input
+frame and one row is printed: images seen, wall seconds (training + evaluation so
+far), training images/s of the chunk, train loss, soft-argmax Euclidean mean /
+median px, PCK@2/5/10 and the argmax+refine mean px. Stops at --budget-images or
+--budget-minutes. The rows, settings, backend, precision and device go to --out
+(JSON, rewritten atomically after every row, so a killed run keeps its rows).
+Runs under KERAS_BACKEND=jax without TensorFlow.
+"""
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.config import to_dict
+from common.data_io import load_json, save_json
+from common.errors import DataError
+from common.training import make_batches, resolve_jit, set_precision
+from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
+from stage2_visible_keypoints.data import load_cache, preprocess
+from stage2_visible_keypoints.model import build_model, compile_model
+from stage2_visible_keypoints.pipeline import evaluate, keypoint_targets, predict_arrays
+from stage2_visible_keypoints.render import RenderConfig, render_split
+
+COLUMNS = ("images", "wall_s", "img/s", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
+
+
+def render_if_missing(renders, split, num_images, seed):
+    """Render a split unless one with the same size and seed is already there."""
+    record_path = renders / "bench_splits.json"  # render_config.json keeps the last split only
+    rendered = load_json(record_path) if record_path.is_file() else {}
+    wanted = {"num_images": num_images, "seed": seed}
+    if (renders / f"{split}.json").is_file() and rendered.get(split) == wanted:
+        return False
+    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split)
+    save_json(record_path, {**rendered, split: wanted})
+    return True
+
+
+def chunks(count, images_per_chunk, seed):
+    """Endless index chunks over `count` images: epoch after epoch of fresh permutations."""
+    rng = np.random.default_rng(seed)
+    pending = np.empty(0, dtype=np.int64)
+    while True:
+        while len(pending) < images_per_chunk:
+            pending = np.concatenate([pending, rng.permutation(count)])
+        yield pending[:images_per_chunk]
+        pending = pending[images_per_chunk:]
+
+
+def device_name():
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform}: {getattr(device, 'device_kind', device)}"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return "gpu: " + tf.config.experimental.get_device_details(gpus[0]).get("device_name", "?") if gpus else "cpu"
+    return keras.backend.backend()
+
+
+def format_row(row):
+    if row is None:
+        return " ".join(f"{c:>9}" for c in COLUMNS)
+    values = [row["images_seen"], row["wall_seconds"], row["images_per_second"], row["train_loss"],
+              row["euclidean_mean_px"], row["euclidean_median_px"], row["pck"]["2"], row["pck"]["5"],
+              row["pck"]["10"], row["argmax_refine_mean_px"]]
+    return " ".join(f"{'-':>9}" if v is None else f"{v:>9}" if isinstance(v, int) else f"{v:>9.4g}"
+                    for v in values)  # None: no visible keypoint in the test split
+
+
+def run(args):
+    work_dir = Path(args.work_dir)
+    renders = work_dir / "renders"
+    for split, count, seed in (("train", args.train_images, args.seed), ("test", args.test_images, args.seed + 1)):
+        if render_if_missing(renders, split, count, seed):
+            print(f"rendered {count} {split} images into {renders}")
+    cfg = Stage2Config()
+    cfg.data = dataclasses.replace(cfg.data, data_dir=str(renders), cache_dir=str(work_dir / "cache"))
+    cfg.model = ModelConfig(weights="none")
+    cfg.train = TrainConfig(output_dir=str(work_dir / "model"), batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
+    for split in ("train", "test"):
+        print(preprocess(cfg.data, split, progress=not args.quiet))
+
+    keras.utils.set_random_seed(args.seed)
+    policy = set_precision(args.precision)
+    train, test = load_cache(cfg.data.cache_dir, "train", cfg.data), load_cache(cfg.data.cache_dir, "test", cfg.data)
+    model = build_model(len(train.keypoint_names), cfg.data, cfg.model, seed=args.seed)
+    compile_model(model, cfg.data, cfg.train, args.learning_rate, resolve_jit(cfg.train.jit_compile))
+    targets = keypoint_targets(train.y)
+    # One target per output, as pipeline.train gives them; "confidence" has no loss.
+    data = {"heatmap_logits": targets, "keypoints": targets, "confidence": train.y["visible"].astype(np.float32)}
+    steps = max(1, round(args.eval_every / args.batch_size))
+    per_chunk = steps * args.batch_size  # whole batches: one compiled step shape
+    result = {"config": {"args": vars(args), "stage2": to_dict(cfg)}, "backend": keras.backend.backend(),
+              "precision": policy, "device": device_name(), "images_per_chunk": per_chunk,
+              "train_images": len(targets), "test_images": len(test.y["xy_norm"]), "rows": []}
+    print(f"{result['backend']} backend, {policy}, {result['device']}; {per_chunk} images per chunk")
+    print(format_row(None))
+
+    start = time.perf_counter()
+    seen = 0
+    for chunk, indices in enumerate(chunks(len(targets), per_chunk, args.seed)):
+        batches = make_batches(train.images, data, indices, args.batch_size, shuffle=False)
+        fit_start = time.perf_counter()
+        history = model.fit(batches, initial_epoch=chunk, epochs=chunk + 1, verbose=0)
+        fit_seconds = time.perf_counter() - fit_start
+        seen += per_chunk
+        xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
+        summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
+        soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
+        row = {"images_seen": seen, "wall_seconds": round(time.perf_counter() - start, 1),
+               "images_per_second": round(per_chunk / fit_seconds, 1),
+               "train_loss": float(history.history["loss"][-1]),
+               "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
+               "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
+               "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"]}
+        result["rows"].append(row)
+        save_json(args.out, result)
+        print(format_row(row), flush=True)
+        if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
+            break
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default="runs/bench", help="renders and caches go here (%(default)s)")
+    parser.add_argument("--train-images", type=int, default=5000, help="training renders (%(default)s)")
+    parser.add_argument("--test-images", type=int, default=1000, help="held-out renders (%(default)s)")
+    parser.add_argument("--eval-every", type=int, default=2000, help="images seen between evaluations (%(default)s)")
+    parser.add_argument("--budget-images", type=int, default=600_000, help="stop after this many (%(default)s)")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="stop after this wall time (none)")
+    parser.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=5e-4, help="Adam learning rate (%(default)s)")
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                        help="auto = mixed on GPU, float32 on CPU (%(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="train renders and training seed; test uses seed + 1")
+    parser.add_argument("--out", default="results/stage2_accuracy.json", help="JSON output (%(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
+    args = parser.parse_args(argv)
+    for name in ("train_images", "test_images", "eval_every", "budget_images", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    try:
+        result = run(args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(result['rows'])} rows in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
