@@ -3,7 +3,7 @@
 Every function that writes a file writes it atomically (`atomic_path`) and returns
 its path. Colours follow the Okabe-Ito palette, which stays distinguishable under
 the common colour-vision deficiencies. Keypoint overlays are drawn with Pillow
-(fast enough for thousands of images); figures with matplotlib's Agg backend.
+(fast enough for thousands of images); figures with matplotlib (Agg on headless machines).
 
 Pixel-centre convention: pixel i covers [i, i + 1), its centre is i + 0.5. A point
 (x, y) in an image's pixel frame is drawn at continuous position (x, y), so
@@ -13,15 +13,11 @@ heatmap panels use `extent=(0, w, h, 0)` and markers land on the pixel they lie 
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless machines pick Agg; notebooks keep their inline backend
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from common.data_io import atomic_path  # noqa: E402
+from common.data_io import atomic_path
 
 DPI = 120
 
