@@ -56,12 +56,14 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """ResNet-50 U-Net. weights: none | imagenet | PATH. beta: SoftArgMax temperature."""
+    """ResNet-50 U-Net. weights: none | imagenet | PATH. beta: SoftArgMax temperature.
+    bn_momentum: moving-average momentum of every BatchNormalization layer."""
 
     weights: str = "none"
     decoder_filters: tuple = (256, 128, 64, 32)
     beta: float = 15.0
     debias: bool = False
+    bn_momentum: float = 0.9
     blur_prob: float = 0.5
     max_blur_sigma: float = 1.5
     brightness_range: tuple = (0.6, 1.0)
@@ -70,6 +72,8 @@ class ModelConfig:
         self.decoder_filters = tuple(int(f) for f in self.decoder_filters)
         if len(self.decoder_filters) != 4 or min(self.decoder_filters) <= 0:
             raise ValueError(f"decoder_filters must be 4 positive widths. Received: {self.decoder_filters}")
+        if not 0 < self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be in (0, 1). Received: bn_momentum={self.bn_momentum}")
         if self.beta <= 0:
             raise ValueError(f"beta must be positive. Received: beta={self.beta}")
 
