@@ -31,7 +31,7 @@ from stage2_visible_keypoints.render import RenderConfig, render_split
 W, H = 320, 200
 TRANSFORM = np.array([0.36, 0.36, -25.6, -4.0])
 NAMES = ["nose", "tip", "edge", "hidden"]
-Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames",
+Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames", "image_paths",
           "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash"}
 
 
