@@ -35,7 +35,7 @@ from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
-from stage2_visible_keypoints.pipeline import evaluate, keypoint_targets, predict_arrays
+from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
@@ -107,20 +107,18 @@ def run(args):
     train, test = load_cache(cfg.data.cache_dir, "train", cfg.data), load_cache(cfg.data.cache_dir, "test", cfg.data)
     model = build_model(len(train.keypoint_names), cfg.data, cfg.model, seed=args.seed)
     compile_model(model, cfg.data, cfg.train, args.learning_rate, resolve_jit(cfg.train.jit_compile))
-    targets = keypoint_targets(train.y)
-    # One target per output, as pipeline.train gives them; "confidence" has no loss.
-    data = {"heatmap_logits": targets, "keypoints": targets, "confidence": train.y["visible"].astype(np.float32)}
+    data = training_targets(train.y)
     steps = max(1, round(args.eval_every / args.batch_size))
     per_chunk = steps * args.batch_size  # whole batches: one compiled step shape
     result = {"config": {"args": vars(args), "stage2": to_dict(cfg)}, "backend": keras.backend.backend(),
               "precision": policy, "device": device_name(), "images_per_chunk": per_chunk,
-              "train_images": len(targets), "test_images": len(test.y["xy_norm"]), "rows": []}
+              "train_images": len(train.y["xy_norm"]), "test_images": len(test.y["xy_norm"]), "rows": []}
     print(f"{result['backend']} backend, {policy}, {result['device']}; {per_chunk} images per chunk")
     print(format_row(None))
 
     start = time.perf_counter()
     seen = 0
-    for chunk, indices in enumerate(chunks(len(targets), per_chunk, args.seed)):
+    for chunk, indices in enumerate(chunks(len(train.y["xy_norm"]), per_chunk, args.seed)):
         batches = make_batches(train.images, data, indices, args.batch_size, shuffle=False)
         fit_start = time.perf_counter()
         history = model.fit(batches, initial_epoch=chunk, epochs=chunk + 1, verbose=0)

@@ -35,6 +35,15 @@ def keypoint_targets(y):
     return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
 
 
+def training_targets(y):
+    """One target per model output, as `fit` wants them. The heatmap loss takes the cached
+    heatmaps when the cache has them, else builds them from the keypoints on the device;
+    "confidence" has no loss (its target, the visibility, only keeps Keras' bookkeeping whole)."""
+    keypoints = keypoint_targets(y)
+    return {"heatmap_logits": y["heatmaps"] if "heatmaps" in y else keypoints, "keypoints": keypoints,
+            "confidence": y["visible"].astype(np.float32)}
+
+
 def split_indices(count, validation_split, seed):
     """Seeded shuffle, then the last `validation_split` share is validation."""
     order = np.random.default_rng(seed).permutation(count)
@@ -51,8 +60,6 @@ def train(cfg, split="train", progress=True):
     policy = set_precision(tc.precision)
     cache = load_cache(cfg.data.cache_dir, split, cfg.data)
     count = len(cache.y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(cache.y["xy_norm"]))
-    targets = keypoint_targets(cache.y)
-    heatmap_target = cache.y["heatmaps"] if "heatmaps" in cache.y else targets
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,8 +80,7 @@ def train(cfg, split="train", progress=True):
         learning_rate, backup = tc.learning_rate, "backup"
     compile_model(model, cfg.data, tc, learning_rate, resolve_jit(tc.jit_compile))
 
-    # Keras wants a target per output; "confidence" has no loss (its target is the visibility).
-    data = {"heatmap_logits": heatmap_target, "keypoints": targets, "confidence": cache.y["visible"].astype(np.float32)}
+    data = training_targets(cache.y)
     train_ds = make_batches(cache.images, data, train_idx, tc.batch_size, shuffle=True, seed=tc.seed)
     val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
     monitor = "val_loss" if val_ds is not None else "loss"

@@ -1,0 +1,52 @@
+"""The stage-2 model: outputs, dtypes under mixed precision, safe-mode save/load."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from stage2_visible_keypoints.config import ModelConfig, Stage2Config
+from stage2_visible_keypoints.model import build_model, compile_model
+
+DATA = dataclasses.replace(Stage2Config().data, input_size=(64, 64), heatmap_size=(32, 32))
+IMAGES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_outputs_shapes_and_float32_dtypes(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(5, DATA, ModelConfig())
+        out = model(IMAGES, training=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert tuple(out["heatmap_logits"].shape) == (2, 32, 32, 5)
+    assert tuple(out["keypoints"].shape) == (2, 5, 2)
+    assert tuple(out["confidence"].shape) == (2, 5)
+    for name in ("heatmap_logits", "keypoints", "confidence"):  # what feeds losses stays float32
+        assert keras.backend.standardize_dtype(out[name].dtype) == "float32", name
+    xy = keras.ops.convert_to_numpy(out["keypoints"])
+    assert np.all((xy >= 0) & (xy <= 1))
+    # Confidence is the peak of sigmoid(logits).
+    peak = 1 / (1 + np.exp(-keras.ops.convert_to_numpy(out["heatmap_logits"]).max(axis=(1, 2))))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["confidence"]), peak, rtol=1e-3)
+
+
+def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
+    cfg = Stage2Config()
+    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, cfg.train, 1e-3, jit_compile=False)
+    before = model.predict(IMAGES, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    after = loaded.predict(IMAGES, verbose=0)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-5)
+    # The model takes raw uint8 images: preprocessing is inside, augmentation only in training.
+    assert loaded.input.dtype == "uint8"
+    assert {"augment", "resnet_preprocess", "backbone"} <= {layer.name for layer in loaded.layers}
+
+
+def test_num_keypoints_is_checked():
+    with pytest.raises(ValueError, match="num_keypoints=0"):
+        build_model(0, DATA, ModelConfig())
