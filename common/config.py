@@ -109,8 +109,8 @@ def _merge(base, patch, source):
             raise DataError(f"unknown key '{key}'; known: {sorted(base)}", source)
         if isinstance(base[key], dict):
             _merge(base[key], value, source)
-        else:
-            base[key] = value
+        else:  # checked here too, so a bad value is blamed on the file or override it came from
+            base[key] = _coerce(value, base[key], key, source)
 
 
 def save_config(cfg, path):

@@ -53,8 +53,13 @@ def split_indices(count, validation_split, seed):
     return order[:count - n_val], order[count - n_val:]
 
 
-def train(cfg, split="train", progress=True):
-    """Train on the `split` cache; writes best.keras, model.keras, history, plots, logs."""
+def train(cfg, split="train", progress=True, callbacks=()):
+    """Train on the `split` cache; writes best.keras, model.keras, history, plots, logs.
+
+    callbacks: extra Keras callbacks, run after the standard ones. A run that stops
+    early (killed, interrupted, an exception) resumes from its last finished epoch
+    when called again with the same config (BackupAndRestore in train.output_dir).
+    """
     tc = cfg.train
     keras.utils.set_random_seed(tc.seed)
     policy = set_precision(tc.precision)
@@ -87,7 +92,7 @@ def train(cfg, split="train", progress=True):
     steps = math.ceil(len(train_idx) / tc.batch_size)
     sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
     callbacks = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Stage 2 training",
-                                   backup_name=backup, tensorboard_images=sample)
+                                   backup_name=backup, tensorboard_images=sample) + list(callbacks)
     start_time = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the pipeline shuffles
     seconds = time.perf_counter() - start_time

@@ -161,3 +161,10 @@ def test_config_hash_ignores_key_order_and_sees_values():
     # A dataclass config hashes the same as its resolved dict after a save/load.
     data = DataConfig(input_size=(64, 64), heatmap_size=(32, 32))
     assert config_hash(to_dict(data)) == config_hash(json.loads(json.dumps(to_dict(data))))
+
+
+def test_a_wrong_type_in_an_override_names_the_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 2\n")
+    with pytest.raises(DataError, match=r"--set train.epochs=abc.*'epochs' expects int"):
+        load_config(Stage2Config, path, ["train.epochs=abc"])
