@@ -29,13 +29,13 @@ test: install
 	$(PY) -m pytest
 
 $(DEMO)/renders/train.json: | install
-	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split train --num-images 300 --seed 1
+	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split train --num-images 300 --seed 1 --workers 2
 
 $(DEMO)/renders/test.json: | install
-	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split test --num-images 60 --seed 2
+	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split test --num-images 60 --seed 2 --workers 2
 
 demo: install $(DEMO)/renders/train.json $(DEMO)/renders/test.json
-	$(PY) stage2_visible_keypoints/preprocess_vis.py --config $(DEMO_CONFIG) --split train
+	$(PY) stage2_visible_keypoints/preprocess_vis.py --config $(DEMO_CONFIG) --split train --workers 2
 	$(PY) stage2_visible_keypoints/preprocess_vis.py --config $(DEMO_CONFIG) --split test
 	$(PY) stage2_visible_keypoints/train_vis.py --config $(DEMO_CONFIG)
 	$(PY) stage2_visible_keypoints/use_vis.py --config $(DEMO_CONFIG) --split test

@@ -31,6 +31,7 @@ import numpy as np
 from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
+from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import load_cache, preprocess
@@ -41,14 +42,14 @@ from stage2_visible_keypoints.render import RenderConfig, render_split
 COLUMNS = ("images", "wall_s", "img/s", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
 
 
-def render_if_missing(renders, split, num_images, seed):
+def render_if_missing(renders, split, num_images, seed, workers):
     """Render a split unless one with the same size and seed is already there."""
     record_path = renders / "bench_splits.json"  # render_config.json keeps the last split only
     rendered = load_json(record_path) if record_path.is_file() else {}
     wanted = {"num_images": num_images, "seed": seed}
     if (renders / f"{split}.json").is_file() and rendered.get(split) == wanted:
         return False
-    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split)
+    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split, workers=workers)
     save_json(record_path, {**rendered, split: wanted})
     return True
 
@@ -92,7 +93,7 @@ def run(args):
     work_dir = Path(args.work_dir)
     renders = work_dir / "renders"
     for split, count, seed in (("train", args.train_images, args.seed), ("test", args.test_images, args.seed + 1)):
-        if render_if_missing(renders, split, count, seed):
+        if render_if_missing(renders, split, count, seed, args.workers):
             print(f"rendered {count} {split} images into {renders}")
     cfg = Stage2Config()
     cfg.data = dataclasses.replace(cfg.data, data_dir=str(renders), cache_dir=str(work_dir / "cache"))
@@ -100,7 +101,7 @@ def run(args):
     cfg.train = TrainConfig(output_dir=str(work_dir / "model"), batch_size=args.batch_size,
                             learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
     for split in ("train", "test"):
-        print(preprocess(cfg.data, split, progress=not args.quiet))
+        print(preprocess(cfg.data, split, progress=not args.quiet, workers=args.workers))
 
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.precision)
@@ -156,6 +157,8 @@ def main(argv=None):
                         help="auto = mixed on GPU, float32 on CPU (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="train renders and training seed; test uses seed + 1")
     parser.add_argument("--out", default="results/stage2_accuracy.json", help="JSON output (%(default)s)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="processes rendering and preprocessing (default: all cores, %(default)s here)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
     args = parser.parse_args(argv)
     for name in ("train_images", "test_images", "eval_every", "budget_images", "batch_size"):

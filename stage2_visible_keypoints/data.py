@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from common.camera import body_to_camera, load_camera_json, project_points
 from common.config import config_hash
@@ -39,6 +38,7 @@ from common.data_io import atomic_path, load_json, load_npz, read_image_rgb, req
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image
 from common.mesh import load_obj, visible_vertices
+from common.parallel import parallel_map
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
               "heatmap_size", "sigma", "config_hash", "config_json")
@@ -189,12 +189,12 @@ def _source_hash(annotations):
     return digest.hexdigest()[:16]
 
 
-def preprocess(data_cfg, split, progress=True):
+def preprocess(data_cfg, split, progress=True, workers=1):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N;
     writes to temporary names and renames at the end. An unchanged config and
-    unchanged inputs reuse the existing cache.
+    unchanged inputs reuse the existing cache. `workers` processes decode and resize.
     """
     start = time.perf_counter()
     annotations = load_annotations(data_cfg.data_dir, split)
@@ -211,10 +211,11 @@ def preprocess(data_cfg, split, progress=True):
     transforms = np.zeros((count, 4))
     with atomic_path(x_path) as tmp_x:
         images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
-        for i, path in enumerate(tqdm(annotations.image_paths, desc=f"preprocess {split}", unit="img",
-                                      disable=not progress)):
-            images[i], transforms[i] = warp_image(read_image_rgb(path), data_cfg.canvas_size,
-                                                  data_cfg.crop_size, data_cfg.input_size)
+        jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
+                for path in annotations.image_paths]
+        for i, (image, transform) in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
+                                                            progress=progress)):
+            images[i], transforms[i] = image, transform
         images.flush()
         del images
     xy_input = to_input(annotations.xy_original, transforms)
@@ -236,6 +237,12 @@ def preprocess(data_cfg, split, progress=True):
         arrays["heatmaps"] = _encode_heatmaps(xy_norm, visible, data_cfg)
     save_npz(y_path, **arrays)  # written last: its hash marks the cache complete
     return _summary(split, out_dir, visible, reused=False, seconds=time.perf_counter() - start)
+
+
+def _warp_file(job):
+    """Read one image and warp it to the input frame (a process-pool task)."""
+    path, canvas_size, crop_size, input_size = job
+    return warp_image(read_image_rgb(path), canvas_size, crop_size, input_size)
 
 
 def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from tqdm import tqdm
 
 from common.camera import (
     body_to_camera,
@@ -28,6 +27,7 @@ from common.camera import (
 )
 from common.data_io import save_image, save_json
 from common.mesh import load_obj, save_obj, visible_vertices
+from common.parallel import parallel_map
 
 DEFAULT_MESH = Path(__file__).parent / "assets" / "spacecraft.obj"
 
@@ -292,32 +292,21 @@ def render_image(mesh, q, r, camera, rng, config):
     return image, xy_original, visible
 
 
-def render_split(out_dir, config, split="train"):
+def render_split(out_dir, config, split="train", workers=1, progress=True):
     """Render `config.num_images` images and their labels into `out_dir`.
 
     Writes (all atomically) `images/{split}/img000001.<fmt>` (the SPEED layout) ..., `camera.json` (SPEED format),
     `mesh.obj`, `keypoint_names.json`, `render_config.json` and `{split}.json`: a list
     of records {"filename", "q_vbs2tango" (4,), "r_Vo2To_vbs_true" (3,), "keypoints"
     (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, i), so a
-    split is reproducible; give each split its own seed. Returns the path of `{split}.json`.
+    split is reproducible (whatever `workers`, the number of processes); give each
+    split its own seed. Returns the path of `{split}.json`.
     """
     out_dir = Path(out_dir)
     camera = speed_camera() if config.camera_json is None else load_camera_json(config.camera_json)
     mesh = load_obj(DEFAULT_MESH if config.mesh_path is None else config.mesh_path)
-    records = []
-    for index in tqdm(range(config.num_images), desc=f"render {split}", unit="img"):
-        rng = np.random.default_rng([config.seed, index])
-        q, r = sample_pose(rng, camera, config)
-        image, xy_original, visible = render_image(mesh, q, r, camera, rng, config)
-        filename = f"img{index + 1:06d}.{config.image_format}"
-        save_image(out_dir / "images" / split / filename, image)
-        records.append({
-            "filename": filename,
-            "q_vbs2tango": q.tolist(),
-            "r_Vo2To_vbs_true": r.tolist(),
-            "keypoints": xy_original.tolist(),
-            "visible": visible.tolist(),
-        })
+    jobs = [(out_dir / "images" / split, config, camera, mesh, index) for index in range(config.num_images)]
+    records = list(parallel_map(_render_one, jobs, workers, desc=f"render {split}", progress=progress))
     save_camera_json(out_dir / "camera.json", camera)
     save_obj(out_dir / "mesh.obj", mesh)
     save_json(out_dir / "keypoint_names.json", list(mesh.vertex_names))
@@ -325,3 +314,15 @@ def render_split(out_dir, config, split="train"):
     split_path = out_dir / f"{split}.json"
     save_json(split_path, records)
     return split_path
+
+
+def _render_one(job):
+    """Render and save image `index` (a process-pool task); returns its label record."""
+    image_dir, config, camera, mesh, index = job
+    rng = np.random.default_rng([config.seed, index])
+    q, r = sample_pose(rng, camera, config)
+    image, xy_original, visible = render_image(mesh, q, r, camera, rng, config)
+    filename = f"img{index + 1:06d}.{config.image_format}"
+    save_image(image_dir / filename, image)
+    return {"filename": filename, "q_vbs2tango": q.tolist(), "r_Vo2To_vbs_true": r.tolist(),
+            "keypoints": xy_original.tolist(), "visible": visible.tolist()}

@@ -26,6 +26,7 @@ def main(argv=None):
     parser.add_argument("--split", default="train", help="name of the label file, {split}.json (%(default)s)")
     parser.add_argument("--camera", default=None, help="SPEED camera.json (default: the SPEED camera)")
     parser.add_argument("--mesh", default=None, help="keypoint mesh .obj (default: the bundled spacecraft)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (%(default)s)")
     args = parser.parse_args(argv)
 
     try:
@@ -35,7 +36,7 @@ def main(argv=None):
         parser.error(str(err))  # a bad option: usage + message, exit 2
     start = time.perf_counter()
     try:
-        split_path = render_split(args.out, config, split=args.split)
+        split_path = render_split(args.out, config, split=args.split, workers=args.workers)
         records = load_json(split_path)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)

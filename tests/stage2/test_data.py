@@ -6,6 +6,7 @@ scale 0.9 -> 288x180, pad x 16, crop at (80, 10), factor 0.4, so
     xy_input = 0.36 * xy_original + (-25.6, -4.0).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -518,3 +519,17 @@ def test_preprocess_folder(tmp_path):
     assert np.all(images[0] == 90)
     assert np.all(images[1][:, :9] == 0) and np.all(images[1][:, 10:54] == 200) and np.all(images[1][:, 55:] == 0)
     expect_error(lambda: preprocess_folder([tmp_path / "nope.png"], cfg), "nope.png", "not found")
+
+
+def test_parallel_preprocess_matches_serial(tmp_path):
+    camera = tmp_path / "camera.json"
+    save_camera_json(camera, Camera(fx=500.6, fy=500.6, cx=160, cy=100, width=320, height=200))
+    render_split(tmp_path / "renders", RenderConfig(num_images=3, seed=4, camera_json=str(camera)), "train",
+                 progress=False)
+    base = dataclasses.replace(DataConfig(), data_dir=str(tmp_path / "renders"), canvas_size=(320, 180),
+                               crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32))
+    for workers, cache in ((1, "serial"), (2, "parallel")):
+        preprocess(dataclasses.replace(base, cache_dir=str(tmp_path / cache)), "train", progress=False,
+                   workers=workers)
+    np.testing.assert_array_equal(np.load(tmp_path / "serial" / "train" / "X_data.npy"),
+                                  np.load(tmp_path / "parallel" / "train" / "X_data.npy"))

@@ -146,3 +146,13 @@ def test_script(small_camera_json, tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--camera", str(tmp_path / "missing_cam.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "missing_cam.json" in err and err.count("\n") == 1
+
+
+def test_parallel_render_is_identical_to_serial(small_camera_json, tmp_path):
+    config = RenderConfig(num_images=3, seed=5, camera_json=small_camera_json)
+    serial = render_split(tmp_path / "serial", config, split="val", progress=False)
+    parallel = render_split(tmp_path / "parallel", config, split="val", workers=2, progress=False)
+    assert serial.read_bytes() == parallel.read_bytes()
+    for name in ("img000001.jpg", "img000002.jpg", "img000003.jpg"):
+        assert (tmp_path / "serial" / "images" / "val" / name).read_bytes() == \
+            (tmp_path / "parallel" / "images" / "val" / name).read_bytes()
