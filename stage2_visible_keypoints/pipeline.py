@@ -149,6 +149,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     out_dir = Path(uc.output_dir)
     model = load_stage2_model(model_path)
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    model_hw = tuple(model.input.shape[1:3])
+    if model_hw != tuple(cfg.data.input_size[::-1]):
+        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
+                        f"{cfg.data.input_size[0]}x{cfg.data.input_size[1]}; use the config it was trained with "
+                        "(saved beside it as config.json)", model_path)
     if images_dir is not None:
         paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:

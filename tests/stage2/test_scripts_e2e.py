@@ -98,6 +98,10 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
                         "--cache-dir", tmp_path / "cache", "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr
+    # A model used with a config of another input size.
+    result = run_script(S2 / "use_vis.py", "--model", root / "model_jax" / "best.keras", "--quiet")
+    if (root / "model_jax" / "best.keras").is_file():
+        assert result.returncode == 2 and "data.input_size is 128x128" in result.stderr
     # A cache from another config.
     result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
     assert result.returncode == 2
