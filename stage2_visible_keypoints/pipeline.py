@@ -94,7 +94,8 @@ def train(cfg, split="train", progress=True, callbacks=()):
     callbacks = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Stage 2 training",
                                    backup_name=backup, tensorboard_images=sample) + list(callbacks)
     start_time = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the pipeline shuffles
+    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks,
+                        shuffle=False, verbose=0)  # the input pipeline shuffles
     seconds = time.perf_counter() - start_time
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
@@ -116,14 +117,17 @@ def load_stage2_model(path):
 
 
 def predict_arrays(model, images, batch_size, progress=True):
-    """Run the model in chunks; returns xy_norm (N, K, 2), confidence (N, K) and the
-    heatmap logits (N, h, w, K) float16 (kept small: overlays need only a few)."""
+    """Run the model batch by batch (compiled predict step; images may be a memory map).
+
+    Returns xy_norm (N, K, 2), confidence (N, K) and the heatmap logits (N, h, w, K),
+    stored as float16 to halve their memory.
+    """
     xy, conf, logits = [], [], []
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
-        out = model(np.asarray(images[start:start + batch_size]), training=False)
-        xy.append(keras.ops.convert_to_numpy(out["keypoints"]))
-        conf.append(keras.ops.convert_to_numpy(out["confidence"]))
-        logits.append(keras.ops.convert_to_numpy(out["heatmap_logits"]).astype(np.float16))
+        out = model.predict_on_batch(np.asarray(images[start:start + batch_size]))
+        xy.append(np.asarray(out["keypoints"]))
+        conf.append(np.asarray(out["confidence"]))
+        logits.append(np.asarray(out["heatmap_logits"]).astype(np.float16))
     return np.concatenate(xy), np.concatenate(conf), np.concatenate(logits)
 
 
