@@ -44,13 +44,12 @@ COLUMNS = ("images", "wall_s", "img/s", "loss", "mean_px", "median_px", "pck@2",
 
 def render_if_missing(renders, split, num_images, seed, workers):
     """Render a split unless one with the same size and seed is already there."""
-    record_path = renders / "bench_splits.json"  # render_config.json keeps the last split only
-    rendered = load_json(record_path) if record_path.is_file() else {}
-    wanted = {"num_images": num_images, "seed": seed}
-    if (renders / f"{split}.json").is_file() and rendered.get(split) == wanted:
-        return False
+    done = renders / f"render_config_{split}.json"  # written last by render_split
+    if (renders / f"{split}.json").is_file() and done.is_file():
+        previous = load_json(done)
+        if (previous.get("num_images"), previous.get("seed")) == (num_images, seed):
+            return False
     render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split, workers=workers)
-    save_json(record_path, {**rendered, split: wanted})
     return True
 
 

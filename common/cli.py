@@ -4,6 +4,7 @@ Import this module first in a script: it quietens TensorFlow's C++ start-up logs
 before Keras imports TensorFlow.
 """
 
+import json
 import os
 import sys
 
@@ -18,12 +19,10 @@ def config_from_args(cls, args, shortcuts=()):
 
     shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
     """
-    overrides = [f"{key}={_yaml(getattr(args, dest))}" for dest, key in shortcuts if getattr(args, dest) is not None]
+    # JSON is YAML: a path with '#' or a value like 'yes' stays a string.
+    overrides = [f"{key}={json.dumps(getattr(args, dest))}" for dest, key in shortcuts
+                 if getattr(args, dest) is not None]
     return load_config(cls, args.config, overrides + list(args.set))
-
-
-def _yaml(value):
-    return "[" + ", ".join(str(v) for v in value) + "]" if isinstance(value, (list, tuple)) else str(value)
 
 
 def run(main, argv=None):

@@ -53,6 +53,8 @@ def _coerce(value, default, name, source):
             if not isinstance(value, bool):
                 raise ValueError
             return value
+        if isinstance(default, str) and isinstance(value, bool):
+            return "true" if value else "false"  # YAML reads true/false as booleans
         if isinstance(default, tuple):
             return tuple(value) if isinstance(value, (list, tuple)) else (value,)
         if isinstance(default, (int, float, str)):

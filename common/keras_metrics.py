@@ -28,7 +28,8 @@ class MeanKeypointError(keras.metrics.Metric):
         delta = (ops.cast(y_pred, "float32") - y_true[..., :2]) * scale
         visible = y_true[..., 2]
         error = ops.sqrt(ops.sum(ops.square(delta), axis=-1) + 1e-12)
-        self.total.assign_add(ops.sum(error * visible))
+        # where, not a product: NaN coordinates of invisible keypoints must not leak in.
+        self.total.assign_add(ops.sum(ops.where(visible > 0, error, 0.0)))
         self.count.assign_add(ops.sum(visible))
 
     def result(self):

@@ -8,6 +8,7 @@ so both backends run the same maths on the device.
 
 import csv
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -215,12 +216,20 @@ def read_history(csv_path):
 def standard_callbacks(out_dir, monitor, epochs, steps, progress=True, title="Training",
                        backup_name="backup", tensorboard_images=None):
     """Checkpoint (best, atomic), resume (BackupAndRestore), CSV history + PNG curves,
-    ReduceLROnPlateau, TerminateOnNaN, tqdm, and TensorBoard where TensorFlow is present."""
+    ReduceLROnPlateau, TerminateOnNaN, tqdm, and TensorBoard where TensorFlow is present.
+
+    A run resumes when `out_dir/backup_name` exists (a run that did not finish); else it
+    is a new run and starts a new history.
+    """
     out_dir = Path(out_dir)
     history_csv = out_dir / "history.csv"
+    backup_dir = out_dir / backup_name
+    if not backup_dir.exists() and history_csv.exists():
+        # A new run, not a resumed one: its best model and curves start afresh (the
+        # earlier history is kept beside them).
+        os.replace(history_csv, out_dir / "history_previous.csv")
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(out_dir / backup_name)),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-7),
         BestModelCheckpoint(out_dir / "best.keras", monitor=monitor, history_csv=history_csv),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
@@ -231,4 +240,7 @@ def standard_callbacks(out_dir, monitor, epochs, steps, progress=True, title="Tr
         callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), update_freq="epoch"))
         if tensorboard_images is not None and len(tensorboard_images):
             callbacks.append(HeatmapImages(out_dir / "logs", tensorboard_images))
+    # Last, so an epoch counts as done only after its checkpoint and CSV row are written;
+    # two alternating copies, so a kill while backing up leaves the previous one readable.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
     return callbacks

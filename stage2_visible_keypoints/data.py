@@ -135,8 +135,9 @@ def _read_keypoints(record, size, label_path, where):
         raise DataError(f"{where}field 'keypoints' holds NaN or infinite values", label_path)
     if "visible" in record:
         visible = np.asarray(record["visible"])
-        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi":
-            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans, got {visible.shape}", label_path)
+        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi" or not np.isin(visible, (0, 1)).all():
+            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got {visible.tolist()}",
+                            label_path)
         return xy, visible.astype(bool)
     return xy, inside(xy, size)
 
@@ -157,8 +158,12 @@ class _PoseProjector:
         q = _vector(require(record, q_field, label_path, where), 4, q_field, label_path, where)
         r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
         points_cam = body_to_camera(self.mesh.vertices, q, r)
-        xy = project_points(points_cam, self.camera)
-        return xy, visible_vertices(self.mesh, points_cam, self.camera)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = project_points(points_cam, self.camera)
+        visible = visible_vertices(self.mesh, points_cam, self.camera)
+        finite = np.isfinite(xy).all(axis=1)  # a vertex in the camera plane projects to infinity
+        xy[~finite] = -1.0
+        return xy, visible & finite
 
 
 def _vector(value, length, field, label_path, where):
@@ -209,6 +214,9 @@ def preprocess(data_cfg, split, progress=True, workers=1):
 
     width, height = data_cfg.input_size
     transforms = np.zeros((count, 4))
+    # Y marks a complete cache: remove it first, so a run killed after X is replaced
+    # cannot leave new images beside old labels.
+    y_path.unlink(missing_ok=True)
     with atomic_path(x_path) as tmp_x:
         images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
         jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)

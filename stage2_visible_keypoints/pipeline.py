@@ -66,18 +66,20 @@ def train(cfg, split="train", progress=True, callbacks=()):
     cache = load_cache(cfg.data.cache_dir, split, cfg.data)
     count = len(cache.y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(cache.y["xy_norm"]))
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
-    out_dir = Path(tc.output_dir)
+    # Fine-tuning starts from the first run's best model and writes into fine_tune/,
+    # so the starting point is never overwritten and a re-run starts from it again.
+    out_dir = Path(tc.output_dir) / "fine_tune" if tc.fine_tune else Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
 
     pretrained = has_pretrained_weights(cfg.model.weights)
     if tc.fine_tune:
-        start = out_dir / "best.keras"
+        start = Path(tc.output_dir) / "best.keras"
         if not start.is_file():
             raise DataError("fine-tuning starts from the best model of a first run, which is missing", start)
         model = keras.saving.load_model(start, safe_mode=True, compile=False)
         model.get_layer("backbone").trainable = True
-        learning_rate, backup = tc.fine_tune_learning_rate, "backup_fine_tune"
+        learning_rate, backup = tc.fine_tune_learning_rate, "backup"
     else:
         model = build_model(len(cache.keypoint_names), cfg.data, cfg.model, seed=tc.seed)
         # A frozen random backbone learns nothing: freeze only pretrained weights.
@@ -170,15 +172,18 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         images, transforms, y = cache.images, cache.y["transforms"], cache.y
         names, keypoint_names = [str(n) for n in y["filenames"]], cache.keypoint_names
         source_paths = None
+    num_keypoints = model.get_layer("keypoints").output.shape[1]
+    if keypoint_names is not None and len(keypoint_names) != num_keypoints:
+        raise DataError(f"model predicts {num_keypoints} keypoints but the cache has {len(keypoint_names)}",
+                        model_path)
     xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
-    num_keypoints = xy_norm.shape[1]
     keypoint_names = keypoint_names or tuple(f"kp{k:02d}" for k in range(num_keypoints))
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, transforms)
     visible_pred = confidence >= uc.visibility_threshold
 
     for i, name in enumerate(names):
-        save_json(out_dir / "per_image" / f"{Path(name).stem}.json", {
+        save_json(out_dir / "per_image" / f"{name}.json", {
             "filename": name, "keypoint_names": list(keypoint_names),
             "keypoints_original": xy_original[i].round(3), "keypoints_input": xy_input[i].round(3),
             "confidence": confidence[i].round(4), "visible_pred": visible_pred[i]})
@@ -186,17 +191,17 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
     for i in range(min(uc.max_overlays, len(names))):
-        stem = Path(names[i]).stem
+        name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
         truth = y["xy_norm"][i] * input_size if y is not None else None
         vis_true = y["visible"][i] if y is not None else None
-        save_overlay(out_dir / "overlays" / f"{stem}.png", np.asarray(images[i]), xy_pred=xy_input[i],
+        save_overlay(out_dir / "overlays" / f"{name}.png", np.asarray(images[i]), xy_pred=xy_input[i],
                      xy_true=truth, visible_true=vis_true, scores=confidence[i],
                      score_threshold=uc.visibility_threshold, scale=scale)
-        plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{stem}.png",
+        plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{name}.png",
                       keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
         original = _original_image(source_paths, y, i)
         if original is not None:
-            save_overlay(out_dir / "original_overlays" / f"{stem}.jpg", original, xy_pred=xy_original[i],
+            save_overlay(out_dir / "original_overlays" / f"{name}.jpg", original, xy_pred=xy_original[i],
                          xy_true=y["xy_original"][i] if y is not None else None,
                          visible_true=y["visible"][i] if y is not None else None,
                          scores=confidence[i], score_threshold=uc.visibility_threshold)
@@ -204,6 +209,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     result = {"images": len(names), "output_dir": str(out_dir)}
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
+        decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
+        summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
         summary["model"] = {"path": str(model_path), "sha256_16": _file_hash(model_path)}
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
@@ -240,7 +247,6 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
     return {
         "counts": {"images": int(len(visible)), "keypoints_per_image": int(visible.shape[1]),
                    "visible_keypoints": int(visible.sum())},
-        "decoder": {"soft_argmax_beta": cfg.model.beta, "debias": cfg.model.debias},
         "input_frame": keypoint_error_summary(xy_input, truth_input, visible, thresholds, keypoint_names, frame),
         "original_frame": keypoint_error_summary(xy_original, y["xy_original"], visible, thresholds,
                                                  keypoint_names, "px in the original image"),

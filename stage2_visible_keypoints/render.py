@@ -11,6 +11,7 @@ points go to the camera frame as `quat2dcm(q).T @ p_body + r`.
 """
 
 import dataclasses
+import zlib
 import statistics
 from pathlib import Path
 
@@ -296,30 +297,33 @@ def render_split(out_dir, config, split="train", workers=1, progress=True):
     """Render `config.num_images` images and their labels into `out_dir`.
 
     Writes (all atomically) `images/{split}/img000001.<fmt>` (the SPEED layout) ..., `camera.json` (SPEED format),
-    `mesh.obj`, `keypoint_names.json`, `render_config.json` and `{split}.json`: a list
+    `mesh.obj`, `keypoint_names.json`, `render_config_{split}.json` and `{split}.json`: a list
     of records {"filename", "q_vbs2tango" (4,), "r_Vo2To_vbs_true" (3,), "keypoints"
-    (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, i), so a
+    (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, split, i), so a
     split is reproducible (whatever `workers`, the number of processes); give each
     split its own seed. Returns the path of `{split}.json`.
     """
     out_dir = Path(out_dir)
     camera = speed_camera() if config.camera_json is None else load_camera_json(config.camera_json)
     mesh = load_obj(DEFAULT_MESH if config.mesh_path is None else config.mesh_path)
-    jobs = [(out_dir / "images" / split, config, camera, mesh, index) for index in range(config.num_images)]
+    # The split's name is part of every image's seed: "train" and "test" with the same
+    # --seed are still different images (no leak of training poses into a test split).
+    split_key = zlib.crc32(split.encode())
+    jobs = [(out_dir / "images" / split, config, camera, mesh, split_key, index) for index in range(config.num_images)]
     records = list(parallel_map(_render_one, jobs, workers, desc=f"render {split}", progress=progress))
     save_camera_json(out_dir / "camera.json", camera)
     save_obj(out_dir / "mesh.obj", mesh)
     save_json(out_dir / "keypoint_names.json", list(mesh.vertex_names))
-    save_json(out_dir / "render_config.json", dataclasses.asdict(config))
     split_path = out_dir / f"{split}.json"
     save_json(split_path, records)
+    save_json(out_dir / f"render_config_{split}.json", dataclasses.asdict(config))  # last: marks the split done
     return split_path
 
 
 def _render_one(job):
     """Render and save image `index` (a process-pool task); returns its label record."""
-    image_dir, config, camera, mesh, index = job
-    rng = np.random.default_rng([config.seed, index])
+    image_dir, config, camera, mesh, split_key, index = job
+    rng = np.random.default_rng([config.seed, split_key, index])
     q, r = sample_pose(rng, camera, config)
     image, xy_original, visible = render_image(mesh, q, r, camera, rng, config)
     filename = f"img{index + 1:06d}.{config.image_format}"

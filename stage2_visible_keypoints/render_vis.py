@@ -3,7 +3,7 @@
     python -m stage2_visible_keypoints.render_vis --out runs/render --num-images 200
 
 Writes images/, {split}.json, camera.json, mesh.obj, keypoint_names.json and
-render_config.json into --out (see `render_split`).
+render_config_{split}.json into --out (see `render_split`).
 """
 
 import argparse

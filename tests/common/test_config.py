@@ -168,3 +168,15 @@ def test_a_wrong_type_in_an_override_names_the_override(tmp_path):
     path.write_text("train:\n  epochs: 2\n")
     with pytest.raises(DataError, match=r"--set train.epochs=abc.*'epochs' expects int"):
         load_config(Stage2Config, path, ["train.epochs=abc"])
+
+
+def test_yaml_booleans_and_shortcut_strings_stay_strings(tmp_path):
+    import argparse
+
+    from common.cli import config_from_args
+
+    cfg = load_config(Stage2Config, None, ["train.jit_compile=false"])
+    assert cfg.train.jit_compile == "false"
+    args = argparse.Namespace(config=None, set=[], cache_dir="runs/exp #2", epochs=3)
+    cfg = config_from_args(Stage2Config, args, (("cache_dir", "data.cache_dir"), ("epochs", "train.epochs")))
+    assert cfg.data.cache_dir == "runs/exp #2" and cfg.train.epochs == 3

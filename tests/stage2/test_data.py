@@ -533,3 +533,14 @@ def test_parallel_preprocess_matches_serial(tmp_path):
                    workers=workers)
     np.testing.assert_array_equal(np.load(tmp_path / "serial" / "train" / "X_data.npy"),
                                   np.load(tmp_path / "parallel" / "train" / "X_data.npy"))
+
+
+def test_visible_flags_must_be_booleans_or_0_1(tmp_path):
+    records = write_split(tmp_path, n=1)
+    records[0]["visible"] = [2, 1, 1, 0]  # COCO's 2 = visible, 1 = occluded: ambiguous here
+    write_labels(tmp_path, records)
+    with pytest.raises(DataError, match=r"record 0 \(img000.png\): field 'visible' must be 4 booleans \(or 0/1\)"):
+        load_annotations(tmp_path, "train")
+    records[0]["visible"] = [1, 1, 1, 0]
+    write_labels(tmp_path, records)
+    assert load_annotations(tmp_path, "train").visible.tolist() == [[True, True, True, False]]

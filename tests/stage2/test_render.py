@@ -49,7 +49,7 @@ def test_split_files_and_records(split):
     assert load_json(out_dir / "keypoint_names.json") == list(mesh.vertex_names)
     assert load_camera_json(out_dir / "camera.json") == SMALL
     np.testing.assert_array_equal(load_obj(out_dir / "mesh.obj").faces, mesh.faces)
-    assert load_json(out_dir / "render_config.json")["num_images"] == 3
+    assert load_json(out_dir / "render_config_val.json")["num_images"] == 3
     for record in records:
         assert read_image_rgb(out_dir / "images" / "val" / record["filename"]).shape == (200, 320, 3)
         q, r = np.array(record["q_vbs2tango"]), np.array(record["r_Vo2To_vbs_true"])
@@ -156,3 +156,12 @@ def test_parallel_render_is_identical_to_serial(small_camera_json, tmp_path):
     for name in ("img000001.jpg", "img000002.jpg", "img000003.jpg"):
         assert (tmp_path / "serial" / "images" / "val" / name).read_bytes() == \
             (tmp_path / "parallel" / "images" / "val" / name).read_bytes()
+
+
+def test_splits_with_the_same_seed_differ(small_camera_json, tmp_path):
+    config = RenderConfig(num_images=2, seed=0, camera_json=small_camera_json)
+    train = load_json(render_split(tmp_path, config, split="train", progress=False))
+    test = load_json(render_split(tmp_path, config, split="test", progress=False))
+    for a, b in zip(train, test):
+        assert a["q_vbs2tango"] != b["q_vbs2tango"]
+    assert load_json(tmp_path / "render_config_train.json")["num_images"] == 2

@@ -82,7 +82,7 @@ def test_use_on_a_folder_of_images(workspace):
     out_dir = root / "pred_folder"
     check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
                      root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet"))
-    record = json.loads((out_dir / "per_image" / "img000001.json").read_text())
+    record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
     assert not (out_dir / "evaluation_summary.json").exists()
 
