@@ -38,11 +38,16 @@ def main(argv=None):
     if "summary" in result:
         s = result["summary"]
         frame, pck = s["input_frame"], s["input_frame"]["pck"]
-        print(f"input frame ({frame['unit']}): mean {frame['euclidean']['mean']}, "
-              f"median {frame['euclidean']['median']}, PCK " + ", ".join(f"@{k}: {v}" for k, v in pck.items()))
-        print(f"original frame: mean {s['original_frame']['euclidean']['mean']} px; "
-              f"visibility precision {s['visibility']['precision']}, recall {s['visibility']['recall']}")
+        print(f"input frame ({frame['unit']}): mean {_fmt(frame['euclidean']['mean'])}, "
+              f"median {_fmt(frame['euclidean']['median'])}, PCK "
+              + ", ".join(f"@{k}: {_fmt(v)}" for k, v in pck.items()))
+        print(f"original frame: mean {_fmt(s['original_frame']['euclidean']['mean'])} px; visibility precision "
+              f"{_fmt(s['visibility']['precision'])}, recall {_fmt(s['visibility']['recall'])}")
         print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
