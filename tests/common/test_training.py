@@ -116,3 +116,19 @@ def test_imagenet_offline_fails_with_a_clear_message(tmp_path):
     if "DataError" not in out.stdout:
         pytest.skip("ImageNet weights could be downloaded here (network available)")
     assert "--weights PATH" in out.stdout and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in out.stdout
+
+
+def test_a_new_run_starts_a_new_history_and_a_resumed_one_keeps_it(tmp_path):
+    from common.training import standard_callbacks
+
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,3.0,1.5\n")
+    (tmp_path / "backup").mkdir()  # an unfinished run: resume, keep the history and its best
+    callbacks = standard_callbacks(tmp_path, "val_loss", epochs=2, steps=1, progress=False)
+    assert (tmp_path / "history.csv").is_file()
+    assert next(c for c in callbacks if isinstance(c, BestModelCheckpoint)).best == 1.5
+    assert isinstance(callbacks[-1], keras.callbacks.BackupAndRestore)  # runs after checkpoint and CSV
+
+    (tmp_path / "backup").rmdir()  # the run finished: the same command starts afresh
+    callbacks = standard_callbacks(tmp_path, "val_loss", epochs=2, steps=1, progress=False)
+    assert not (tmp_path / "history.csv").exists() and (tmp_path / "history_previous.csv").is_file()
+    assert next(c for c in callbacks if isinstance(c, BestModelCheckpoint)).best == math.inf

@@ -48,10 +48,3 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
     with open(tmp_path / "model" / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
     assert not (tmp_path / "model" / "backup").exists()  # removed once the run completed
-
-    # The same command after a finished run starts a new run with a new history.
-    train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)), progress=False)
-    with open(tmp_path / "model" / "history.csv") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0]
-    with open(tmp_path / "model" / "history_previous.csv") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
