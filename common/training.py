@@ -10,7 +10,6 @@ import csv
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -143,7 +142,6 @@ class TqdmProgress(keras.callbacks.Callback):
         self.epochs, self.steps, self.disable, self.bar = epochs, steps, disable, None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
         self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                         disable=self.disable, file=sys.stdout, leave=True)
 

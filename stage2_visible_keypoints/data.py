@@ -208,9 +208,9 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     cfg_values = preprocess_config(data_cfg)
     cfg_hash, src_hash = config_hash(cfg_values), _source_hash(annotations)
     count = len(annotations.image_paths)
-    if _cache_is_current(x_path, y_path, cfg_hash, src_hash, count, data_cfg.input_size):
-        y = load_npz(y_path)
-        return _summary(split, out_dir, y["visible"], reused=True, seconds=time.perf_counter() - start)
+    current = _current_cache(x_path, y_path, cfg_hash, src_hash, count, data_cfg.input_size)
+    if current is not None:
+        return _summary(split, out_dir, current["visible"], reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
     transforms = np.zeros((count, 4))
@@ -264,16 +264,18 @@ def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
     return np.concatenate(parts).astype(np.float16)
 
 
-def _cache_is_current(x_path, y_path, cfg_hash, src_hash, count, input_size):
+def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
+    """The Y arrays of an up-to-date cache, or None when it must be rebuilt."""
     if not (x_path.is_file() and y_path.is_file()):
-        return False
+        return None
     try:
-        y = load_npz(y_path, required=("config_hash", "source_hash"))
+        y = load_npz(y_path, required=("config_hash", "source_hash", "visible"))
         x = np.load(x_path, mmap_mode="r", allow_pickle=False)
     except (DataError, ValueError, OSError):
-        return False
-    return (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
-            and x.shape == (count, input_size[1], input_size[0], 3))
+        return None
+    current = (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
+               and x.shape == (count, input_size[1], input_size[0], 3))
+    return y if current else None
 
 
 def _summary(split, out_dir, visible, reused, seconds):

@@ -7,17 +7,21 @@ render_config_{split}.json into --out (see `render_split`).
 """
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
+from common import cli
 from common.data_io import load_json
-from common.errors import DataError
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 
 def main(argv=None):
+    """Exit status: 0, or 2 with one `error: ...` line for bad input."""
+    return cli.run(_render, argv)
+
+
+def _render(argv):
     defaults = RenderConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
@@ -35,12 +39,8 @@ def main(argv=None):
     except ValueError as err:
         parser.error(str(err))  # a bad option: usage + message, exit 2
     start = time.perf_counter()
-    try:
-        split_path = render_split(args.out, config, split=args.split, workers=args.workers)
-        records = load_json(split_path)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    split_path = render_split(args.out, config, split=args.split, workers=args.workers)
+    records = load_json(split_path)
     visible = np.array([record["visible"] for record in records], dtype=bool)
     print(f"wrote {len(records)} images to {split_path.parent / 'images' / args.split} and labels to {split_path}")
     print(f"keypoints per image: {visible.shape[1]}, visible fraction: {visible.mean():.3f}, "
