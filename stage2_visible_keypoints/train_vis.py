@@ -17,7 +17,6 @@ import json
 
 from common import cli
 from stage2_visible_keypoints.config import BACKBONE_WEIGHTS_HELP, Stage2Config
-from stage2_visible_keypoints.pipeline import train
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
@@ -38,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    from stage2_visible_keypoints.pipeline import train  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     summary = train(cfg, split=args.split, progress=not args.quiet)
     print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_images']} images "

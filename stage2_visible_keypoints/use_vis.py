@@ -14,7 +14,6 @@ from pathlib import Path
 
 from common import cli
 from stage2_visible_keypoints.config import Stage2Config
-from stage2_visible_keypoints.pipeline import use
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
              ("threshold", "use.visibility_threshold"))
@@ -31,6 +30,7 @@ def main(argv=None):
     parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    from stage2_visible_keypoints.pipeline import use  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
