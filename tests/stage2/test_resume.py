@@ -35,16 +35,16 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
     cfg.data = dataclasses.replace(cfg.data, data_dir=str(tmp_path / "renders"), cache_dir=str(tmp_path / "cache"),
                                    canvas_size=(320, 180), crop_size=(160, 160), input_size=(64, 64),
                                    heatmap_size=(32, 32))
-    cfg.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / "model"), epochs=3, batch_size=3,
+    cfg.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / "model"), epochs=2, batch_size=3,
                                     validation_split=0.34)
     preprocess(cfg.data, "train", progress=False)
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False, callbacks=[StopAtEpoch(2)])
+        train(cfg, progress=False, callbacks=[StopAtEpoch(1)])
     assert (tmp_path / "model" / "backup").is_dir() and (tmp_path / "model" / "best.keras").is_file()
 
     summary = train(cfg, progress=False)
-    assert summary["epochs_run"] == 1  # only epoch 3 was left
+    assert summary["epochs_run"] == 1  # only the second epoch was left
     with open(tmp_path / "model" / "history.csv") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
     assert not (tmp_path / "model" / "backup").exists()  # removed once the run completed
