@@ -28,7 +28,7 @@ def _save(fig, path):
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png", bbox_inches="tight")
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return path

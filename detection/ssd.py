@@ -42,7 +42,7 @@ def build_detector(num_classes, data_cfg, model_cfg, seed=0):
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1. Received: num_classes={num_classes}")
     # === Layers ===
-    init = keras.initializers.HeNormal(seed=seed)
+    init = keras.initializers.HeUniform(seed=seed)
     width, height = data_cfg.input_size
     num_anchors = len(model_cfg.anchor_sizes[0]) * len(model_cfg.aspect_ratios)
     channels = 5 + num_classes

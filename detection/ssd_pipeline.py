@@ -76,8 +76,11 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __init__(self, batches, flip, scale_range, seed=0):
         super().__init__()
-        self.batches, self.flip, self.scale_range = batches, flip, scale_range
+        self.batches, self.flip = batches, flip
         self.rng = np.random.default_rng(seed + 1)
+        import jax  # this pipeline serves the JAX backend: one compiled function, not op-by-op dispatch
+
+        self.augment = jax.jit(lambda images, y, f, z, s: augment_batch(images, y, f, z, s, scale_range))
 
     def __len__(self):
         return len(self.batches)
@@ -86,9 +89,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         images, targets = self.batches[index]
         n = len(images)
         flip_u = self.rng.random(n, np.float32) if self.flip else np.ones(n, np.float32)
-        images, y = augment_batch(images, targets["predictions"], flip_u,
-                                  self.rng.random(n, np.float32), self.rng.random((n, 2), np.float32),
-                                  self.scale_range)
+        images, y = self.augment(images, targets["predictions"], flip_u, self.rng.random(n, np.float32),
+                                 self.rng.random((n, 2), np.float32))
         return ops.convert_to_numpy(images), {"predictions": ops.convert_to_numpy(y)}
 
     def on_epoch_end(self):
