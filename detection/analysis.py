@@ -195,7 +195,8 @@ def plot_precision_recall(detections, truth, class_names, path):
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
            title="Precision-recall per class (IoU 0.5)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return _save(fig, path)
 
 

@@ -122,7 +122,8 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         category_names.append(str(cat.get("name", category_ids[-1])))
     if len(set(category_ids)) != len(category_ids):
         raise DataError("field 'categories' has duplicate ids", label_path)
-    class_of = {cid: k for k, cid in enumerate(sorted(category_ids, key=str))}
+    # Classes in id order (numbers numerically, then strings).
+    class_of = {cid: k for k, cid in enumerate(sorted(category_ids, key=lambda c: (isinstance(c, str), c)))}
     order = sorted(range(len(category_ids)), key=lambda k: class_of[category_ids[k]])
     category_ids = tuple(category_ids[k] for k in order)
     category_names = tuple(category_names[k] for k in order)
