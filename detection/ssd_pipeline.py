@@ -5,7 +5,6 @@ Frames: boxes in caches and predictions are xyxy in model-input pixels
 image's stored scale.
 """
 
-import hashlib
 import math
 import time
 from pathlib import Path
@@ -16,9 +15,10 @@ from keras import ops
 from tqdm import tqdm
 
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, load_json, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, load_json, read_image_rgb, save_json
 from common.errors import DataError
-from common.training import ArrayBatches, make_batches, resolve_jit, set_precision, standard_callbacks
+from common.training import (ArrayBatches, make_batches, resolve_jit, set_precision, split_indices,
+                             standard_callbacks)
 from detection.anchors import generate_anchors
 from detection.box_cache import load_cache, resize_image
 from detection.evaluation import band_edges_from_anchors, evaluate_detections, scale_statistics
@@ -117,15 +117,6 @@ def augmented(batches, tc):
 
 
 # --- training ---
-
-
-def split_indices(count, validation_split, seed):
-    """Seeded shuffle, then the last `validation_split` share is validation."""
-    order = np.random.default_rng(seed).permutation(count)
-    n_val = int(round(count * validation_split))
-    if validation_split > 0 and count > 1:
-        n_val = min(max(n_val, 1), count - 1)
-    return order[:count - n_val], order[count - n_val:]
 
 
 def make_loss(num_classes, cfg):
@@ -231,14 +222,6 @@ def predict(detector, images, batch_size, progress=True):
     return np.concatenate(out)
 
 
-def _file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def _class_names(model_path, cache):
     if cache is not None:
         return cache.category_names
@@ -306,7 +289,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     summary["counts"] = {"images": len(names), "ground_truth": int(sum(len(b) for b, _ in truth)),
                          "detections_at_operating_point": int(sum((d["scores"] >= uc.overlay_threshold).sum()
                                                                   for d in detections))}
-    summary["model"] = {"path": str(model_path), "sha256_16": _file_hash(model_path)}
+    summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
     summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split), "config_hash": str(cache.y["config_hash"]),
                        "source_hash": str(cache.y.get("source_hash", ""))}
     summary["config"] = to_dict(cfg)
