@@ -242,3 +242,13 @@ def standard_callbacks(out_dir, monitor, epochs, steps, progress=True, title="Tr
     # two alternating copies, so a kill while backing up leaves the previous one readable.
     callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
     return callbacks
+
+
+def split_indices(count, validation_split, seed):
+    """Seeded shuffle of range(count); the last `validation_split` share (at least one
+    image, and never all) is validation. Returns (train indices, validation indices)."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = int(round(count * validation_split))
+    if validation_split > 0 and count > 1:
+        n_val = min(max(n_val, 1), count - 1)
+    return order[:count - n_val], order[count - n_val:]

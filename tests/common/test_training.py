@@ -132,3 +132,14 @@ def test_a_new_run_starts_a_new_history_and_a_resumed_one_keeps_it(tmp_path):
     callbacks = standard_callbacks(tmp_path, "val_loss", epochs=2, steps=1, progress=False)
     assert not (tmp_path / "history.csv").exists() and (tmp_path / "history_previous.csv").is_file()
     assert next(c for c in callbacks if isinstance(c, BestModelCheckpoint)).best == math.inf
+
+
+def test_split_indices_share_and_seed():
+    from common.training import split_indices
+
+    train, val = split_indices(10, 0.25, seed=3)
+    assert len(val) == 2 and len(train) == 8  # round(2.5) = 2
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(10))
+    again = split_indices(10, 0.25, seed=3)
+    assert again[1].tolist() == val.tolist()
+    assert split_indices(1, 0.5, 0)[1].size == 0 and split_indices(3, 0.01, 0)[1].size == 1
