@@ -158,7 +158,7 @@ class CentreHeatmapCodec:
 
     `encode` is `keras.ops` code (it runs inside the loss, on the device); `decode` is
     vectorised numpy: a 3x3 max-pool NMS (a pixel is a peak when no neighbour is higher;
-    of equal neighbours the last in raster order wins), a score threshold, then the
+    of equal neighbours the first in raster order wins), a score threshold, then the
     log-parabola sub-pixel refinement of `GaussianHeatmapCodec.decode` at each peak.
 
     Args:
