@@ -101,7 +101,7 @@ def main(argv=None):
         "config": cfg.__class__.__name__,
     }
     save_json(args.out, report)
-    print(f"\n| held-out images | objects | P | R | F1@10 | PCK@5 | PCK@10 | PCK@20 | MAE px | count err |")
+    print("\n| held-out images | objects | P | R | F1@10 | PCK@5 | PCK@10 | PCK@20 | MAE px | count err |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {s['images']} | {s['true']} | {_f(s['precision'])} | {_f(s['recall'])} | {_f(s['f1'])} | "
           + " | ".join(_f(v) for v in s["pck"].values()) + f" | {_f(s['mae']['euclidean'])} | "

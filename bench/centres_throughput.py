@@ -29,7 +29,7 @@ from common.data_io import save_json  # noqa: E402
 from detection.aerial import AerialConfig, render_image  # noqa: E402
 from detection.centres import build_model  # noqa: E402
 from detection.centres_config import CentresConfig  # noqa: E402
-from detection.centres_pipeline import detect, load_centres_model  # noqa: E402
+from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks  # noqa: E402
 from detection.tiling import cut_tiles, tile_transform  # noqa: E402
 
 
@@ -62,8 +62,8 @@ def main(argv=None):
         found = 0
         for s in range(0, count, batch):
             heat = fn(tiles[s:s + batch])
-            found += len(detect(heat, tile_image[s:s + batch] - s, transforms[s:s + batch], size, cfg.use,
-                                cfg.data.sigma)["image"])
+            peaks = tile_peaks(heat, np.arange(len(heat)), transforms[s:s + batch], size, cfg.use, cfg.data.sigma)
+            found += len(merge_per_image(peaks, tile_image[s:s + batch] - s, cfg.use.merge_distance)["image"])
         seconds = time.perf_counter() - start
         rows.append({"method": name, "batch": batch, "images": count, "seconds": round(seconds, 3),
                      "images_per_second": round(count / seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1),

@@ -114,3 +114,14 @@ def save_npz(path, **arrays):
     """Write arrays to an `.npz`, atomically."""
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
+
+
+def file_hash(path, length=16):
+    """The first `length` hex digits of a file's SHA-256 (read in 1 MiB chunks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -17,13 +17,6 @@ from detection.dota import DOTA_CATEGORIES
 WEIGHTS_HELP = "none (random init), imagenet (a local file, nothing is downloaded) or a .weights.h5 file"
 
 
-def _pair(value, name):
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) <= 0:
-        raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
-    return value
-
-
 @dataclasses.dataclass
 class DataConfig:
     """Where the DOTA-format data is and how it is cut into tiles.
@@ -57,8 +50,9 @@ class DataConfig:
     skip_difficult: bool = False
 
     def __post_init__(self):
-        self.input_size = _pair(self.input_size, "input_size")
-        if self.input_size[0] != self.input_size[1] or self.input_size[0] % 32:
+        self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 2 or self.input_size[0] != self.input_size[1] or self.input_size[0] % 32 \
+                or self.input_size[0] < 32:
             raise ValueError(f"input_size must be square and a multiple of 32. Received: input_size={self.input_size}")
         if len(self.categories) == 1 and self.categories[0] in DOTA_CATEGORIES:
             self.categories = DOTA_CATEGORIES[self.categories[0]]

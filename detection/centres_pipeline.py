@@ -7,7 +7,6 @@ overlapping tiles are mapped to original pixels and merged (`detection.tiling`);
 evaluation is in original pixels, per image.
 """
 
-import hashlib
 import math
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import common.augment  # noqa: F401  (registers the layers for loading)
 from common.backbones import has_pretrained_weights
 from common.codecs import CentreHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
@@ -116,36 +115,53 @@ def load_centres_model(path):
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def predict_tiles(model, tiles, batch_size, progress=True):
-    """(T, h, w, C) float32 heatmaps of uint8 tiles (may be a memory map), batch by batch."""
-    out = []
-    for start in tqdm(range(0, len(tiles), batch_size), desc="predict", unit="batch", disable=not progress):
-        out.append(np.asarray(model.predict_on_batch(np.asarray(tiles[start:start + batch_size]))["heatmaps"],
-                              np.float32))
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(model.output["heatmaps"].shape[1:]), np.float32)
+def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, sigma, keep_heatmaps=(), progress=True):
+    """Run the model on tiles batch by batch and decode every batch at once, so memory
+    holds the detections, not the heatmaps of a whole split.
 
-
-def detect(heatmaps, tile_image, tile_transforms, input_size, use_cfg, sigma=1.5):
-    """Heatmaps of tiles -> merged detections per image in original pixels.
-
-    Returns flat arrays {image (P,), class (P,), xy (P, 2) original px, score (P,)}:
-    peaks (3x3 NMS, score threshold, sub-pixel refinement) of every tile, mapped to
-    original pixels with the tile's transform, then duplicates from overlapping tiles
-    merged per image and class within `use_cfg.merge_distance`.
+    Returns (detections, heatmaps): detections as `detect` returns them; heatmaps
+    {tile index: (h, w, C) float32} for the tiles listed in `keep_heatmaps` (overlays).
     """
+    size = int(model.input.shape[1])
+    parts, kept = [], {}
+    keep_heatmaps = set(int(t) for t in keep_heatmaps)
+    batch = use_cfg.batch_size
+    for start in tqdm(range(0, len(tiles), batch), desc="predict", unit="batch", disable=not progress):
+        heat = np.asarray(model.predict_on_batch(np.asarray(tiles[start:start + batch]))["heatmaps"], np.float32)
+        parts.append(tile_peaks(heat, np.arange(start, start + len(heat)), tile_transforms, size, use_cfg, sigma))
+        kept.update({t: heat[t - start] for t in keep_heatmaps if start <= t < start + len(heat)})
+    peaks = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else None
+    return merge_per_image(peaks, tile_image, use_cfg.merge_distance), kept
+
+
+def tile_peaks(heatmaps, tile_index, tile_transforms, input_size, use_cfg, sigma=1.5):
+    """Peaks of a batch of tiles' heatmaps (3x3 NMS, score threshold, sub-pixel refinement)
+    in original pixels. tile_index (B,): the tiles' rows in `tile_transforms` (T, 4).
+    Returns flat arrays {tile (P,), class (P,), xy (P, 2) original px, score (P,)}."""
     _, height, width, channels = heatmaps.shape
     codec = CentreHeatmapCodec((height, width), channels, sigma)
     peaks = codec.decode(heatmaps, threshold=use_cfg.score_threshold, max_peaks=use_cfg.max_peaks)
+    tile = np.asarray(tile_index)[peaks["image"]]
     xy_input = peaks["xy_norm"].astype(np.float64) * input_size
-    xy = to_original(xy_input[:, None, :], tile_transforms[peaks["image"]])[:, 0, :]
-    image = tile_image[peaks["image"]]
+    xy = to_original(xy_input[:, None, :], tile_transforms[tile])[:, 0, :]
+    return {"tile": tile, "class": peaks["class"], "xy": xy, "score": peaks["score"]}
+
+
+def merge_per_image(peaks, tile_image, merge_distance):
+    """Tile peaks -> detections per image {image (P,), class (P,), xy (P, 2), score (P,)}:
+    duplicates from overlapping tiles (same class, within `merge_distance` original px) merged."""
+    if peaks is None:
+        return {"image": np.zeros(0, np.int64), "class": np.zeros(0, np.int64), "xy": np.zeros((0, 2)),
+                "score": np.zeros(0, np.float32)}
+    image = np.asarray(tile_image)[peaks["tile"]]
     keep = []
     for index in np.unique(image):  # merging needs only the peaks of one image at a time
         rows = np.flatnonzero(image == index)
-        keep.append(rows[merge_detections(xy[rows], peaks["class"][rows], peaks["score"][rows],
-                                          use_cfg.merge_distance)])
+        keep.append(rows[merge_detections(peaks["xy"][rows], peaks["class"][rows], peaks["score"][rows],
+                                          merge_distance)])
     keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
-    return {"image": image[keep], "class": peaks["class"][keep], "xy": xy[keep], "score": peaks["score"][keep]}
+    return {"image": image[keep], "class": peaks["class"][keep], "xy": peaks["xy"][keep],
+            "score": peaks["score"][keep]}
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
@@ -182,9 +198,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         if len(class_names) != channels:
             raise DataError(f"model predicts {channels} classes but the cache has {len(class_names)}", model_path)
 
+    shown = min(uc.max_overlays, len(names))
+    first_tiles = [int(np.flatnonzero(tile_image == i)[0]) for i in range(shown)]
     start = time.perf_counter()
-    heatmaps = predict_tiles(model, tiles, uc.batch_size, progress)
-    found = detect(heatmaps, tile_image, transforms, size, uc, cfg.data.sigma)
+    found, heatmaps = predict_and_detect(model, tiles, tile_image, transforms, uc, cfg.data.sigma,
+                                         keep_heatmaps=first_tiles, progress=progress)
     seconds = time.perf_counter() - start
 
     for i, name in enumerate(names):
@@ -193,12 +211,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
             "filename": name, "frame": "original image pixels (pixel i covers [i, i + 1))",
             "centres": found["xy"][rows].round(2), "classes": [class_names[c] for c in found["class"][rows]],
             "scores": found["score"][rows].round(4)})
-    for i in range(min(uc.max_overlays, len(names))):
+    for i, first in zip(range(shown), first_tiles):
         rows = found["image"] == i
         truth = None if y is None else y["gt_xy_original"][y["gt_image"] == i]
         if Path(paths[i]).is_file():  # caches can outlive their images
             _overlay(out_dir / "overlays" / f"{names[i]}.png", read_image_rgb(paths[i]), found["xy"][rows], truth)
-        first = int(np.flatnonzero(tile_image == i)[0])
         plot_heatmaps(np.asarray(tiles[first]), heatmaps[first], out_dir / "heatmaps" / f"{names[i]}.png",
                       keypoint_names=class_names)
 
@@ -206,7 +223,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
               "seconds": round(seconds, 2), "output_dir": str(out_dir)}
     if y is not None:
         summary = evaluate(found, y, cfg)
-        summary["model"] = {"path": str(model_path), "sha256_16": _file_hash(model_path)}
+        summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split), "config_hash": str(y["config_hash"]),
                            "source_hash": str(y["source_hash"]) if "source_hash" in y else ""}
         summary["config"] = to_dict(cfg)
@@ -256,10 +273,3 @@ def _tile_folder(paths, data_cfg):
         transforms += [tile_transform(origin, tile, size) for origin in grid]
     return np.concatenate(tiles), np.array(tile_image, np.int64), np.array(transforms)
 
-
-def _file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
