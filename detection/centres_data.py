@@ -114,7 +114,6 @@ def preprocess(data_cfg, progress=True, workers=1):
     cfg_values = preprocess_config(data_cfg)
     cfg_hash = config_hash(cfg_values)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
-    labels = None
     summaries = {}
     for split in SPLITS:
         split_pairs = [pairs[i] for i in np.sort(splits[split])]
