@@ -7,6 +7,7 @@ Weights: "none" (random init, the default: nothing can be downloaded here), "ima
 clear message), or a path to a local weights file.
 """
 
+import os
 from pathlib import Path
 
 import keras
@@ -52,3 +53,77 @@ def _resolve_weights(weights):
 def has_pretrained_weights(weights):
     """Whether a `weights` setting loads trained values (so freezing the backbone makes sense)."""
     return _resolve_weights(weights) is not None
+
+
+# --- ResNet-18 (keras.applications has none) ---
+
+RESNET18_TAPS = ("conv1_relu", "conv2_block2_out", "conv3_block2_out", "conv4_block2_out", "conv5_block2_out")
+RESNET18_IMAGENET_FILE = "resnet18_imagenet_notop.weights.h5"
+
+
+def resnet18_pyramid(input_shape, weights="none", name="resnet18", bn_momentum=0.9):
+    """ResNet-18 (He et al. 2016, basic blocks [2, 2, 2, 2]) as a feature pyramid.
+
+    input_shape (H, W, 3), already preprocessed (e.g. `common.layers.ResNetPreprocess`).
+    Returns a functional `keras.Model` with 5 outputs, strides 2, 4, 8, 16, 32 with
+    64, 64, 128, 256, 512 channels, named by `RESNET18_TAPS` (the layer names follow
+    `keras.applications.ResNet50`'s scheme). Weights: "none" (random init), "imagenet"
+    (the file `~/.keras/models/resnet18_imagenet_notop.weights.h5`, which nothing
+    downloads: put it there or pass its path), or a path to a `.weights.h5` file saved
+    from this same architecture (`model.save_weights`).
+    """
+    layers = keras.layers
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"`input_shape` must be (H, W, 3). Received: input_shape={input_shape}")
+    weights_path = _resnet18_weights_path(weights)
+
+    def bn(x, layer_name):
+        return layers.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name=layer_name)(x)
+
+    def block(x, filters, stride, layer_name):
+        shortcut = x
+        if stride != 1 or x.shape[-1] != filters:
+            shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{layer_name}_0_conv")(x)
+            shortcut = bn(shortcut, f"{layer_name}_0_bn")
+        y = layers.ZeroPadding2D(1, name=f"{layer_name}_1_pad")(x)
+        y = layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"{layer_name}_1_conv")(y)
+        y = layers.Activation("relu", name=f"{layer_name}_1_relu")(bn(y, f"{layer_name}_1_bn"))
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{layer_name}_2_conv")(y)
+        y = layers.Add(name=f"{layer_name}_add")([shortcut, bn(y, f"{layer_name}_2_bn")])
+        return layers.Activation("relu", name=f"{layer_name}_out")(y)
+
+    inputs = keras.Input(tuple(input_shape), name=f"{name}_input")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    c1 = layers.Activation("relu", name="conv1_relu")(bn(x, "conv1_bn"))
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(c1)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    outputs = [c1]
+    for stage, filters in enumerate((64, 128, 256, 512), start=2):
+        for index in (1, 2):
+            stride = 2 if index == 1 and stage > 2 else 1
+            x = block(x, filters, stride, f"conv{stage}_block{index}")
+        outputs.append(x)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights_path is not None:
+        try:
+            model.load_weights(weights_path)
+        except Exception as err:  # h5py and Keras raise several types for a foreign file
+            raise DataError(f"cannot load ResNet-18 weights ({err.__class__.__name__}: {err})",
+                            weights_path) from None
+    return model
+
+
+def _resnet18_weights_path(weights):
+    if weights in (None, "none", "None", ""):
+        return None
+    if weights == "imagenet":
+        path = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models" / RESNET18_IMAGENET_FILE
+        if not path.is_file():
+            raise DataError(f"no ImageNet weights for ResNet-18 (nothing is downloaded): put {RESNET18_IMAGENET_FILE} "
+                            "there or pass a local file with --weights PATH", path)
+        return str(path)
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError("weights file not found (use none, imagenet or a local file)", path)
+    return str(path)

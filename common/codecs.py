@@ -145,3 +145,100 @@ def _parabola_offset(profile, peak):
     concave = curvature < -1e-6
     vertex = centre + 0.5 * (left - right) / np.where(concave, curvature, -1.0)
     return np.where(concave, np.clip(vertex - peak, -0.5, 0.5), 0.0)
+
+
+class CentreHeatmapCodec:
+    """Many objects per image: one Gaussian peak per object centre, one map per class.
+
+    Shapes: B images, M object slots (padded), C classes, P decoded peaks. Objects are
+    `(B, M, 4)` rows `(x_norm, y_norm, class, valid)`, normalised to `[0, 1]` of the
+    frame with the pixel-centre convention of this module; rows with `valid == 0` are
+    padding. Heatmaps are `(B, H, W, C)`; where objects' Gaussians overlap, the map
+    holds their maximum (not their sum), so every object keeps a peak of height 1.
+
+    `encode` is `keras.ops` code (it runs inside the loss, on the device); `decode` is
+    vectorised numpy: a 3x3 max-pool NMS (a pixel is a peak when no neighbour is higher;
+    of equal neighbours the first in raster order wins), a score threshold, then the
+    log-parabola sub-pixel refinement of `GaussianHeatmapCodec.decode` at each peak.
+
+    Args:
+        heatmap_size: `(H, W)` of the heatmaps in pixels.
+        num_classes: C, the number of maps.
+        sigma: standard deviation of the Gaussians in heatmap pixels.
+    """
+
+    def __init__(self, heatmap_size=(64, 64), num_classes=1, sigma=1.5):
+        self.gaussian = GaussianHeatmapCodec(heatmap_size, sigma)
+        if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
+        self.heatmap_size, self.sigma = self.gaussian.heatmap_size, self.gaussian.sigma
+        self.num_classes = int(num_classes)
+
+    def encode(self, objects):
+        """`(B, M, 4)` objects -> `(B, H, W, C)` float32 target heatmaps (keras.ops).
+
+        Objects that are padding, NaN, outside `[0, 1]` or of a class outside
+        `0 .. C - 1` leave no peak.
+        """
+        objects = ops.cast(ops.convert_to_tensor(objects), "float32")
+        classes = ops.cast(objects[..., 2], "int32")
+        valid = (objects[..., 3] > 0) & (classes >= 0) & (classes < self.num_classes)
+        maps, _ = self.gaussian.encode(objects[..., :2], valid)  # (B, H, W, M), one map per object
+        onehot = ops.one_hot(ops.where(valid, classes, 0), self.num_classes)  # (B, M, C)
+        return ops.max(maps[..., :, None] * onehot[:, None, None, :, :], axis=3)  # (B, H, W, C)
+
+    def decode(self, heatmaps, threshold=0.3, max_peaks=None):
+        """Peaks of `(B, H, W, C)` heatmaps (numpy or backend tensors).
+
+        Returns a dict of flat `(P,)` arrays, ordered by image then by falling score:
+        `image` (int), `class` (int), `xy_norm` `(P, 2)` float32 (refined), `score`
+        (peak height). `max_peaks` keeps at most that many per image (highest first).
+        """
+        heatmaps = np.asarray(ops.convert_to_numpy(heatmaps), dtype=np.float32)
+        if heatmaps.ndim != 4:
+            raise ValueError(f"`heatmaps` must have shape (B, H, W, C). Received: shape={heatmaps.shape}")
+        batch, height, width, _ = heatmaps.shape
+        b, row, col, cls = np.nonzero(peak_mask(heatmaps) & (heatmaps >= threshold))
+        score = heatmaps[b, row, col, cls]
+        order = np.lexsort((-score, b))
+        b, row, col, cls, score = b[order], row[order], col[order], cls[order], score[order]
+        if max_peaks is not None:
+            rank = np.arange(len(b)) - np.searchsorted(b, b)  # position within its image
+            keep = rank < max_peaks
+            b, row, col, cls, score = b[keep], row[keep], col[keep], cls[keep], score[keep]
+        log_maps = np.log(np.maximum(heatmaps, 1e-10))
+        x_profile = log_maps[b, row, :, cls][:, None, :]  # (P, 1, W)
+        y_profile = log_maps[b, :, col, cls][:, None, :]  # (P, 1, H)
+        x = col + 0.5 + _parabola_offset(x_profile, col[:, None])[:, 0]
+        y = row + 0.5 + _parabola_offset(y_profile, row[:, None])[:, 0]
+        xy_norm = np.stack([x / width, y / height], axis=-1).astype(np.float32)
+        return {"image": b.astype(np.int64), "class": cls.astype(np.int64), "xy_norm": xy_norm,
+                "score": score.astype(np.float32)}
+
+    def get_config(self):
+        return {"heatmap_size": self.heatmap_size, "num_classes": self.num_classes, "sigma": self.sigma}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def peak_mask(heatmaps):
+    """`(B, H, W, C)` bool: 3x3 non-maximum suppression, vectorised.
+
+    A pixel survives when it is >= its 8 neighbours and > the 4 neighbours that come
+    before it in raster order (left, up-left, up, up-right), so a plateau of equal
+    values keeps exactly one pixel. Outside the map counts as -inf.
+    """
+    heatmaps = np.asarray(heatmaps)
+    height, width = heatmaps.shape[1:3]
+    padded = np.pad(heatmaps, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    keep = np.ones(heatmaps.shape, bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == dx == 0:
+                continue
+            neighbour = padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+            earlier = dy < 0 or (dy == 0 and dx < 0)
+            keep &= heatmaps > neighbour if earlier else heatmaps >= neighbour
+    return keep

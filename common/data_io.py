@@ -116,12 +116,12 @@ def save_npz(path, **arrays):
         np.savez(tmp, **arrays)
 
 
-def file_hash(path):
-    """The first 16 hex digits of a file's SHA-256 (names a model or cache in a report)."""
+def file_hash(path, length=16):
+    """The first `length` hex digits of a file's SHA-256 (read in 1 MiB chunks)."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:length]

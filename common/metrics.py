@@ -210,3 +210,131 @@ def _check_thresholds(thresholds):
 def _pck_dict(errors, thresholds):
     """{f"{t:g}": fraction of `errors` <= t}, values None when `errors` is empty."""
     return {f"{t:g}": (float(np.mean(errors <= t)) if errors.size else None) for t in thresholds}
+
+
+# --- Many points per image: Hungarian matching with a distance gate ---
+
+
+def match_points(xy_pred, xy_true, max_distance):
+    """One-to-one matching of predicted to true points minimising the total distance.
+
+    Hungarian assignment (`scipy.optimize.linear_sum_assignment`) on the Euclidean
+    distances, where pairs farther apart than `max_distance` (inclusive gate) may not
+    match: they cost more than any allowed pair, and are dropped from the result.
+
+    Args:
+        xy_pred: `(P, 2)` predicted (x, y); xy_true: `(G, 2)` true (x, y), same frame.
+        max_distance: the gate, in that frame's pixels.
+
+    Returns:
+        pred_index `(Q,)`, true_index `(Q,)` int arrays of the matched pairs (Q <=
+        min(P, G)), sorted by true_index, and their distances `(Q,)` float64.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    xy_pred = np.asarray(xy_pred, np.float64).reshape(-1, 2)
+    xy_true = np.asarray(xy_true, np.float64).reshape(-1, 2)
+    if not (np.isfinite(xy_pred).all() and np.isfinite(xy_true).all()):
+        raise ValueError("match_points needs finite coordinates")
+    empty = np.zeros(0, np.int64)
+    if len(xy_pred) == 0 or len(xy_true) == 0:
+        return empty, empty, np.zeros(0)
+    distance = np.hypot(*(xy_pred[:, None, :] - xy_true[None, :, :]).transpose(2, 0, 1))
+    allowed = distance <= max_distance
+    # A forbidden pair costs more than all allowed pairs together, so the assignment
+    # first maximises the number of allowed matches, then minimises their distance.
+    big = (distance[allowed].sum() if allowed.any() else 0.0) + 1.0
+    rows, cols = linear_sum_assignment(np.where(allowed, distance, big))
+    ok = allowed[rows, cols]
+    rows, cols = rows[ok], cols[ok]
+    order = np.argsort(cols)
+    return rows[order].astype(np.int64), cols[order].astype(np.int64), distance[rows, cols][order]
+
+
+def centre_detection_summary(pred, truth, class_names, match_distance=10.0, pck_thresholds=(5, 10, 20),
+                             groups=None, unit="px"):
+    """Evaluate detected centres against true centres, matched per image and class.
+
+    Args:
+        pred: dict of flat arrays over P detections: `image` (P,), `class` (P,),
+            `xy` (P, 2).
+        truth: dict of flat arrays over G objects: `image` (G,), `class` (G,), `xy` (G, 2);
+            `images` (int) = the number of images (images without objects count too).
+        class_names: C names; classes are indices into them.
+        match_distance: gate (inclusive) for precision / recall / F1.
+        pck_thresholds: PCK@t = share of true objects matched within t; the matching
+            for PCK and for the errors uses a gate at the largest threshold.
+        groups: {name: (G,) bool} subsets of the true objects (e.g. "small",
+            "clustered"), reported by recall, PCK and errors.
+        unit: label of the pixel frame, stored in the result.
+
+    Returns:
+        A JSON-ready dict: `counts`, `precision`/`recall`/`f1` and `true_positive`,
+        `false_positive`, `false_negative` at `match_distance`; `mae` {dx, dy,
+        euclidean} and `mse` (mean squared Euclidean error) of the PCK matches; `pck`
+        {t: share}; `count_error` {mean_abs, mean_signed (pred - true), per image};
+        `per_class` and `groups` breakdowns. Undefined values are None.
+    """
+    thresholds = _check_thresholds(pck_thresholds)
+    pck_gate = float(thresholds.max())
+    p_img, p_cls = np.asarray(pred["image"], np.int64), np.asarray(pred["class"], np.int64)
+    p_xy = np.asarray(pred["xy"], np.float64).reshape(-1, 2)
+    t_img, t_cls = np.asarray(truth["image"], np.int64), np.asarray(truth["class"], np.int64)
+    t_xy = np.asarray(truth["xy"], np.float64).reshape(-1, 2)
+    n_images = int(truth["images"])
+    pred_hit = np.zeros(len(p_xy), bool)          # matched at match_distance
+    true_hit = np.zeros(len(t_xy), bool)
+    true_error = np.full(len(t_xy), np.inf)       # distance of the PCK match
+    true_delta = np.full((len(t_xy), 2), np.nan)  # pred - true of the PCK match
+    for image in range(n_images):
+        for cls in range(len(class_names)):
+            pi = np.flatnonzero((p_img == image) & (p_cls == cls))
+            ti = np.flatnonzero((t_img == image) & (t_cls == cls))
+            if len(pi) == 0 or len(ti) == 0:
+                continue
+            rows, cols, dist = match_points(p_xy[pi], t_xy[ti], match_distance)
+            pred_hit[pi[rows]], true_hit[ti[cols]] = True, True
+            rows, cols, dist = match_points(p_xy[pi], t_xy[ti], pck_gate)
+            true_error[ti[cols]] = dist
+            true_delta[ti[cols]] = p_xy[pi[rows]] - t_xy[ti[cols]]
+
+    def block(p_mask, t_mask):
+        tp, n_pred, n_true = int(true_hit[t_mask].sum()), int(p_mask.sum()), int(t_mask.sum())
+        precision = tp / n_pred if n_pred else None
+        recall = tp / n_true if n_true else None
+        f1 = None if precision is None or recall is None else (
+            2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        matched = t_mask & np.isfinite(true_error)
+        delta, err = true_delta[matched], true_error[matched]
+        out = {"predicted": n_pred, "true": n_true, "true_positive": tp, "false_positive": n_pred - tp,
+               "false_negative": n_true - tp, "precision": precision, "recall": recall, "f1": f1,
+               "matched_for_errors": int(matched.sum()),
+               "mae": {"dx": _mean(np.abs(delta[:, 0])), "dy": _mean(np.abs(delta[:, 1])), "euclidean": _mean(err)},
+               "mse": _mean(err**2),
+               "pck": {f"{t:g}": (float(np.mean(true_error[t_mask] <= t)) if n_true else None) for t in thresholds}}
+        return out
+
+    summary = {"unit": unit, "match_distance": float(match_distance), "pck_gate": pck_gate,
+               "images": n_images, **block(np.ones(len(p_xy), bool), np.ones(len(t_xy), bool))}
+    n_pred_img = np.bincount(p_img, minlength=n_images)[:n_images]
+    n_true_img = np.bincount(t_img, minlength=n_images)[:n_images]
+    diff = n_pred_img - n_true_img
+    summary["count_error"] = {"mean_abs": _mean(np.abs(diff)), "mean_signed": _mean(diff),
+                              "exact_share": _mean(diff == 0)}
+    summary["per_class"] = {name: block(p_cls == c, t_cls == c) for c, name in enumerate(class_names)}
+    summary["groups"] = {}
+    for name, mask in (groups or {}).items():
+        mask = np.asarray(mask, bool)
+        if mask.shape != (len(t_xy),):
+            raise ValueError(f"group {name!r} must be a (G,) mask. Received: shape={mask.shape}")
+        entry = block(np.zeros(len(p_xy), bool), mask)
+        # A group is a subset of true objects: precision has no meaning there.
+        for key in ("predicted", "false_positive", "precision", "f1"):
+            entry.pop(key)
+        summary["groups"][name] = entry
+    return summary
+
+
+def _mean(values):
+    values = np.asarray(values, np.float64)
+    return float(values.mean()) if values.size else None

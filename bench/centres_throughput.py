@@ -1,0 +1,94 @@
+"""Inference throughput of the centre detector: images/s at batch 1, 8, 32 and peak memory,
+against plain `model.predict` image by image, in the same run.
+
+    python bench/centres_throughput.py --images 64 --out bench/results/centres_throughput.json
+
+Synthetic 512x512 aerial images (one tile each) go through the full path: the
+compiled predict step on a batch (`predict_on_batch`) + peak decoding (3x3 NMS,
+threshold, sub-pixel refinement, mapping to original pixels). The baseline calls
+`model.predict` on one image at a time (what a first script would do) with the same
+decoding. A random-init model unless --model is given (speed does not depend on the
+weights). Peak memory is the process's peak resident set size after each setting
+(it only grows, so each row is "peak so far"). Prints a table, writes JSON.
+"""
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import cli  # noqa: E402  (quiet TensorFlow logs first)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common.data_io import save_json  # noqa: E402
+from detection.aerial import AerialConfig, render_image  # noqa: E402
+from detection.centres import build_model  # noqa: E402
+from detection.centres_config import CentresConfig  # noqa: E402
+from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks  # noqa: E402
+from detection.tiling import cut_tiles, tile_transform  # noqa: E402
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=64, help="synthetic 512 px images per setting")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--baseline-images", type=int, default=16, help="images for the model.predict loop")
+    parser.add_argument("--model", help="a trained .keras model (default: random init, default config)")
+    parser.add_argument("--out", default="bench/results/centres_throughput.json")
+    args = parser.parse_args(argv)
+
+    cfg = CentresConfig()
+    size, tile = cfg.data.input_size[0], cfg.data.tile_size
+    model = load_centres_model(args.model) if args.model else build_model(len(cfg.data.class_names), cfg.data,
+                                                                           cfg.model, seed=0)
+    originals = [render_image([9, i], AerialConfig(image_size=tile))[0] for i in range(args.images)]
+    tiles = np.concatenate([cut_tiles(image, [(0, 0)], tile, size) for image in originals])
+    transforms = np.repeat(tile_transform((0, 0), tile, size)[None], len(tiles), axis=0)
+    tile_image = np.arange(len(tiles))
+    rows = []
+
+    def run(name, batch, fn, count):
+        fn(tiles[:batch])  # warm-up: compile / trace outside the timing
+        start = time.perf_counter()
+        found = 0
+        for s in range(0, count, batch):
+            heat = fn(tiles[s:s + batch])
+            peaks = tile_peaks(heat, np.arange(len(heat)), transforms[s:s + batch], size, cfg.use, cfg.data.sigma)
+            found += len(merge_per_image(peaks, tile_image[s:s + batch] - s, cfg.use.merge_distance)["image"])
+        seconds = time.perf_counter() - start
+        rows.append({"method": name, "batch": batch, "images": count, "seconds": round(seconds, 3),
+                     "images_per_second": round(count / seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1),
+                     "detections": found})
+        print(f"| {name:34s} | {batch:5d} | {count:6d} | {seconds:8.2f} | {count / seconds:9.2f} | "
+              f"{rows[-1]['peak_rss_mib']:10.1f} |", flush=True)
+
+    print("| method | batch | images | seconds | images/s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    run("model.predict, one image per call", 1,
+        lambda x: np.asarray(model.predict(x, verbose=0)["heatmaps"], np.float32), min(args.baseline_images, len(tiles)))
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        run("predict_on_batch + decode", batch,
+            lambda x: np.asarray(model.predict_on_batch(x)["heatmaps"], np.float32), len(tiles))
+    report = {
+        "what": f"centre detector inference, {tile} px image -> {size} px input -> "
+                f"{cfg.data.heatmap_size[0]} px heatmaps, {len(cfg.data.class_names)} classes, decode included",
+        "command": "python bench/centres_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "backend": keras.backend.backend(), "dtype_policy": keras.config.dtype_policy().name,
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": len(__import__("os").sched_getaffinity(0))},
+        "model": args.model or "random init", "parameters": int(model.count_params()), "rows": rows,
+    }
+    save_json(args.out, report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

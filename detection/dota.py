@@ -1,0 +1,147 @@
+"""DOTA v1.0 / v1.5 oriented-box labels -> object centres.
+
+A DOTA label file (`labelTxt/NAME.txt` beside `images/NAME.png`) holds optional header
+lines `imagesource:...` and `gsd:...`, then one object per line:
+
+    x1 y1 x2 y2 x3 y3 x4 y4 category difficult
+
+in original image pixels (the four corners of the oriented box, in order). The
+centre of an object is the area centroid of that polygon (the vertex mean when the
+polygon is degenerate). A malformed line raises `DataError` naming the file and line.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import DataError
+
+DOTA_V1_0 = ("plane", "ship", "storage-tank", "baseball-diamond", "tennis-court", "basketball-court",
+             "ground-track-field", "harbor", "bridge", "large-vehicle", "small-vehicle", "helicopter",
+             "roundabout", "soccer-ball-field", "swimming-pool")
+DOTA_V1_5 = DOTA_V1_0 + ("container-crane",)
+DOTA_CATEGORIES = {"dota-v1.0": DOTA_V1_0, "dota-v1.5": DOTA_V1_5}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclasses.dataclass
+class DotaLabels:
+    """The objects of one label file. M objects.
+
+    polygons (M, 4, 2) float64 original pixels; centres (M, 2) polygon centroids;
+    categories (M,) str; difficult (M,) bool; header {"imagesource": ..., "gsd": float}.
+    """
+
+    polygons: np.ndarray
+    centres: np.ndarray
+    categories: np.ndarray
+    difficult: np.ndarray
+    header: dict
+
+    @property
+    def sizes(self):
+        """(M,) the longest side of each oriented box, original pixels."""
+        sides = np.linalg.norm(self.polygons - np.roll(self.polygons, -1, axis=1), axis=-1)
+        return sides.max(axis=1) if len(sides) else np.zeros(0)
+
+
+def polygon_centroid(polygons):
+    """(M, V, 2) polygons -> (M, 2) area centroids (shoelace); vertex mean where the area is ~0."""
+    polygons = np.asarray(polygons, dtype=np.float64)
+    x, y = polygons[..., 0], polygons[..., 1]
+    x1, y1 = np.roll(x, -1, axis=-1), np.roll(y, -1, axis=-1)
+    cross = x * y1 - x1 * y
+    area = cross.sum(axis=-1) / 2.0
+    safe = np.where(np.abs(area) > 1e-9, area, 1.0)
+    cx = ((x + x1) * cross).sum(axis=-1) / (6.0 * safe)
+    cy = ((y + y1) * cross).sum(axis=-1) / (6.0 * safe)
+    mean = polygons.mean(axis=-2)
+    degenerate = np.abs(area) <= 1e-9
+    return np.stack([np.where(degenerate, mean[..., 0], cx), np.where(degenerate, mean[..., 1], cy)], axis=-1)
+
+
+def read_dota_labels(path, known_categories=DOTA_V1_5):
+    """Parse one DOTA label file. `known_categories`: the names a line may use."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("label file not found", path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise DataError(f"not a text file ({err})", path) from None
+    header, polygons, categories, difficult = {}, [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("imagesource", "gsd"):
+            if key.strip() == "gsd":
+                try:
+                    header["gsd"] = float(value) if value.strip() not in ("", "null", "None") else None
+                except ValueError:
+                    raise DataError(f"line {number}: gsd must be a number, got {value.strip()!r}", path) from None
+            else:
+                header["imagesource"] = value.strip()
+            continue
+        fields = line.split()
+        if len(fields) not in (9, 10):
+            raise DataError(f"line {number}: expected 'x1 y1 x2 y2 x3 y3 x4 y4 category difficult', "
+                            f"got {len(fields)} fields: {line[:80]!r}", path)
+        try:
+            corners = np.array([float(v) for v in fields[:8]]).reshape(4, 2)
+        except ValueError:
+            raise DataError(f"line {number}: the 8 corner coordinates must be numbers: {line[:80]!r}", path) from None
+        if not np.isfinite(corners).all():
+            raise DataError(f"line {number}: corner coordinates must be finite: {line[:80]!r}", path)
+        category = fields[8]
+        if category not in known_categories:
+            raise DataError(f"line {number}: unknown category {category!r} (known: {', '.join(known_categories)})",
+                            path)
+        flag = fields[9] if len(fields) == 10 else "0"
+        if flag not in ("0", "1"):
+            raise DataError(f"line {number}: difficult must be 0 or 1, got {flag!r}", path)
+        polygons.append(corners)
+        categories.append(category)
+        difficult.append(flag == "1")
+    polygons = np.array(polygons, dtype=np.float64).reshape(-1, 4, 2)
+    return DotaLabels(polygons, polygon_centroid(polygons), np.array(categories, dtype=str),
+                      np.array(difficult, dtype=bool), header)
+
+
+def write_dota_labels(path, polygons, categories, difficult=None, imagesource="synthetic", gsd=None):
+    """Write a DOTA label file (atomically); polygons (M, 4, 2) original pixels."""
+    from common.data_io import atomic_path
+
+    polygons = np.asarray(polygons, dtype=np.float64).reshape(-1, 4, 2)
+    difficult = np.zeros(len(polygons), bool) if difficult is None else np.asarray(difficult, bool)
+    lines = [f"imagesource:{imagesource}", f"gsd:{'null' if gsd is None else gsd}"]
+    for corners, category, flag in zip(polygons, categories, difficult):
+        lines.append(" ".join(f"{v:.2f}" for v in corners.ravel()) + f" {category} {int(flag)}")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def find_dota_pairs(data_dir):
+    """Sorted (image path, label path) pairs of a DOTA folder (`images/`, `labelTxt/`).
+
+    Every image needs a label file; label files without an image are an error too.
+    """
+    data_dir = Path(data_dir)
+    image_dir, label_dir = data_dir / "images", data_dir / "labelTxt"
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DataError("folder not found (a DOTA folder holds images/ and labelTxt/)", folder)
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not images:
+        raise DataError("no images (.png, .jpg, ...) in folder", image_dir)
+    labels = {p.stem: p for p in sorted(label_dir.glob("*.txt"))}
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        raise DataError(f"no label file for image {images[missing[0]].name} ({len(missing)} missing)",
+                        label_dir / f"{missing[0]}.txt")
+    orphans = sorted(set(labels) - set(images))
+    if orphans:
+        raise DataError(f"label file without an image ({len(orphans)} such)", labels[orphans[0]])
+    return [(images[name], labels[name]) for name in sorted(images)]

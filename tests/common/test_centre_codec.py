@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from common.codecs import CentreHeatmapCodec, peak_mask
+
+
+def _objects(rows, slots=None):
+    rows = np.asarray(rows, np.float32).reshape(-1, 4)
+    out = np.zeros((1, slots or len(rows), 4), np.float32)
+    out[0, :len(rows)] = rows
+    return out
+
+
+def test_encode_decode_round_trip_centre_border_and_between_pixels():
+    codec = CentreHeatmapCodec((32, 32), num_classes=2, sigma=1.5)
+    # heatmap px: (10.5, 7.5) a pixel centre; (20.0, 20.0) a pixel corner; (0.3, 31.8) at the border.
+    xy_heatmap = np.array([[10.5, 7.5], [20.0, 20.0], [0.3, 31.8], [25.27, 4.61]])
+    rows = np.concatenate([xy_heatmap / 32, [[0, 1], [1, 1], [0, 1], [1, 1]]], axis=1)
+    targets = ops.convert_to_numpy(codec.encode(_objects(rows, slots=6)))  # 2 padding slots
+    assert targets.shape == (1, 32, 32, 2)
+    peaks = codec.decode(targets, threshold=0.5)
+    assert len(peaks["score"]) == 4
+    for xy, cls in zip(xy_heatmap, (0, 1, 0, 1)):
+        hit = np.flatnonzero(np.hypot(*(peaks["xy_norm"] * 32 - xy).T) < 1e-3)
+        assert len(hit) == 1 and peaks["class"][hit[0]] == cls, (xy, peaks)
+
+
+def test_encode_takes_the_maximum_of_overlapping_objects_and_ignores_bad_rows():
+    codec = CentreHeatmapCodec((8, 8), num_classes=1, sigma=1.0)
+    two = _objects([[2.5 / 8, 4.5 / 8, 0, 1], [4.5 / 8, 4.5 / 8, 0, 1]])
+    maps = ops.convert_to_numpy(codec.encode(two))[0, :, :, 0]
+    # The pixel between them (3.5, 4.5) is 1 px from each: max = exp(-1/2), a sum would be 2 exp(-1/2).
+    assert maps[4, 3] == pytest.approx(np.exp(-0.5), rel=1e-6)
+    assert maps[4, 2] == pytest.approx(1.0) and maps[4, 4] == pytest.approx(1.0)
+    bad = _objects([[0.5, 0.5, 0, 0], [1.2, 0.5, 0, 1], [np.nan, 0.5, 0, 1], [0.5, 0.5, 3, 1]])
+    np.testing.assert_array_equal(ops.convert_to_numpy(codec.encode(bad)), 0)
+
+
+def test_peak_mask_keeps_one_pixel_of_a_plateau_and_decode_options():
+    maps = np.zeros((1, 5, 6, 1), np.float32)
+    maps[0, 2, 2:4, 0] = 0.8  # a two-pixel plateau: one peak
+    maps[0, 0, 5, 0] = 0.4    # a corner peak
+    mask = peak_mask(maps)
+    assert (mask & (maps > 0)).sum() == 2 and mask[0, 2, 2, 0] and mask[0, 0, 5, 0]  # the first of the plateau
+    codec = CentreHeatmapCodec((5, 6))
+    assert len(codec.decode(maps, threshold=0.5)["score"]) == 1
+    two = codec.decode(np.concatenate([maps, maps]), threshold=0.3, max_peaks=1)
+    np.testing.assert_array_equal(two["image"], [0, 1])
+    np.testing.assert_allclose(two["score"], [0.8, 0.8])
+    # The parabola through the plateau's log values puts the centre midway between its two pixels.
+    np.testing.assert_allclose(two["xy_norm"][0], [3.0 / 6, 2.5 / 5], atol=1e-6)
