@@ -6,6 +6,7 @@ Every `.npy`/`.npz` read uses `allow_pickle=False`.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -118,8 +119,6 @@ def save_npz(path, **arrays):
 
 def file_hash(path, length=16):
     """The first `length` hex digits of a file's SHA-256 (read in 1 MiB chunks)."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

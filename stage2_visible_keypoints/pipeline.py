@@ -5,7 +5,6 @@ Frames: `xy_norm` is normalised to the model input, `xy_input` is in input pixel
 maps between them with each image's stored transform.
 """
 
-import hashlib
 import math
 import time
 from pathlib import Path
@@ -18,12 +17,12 @@ import common.keras_metrics  # noqa: F401  (registers the serialisable metric fo
 from common.backbones import has_pretrained_weights
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall
 from common.plots import plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, save_overlay
-from common.training import make_batches, resolve_jit, set_precision, standard_callbacks
+from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
 from stage2_visible_keypoints.data import load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
 
@@ -42,15 +41,6 @@ def training_targets(y):
     keypoints = keypoint_targets(y)
     return {"heatmap_logits": y["heatmaps"] if "heatmaps" in y else keypoints, "keypoints": keypoints,
             "confidence": y["visible"].astype(np.float32)}
-
-
-def split_indices(count, validation_split, seed):
-    """Seeded shuffle, then the last `validation_split` share is validation."""
-    order = np.random.default_rng(seed).permutation(count)
-    n_val = int(round(count * validation_split))
-    if validation_split > 0 and count > 1:
-        n_val = min(max(n_val, 1), count - 1)
-    return order[:count - n_val], order[count - n_val:]
 
 
 def train(cfg, split="train", progress=True, callbacks=()):
@@ -137,14 +127,6 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
 
 
-def _file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
     """Predict on a cache split (with evaluation) or on a folder of images (without).
 
@@ -211,7 +193,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
         decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
         summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
-        summary["model"] = {"path": str(model_path), "sha256_16": _file_hash(model_path)}
+        summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         summary["config"] = to_dict(cfg)
