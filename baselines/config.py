@@ -39,7 +39,7 @@ class ModelConfig:
     beta / debias: SoftArgMax of the integral model."""
 
     kind: str = "heatmap"
-    filters: tuple = (16, 32, 64, 96)
+    filters: tuple = (8, 16, 32, 64)
     skips: bool = True
     dense_units: int = 128
     beta: float = 15.0
