@@ -119,15 +119,29 @@ class StudyConfig:
     comparison_epochs: int = 12
     ablation_epochs: int = 6
     ablation_seeds: tuple = (0, 1)
+    heatmap_strides: tuple = (4, 2, 1)
+    sigmas: tuple = (1.0, 2.0, 3.0, 4.0)
+    skips: tuple = (True, False)
     loss_epochs: int = 6
     loss_seeds: tuple = (0, 1)
+    loss_arms: tuple = ("mse", "focal", "mse_peak", "wing", "adaptive_wing", "mse+augment", "mse+clipnorm",
+                        "mse+augment+clipnorm")
     spacing_mm: float = 1.0
     parts: tuple = ("comparison", "ablation", "loss")
 
     def __post_init__(self):
         self.ablation_seeds = tuple(int(s) for s in self.ablation_seeds)
         self.loss_seeds = tuple(int(s) for s in self.loss_seeds)
+        self.heatmap_strides = tuple(int(s) for s in self.heatmap_strides)
+        self.sigmas = tuple(float(s) for s in self.sigmas)
+        self.skips = tuple(bool(s) for s in self.skips)
+        self.loss_arms = tuple(str(a) for a in self.loss_arms)
         self.parts = tuple(str(p) for p in self.parts)
+        if not set(self.heatmap_strides) <= {1, 2, 4}:
+            raise ValueError(f"study.heatmap_strides must be 1, 2 or 4. Received: {self.heatmap_strides}")
+        if self.train_images < 2 or self.test_images < 1:
+            raise ValueError(f"study needs >= 2 train and >= 1 test images. Received: {self.train_images}, "
+                             f"{self.test_images}")
         unknown = set(self.parts) - {"comparison", "ablation", "loss"}
         if unknown:
             raise ValueError(f"study.parts: unknown {sorted(unknown)}; known: comparison, ablation, loss")
