@@ -60,6 +60,9 @@ class TrainConfig:
     """Optimiser Adam(learning_rate, clipnorm); loss (heatmap and integral models):
     mse | focal | mse_peak | wing | adaptive_wing. coordinate_weight: weight of the
     coordinate loss of the integral model (and of the peak term of mse_peak).
+    foreground_weight: mse and mse_peak weigh each pixel's squared error by
+    1 + w * target (0 = plain MSE; with plain MSE a small net sits at all-zero maps for
+    epochs).
     augment: random rotation (+-rotation degrees), scale, translation (fraction of the
     image) moving image and keypoints together. sigma_curriculum: sigma per epoch
     (the last value holds for the remaining epochs); empty = data.sigma throughout.
@@ -71,6 +74,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     loss: str = "mse"
     coordinate_weight: float = 1.0
+    foreground_weight: float = 10.0
     clipnorm: float = 0.0
     reduce_lr: bool = True
     augment: bool = False

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from common.augment import KeypointAffineAugment
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import save_json
+from common.data_io import atomic_path, save_json
 from common.errors import DataError
 from common.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
@@ -50,9 +50,11 @@ def decoder_name(cfg):
 def heatmap_loss(name, heatmap_size, sigma, tc):
     size = (heatmap_size, heatmap_size)
     if name == "mse":
-        return HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=size, sigma=sigma)
+        return HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=size, sigma=sigma,
+                               foreground_weight=tc.foreground_weight)
     if name == "mse_peak":
-        return HeatmapPeakLoss(alpha=1.0, beta=1e-3 * tc.coordinate_weight, heatmap_size=size, sigma=sigma)
+        return HeatmapPeakLoss(alpha=1.0, beta=1e-3 * tc.coordinate_weight, heatmap_size=size, sigma=sigma,
+                               foreground_weight=tc.foreground_weight)
     if name == "focal":
         return FocalHeatmapLoss(heatmap_size=size, sigma=sigma)
     if name == "adaptive_wing":
@@ -123,10 +125,6 @@ class _AugmentedBatches(ArrayBatches):
         return x, {n: kp for n in self.names}
 
 
-class _NoNewHistory(keras.callbacks.Callback):
-    """Placeholder so the callback list length stays fixed (see `_callbacks`)."""
-
-
 def train(cfg, split="train", progress=True, callbacks=()):
     """Train on the `split` cache; writes best.keras, model.keras, history, plots, config.
 
@@ -176,8 +174,8 @@ def train(cfg, split="train", progress=True, callbacks=()):
         for key, values in result.history.items():
             history.setdefault(key, []).extend(values)
     seconds = time.perf_counter() - start_time
-    model.save(out_dir / "model.keras.tmp.keras")
-    (out_dir / "model.keras.tmp.keras").replace(out_dir / "model.keras")
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
     return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(), "kind": kind,
             "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
             "seconds": round(seconds, 1),
@@ -192,7 +190,8 @@ def training_statement(cfg):
     return {"optimizer": f"Adam(learning_rate={cfg.train.learning_rate}"
                          f"{f', clipnorm={cfg.train.clipnorm}' if cfg.train.clipnorm else ''})",
             "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
-            "losses": {k: type(v).__name__ + ("(MSE)" if getattr(v, "beta", None) == 0.0 else "")
+            "losses": {k: {"class": type(v).__name__,
+                           **{c: w for c, w in v.get_config().items() if c not in ("name", "reduction")}}
                        for k, v in losses.items()},
             "loss_weights": weights, "reduce_lr_on_plateau": cfg.train.reduce_lr, "augment": cfg.train.augment,
             "sigma": cfg.data.sigma, "sigma_curriculum": list(cfg.train.sigma_curriculum),

@@ -245,21 +245,27 @@ class HeatmapPeakLoss(keras.losses.Loss):
     predicted map (`common.layers.soft_argmax(beta=softargmax_beta)`), so the
     distance term has a gradient; the distance is Euclidean, in heatmap pixels, averaged
     over the visible keypoints (0 for a sample with none). `beta=0` is plain MSE.
+    With `foreground_weight=w` each squared error is weighted by `1 + w * target`, so
+    the few pixels under the Gaussians are not outvoted by the background (the
+    weighted loss map of Wang et al., ICCV 2019); the mean is still over all pixels.
 
     Args:
         alpha: weight of the MSE term.
         beta: weight of the peak-distance term (per heatmap pixel).
+        foreground_weight: extra weight of the pixels under the target Gaussians.
         softargmax_beta, debias: soft-argmax temperature and bias correction.
         heatmap_size, sigma: target heatmaps of `GaussianHeatmapCodec`.
     """
 
     def __init__(self, alpha=1.0, beta=1e-3, softargmax_beta=15.0, debias=False, heatmap_size=(64, 64),
-                 sigma=2.0, name="heatmap_peak_loss", reduction="sum_over_batch_size"):
+                 sigma=2.0, foreground_weight=0.0, name="heatmap_peak_loss", reduction="sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction)
         if alpha < 0 or beta < 0 or not softargmax_beta > 0:
             raise ValueError(f"`alpha`, `beta` must be >= 0 and `softargmax_beta` > 0. Received: alpha={alpha}, "
                              f"beta={beta}, softargmax_beta={softargmax_beta}")
-        self.alpha, self.beta = float(alpha), float(beta)
+        if foreground_weight < 0:
+            raise ValueError(f"`foreground_weight` must be >= 0. Received: foreground_weight={foreground_weight}")
+        self.alpha, self.beta, self.foreground_weight = float(alpha), float(beta), float(foreground_weight)
         self.softargmax_beta, self.debias = float(softargmax_beta), bool(debias)
         self.codec = GaussianHeatmapCodec(heatmap_size, sigma)
         self.heatmap_size, self.sigma = self.codec.heatmap_size, self.codec.sigma
@@ -270,7 +276,8 @@ class HeatmapPeakLoss(keras.losses.Loss):
         if len(y_true.shape) != 3:
             raise ValueError(f"`y_true` must be keypoints (batch, K, 3). Received: shape={y_true.shape}")
         targets = _keypoint_targets(y_true, self.codec, y_pred)
-        loss = self.alpha * ops.mean(ops.square(y_pred - targets), axis=(1, 2, 3))
+        weights = 1.0 + self.foreground_weight * targets
+        loss = self.alpha * ops.mean(weights * ops.square(y_pred - targets), axis=(1, 2, 3))
         if self.beta == 0.0:
             return loss
         visible = ops.cast(y_true[..., 2] > 0, "float32")
@@ -284,5 +291,6 @@ class HeatmapPeakLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "softargmax_beta": self.softargmax_beta,
-                       "debias": self.debias, "heatmap_size": self.heatmap_size, "sigma": self.sigma})
+                       "debias": self.debias, "heatmap_size": self.heatmap_size, "sigma": self.sigma,
+                       "foreground_weight": self.foreground_weight})
         return config

@@ -37,7 +37,11 @@ def test_run_study_tiny_under_tensorflow(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_and_use_under_jax_without_tensorflow(tmp_path):
+def test_train_and_use_under_jax_without_tensorflow(tmp_path, monkeypatch):
+    # JAX compiles every initializer and step on first use; the two scripts share the
+    # compiled programs through a persistent cache (use_base rebuilds the same layers).
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     from baselines import preprocess_base, render_base  # neither imports Keras: run in-process
 
     data, cache = tmp_path / "data", tmp_path / "cache"

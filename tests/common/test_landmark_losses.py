@@ -78,6 +78,9 @@ def test_heatmap_peak_loss_terms():
     mse_only = HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=(8, 8), sigma=1.0)
     targets = ops.convert_to_numpy(codec.encode(keypoints[..., :2], keypoints[..., 2])[0])
     assert _value(mse_only, keypoints, pred) == pytest.approx(float(np.mean((pred - targets) ** 2)), rel=1e-5)
+    weighted = HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=(8, 8), sigma=1.0, foreground_weight=10.0)
+    expected = np.mean((1 + 10 * targets) * (pred - targets) ** 2)
+    assert run_loss_test(weighted, keypoints, pred) == pytest.approx(float(expected), rel=1e-5)
     both = HeatmapPeakLoss(alpha=2.0, beta=0.5, heatmap_size=(8, 8), sigma=1.0)
     assert _value(both, keypoints, pred) == pytest.approx(2 * np.mean((pred - targets) ** 2) + 2.0, rel=1e-4)
 
