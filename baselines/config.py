@@ -70,7 +70,7 @@ class TrainConfig:
 
     output_dir: str = "runs/baselines/model"
     epochs: int = 12
-    batch_size: int = 32
+    batch_size: int = 16
     learning_rate: float = 1e-3
     loss: str = "mse"
     coordinate_weight: float = 1.0
@@ -114,19 +114,22 @@ class StudyConfig:
     """The comparison + ablation + loss study (`run_study.py`).
 
     Train/test images, epochs and seeds per part; `quick` settings are in
-    `run_study.QUICK`. Every arm of a part gets the same budget."""
+    `run_study.QUICK`. Every arm of a part gets the same budget: the comparison trains
+    on all `train_images`, each ablation cell and loss arm on the first
+    `part_train_images` of them (10 % of either held out for validation)."""
 
     output_dir: str = "results"
     train_images: int = 4000
     test_images: int = 500
     data_seed: int = 1
-    comparison_epochs: int = 12
-    ablation_epochs: int = 6
+    comparison_epochs: int = 15
+    part_train_images: int = 2000
+    ablation_epochs: int = 3
     ablation_seeds: tuple = (0, 1)
     heatmap_strides: tuple = (4, 2, 1)
     sigmas: tuple = (1.0, 2.0, 3.0, 4.0)
     skips: tuple = (True, False)
-    loss_epochs: int = 6
+    loss_epochs: int = 3
     loss_seeds: tuple = (0, 1)
     loss_arms: tuple = ("mse", "focal", "mse_peak", "wing", "adaptive_wing", "mse+augment", "mse+clipnorm",
                         "mse+augment+clipnorm")

@@ -18,7 +18,7 @@ from baselines.config import BaselinesConfig
 from baselines.study import run_study
 
 # --quick: every part and arm, with fewer images, epochs and seeds (applied before --set).
-QUICK = ("study.train_images=600", "study.test_images=100", "study.comparison_epochs=2",
+QUICK = ("study.train_images=400", "study.test_images=100", "study.comparison_epochs=2",
          "study.ablation_epochs=1", "study.ablation_seeds=[0]", "study.loss_epochs=1", "study.loss_seeds=[0]",
          "study.sigmas=[1,2,4]", "study.loss_arms=[mse,focal,mse_peak,wing,mse+augment+clipnorm]")
 

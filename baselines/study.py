@@ -155,7 +155,8 @@ def ablation(cfg, progress=True):
     """Heatmap resolution, sigma and skip connections; mean and std over seeds."""
     from baselines import study_plots
 
-    base = _replace(cfg, model={"kind": "heatmap"}, train={"epochs": cfg.study.ablation_epochs})
+    base = _replace(cfg, model={"kind": "heatmap"},
+                    train={"epochs": cfg.study.ablation_epochs, "max_images": cfg.study.part_train_images})
     tables = {}
     for part, label, cell in ablation_cells(base):
         runs = []
@@ -164,6 +165,7 @@ def ablation(cfg, progress=True):
             runs.append(run_arm(_replace(cell, train={"seed": seed}), f"ablation-{part}", progress=False))
         tables.setdefault(part, []).append(_cell_summary(label, runs))
     result = {"setting": {"epochs": cfg.study.ablation_epochs, "seeds": list(cfg.study.ablation_seeds),
+                          "train_images": min(cfg.study.part_train_images, cfg.study.train_images),
                           "model": "heatmap", "loss": cfg.train.loss,
                           "resolution": "sigma scaled with the heatmap so the Gaussian is as wide in input pixels"},
               "tables": tables}
@@ -188,7 +190,8 @@ def loss_study(cfg, progress=True):
     """Loss arms (with and without augmentation and clipping), seeds; MRE/SDR and PCK."""
     from baselines import study_plots
 
-    base = _replace(cfg, model={"kind": "heatmap"}, train={"epochs": cfg.study.loss_epochs})
+    base = _replace(cfg, model={"kind": "heatmap"},
+                    train={"epochs": cfg.study.loss_epochs, "max_images": cfg.study.part_train_images})
     rows = []
     for arm in cfg.study.loss_arms:
         if arm not in LOSS_ARMS:
@@ -199,6 +202,7 @@ def loss_study(cfg, progress=True):
             runs.append(run_arm(_replace(base, train={**LOSS_ARMS[arm], "seed": seed}), f"loss-{arm}"))
         rows.append(_cell_summary(arm, runs))
     result = {"setting": {"epochs": cfg.study.loss_epochs, "seeds": list(cfg.study.loss_seeds), "model": "heatmap",
+                          "train_images": min(cfg.study.part_train_images, cfg.study.train_images),
                           "spacing_mm": cfg.study.spacing_mm,
                           "spacing_note": "nominal: stick figures have no physical size; "
                                           f"{cfg.study.spacing_mm} mm per input pixel is assumed for MRE/SDR"},
