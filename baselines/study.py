@@ -156,7 +156,7 @@ def ablation(cfg, progress=True):
     from baselines import study_plots
 
     base = _replace(cfg, model={"kind": "heatmap"},
-                    train={"epochs": cfg.study.ablation_epochs, "max_images": cfg.study.part_train_images})
+                    train={"epochs": cfg.study.ablation_epochs, "max_images": _part_images(cfg)})
     tables = {}
     for part, label, cell in ablation_cells(base):
         runs = []
@@ -191,7 +191,7 @@ def loss_study(cfg, progress=True):
     from baselines import study_plots
 
     base = _replace(cfg, model={"kind": "heatmap"},
-                    train={"epochs": cfg.study.loss_epochs, "max_images": cfg.study.part_train_images})
+                    train={"epochs": cfg.study.loss_epochs, "max_images": _part_images(cfg)})
     rows = []
     for arm in cfg.study.loss_arms:
         if arm not in LOSS_ARMS:
@@ -211,6 +211,13 @@ def loss_study(cfg, progress=True):
     study_plots.cell_bars({"loss study": rows}, Path(cfg.study.output_dir) / "loss_study.png",
                           "Loss study (HeatmapNet)")
     return result
+
+
+def _part_images(cfg):
+    """train.max_images of the ablation and loss arms (0 = all, so such an arm can share
+    its run with the comparison's HeatmapNet when the epochs agree too)."""
+    sc = cfg.study
+    return 0 if sc.part_train_images >= sc.train_images else sc.part_train_images
 
 
 def _cell_summary(label, runs):
