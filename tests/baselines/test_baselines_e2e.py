@@ -36,30 +36,39 @@ def test_run_study_tiny_under_tensorflow(tmp_path):
         assert (tmp_path / name).stat().st_size > 1000, name
 
 
+# train_base then use_base in one process: one import, and use_base's model reuses the
+# programs JAX compiled for train_base's (every initializer and step is compiled once).
+JAX_DRIVER = """
+import sys
+from common import cli
+from baselines import train_base, use_base
+train_args, use_args = sys.argv[1].split("|"), sys.argv[2].split("|")
+sys.exit(cli.run(train_base.main, train_args) or cli.run(use_base.main, use_args))
+"""
+
+
 @pytest.mark.slow
-def test_train_and_use_under_jax_without_tensorflow(tmp_path, monkeypatch):
-    # JAX compiles every initializer and step on first use; the two scripts share the
-    # compiled programs through a persistent cache (use_base rebuilds the same layers).
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+def test_train_and_use_under_jax_without_tensorflow(tmp_path):
     from baselines import preprocess_base, render_base  # neither imports Keras: run in-process
 
     data, cache = tmp_path / "data", tmp_path / "cache"
     render_base.main(["--out", str(data), "--num-images", "24", "--seed", "3"])
     render_base.main(["--out", str(data), "--split", "test", "--num-images", "4"])
-    common = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--cache-dir", str(cache)]
+    common = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--cache-dir", str(cache), "--quiet"]
     for split in ("train", "test"):
-        preprocess_base.main(["--data-dir", str(data), "--split", split, "--quiet", *common])
+        preprocess_base.main(["--data-dir", str(data), "--split", split, *common])
     # Augmentation and a sigma curriculum (two compiled segments) on the numpy batch iterator.
-    out = check(run_script(ROOT / "baselines" / "train_base.py", *common, "--output-dir", tmp_path / "m",
-                           "--epochs", 2, "--quiet", "--set", "train.batch_size=8", "--set", "train.augment=true",
-                           "--set", "train.sigma_curriculum=[3,2]", "--set", "model.filters=[4,8,8,8]",
+    train_args = [*common, "--output-dir", str(tmp_path / "m"), "--epochs", "2", "--set", "train.batch_size=8",
+                  "--set", "train.augment=true", "--set", "train.sigma_curriculum=[3,2]",
+                  "--set", "train.validation_split=0", "--set", "model.filters=[4,8,8,8]"]
+    use_args = [*common, "--model", str(tmp_path / "m" / "best.keras"), "--output-dir", str(tmp_path / "p")]
+    (tmp_path / "driver.py").write_text(JAX_DRIVER)
+    out = check(run_script(tmp_path / "driver.py", "|".join(train_args), "|".join(use_args),
                            backend="jax", block_tensorflow=True))
-    assert "jax backend" in out.stdout
+    assert "jax backend" in out.stdout and "decoder argmax_refine" in out.stdout
     assert (tmp_path / "m" / "best.keras").is_file() and not (tmp_path / "m" / "backup").exists()
-    assert len(load_json(tmp_path / "m" / "config.json")["train"]["sigma_curriculum"]) == 2
-    out = check(run_script(ROOT / "baselines" / "use_base.py", *common, "--model", tmp_path / "m" / "best.keras",
-                           "--output-dir", tmp_path / "p", "--quiet", backend="jax", block_tensorflow=True))
+    assert load_json(tmp_path / "m" / "config.json")["train"]["sigma_curriculum"] == [3.0, 2.0]
+    assert len((tmp_path / "m" / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
     summary = load_json(tmp_path / "p" / "evaluation.json")
     assert summary["decoder"] == "argmax_refine" and summary["images"] == 4
     with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
