@@ -14,6 +14,7 @@ the image, visibility `(batch, K)`, matrices `(batch, 2, 3)`.
 
 import math
 
+import keras
 from keras import ops
 
 
@@ -107,11 +108,11 @@ class KeypointAffineAugment:
 
     def __call__(self, images, xy_norm, visible, uniform):
         """Returns (images in the input dtype, xy_norm (batch, K, 2), visible (batch, K) float32)."""
-        dtype = ops.dtype(images) if hasattr(ops, "dtype") else images.dtype
+        dtype = keras.backend.standardize_dtype(images.dtype)
         image_size = tuple(images.shape[1:3])
         matrices = self.matrices(uniform, image_size)
         warped = warp_images(images, matrices, self.fill_mode)
-        if "int" in str(dtype):
+        if "int" in dtype:
             warped = ops.clip(ops.round(warped), 0.0, 255.0)
         warped = ops.cast(warped, dtype)
         moved = transform_keypoints(xy_norm, matrices, image_size)

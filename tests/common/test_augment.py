@@ -59,3 +59,22 @@ def test_augment_identity_uint8_and_outside_keypoints_become_invisible():
     np.testing.assert_array_equal(ops.convert_to_numpy(visible), [[1, 0], [1, 0]])
     with pytest.raises(ValueError, match="scale_range"):
         KeypointAffineAugment(scale_range=(0.0, 1.0))
+
+
+def test_runs_inside_a_tf_data_map():
+    """Under TensorFlow the augmentation runs in the input pipeline's graph."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data is the TensorFlow backend's pipeline")
+    import tensorflow as tf
+
+    augment = KeypointAffineAugment()
+    images = np.zeros((4, 16, 16, 1), np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices((images, np.full((4, 2, 2), 0.5, np.float32))).batch(2)
+    ds = ds.map(lambda x, k: augment(x, k, tf.ones(tf.shape(k)[:2]), tf.random.uniform((tf.shape(x)[0], 4))))
+    for x, xy, visible in ds:
+        assert x.dtype == tf.uint8 and tuple(xy.shape) == (2, 2, 2)
+        # Rotation about the centre and at most 15 % zoom and 8 % shift keep the centre inside.
+        np.testing.assert_array_equal(visible.numpy(), 1.0)
+        assert np.abs(xy.numpy() - 0.5).max() <= 0.08 + 1e-6
