@@ -100,7 +100,7 @@ def training_batches(images, keypoints, names, indices, tc, shuffle, augment=Non
         import tensorflow as tf
 
         def apply(x, t):
-            u = tf.random.uniform((tf.shape(x)[0], 4))
+            u = tf.random.uniform((tf.shape(x)[0], 4), seed=tc.seed)
             x, xy, vis = augment(x, t["kp"][..., :2], t["kp"][..., 2], u)
             kp = tf.concat([xy, vis[..., None]], axis=-1)
             return x, {n: kp for n in names}
