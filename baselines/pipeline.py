@@ -125,10 +125,11 @@ class _AugmentedBatches(ArrayBatches):
         return x, {n: kp for n in self.names}
 
 
-def train(cfg, split="train", progress=True, callbacks=()):
+def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     """Train on the `split` cache; writes best.keras, model.keras, history, plots, config.
 
     A killed run resumes from its last finished epoch when called again (BackupAndRestore).
+    TensorBoard logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False.
     With `train.sigma_curriculum` the model is compiled once per sigma and fitted for
     that sigma's epochs (`common.landmarks.curriculum_segments`).
     """
@@ -155,6 +156,8 @@ def train(cfg, split="train", progress=True, callbacks=()):
     standard = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title=f"{kind} net")
     if not tc.reduce_lr:
         standard = [c for c in standard if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    if not tensorboard:  # the study trains dozens of arms; their curves are in history.csv
+        standard = [c for c in standard if not isinstance(c, keras.callbacks.TensorBoard)]
     backup = standard[-1]
     all_callbacks = standard + list(callbacks)
 
