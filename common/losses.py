@@ -201,4 +201,173 @@ class FocalMSEHeatmapLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "heatmap_size": self.heatmap_size,
                        "num_classes": self.num_classes, "sigma": self.sigma})
+
+
+# --- Landmark-accuracy losses (issue 4): Wing, adaptive Wing, MSE + soft-argmax peak ---
+
+import math  # noqa: E402  (this block's imports are kept with it)
+
+from common.layers import soft_argmax  # noqa: E402
+
+
+def _keypoint_targets(y_true, codec, y_pred):
+    """Target heatmaps from `(batch, K, 3)` keypoints, or `y_true` itself when it is heatmaps."""
+    if len(y_true.shape) == 3:
+        if tuple(y_pred.shape[1:3]) != codec.heatmap_size and None not in y_pred.shape[1:3]:
+            raise ValueError(f"`y_pred` heatmaps are {tuple(y_pred.shape[1:3])} but the loss builds "
+                             f"targets of heatmap_size={codec.heatmap_size}")
+        return codec.encode(y_true[..., :2], y_true[..., 2])[0]
+    if len(y_true.shape) == 4:
+        return y_true
+    raise ValueError("`y_true` must be keypoints (batch, K, 3) or heatmaps (batch, H, W, K). "
+                     f"Received: shape={y_true.shape}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WingLoss(keras.losses.Loss):
+    """Wing loss on keypoint coordinates (Feng et al., CVPR 2018).
+
+    `y_pred` is `(batch, K, 2)` normalised `(x, y)`; `y_true` is `(batch, K, 3)` =
+    `(x, y, visible)` or `(batch, K, 2)` (all visible). Each coordinate difference is
+    multiplied by `scale` first (e.g. the heatmap or image side, so `width` and
+    `epsilon` are in pixels), then with `d = |difference|`:
+    `wing(d) = width * ln(1 + d / epsilon)` for `d < width`, else `d - C` with
+    `C = width - width * ln(1 + width / epsilon)` (continuous at `d = width`).
+    Per sample: the sum over the visible keypoints' two coordinates divided by
+    `max(2 * visible count, 1)`; invisible keypoints do not count.
+
+    Args:
+        width: the log-to-linear switch point `w` (pixels after `scale`).
+        epsilon: curvature of the log part.
+        scale: factor from normalised coordinates to the loss's pixels.
+    """
+
+    def __init__(self, width=10.0, epsilon=2.0, scale=64.0, name="wing_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        if not width > 0 or not epsilon > 0 or not scale > 0:
+            raise ValueError(f"`width`, `epsilon` and `scale` must be positive. "
+                             f"Received: width={width}, epsilon={epsilon}, scale={scale}")
+        self.width, self.epsilon, self.scale = float(width), float(epsilon), float(scale)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        if y_true.shape[-1] == 3:
+            visible = ops.cast(y_true[..., 2] > 0, "float32")
+        else:
+            visible = ops.ones_like(y_true[..., 0])
+        d = ops.abs(y_pred - y_true[..., :2]) * self.scale  # (batch, K, 2)
+        c = self.width - self.width * math.log(1.0 + self.width / self.epsilon)
+        wing = ops.where(d < self.width, self.width * ops.log1p(d / self.epsilon), d - c)
+        wing = ops.where(visible[..., None] > 0, wing, 0.0)
+        return ops.sum(wing, axis=(1, 2)) / ops.maximum(2.0 * ops.sum(visible, axis=-1), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"width": self.width, "epsilon": self.epsilon, "scale": self.scale})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AdaptiveWingLoss(keras.losses.Loss):
+    """Adaptive Wing loss on heatmaps (Wang et al., ICCV 2019).
+
+    `y_pred` is `(batch, H, W, K)` heatmaps (linear outputs); `y_true` is keypoints
+    `(batch, K, 3)` (Gaussian targets are built on the device with
+    `GaussianHeatmapCodec(heatmap_size, sigma)`) or target heatmaps `(batch, H, W, K)`.
+    With target `y`, `d = |y_pred - y|` and exponent `a = alpha - y`:
+    `loss = omega * ln(1 + (d / epsilon) ** a)` for `d < theta`, else `A * d - C` with
+    `A = omega * a * (theta / epsilon) ** (a - 1) / (epsilon * (1 + (theta / epsilon) ** a))`
+    and `C = theta * A - omega * ln(1 + (theta / epsilon) ** a)` (continuous and smooth
+    at `d = theta`). Averaged over H, W, K per sample.
+    """
+
+    def __init__(self, omega=14.0, theta=0.5, epsilon=1.0, alpha=2.1, heatmap_size=(64, 64), sigma=2.0,
+                 name="adaptive_wing_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        if not (omega > 0 and theta > 0 and epsilon > 0 and alpha > 1):
+            raise ValueError(f"`omega`, `theta`, `epsilon` must be positive and `alpha` > 1. Received: "
+                             f"omega={omega}, theta={theta}, epsilon={epsilon}, alpha={alpha}")
+        self.omega, self.theta, self.epsilon, self.alpha = float(omega), float(theta), float(epsilon), float(alpha)
+        self.codec = GaussianHeatmapCodec(heatmap_size, sigma)
+        self.heatmap_size, self.sigma = self.codec.heatmap_size, self.codec.sigma
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        targets = _keypoint_targets(ops.cast(y_true, "float32"), self.codec, y_pred)
+        d = ops.abs(y_pred - targets)
+        a = self.alpha - targets
+        ratio = self.theta / self.epsilon
+        big_a = self.omega * a * ops.power(ratio, a - 1.0) / (self.epsilon * (1.0 + ops.power(ratio, a)))
+        c = self.theta * big_a - self.omega * ops.log1p(ops.power(ratio, a))
+        # d / epsilon is clipped where the linear branch is taken, so the power never overflows.
+        small = self.omega * ops.log1p(ops.power(ops.minimum(d, self.theta) / self.epsilon, a))
+        loss = ops.where(d < self.theta, small, big_a * d - c)
+        return ops.mean(loss, axis=(1, 2, 3))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"omega": self.omega, "theta": self.theta, "epsilon": self.epsilon, "alpha": self.alpha,
+                       "heatmap_size": self.heatmap_size, "sigma": self.sigma})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HeatmapPeakLoss(keras.losses.Loss):
+    """`alpha * MSE(heatmaps, targets) + beta * peak distance`, on linear heatmaps.
+
+    `y_pred` is `(batch, H, W, K)` heatmaps; `y_true` is keypoints `(batch, K, 3)` =
+    `(x_norm, y_norm, visible)` (the Gaussian targets are built on the device). The MSE
+    is the mean over H, W, K. The peak is the differentiable soft-argmax of each
+    predicted map (`common.layers.soft_argmax(beta=softargmax_beta)`), so the
+    distance term has a gradient; the distance is Euclidean, in heatmap pixels, averaged
+    over the visible keypoints (0 for a sample with none). `beta=0` is plain MSE.
+    With `foreground_weight=w` each squared error is weighted by `1 + w * target`, so
+    the few pixels under the Gaussians are not outvoted by the background (the
+    weighted loss map of Wang et al., ICCV 2019); the mean is still over all pixels.
+
+    Args:
+        alpha: weight of the MSE term.
+        beta: weight of the peak-distance term (per heatmap pixel).
+        foreground_weight: extra weight of the pixels under the target Gaussians.
+        softargmax_beta, debias: soft-argmax temperature and bias correction.
+        heatmap_size, sigma: target heatmaps of `GaussianHeatmapCodec`.
+    """
+
+    def __init__(self, alpha=1.0, beta=1e-3, softargmax_beta=15.0, debias=False, heatmap_size=(64, 64),
+                 sigma=2.0, foreground_weight=0.0, name="heatmap_peak_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        if alpha < 0 or beta < 0 or not softargmax_beta > 0:
+            raise ValueError(f"`alpha`, `beta` must be >= 0 and `softargmax_beta` > 0. Received: alpha={alpha}, "
+                             f"beta={beta}, softargmax_beta={softargmax_beta}")
+        if foreground_weight < 0:
+            raise ValueError(f"`foreground_weight` must be >= 0. Received: foreground_weight={foreground_weight}")
+        self.alpha, self.beta, self.foreground_weight = float(alpha), float(beta), float(foreground_weight)
+        self.softargmax_beta, self.debias = float(softargmax_beta), bool(debias)
+        self.codec = GaussianHeatmapCodec(heatmap_size, sigma)
+        self.heatmap_size, self.sigma = self.codec.heatmap_size, self.codec.sigma
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        if len(y_true.shape) != 3:
+            raise ValueError(f"`y_true` must be keypoints (batch, K, 3). Received: shape={y_true.shape}")
+        targets = _keypoint_targets(y_true, self.codec, y_pred)
+        weights = 1.0 + self.foreground_weight * targets
+        loss = self.alpha * ops.mean(weights * ops.square(y_pred - targets), axis=(1, 2, 3))
+        if self.beta == 0.0:
+            return loss
+        visible = ops.cast(y_true[..., 2] > 0, "float32")
+        size = ops.convert_to_tensor([self.heatmap_size[1], self.heatmap_size[0]], dtype="float32")
+        xy = soft_argmax(y_pred, beta=self.softargmax_beta, debias=self.debias)
+        delta = (xy - ops.where(visible[..., None] > 0, y_true[..., :2], 0.5)) * size
+        # sqrt(x + tiny): the gradient stays finite at a distance of exactly 0.
+        distance = ops.sqrt(ops.sum(ops.square(delta), axis=-1) + 1e-12) * visible
+        return loss + self.beta * ops.sum(distance, axis=-1) / ops.maximum(ops.sum(visible, axis=-1), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "beta": self.beta, "softargmax_beta": self.softargmax_beta,
+                       "debias": self.debias, "heatmap_size": self.heatmap_size, "sigma": self.sigma,
+                       "foreground_weight": self.foreground_weight})
         return config

@@ -338,3 +338,65 @@ def centre_detection_summary(pred, truth, class_names, match_distance=10.0, pck_
 def _mean(values):
     values = np.asarray(values, np.float64)
     return float(values.mean()) if values.size else None
+
+
+# --- Landmark accuracy (issue 4): MRE / SDR given a pixel spacing, PCK of the bbox diagonal ---
+
+
+def bbox_diagonals(xy_true, visible):
+    """`(N,)` diagonal of each image's bounding box of its visible true keypoints (NaN if none)."""
+    xy_true = np.asarray(xy_true, dtype=np.float64)
+    visible = np.asarray(visible).astype(bool)
+    low = np.where(visible[..., None], xy_true, np.inf).min(axis=1)
+    high = np.where(visible[..., None], xy_true, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):
+        diagonal = np.hypot(*(high - low).T)
+    return np.where(visible.any(axis=1), diagonal, np.nan)
+
+
+def pck_bbox(xy_pred, xy_true, visible, fractions=(0.05, 0.1, 0.15, 0.2)):
+    """PCK with per-image thresholds `fraction * bbox diagonal` of the true keypoints.
+
+    A visible keypoint counts as correct when its error is <= fraction * the diagonal
+    of the box around its image's visible true keypoints (inclusive). Images whose
+    box is degenerate (one visible keypoint: diagonal 0) only count exact hits.
+
+    Returns:
+        `{f"{fraction:g}": share in [0, 1]}` (None when no keypoint is visible).
+    """
+    delta, visible = _deltas(xy_pred, xy_true, visible)
+    fractions = _check_thresholds(fractions)
+    errors = np.hypot(delta[..., 0], delta[..., 1])  # (N, K)
+    diagonal = bbox_diagonals(xy_true, visible)  # (N,)
+    e, d = errors[visible], np.broadcast_to(diagonal[:, None], errors.shape)[visible]
+    return {f"{f:g}": (float(np.mean(e <= f * d)) if e.size else None) for f in fractions}
+
+
+def mre_sdr(xy_pred, xy_true, visible, spacing_mm, radii_mm=(2.0, 2.5, 3.0, 4.0)):
+    """Mean radial error and successful detection rates in millimetres.
+
+    Args:
+        xy_pred, xy_true: `(N, K, 2)` in one pixel frame.
+        visible: `(N, K)` bool.
+        spacing_mm: pixel spacing in mm/px of that frame (ISBI 2015: 0.1), a scalar
+            or `(N,)` per image.
+        radii_mm: SDR radii; a landmark within `r` mm (inclusive) is detected.
+
+    Returns:
+        JSON-ready `{"spacing_mm", "mre_mm", "sd_mm" (standard deviation of the radial
+        errors), "sdr": {f"{r:g}": share}, "count"}`; None values when nothing is visible.
+    """
+    delta, visible = _deltas(xy_pred, xy_true, visible)
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=np.float64), visible.shape[:1])
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise ValueError(f"spacing_mm must be positive. Received: spacing_mm={spacing_mm}")
+    radii = _check_thresholds(radii_mm)
+    errors_mm = (np.hypot(delta[..., 0], delta[..., 1]) * spacing[:, None])[visible]
+    empty = errors_mm.size == 0
+    return {
+        "spacing_mm": float(spacing[0]) if np.all(spacing == spacing[0]) else spacing.tolist(),
+        "count": int(errors_mm.size),
+        "mre_mm": None if empty else float(errors_mm.mean()),
+        "sd_mm": None if empty else float(errors_mm.std()),
+        "sdr": _pck_dict(errors_mm, radii),
+    }

@@ -1,0 +1,278 @@
+"""Baselines library calls behind the scripts: `train(cfg)`, `predict`, `evaluate`, `use`.
+
+Frames: `xy_norm` is normalised to the model input; `xy_input` is in input pixels
+(128 x 128 by default). Every model trains with the same optimiser (Adam,
+`train.learning_rate`, optional `clipnorm`), epochs and batch size; the losses are:
+
+    heatmap     train.loss on "heatmaps" (mse by default: HeatmapPeakLoss with beta 0)
+    regression  MaskedL1 on "keypoints" (normalised coordinates)
+    integral    train.loss on "heatmaps" + coordinate_weight * MaskedL1 on "keypoints"
+    loss=wing   (heatmap kind) Wing on the soft-argmax "keypoints" only, in heatmap pixels
+"""
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from common.augment import KeypointAffineAugment
+from common.codecs import GaussianHeatmapCodec
+from common.config import save_config, to_dict
+from common.data_io import atomic_path, save_json
+from common.errors import DataError
+from common.landmarks import curriculum_segments
+from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
+from common.metrics import keypoint_errors, mre_sdr, pck_bbox
+from common.training import ArrayBatches, make_batches, set_precision, standard_callbacks
+from baselines.data import load_cache
+from baselines.models import build_model
+
+PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
+
+
+def model_kind(cfg):
+    """The architecture trained: a heatmap model trained with Wing needs coordinates too."""
+    if cfg.model.kind == "heatmap" and cfg.train.loss == "wing":
+        return "integral"
+    return cfg.model.kind
+
+
+def decoder_name(cfg):
+    """How keypoints are read from the model: argmax+refine, soft-argmax or regression."""
+    if cfg.model.kind == "regression":
+        return "regression"
+    return "soft_argmax" if model_kind(cfg) == "integral" else "argmax_refine"
+
+
+def heatmap_loss(name, heatmap_size, sigma, tc):
+    size = (heatmap_size, heatmap_size)
+    if name == "mse":
+        return HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=size, sigma=sigma,
+                               foreground_weight=tc.foreground_weight)
+    if name == "mse_peak":
+        return HeatmapPeakLoss(alpha=1.0, beta=1e-3 * tc.coordinate_weight, heatmap_size=size, sigma=sigma,
+                               foreground_weight=tc.foreground_weight)
+    if name == "focal":
+        return FocalHeatmapLoss(heatmap_size=size, sigma=sigma)
+    if name == "adaptive_wing":
+        return AdaptiveWingLoss(heatmap_size=size, sigma=sigma)
+    raise ValueError(f"no heatmap loss {name!r}")
+
+
+def losses_for(cfg, sigma):
+    """{output name: loss} and loss weights for `cfg`."""
+    tc, hs = cfg.train, cfg.data.heatmap_size
+    if cfg.model.kind == "regression":
+        return {"keypoints": MaskedL1()}, {"keypoints": 1.0}
+    if tc.loss == "wing":
+        return {"keypoints": WingLoss(scale=float(hs))}, {"keypoints": 1.0}
+    losses = {"heatmaps": heatmap_loss(tc.loss, hs, sigma, tc)}
+    weights = {"heatmaps": 1.0}
+    if cfg.model.kind == "integral":
+        losses["keypoints"], weights["keypoints"] = MaskedL1(), tc.coordinate_weight
+    return losses, weights
+
+
+def keypoint_targets(y):
+    """(N, K, 3) float32 = (x_norm, y_norm, visible)."""
+    return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
+
+
+def split_indices(count, validation_split, seed):
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = min(max(int(round(count * validation_split)), 1), count - 1) if validation_split > 0 and count > 1 else 0
+    return order[:count - n_val], order[count - n_val:]
+
+
+def training_batches(images, keypoints, names, indices, tc, shuffle, augment=None):
+    """Batches of (uint8 images, {output: (B, K, 3) keypoints}), optionally augmented.
+
+    The augmentation is `KeypointAffineAugment` (keras.ops): in the `tf.data` map under
+    TensorFlow (uniforms from `tf.random`), in the batch iterator under JAX (numpy).
+    """
+    if keras.backend.backend() == "tensorflow":
+        ds = make_batches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed)
+        if augment is None:
+            return ds.map(lambda x, t: (x, {n: t["kp"] for n in names}))
+        import tensorflow as tf
+
+        def apply(x, t):
+            u = tf.random.uniform((tf.shape(x)[0], 4), seed=tc.seed)
+            x, xy, vis = augment(x, t["kp"][..., :2], t["kp"][..., 2], u)
+            kp = tf.concat([xy, vis[..., None]], axis=-1)
+            return x, {n: kp for n in names}
+
+        return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _AugmentedBatches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed, names, augment)
+
+
+class _AugmentedBatches(ArrayBatches):
+    def __init__(self, images, targets, indices, batch_size, shuffle, seed, names, augment):
+        super().__init__(images, targets, indices, batch_size, shuffle, seed)
+        self.names, self.augment = names, augment
+
+    def __getitem__(self, index):
+        x, t = super().__getitem__(index)
+        kp = t["kp"]
+        if self.augment is not None:
+            u = self.rng.uniform(size=(len(x), 4)).astype(np.float32)
+            x, xy, vis = self.augment(x, kp[..., :2], kp[..., 2], u)
+            x = np.asarray(keras.ops.convert_to_numpy(x))
+            kp = np.concatenate([keras.ops.convert_to_numpy(xy), keras.ops.convert_to_numpy(vis)[..., None]], -1)
+        return x, {n: kp for n in self.names}
+
+
+def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
+    """Train on the `split` cache; writes best.keras, model.keras, history, plots, config.
+
+    A killed run resumes from its last finished epoch when called again (BackupAndRestore).
+    TensorBoard logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False.
+    With `train.sigma_curriculum` the model is compiled once per sigma and fitted for
+    that sigma's epochs (`common.landmarks.curriculum_segments`).
+    """
+    tc = cfg.train
+    keras.utils.set_random_seed(tc.seed)
+    policy = set_precision(tc.precision)
+    images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
+    count = len(y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(y["xy_norm"]))
+    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    out_dir = Path(tc.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.json")
+
+    num_keypoints = y["xy_norm"].shape[1]
+    kind = model_kind(cfg)
+    model = build_model(num_keypoints, cfg.data, _replace(cfg.model, kind=kind), seed=tc.seed)
+    names = list(model.output.keys())
+    keypoints = keypoint_targets(y)
+    augment = KeypointAffineAugment(tc.rotation, tc.scale_range, tc.translation) if tc.augment else None
+    train_ds = training_batches(images, keypoints, names, train_idx, tc, True, augment)
+    val_ds = training_batches(images, keypoints, names, val_idx, tc, False) if len(val_idx) else None
+    monitor = "val_loss" if val_ds is not None else "loss"
+    steps = math.ceil(len(train_idx) / tc.batch_size)
+    standard = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title=f"{kind} net")
+    if not tc.reduce_lr:
+        standard = [c for c in standard if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    if not tensorboard:  # the study trains dozens of arms; their curves are in history.csv
+        standard = [c for c in standard if not isinstance(c, keras.callbacks.TensorBoard)]
+    backup = standard[-1]
+    all_callbacks = standard + list(callbacks)
+
+    optimizer = keras.optimizers.Adam(tc.learning_rate, clipnorm=tc.clipnorm or None)
+    segments = curriculum_segments(tc.sigma_curriculum, tc.epochs, cfg.data.sigma)
+    start_time = time.perf_counter()
+    epochs_run = 0
+    history = {}
+    for i, (sigma, first, end) in enumerate(segments):
+        losses, weights = losses_for(cfg, sigma)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
+        backup.delete_checkpoint = i == len(segments) - 1  # keep the backup between segments
+        model._initial_epoch = None  # set again by BackupAndRestore when a backup exists
+        result = model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=end,
+                           callbacks=all_callbacks, shuffle=False, verbose=0)  # the pipeline shuffles
+        epochs_run += len(result.history.get("loss", []))
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(values)
+    seconds = time.perf_counter() - start_time
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
+    return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(), "kind": kind,
+            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
+            "seconds": round(seconds, 1),
+            "images_per_second": round(epochs_run * len(train_idx) / seconds, 1) if seconds > 0 else None,
+            "sigma_segments": segments, "last": {k: float(v[-1]) for k, v in history.items() if v},
+            "training": training_statement(cfg)}
+
+
+def training_statement(cfg):
+    """What was trained how, for the outputs (the study states it per arm)."""
+    losses, weights = losses_for(cfg, cfg.data.sigma)
+    return {"optimizer": f"Adam(learning_rate={cfg.train.learning_rate}"
+                         f"{f', clipnorm={cfg.train.clipnorm}' if cfg.train.clipnorm else ''})",
+            "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
+            "losses": {k: {"class": type(v).__name__,
+                           **{c: w for c, w in v.get_config().items() if c not in ("name", "reduction")}}
+                       for k, v in losses.items()},
+            "loss_weights": weights, "reduce_lr_on_plateau": cfg.train.reduce_lr, "augment": cfg.train.augment,
+            "sigma": cfg.data.sigma, "sigma_curriculum": list(cfg.train.sigma_curriculum),
+            "decoder": decoder_name(cfg)}
+
+
+def _replace(dc, **changes):
+    import dataclasses
+
+    return dataclasses.replace(dc, **changes)
+
+
+def load_model(path):
+    """Load a saved model with Keras safe mode (no arbitrary code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("model file not found (train first: train_base.py)", path)
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def predict(model, images, batch_size=64, progress=False):
+    """{output: (N, ...) float32} for all images (batch by batch; images may be a memory map)."""
+    outputs = {}
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
+        out = model.predict_on_batch(np.asarray(images[start:start + batch_size]))
+        for key, value in out.items():
+            outputs.setdefault(key, []).append(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
+    return {key: np.concatenate(value) for key, value in outputs.items()}
+
+
+def decode(outputs, decoder, sigma=2.0, logits=False):
+    """Keypoints `(N, K, 2)` normalised from the model outputs with `decoder`."""
+    if decoder in ("regression", "soft_argmax"):
+        return outputs["keypoints"]
+    maps = outputs["heatmaps"]
+    if logits:
+        maps = 1.0 / (1.0 + np.exp(-maps))
+    return GaussianHeatmapCodec(maps.shape[1:3], sigma).decode(maps)[0]
+
+
+def evaluate(xy_norm, y, input_size, spacing_mm=1.0):
+    """PCK of the bbox diagonal, mean error (input px), MRE/SDR at `spacing_mm` mm/px."""
+    truth = y["xy_norm"] * input_size
+    pred = xy_norm * input_size
+    errors = keypoint_errors(pred, truth, y["visible"])
+    return {"images": int(len(truth)), "pck": pck_bbox(pred, truth, y["visible"], PCK_FRACTIONS),
+            "mean_error_px": float(errors.mean()), "median_error_px": float(np.median(errors)),
+            "p95_error_px": float(np.percentile(errors, 95)),
+            "mre_sdr": mre_sdr(pred, truth, y["visible"], spacing_mm)}
+
+
+def use(cfg, model_path, split="test", progress=True):
+    """Predict and evaluate on a cache split; writes predictions.npz, evaluation.json, overlays."""
+    from common.data_io import save_npz
+    from common.plots import plot_heatmaps, save_overlay
+
+    out_dir = Path(cfg.use.output_dir)
+    model = load_model(model_path)
+    images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
+    if tuple(model.input.shape[1:]) != images.shape[1:]:
+        raise DataError(f"model takes {tuple(model.input.shape[1:])} images, the cache has {images.shape[1:]}",
+                        model_path)
+    outputs = predict(model, images, cfg.use.batch_size, progress)
+    decoder = "regression" if "heatmaps" not in outputs else (
+        "soft_argmax" if "keypoints" in outputs else "argmax_refine")
+    xy_norm = decode(outputs, decoder, cfg.data.sigma, logits=cfg.train.loss == "focal")
+    size = cfg.data.input_size
+    summary = evaluate(xy_norm, y, size, cfg.study.spacing_mm)
+    summary.update({"decoder": decoder, "model": str(model_path), "split": split, "config": to_dict(cfg)})
+    save_json(out_dir / "evaluation.json", summary)
+    save_npz(out_dir / "predictions.npz", xy_norm=xy_norm.astype(np.float32), filenames=y["filenames"])
+    names = [str(n) for n in y["keypoint_names"]]
+    for i in range(min(cfg.use.max_overlays, len(images))):
+        rgb = np.repeat(np.asarray(images[i]), 3, axis=-1)
+        name = str(y["filenames"][i])
+        save_overlay(out_dir / "overlays" / f"{name}.png", rgb, xy_pred=xy_norm[i] * size,
+                     xy_true=y["xy_norm"][i] * size, visible_true=y["visible"][i], scale=4)
+        if "heatmaps" in outputs:
+            plot_heatmaps(rgb, outputs["heatmaps"][i], out_dir / "heatmaps" / f"{name}.png", keypoint_names=names,
+                          xy_pred_heatmap=xy_norm[i] * outputs["heatmaps"].shape[2])
+    return {"output_dir": str(out_dir), "summary": summary}

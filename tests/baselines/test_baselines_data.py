@@ -1,0 +1,91 @@
+"""Stick figures, the two label formats, the cache."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from baselines.config import DataConfig
+from baselines.data import labels_json, load_cache, preprocess, read_annotations
+from baselines.stickfigure import KEYPOINT_NAMES, random_figure, render_dataset
+from common.errors import DataError
+
+
+def test_figures_keypoints_lie_on_the_drawing_and_left_is_left():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        image, xy = random_figure(rng)
+        assert image.shape == (128, 128) and image.dtype == np.uint8 and xy.shape == (5, 2)
+        assert (xy >= 6).all() and (xy <= 122).all()  # inside the margin
+        assert xy[1, 0] <= xy[2, 0] and xy[3, 0] <= xy[4, 0]  # hand_left / foot_left have the smaller x
+        # Hands and feet are line ends: the drawing is brighter there than the image median.
+        for x, y in xy[1:]:
+            patch = image[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2]
+            assert patch.max() > np.median(image) + 40
+
+
+def test_render_writes_coco_that_reads_back(tmp_path):
+    path = render_dataset(tmp_path, 3, seed=5, split="train")
+    labels = read_annotations(path)
+    assert labels["keypoint_names"] == list(KEYPOINT_NAMES)
+    assert labels["file_names"] == ["train_000000.png", "train_000001.png", "train_000002.png"]
+    assert labels["visible"].all() and labels["xy"].shape == (3, 5, 2)
+    _, xy = random_figure(np.random.default_rng(5))  # the same stream as image 0
+    np.testing.assert_allclose(labels["xy"][0], xy, atol=1e-3)
+    assert cv2.imread(str(tmp_path / "images" / "train" / "train_000000.png"), cv2.IMREAD_GRAYSCALE).shape == (128, 128)
+    # The list format of the same labels reads back to the same arrays.
+    (tmp_path / "list.json").write_text(json.dumps(labels_json(labels)))
+    again = read_annotations(tmp_path / "list.json")
+    np.testing.assert_array_equal(again["xy"], labels["xy"])
+    assert again["keypoint_names"] == labels["keypoint_names"]
+
+
+def _coco(keypoints, flags=(2, 2)):
+    values = [v for (x, y), f in zip(keypoints, flags) for v in (x, y, f)]
+    return {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"keypoints": ["p", "q"]}],
+            "annotations": [{"image_id": 7, "keypoints": values}]}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["annotations"][0].pop("keypoints"), r"annotations\[0\]: missing field 'keypoints'"),
+    (lambda d: d["annotations"][0]["keypoints"].pop(), r"has 5 numbers, expected 3 \* 2"),
+    (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, float("nan")), "NaN or infinite"),
+    (lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 5), "visibility flags must be 0, 1 or 2"),
+    (lambda d: d["images"][0].__setitem__("id", 8), r"images\[0\]: no annotation with image_id 8"),
+    (lambda d: d.pop("categories"), "missing field 'categories'"),
+])
+def test_coco_errors_name_file_and_field(tmp_path, mutate, message):
+    data = _coco([(1, 2), (3, 4)])
+    mutate(data)
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message) as err:
+        read_annotations(tmp_path / "bad.json")
+    assert "bad.json" in str(err.value)
+
+
+def test_coco_flag_zero_is_invisible_and_list_errors(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps(_coco([(1, 2), (0, 0)], flags=(1, 0))))
+    assert read_annotations(tmp_path / "c.json")["visible"].tolist() == [[True, False]]
+    bad = {"images": [{"id": 1, "file_name": "a.png", "keypoints": [[1, 2], [3]]}], "num_keypoints": 2}
+    (tmp_path / "l.json").write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"images\[0\]: field 'keypoints'"):
+        read_annotations(tmp_path / "l.json")
+
+
+def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
+    render_dataset(tmp_path / "data", 3, seed=1, split="train")
+    cfg = DataConfig(input_size=64, heatmap_size=32)
+    out = preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
+    images, y = load_cache(tmp_path / "cache", "train", cfg)
+    labels = read_annotations(tmp_path / "data" / "train.json")
+    assert images.shape == (3, 64, 64, 1)
+    np.testing.assert_allclose(y["xy_norm"], labels["xy"] / 128, atol=1e-6)  # resize keeps xy_norm
+    stamp = (out / "X_data.npy").stat().st_mtime_ns
+    preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
+    assert (out / "X_data.npy").stat().st_mtime_ns == stamp  # up to date: reused
+    with pytest.raises(DataError, match="another data.input_size"):
+        load_cache(tmp_path / "cache", "train", DataConfig())
+    (tmp_path / "data" / "images" / "train" / "train_000001.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="train_000001.png: cannot read image"):
+        preprocess(tmp_path / "data", "train", tmp_path / "cache2", cfg, progress=False)

@@ -1,0 +1,91 @@
+"""The scripts end to end: the study under TensorFlow, train/use under JAX without TensorFlow."""
+
+import json
+
+import numpy as np
+import pytest
+
+from common import cli
+from common.data_io import load_json
+from tests.scripts import ROOT, check, run_script
+
+TINY = ["--set", "study.train_images=40", "--set", "study.test_images=12", "--set", "data.input_size=64",
+        "--set", "data.heatmap_size=32", "--set", "study.comparison_epochs=1", "--set", "study.ablation_epochs=1",
+        "--set", "study.loss_epochs=1", "--set", "study.ablation_seeds=[0]", "--set", "study.loss_seeds=[0]",
+        "--set", "study.heatmap_strides=[2]", "--set", "study.sigmas=[2]", "--set", "study.skips=[true]",
+        "--set", "study.loss_arms=[mse]", "--set", "train.batch_size=16", "--set", "model.filters=[4,8,8,8]"]
+
+
+@pytest.mark.slow
+def test_run_study_tiny_under_tensorflow(tmp_path):
+    result = check(run_script(ROOT / "baselines" / "run_study.py", "--quick", "--output-dir", tmp_path, *TINY))
+    assert "heatmap" in result.stdout and "study:" in result.stdout
+    comparison = load_json(tmp_path / "comparison.json")
+    assert set(comparison["models"]) == {"heatmap", "regression", "integral"}
+    for record in comparison["models"].values():
+        assert set(record["test"]["pck"]) == {"0.05", "0.1", "0.15", "0.2"} and record["test"]["images"] == 12
+        assert record["training"]["optimizer"].startswith("Adam(learning_rate=0.001")
+    assert "test_argmax_refine" in comparison["models"]["integral"]
+    ablation = load_json(tmp_path / "ablation.json")["tables"]
+    assert [row["label"] for row in ablation["skips"]] == ["skips on"]
+    arms = load_json(tmp_path / "loss_study.json")["arms"]
+    assert [row["label"] for row in arms] == ["mse"] and arms[0]["pck@0.05"]["std"] is None  # one seed
+    # Same budget: the comparison's heatmap run, every ablation cell and the mse arm are one run.
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+    for name in ("pck_curve.png", "failure_gallery.png", "heatmaps_epochs.png", "ablation.png", "loss_study.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
+# train_base then use_base in one process: one import, and use_base's model reuses the
+# programs JAX compiled for train_base's (every initializer and step is compiled once).
+JAX_DRIVER = """
+import sys
+from common import cli
+from baselines import train_base, use_base
+train_args, use_args = sys.argv[1].split("|"), sys.argv[2].split("|")
+sys.exit(cli.run(train_base.main, train_args) or cli.run(use_base.main, use_args))
+"""
+
+
+@pytest.mark.slow
+def test_train_and_use_under_jax_without_tensorflow(tmp_path):
+    from baselines import preprocess_base, render_base  # neither imports Keras: run in-process
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    render_base.main(["--out", str(data), "--num-images", "24", "--seed", "3"])
+    render_base.main(["--out", str(data), "--split", "test", "--num-images", "4"])
+    common = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--cache-dir", str(cache), "--quiet"]
+    for split in ("train", "test"):
+        preprocess_base.main(["--data-dir", str(data), "--split", split, *common])
+    # Augmentation and a sigma curriculum (two compiled segments) on the numpy batch iterator.
+    train_args = [*common, "--output-dir", str(tmp_path / "m"), "--epochs", "2", "--set", "train.batch_size=8",
+                  "--set", "train.augment=true", "--set", "train.sigma_curriculum=[3,2]",
+                  "--set", "train.validation_split=0", "--set", "model.filters=[4,8,8,8]"]
+    use_args = [*common, "--model", str(tmp_path / "m" / "best.keras"), "--output-dir", str(tmp_path / "p")]
+    (tmp_path / "driver.py").write_text(JAX_DRIVER)
+    out = check(run_script(tmp_path / "driver.py", "|".join(train_args), "|".join(use_args),
+                           backend="jax", block_tensorflow=True))
+    assert "jax backend" in out.stdout and "decoder argmax_refine" in out.stdout
+    assert (tmp_path / "m" / "best.keras").is_file() and not (tmp_path / "m" / "backup").exists()
+    assert load_json(tmp_path / "m" / "config.json")["train"]["sigma_curriculum"] == [3.0, 2.0]
+    assert len((tmp_path / "m" / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    summary = load_json(tmp_path / "p" / "evaluation.json")
+    assert summary["decoder"] == "argmax_refine" and summary["images"] == 4
+    with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
+        assert p["xy_norm"].shape == (4, 5, 2)
+
+
+def test_scripts_help_and_one_line_errors(tmp_path, capsys):
+    from baselines import preprocess_base, render_base, run_study, train_base, use_base
+
+    for module in (render_base, preprocess_base, train_base, use_base, run_study):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--help"])
+        assert exit_info.value.code == 0
+    assert cli.run(train_base.main, ["--set", "train.loss=l3"]) == 2
+    assert "train.loss must be one of" in capsys.readouterr().err
+    (tmp_path / "train.json").write_text(json.dumps({"images": [{"id": 1}]}))
+    assert cli.run(preprocess_base.main, ["--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "train.json: images[0]: missing field 'file_name'" in err
+    assert len(err.splitlines()) == 1

@@ -1,0 +1,40 @@
+"""The three models: outputs, resolutions, skips, loss wiring."""
+
+import keras
+import numpy as np
+import pytest
+
+from baselines.config import BaselinesConfig, DataConfig, ModelConfig, TrainConfig
+from baselines.models import build_model
+from baselines.pipeline import decoder_name, losses_for, model_kind
+
+
+@pytest.mark.parametrize("kind, heatmap_size, skips, outputs", [
+    ("heatmap", 32, True, {"heatmaps": (2, 32, 32, 5)}),
+    ("heatmap", 16, False, {"heatmaps": (2, 16, 16, 5)}),
+    ("heatmap", 64, True, {"heatmaps": (2, 64, 64, 5)}),
+    ("regression", 32, True, {"keypoints": (2, 5, 2)}),
+    ("integral", 32, True, {"heatmaps": (2, 32, 32, 5), "keypoints": (2, 5, 2)}),
+])
+def test_output_shapes(kind, heatmap_size, skips, outputs):
+    model = build_model(5, DataConfig(input_size=64, heatmap_size=heatmap_size),
+                        ModelConfig(kind=kind, filters=(4, 8, 8, 8), skips=skips))
+    result = model(np.zeros((2, 64, 64, 1), np.uint8))
+    assert {k: tuple(v.shape) for k, v in result.items()} == outputs
+    assert all(keras.backend.standardize_dtype(v.dtype) == "float32" for v in result.values())
+    has_skip = any(layer.name.startswith("skip") for layer in model.layers)
+    assert has_skip == (skips and kind != "regression")
+
+
+def test_loss_wiring_and_decoders():
+    cfg = BaselinesConfig()
+    assert decoder_name(cfg) == "argmax_refine"
+    cfg.train = TrainConfig(loss="wing")
+    assert model_kind(cfg) == "integral" and decoder_name(cfg) == "soft_argmax"
+    assert list(losses_for(cfg, 2.0)[0]) == ["keypoints"]
+    cfg.train, cfg.model = TrainConfig(loss="focal"), ModelConfig(kind="integral")
+    losses, weights = losses_for(cfg, 3.0)
+    assert type(losses["heatmaps"]).__name__ == "FocalHeatmapLoss" and losses["heatmaps"].sigma == 3.0
+    assert set(weights) == {"heatmaps", "keypoints"}
+    with pytest.raises(ValueError, match="heatmap_size must be input_size"):
+        DataConfig(input_size=128, heatmap_size=48)
