@@ -5,10 +5,13 @@ as normalised `(x, y, visible)`. Predictions are cast to float32 first, so the l
 are computed in float32 under mixed precision.
 """
 
+import math
+
 import keras
 from keras import ops
 
 from common.codecs import GaussianHeatmapCodec
+from common.layers import soft_argmax
 
 PACKAGE = "keypoints"
 
@@ -201,14 +204,10 @@ class FocalMSEHeatmapLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "heatmap_size": self.heatmap_size,
                        "num_classes": self.num_classes, "sigma": self.sigma})
+        return config
 
 
 # --- Landmark-accuracy losses (issue 4): Wing, adaptive Wing, MSE + soft-argmax peak ---
-
-import math  # noqa: E402  (this block's imports are kept with it)
-
-from common.layers import soft_argmax  # noqa: E402
-
 
 def _keypoint_targets(y_true, codec, y_pred):
     """Target heatmaps from `(batch, K, 3)` keypoints, or `y_true` itself when it is heatmaps."""
