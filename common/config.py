@@ -18,6 +18,14 @@ from common.data_io import load_json, save_json
 from common.errors import DataError
 
 
+def size_pair(value, name):
+    """A (width, height) of positive ints, for config checks; errors echo the value."""
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) <= 0:
+        raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
+    return value
+
+
 def to_dict(cfg):
     """A nested dataclass as plain dicts, lists and scalars (JSON-ready)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))

@@ -9,12 +9,7 @@ scales from `model.strides`, the anchors from `model.anchor_sizes` and
 
 import dataclasses
 
-
-def _pair(value, name):
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) <= 0:
-        raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
-    return value
+from common.config import size_pair
 
 
 @dataclasses.dataclass
@@ -36,7 +31,7 @@ class DataConfig:
     max_boxes: int = 16
 
     def __post_init__(self):
-        self.input_size = _pair(self.input_size, "input_size")
+        self.input_size = size_pair(self.input_size, "input_size")
         if self.input_size[0] % 16 or self.input_size[1] % 16:
             raise ValueError(f"input_size must be multiples of 16 (4 stride-2 blocks). "
                              f"Received: input_size={self.input_size}")

@@ -7,14 +7,9 @@ is written beside each script's outputs.
 
 import dataclasses
 
+from common.config import size_pair
+
 BACKBONE_WEIGHTS_HELP = "none (random init), imagenet (needs network or Keras' cache), or a local .h5/.weights.h5 file"
-
-
-def _pair(value, name):
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) <= 0:
-        raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
-    return value
 
 
 @dataclasses.dataclass
@@ -40,7 +35,7 @@ class DataConfig:
 
     def __post_init__(self):
         for name in ("canvas_size", "crop_size", "input_size", "heatmap_size"):
-            setattr(self, name, _pair(getattr(self, name), name))
+            setattr(self, name, size_pair(getattr(self, name), name))
         if self.crop_size[0] > self.canvas_size[0] or self.crop_size[1] > self.canvas_size[1]:
             raise ValueError(f"crop_size must fit in canvas_size. Received: crop_size={self.crop_size}, "
                              f"canvas_size={self.canvas_size}")
