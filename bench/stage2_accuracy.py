@@ -10,7 +10,9 @@ preprocesses them with the stage-2 pipeline (caches are reused), then trains the
 full-size model from random init (weights none) with the stage-2 losses. Training
 runs in chunks of --eval-every images (rounded to whole batches); the model is
 compiled once (Adam at a constant learning rate), so the optimizer state carries
-over. After each chunk the held-out test split is evaluated in the 128x128 input
+over. --lr-schedule cosine lowers the learning rate before each chunk along a cosine
+from --learning-rate to 1 % of it over the budget (whichever of --budget-images and
+--budget-minutes is nearer to being spent); constant keeps it. After each chunk the held-out test split is evaluated in the 128x128 input
 frame and one row is printed: images seen, wall seconds (training + evaluation so
 far), training images/s of the chunk, train loss, soft-argmax Euclidean mean /
 median px, PCK@2/5/10 and the argmax+refine mean px. Stops at --budget-images or
@@ -21,6 +23,7 @@ Runs under KERAS_BACKEND=jax without TensorFlow.
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -39,7 +42,7 @@ from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
-COLUMNS = ("images", "wall_s", "img/s", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
+COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
 
 
 def render_if_missing(renders, split, num_images, seed, workers):
@@ -64,6 +67,12 @@ def chunks(count, images_per_chunk, seed):
         pending = pending[images_per_chunk:]
 
 
+def cosine_rate(base, progress, floor=0.01):
+    """The cosine schedule's rate at `progress` (0 -> base, 1 -> floor * base)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def device_name():
     if keras.backend.backend() == "jax":
         import jax
@@ -81,7 +90,8 @@ def device_name():
 def format_row(row):
     if row is None:
         return " ".join(f"{c:>9}" for c in COLUMNS)
-    values = [row["images_seen"], row["wall_seconds"], row["images_per_second"], row["train_loss"],
+    values = [row["images_seen"], row["wall_seconds"], row["images_per_second"], row["learning_rate"],
+              row["train_loss"],
               row["euclidean_mean_px"], row["euclidean_median_px"], row["pck"]["2"], row["pck"]["5"],
               row["pck"]["10"], row["argmax_refine_mean_px"]]
     return " ".join(f"{'-':>9}" if v is None else f"{v:>9}" if isinstance(v, int) else f"{v:>9.4g}"
@@ -101,6 +111,8 @@ def run(args):
                             learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
     for split in ("train", "test"):
         print(preprocess(cfg.data, split, progress=not args.quiet, workers=args.workers))
+    if args.prepare_only:
+        return None
 
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.precision)
@@ -117,18 +129,27 @@ def run(args):
     print(format_row(None))
 
     start = time.perf_counter()
-    seen = 0
+    seen, last_chunk_seconds = 0, 0.0
+    budget_seconds = 60 * args.budget_minutes if args.budget_minutes else math.inf
     for chunk, indices in enumerate(chunks(len(train.y["xy_norm"]), per_chunk, args.seed)):
+        rate = args.learning_rate
+        if args.lr_schedule == "cosine":
+            # Progress includes the chunk about to run, so the last chunk trains near the floor.
+            progress = max((seen + per_chunk) / args.budget_images,
+                           (time.perf_counter() - start + last_chunk_seconds) / budget_seconds)
+            rate = cosine_rate(args.learning_rate, progress)
+            model.optimizer.learning_rate = rate
         batches = make_batches(train.images, data, indices, args.batch_size, shuffle=False)
         fit_start = time.perf_counter()
         history = model.fit(batches, initial_epoch=chunk, epochs=chunk + 1, verbose=0)
         fit_seconds = time.perf_counter() - fit_start
         seen += per_chunk
+        eval_start = time.perf_counter()
         xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
         summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
         soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
         row = {"images_seen": seen, "wall_seconds": round(time.perf_counter() - start, 1),
-               "images_per_second": round(per_chunk / fit_seconds, 1),
+               "images_per_second": round(per_chunk / fit_seconds, 1), "learning_rate": rate,
                "train_loss": float(history.history["loss"][-1]),
                "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
                "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
@@ -136,6 +157,7 @@ def run(args):
         result["rows"].append(row)
         save_json(args.out, result)
         print(format_row(row), flush=True)
+        last_chunk_seconds = fit_seconds + time.perf_counter() - eval_start
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
     return result
@@ -151,6 +173,8 @@ def main(argv=None):
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop after this wall time (none)")
     parser.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="Adam learning rate (%(default)s)")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                        help="constant, or cosine to 1 %% over the budget (%(default)s)")
     parser.add_argument("--precision", default="auto",
                         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
                         help="auto = mixed on GPU, float32 on CPU (%(default)s)")
@@ -159,6 +183,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
+    parser.add_argument("--prepare-only", action="store_true", help="render and preprocess, then stop")
     args = parser.parse_args(argv)
     for name in ("train_images", "test_images", "eval_every", "budget_images", "batch_size"):
         if getattr(args, name) < 1:
@@ -168,7 +193,8 @@ def main(argv=None):
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{len(result['rows'])} rows in {args.out}")
+    if result is not None:
+        print(f"{len(result['rows'])} rows in {args.out}")
     return 0
 
 
