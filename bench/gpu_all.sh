@@ -31,7 +31,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     bs="--set study.train_images=40 --set study.test_images=10 --set study.comparison_epochs=1"
     side=1
 else
-    s2="--train-images 5000 --test-images 1000 --eval-every 25600"
+    s2="--train-images 5000 --test-images 1000 --eval-every 25600 --budget-images 100000000"
     ce="--train-images 3000 --test-images 500 --epochs 40 --set train.batch_size=32"
     bs="--set study.comparison_epochs=30"
     side=$(( cores > 4 ? cores / 2 : 1 ))
