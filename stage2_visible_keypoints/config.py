@@ -49,11 +49,16 @@ class DataConfig:
             raise ValueError(f"sigma must be positive. Received: sigma={self.sigma}")
 
 
+BACKBONES = ("resnet50", "resnet18")
+
+
 @dataclasses.dataclass
 class ModelConfig:
-    """ResNet-50 U-Net. weights: none | imagenet | PATH. beta: SoftArgMax temperature.
-    bn_momentum: moving-average momentum of every BatchNormalization layer."""
+    """ResNet U-Net. backbone: resnet50 (the spec's) | resnet18 (a third of the compute,
+    for small data or quick runs). weights: none | imagenet | PATH. beta: SoftArgMax
+    temperature. bn_momentum: moving-average momentum of every BatchNormalization layer."""
 
+    backbone: str = "resnet50"
     weights: str = "none"
     decoder_filters: tuple = (256, 128, 64, 32)
     beta: float = 15.0
@@ -65,6 +70,8 @@ class ModelConfig:
 
     def __post_init__(self):
         self.decoder_filters = tuple(int(f) for f in self.decoder_filters)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"model.backbone must be one of {BACKBONES}. Received: backbone={self.backbone!r}")
         if len(self.decoder_filters) != 4 or min(self.decoder_filters) <= 0:
             raise ValueError(f"decoder_filters must be 4 positive widths. Received: {self.decoder_filters}")
         if not 0 < self.bn_momentum < 1:

@@ -1,4 +1,4 @@
-"""The stage-2 model: raw RGB -> ResNet-50 U-Net -> K heatmaps -> SoftArgMax keypoints.
+"""The stage-2 model: raw RGB -> ResNet-50 (or -18) U-Net -> K heatmaps -> SoftArgMax keypoints.
 
 The ResNet preprocessing (BGR, mean subtraction) and the photometric augmentation
 (training only) are layers inside the model, so a saved `.keras` file takes raw uint8
@@ -13,14 +13,14 @@ Outputs (all float32, also under mixed precision):
 import keras
 from keras import layers
 
-from common.backbones import resnet50_pyramid
+from common.backbones import resnet18_pyramid, resnet50_pyramid
 from common.keras_metrics import MeanKeypointError
 from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
 from common.losses import FocalHeatmapLoss, MaskedL1
 
 
 def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
-    """ResNet-50 U-Net with 4 upsampling stages (stride 32 -> 2) and skip connections."""
+    """ResNet U-Net (model_cfg.backbone) with 4 upsampling stages (stride 32 -> 2) and skip connections."""
     if num_keypoints < 1:
         raise ValueError(f"num_keypoints must be >= 1. Received: num_keypoints={num_keypoints}")
     width, height = data_cfg.input_size
@@ -28,7 +28,8 @@ def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
     x = PhotometricAugment(blur_prob=model_cfg.blur_prob, max_blur_sigma=model_cfg.max_blur_sigma,
                            brightness_range=model_cfg.brightness_range, seed=seed, name="augment")(images)
     x = ResNetPreprocess(name="resnet_preprocess")(x)
-    backbone = resnet50_pyramid((height, width, 3), model_cfg.weights, name="backbone")
+    pyramid = {"resnet50": resnet50_pyramid, "resnet18": resnet18_pyramid}[model_cfg.backbone]
+    backbone = pyramid((height, width, 3), model_cfg.weights, name="backbone")
     # keras.applications uses momentum 0.99: after a few hundred steps the moving statistics
     # of a randomly initialised ResNet are still far from the batch ones, and validation and
     # inference see garbage. 0.9 (PyTorch's default) tracks them ten times faster.
@@ -51,7 +52,7 @@ def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
     keypoints = SoftArgMax(beta=model_cfg.beta, debias=model_cfg.debias, name="keypoints")(probs)
     confidence = HeatmapPeak(name="confidence")(probs)
     return keras.Model(images, {"heatmap_logits": logits, "keypoints": keypoints, "confidence": confidence},
-                       name="stage2_resnet50_unet")
+                       name=f"stage2_{model_cfg.backbone}_unet")
 
 
 def compile_model(model, data_cfg, train_cfg, learning_rate, jit_compile):

@@ -47,6 +47,17 @@ def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
     assert {"augment", "resnet_preprocess", "backbone"} <= {layer.name for layer in loaded.layers}
 
 
+def test_resnet18_backbone_gives_the_same_outputs_with_a_smaller_encoder():
+    big, small = build_model(4, DATA, ModelConfig()), build_model(4, DATA, ModelConfig(backbone="resnet18"))
+    assert small.name == "stage2_resnet18_unet" and big.name == "stage2_resnet50_unet"
+    out = small(IMAGES, training=False)
+    assert tuple(out["heatmap_logits"].shape) == (2, 32, 32, 4) and tuple(out["keypoints"].shape) == (2, 4, 2)
+    # ResNet-18 has 11.2 M weights against ResNet-50's 23.6 M (both without the top).
+    assert small.get_layer("backbone").count_params() < 0.5 * big.get_layer("backbone").count_params()
+    with pytest.raises(ValueError, match="backbone='vgg'"):
+        ModelConfig(backbone="vgg")
+
+
 def test_num_keypoints_is_checked():
     with pytest.raises(ValueError, match="num_keypoints=0"):
         build_model(0, DATA, ModelConfig())

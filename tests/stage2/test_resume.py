@@ -7,7 +7,7 @@ import keras
 import pytest
 
 from common.camera import Camera, save_camera_json
-from stage2_visible_keypoints.config import Stage2Config
+from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import preprocess
 from stage2_visible_keypoints.pipeline import train
 from stage2_visible_keypoints.render import RenderConfig, render_split
@@ -35,6 +35,8 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
     cfg.data = dataclasses.replace(cfg.data, data_dir=str(tmp_path / "renders"), cache_dir=str(tmp_path / "cache"),
                                    canvas_size=(320, 180), crop_size=(160, 160), input_size=(64, 64),
                                    heatmap_size=(32, 32))
+    # The resume logic is the same for any model: the small backbone keeps the test quick.
+    cfg.model = ModelConfig(backbone="resnet18", decoder_filters=(32, 16, 16, 8))
     cfg.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / "model"), epochs=2, batch_size=3,
                                     validation_split=0.34)
     preprocess(cfg.data, "train", progress=False)

@@ -45,12 +45,14 @@ def test_preprocess_reuses_an_unchanged_cache(workspace):
     assert "cache written" in out.stdout
 
 
-@pytest.mark.parametrize("backend, block", [("tensorflow", False), ("jax", True)], ids=["tensorflow", "jax-no-tf"])
-def test_train_then_use(workspace, backend, block):
+# TensorFlow runs the spec's ResNet-50; JAX without TensorFlow the ResNet-18 option (same scripts, quicker).
+@pytest.mark.parametrize("backend, block, backbone", [("tensorflow", False, "resnet50"), ("jax", True, "resnet18")],
+                         ids=["tensorflow", "jax-no-tf"])
+def test_train_then_use(workspace, backend, block, backbone):
     root, config_path = workspace
     model_dir, pred_dir = root / f"model_{backend}", root / f"pred_{backend}"
     out = check(run_script(S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
-                           backend=backend, block_tensorflow=block))
+                           "--set", f"model.backbone={backbone}", backend=backend, block_tensorflow=block))
     assert f"{backend} backend" in out.stdout
     for name in ("best.keras", "model.keras", "config.json", "history.csv", "plots/loss_curves.png"):
         assert (model_dir / name).is_file(), name
