@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from common.config import config_hash
-from common.data_io import atomic_path, load_json, load_npz, require, save_npz
+from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 
 CACHE_KEYS = ("xy_norm", "visible", "image_sizes", "filenames", "keypoint_names", "config_hash")
@@ -187,17 +187,8 @@ def load_cache(cache_dir, split, data_cfg):
     if str(y["config_hash"]) != cache_hash(data_cfg):
         raise DataError("cache was built with another data.input_size; re-run preprocess_base.py",
                         folder / "Y_data.npz")
-    x_path = folder / "X_data.npy"
-    if not x_path.is_file():
-        raise DataError("cache file not found", x_path)
-    try:
-        images = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise DataError(f"cannot read cache ({err})", x_path) from None
     size = data_cfg.input_size
-    if images.shape[1:] != (size, size, 1) or len(images) != len(y["xy_norm"]):
-        raise DataError(f"images have shape {images.shape}, expected ({len(y['xy_norm'])}, {size}, {size}, 1)",
-                        x_path)
+    images = open_image_cache(folder / "X_data.npy", (len(y["xy_norm"]), size, size, 1), "preprocess_base.py")
     return images, y
 
 

@@ -134,6 +134,20 @@ def config_hash(values):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_cache_config(stored, wanted, path, rebuild_hint):
+    """Refuse a cache built with another config.
+
+    stored: the cache's arrays, with `config_hash` and `config_json` (written from
+    `wanted` by the preprocessing); wanted: the JSON-ready settings the cache must match.
+    The error names every setting that differs.
+    """
+    if str(stored["config_hash"]) == config_hash(wanted):
+        return
+    built, wanted = json.loads(str(stored["config_json"])), json.loads(json.dumps(wanted, default=str))
+    diff = ", ".join(f"{k}={built.get(k)} (config: {wanted[k]})" for k in wanted if built.get(k) != wanted[k])
+    raise DataError(f"cache was built with another config: {diff}; re-run {rebuild_hint}", path)
+
+
 def add_config_arguments(parser):
     """Add the `--config FILE` and repeatable `--set section.key=value` options."""
     parser.add_argument("--config", help="JSON or YAML config file (defaults are in code)")

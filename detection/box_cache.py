@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.config import config_hash
-from common.data_io import atomic_path, load_npz, read_image_rgb, save_npz
+from common.config import check_cache_config, config_hash
+from common.data_io import atomic_path, load_npz, open_image_cache, read_image_rgb, save_npz
 from common.errors import DataError
 from common.parallel import parallel_map
 from detection.coco import load_coco
@@ -144,27 +144,14 @@ def load_cache(cache_dir, split, data_cfg=None):
     """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
     out_dir = Path(cache_dir) / split
     y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
-    x_path = out_dir / "X_data.npy"
-    if not x_path.is_file():
-        raise DataError("cache file not found (re-run preprocess_det.py)", x_path)
-    try:
-        images = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"cannot read cache ({err})", x_path) from None
     count, (width, height) = len(y["counts"]), tuple(int(v) for v in y["input_size"])
-    if images.shape != (count, height, width, 3) or images.dtype != np.uint8:
-        raise DataError(f"holds {images.shape} {images.dtype}, expected ({count}, {height}, {width}, 3) uint8 "
-                        "to match Y_data.npz (stale cache; re-run preprocess_det.py)", x_path)
+    images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_det.py")
     if y["boxes"].shape[:1] != (count,) or y["classes"].shape != y["boxes"].shape[:2]:
         raise DataError(f"boxes {y['boxes'].shape} and classes {y['classes'].shape} do not match {count} images "
                         "(stale cache; re-run preprocess_det.py)", out_dir / "Y_data.npz")
     if not np.isfinite(y["boxes"]).all():
         raise DataError("array 'boxes' holds NaN or infinite values (re-run preprocess_det.py)",
                         out_dir / "Y_data.npz")
-    if data_cfg is not None and str(y["config_hash"]) != config_hash(preprocess_config(data_cfg)):
-        built = json.loads(str(y["config_json"]))
-        wanted = json.loads(json.dumps(preprocess_config(data_cfg)))
-        diff = ", ".join(f"{k}={built.get(k)} (config: {wanted[k]})" for k in wanted if built.get(k) != wanted[k])
-        raise DataError(f"cache was built with another config: {diff}; re-run preprocess_det.py",
-                        out_dir / "Y_data.npz")
+    if data_cfg is not None:
+        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_det.py")
     return BoxCache(images, y)

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common.camera import body_to_camera, load_camera_json, project_points
-from common.config import config_hash
-from common.data_io import atomic_path, load_json, load_npz, read_image_rgb, require, save_npz
+from common.config import check_cache_config, config_hash
+from common.data_io import atomic_path, load_json, load_npz, open_image_cache, read_image_rgb, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image
 from common.mesh import load_obj, visible_vertices
@@ -300,23 +300,10 @@ def load_cache(cache_dir, split, data_cfg=None):
     """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
     out_dir = Path(cache_dir) / split
     y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
-    x_path = out_dir / "X_data.npy"
-    if not x_path.is_file():
-        raise DataError("cache file not found (re-run preprocess_vis.py)", x_path)
-    try:
-        images = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"cannot read cache ({err})", x_path) from None
     count, (width, height) = len(y["xy_norm"]), tuple(int(v) for v in y["input_size"])
-    if images.shape != (count, height, width, 3) or images.dtype != np.uint8:
-        raise DataError(f"holds {images.shape} {images.dtype}, expected ({count}, {height}, {width}, 3) uint8 "
-                        "to match Y_data.npz (stale cache; re-run preprocess_vis.py)", x_path)
-    if data_cfg is not None and str(y["config_hash"]) != config_hash(preprocess_config(data_cfg)):
-        built = json.loads(str(y["config_json"]))
-        wanted = json.loads(json.dumps(preprocess_config(data_cfg)))
-        diff = ", ".join(f"{k}={built.get(k)} (config: {wanted[k]})" for k in wanted if built.get(k) != wanted[k])
-        raise DataError(f"cache was built with another config: {diff}; re-run preprocess_vis.py",
-                        out_dir / "Y_data.npz")
+    images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_vis.py")
+    if data_cfg is not None:
+        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_vis.py")
     return Cache(images, y)
 
 

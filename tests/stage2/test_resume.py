@@ -37,7 +37,7 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
                                    heatmap_size=(32, 32))
     # The resume logic is the same for any model: the small backbone keeps the test quick.
     cfg.model = ModelConfig(backbone="resnet18", decoder_filters=(32, 16, 16, 8))
-    cfg.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / "model"), epochs=2, batch_size=3,
+    cfg.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / "model"), epochs=2, batch_size=2,  # 4 + 2 images: whole batches
                                     validation_split=0.34)
     preprocess(cfg.data, "train", progress=False)
 
