@@ -8,6 +8,7 @@ import dataclasses
 
 MODEL_KINDS = ("heatmap", "regression", "integral")
 HEATMAP_LOSSES = ("mse", "focal", "mse_peak", "wing", "adaptive_wing")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -66,17 +67,20 @@ class TrainConfig:
     augment: random rotation (+-rotation degrees), scale, translation (fraction of the
     image) moving image and keypoints together. sigma_curriculum: sigma per epoch
     (the last value holds for the remaining epochs); empty = data.sigma throughout.
-    reduce_lr: ReduceLROnPlateau(factor 0.5, patience 3) on the validation loss."""
+    reduce_lr: ReduceLROnPlateau(factor 0.5, patience 3) on the validation loss.
+    lr_schedule: constant (the rate, halved by reduce_lr on a plateau) | cosine (the
+    rate decays along a cosine to 1 % of it over all epochs; reduce_lr is then off)."""
 
     output_dir: str = "runs/baselines/model"
     epochs: int = 12
-    batch_size: int = 16
+    batch_size: int = 8  # 15 epochs: PCK@0.05 0.991 at batch 8, 0.985 at 16 (README)
     learning_rate: float = 1e-3
     loss: str = "mse"
     coordinate_weight: float = 1.0
     foreground_weight: float = 10.0
     clipnorm: float = 0.0
     reduce_lr: bool = True
+    lr_schedule: str = "constant"
     augment: bool = False
     rotation: float = 20.0
     scale_range: tuple = (0.85, 1.15)
@@ -94,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"train.loss must be one of {HEATMAP_LOSSES}. Received: loss={self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}. Received: {self.lr_schedule!r}")
         if self.clipnorm < 0:
             raise ValueError(f"clipnorm must be >= 0 (0 = off). Received: clipnorm={self.clipnorm}")
         if not 0 <= self.validation_split < 1:
@@ -124,12 +130,12 @@ class StudyConfig:
     data_seed: int = 1
     comparison_epochs: int = 15
     part_train_images: int = 2000
-    ablation_epochs: int = 3
+    ablation_epochs: int = 2
     ablation_seeds: tuple = (0, 1)
     heatmap_strides: tuple = (4, 2, 1)
     sigmas: tuple = (1.0, 2.0, 3.0, 4.0)
     skips: tuple = (True, False)
-    loss_epochs: int = 3
+    loss_epochs: int = 2
     loss_seeds: tuple = (0, 1)
     loss_arms: tuple = ("mse", "focal", "mse_peak", "wing", "adaptive_wing", "mse+augment", "mse+clipnorm",
                         "mse+augment+clipnorm")

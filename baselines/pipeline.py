@@ -26,7 +26,7 @@ from common.errors import DataError
 from common.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
-from common.training import ArrayBatches, make_batches, set_precision, standard_callbacks
+from common.training import ArrayBatches, make_batches, set_precision, split_indices, standard_callbacks
 from baselines.data import load_cache
 from baselines.models import build_model
 
@@ -79,12 +79,6 @@ def losses_for(cfg, sigma):
 def keypoint_targets(y):
     """(N, K, 3) float32 = (x_norm, y_norm, visible)."""
     return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
-
-
-def split_indices(count, validation_split, seed):
-    order = np.random.default_rng(seed).permutation(count)
-    n_val = min(max(int(round(count * validation_split)), 1), count - 1) if validation_split > 0 and count > 1 else 0
-    return order[:count - n_val], order[count - n_val:]
 
 
 def training_batches(images, keypoints, names, indices, tc, shuffle, augment=None):
@@ -154,14 +148,14 @@ def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     monitor = "val_loss" if val_ds is not None else "loss"
     steps = math.ceil(len(train_idx) / tc.batch_size)
     standard = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title=f"{kind} net")
-    if not tc.reduce_lr:
+    if not tc.reduce_lr or tc.lr_schedule == "cosine":
         standard = [c for c in standard if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     if not tensorboard:  # the study trains dozens of arms; their curves are in history.csv
         standard = [c for c in standard if not isinstance(c, keras.callbacks.TensorBoard)]
     backup = standard[-1]
     all_callbacks = standard + list(callbacks)
 
-    optimizer = keras.optimizers.Adam(tc.learning_rate, clipnorm=tc.clipnorm or None)
+    optimizer = keras.optimizers.Adam(learning_rate(tc, steps), clipnorm=tc.clipnorm or None)
     segments = curriculum_segments(tc.sigma_curriculum, tc.epochs, cfg.data.sigma)
     start_time = time.perf_counter()
     epochs_run = 0
@@ -187,6 +181,13 @@ def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
             "training": training_statement(cfg)}
 
 
+def learning_rate(tc, steps_per_epoch):
+    """Adam's rate: `tc.learning_rate`, or a cosine decay from it to 1 % over all steps."""
+    if tc.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(tc.learning_rate, tc.epochs * steps_per_epoch, alpha=0.01)
+    return tc.learning_rate
+
+
 def training_statement(cfg):
     """What was trained how, for the outputs (the study states it per arm)."""
     losses, weights = losses_for(cfg, cfg.data.sigma)
@@ -196,7 +197,9 @@ def training_statement(cfg):
             "losses": {k: {"class": type(v).__name__,
                            **{c: w for c, w in v.get_config().items() if c not in ("name", "reduction")}}
                        for k, v in losses.items()},
-            "loss_weights": weights, "reduce_lr_on_plateau": cfg.train.reduce_lr, "augment": cfg.train.augment,
+            "loss_weights": weights, "lr_schedule": cfg.train.lr_schedule,
+            "reduce_lr_on_plateau": cfg.train.reduce_lr and cfg.train.lr_schedule == "constant",
+            "augment": cfg.train.augment,
             "sigma": cfg.data.sigma, "sigma_curriculum": list(cfg.train.sigma_curriculum),
             "decoder": decoder_name(cfg)}
 

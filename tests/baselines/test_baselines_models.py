@@ -38,3 +38,20 @@ def test_loss_wiring_and_decoders():
     assert set(weights) == {"heatmaps", "keypoints"}
     with pytest.raises(ValueError, match="heatmap_size must be input_size"):
         DataConfig(input_size=128, heatmap_size=48)
+
+
+def test_cosine_schedule_decays_to_one_percent_and_turns_off_plateau_halving():
+    from baselines.pipeline import learning_rate, training_statement
+
+    tc = TrainConfig(learning_rate=1e-3, epochs=4, lr_schedule="cosine")
+    schedule = learning_rate(tc, steps_per_epoch=25)  # 100 steps in all
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(50)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))  # half way: cos(pi / 2) = 0
+    assert float(schedule(100)) == pytest.approx(1e-5)
+    assert learning_rate(TrainConfig(learning_rate=2e-3), 25) == 2e-3
+    cfg = BaselinesConfig()
+    cfg.train = tc
+    statement = training_statement(cfg)
+    assert statement["lr_schedule"] == "cosine" and statement["reduce_lr_on_plateau"] is False
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="step")
