@@ -3,7 +3,7 @@
 # inside DEADLINE seconds (default 560). Here first: bash ../shared/gpu/fetch-wheels.sh (Keras
 # wheels into .whl/, see ../shared/gpu/README.md); then, through the device tool, with .whl
 # carried:  bash bench/gpu_stage2.sh
-# (A local check: PYTHON=.venv/bin/python TRAIN_IMAGES=16 TEST_IMAGES=8 DEADLINE=200 TRAIN_ARGS="--batch-size 8" OUT=/tmp/s2 bash bench/gpu_stage2.sh)
+# (A local check: PYTHON=.venv/bin/python TRAIN_IMAGES=16 TEST_IMAGES=8 DEADLINE=200 TRAIN_ARGS="--batch-size 8 --eval-every 16 --budget-images 32" OUT=/tmp/s2 bash bench/gpu_stage2.sh)
 # Renders TRAIN_IMAGES (default 15,000) + 1,000 held-out images with all cores (about 140
 # renders/s and 180 preprocessed images/s on 16 cores), then trains from random init with a
 # cosine learning rate over the time that is left and writes the learning curve to $OUT.
