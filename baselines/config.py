@@ -107,6 +107,11 @@ class TrainConfig:
         if any(s <= 0 for s in self.sigma_curriculum):
             raise ValueError(f"sigma_curriculum values must be positive. Received: {self.sigma_curriculum}")
 
+    @property
+    def plateau_halving(self):
+        """Whether ReduceLROnPlateau runs: reduce_lr, and only with the constant rate."""
+        return self.reduce_lr and self.lr_schedule == "constant"
+
 
 @dataclasses.dataclass
 class UseConfig:

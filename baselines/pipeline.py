@@ -148,7 +148,7 @@ def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     monitor = "val_loss" if val_ds is not None else "loss"
     steps = math.ceil(len(train_idx) / tc.batch_size)
     standard = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title=f"{kind} net")
-    if not tc.reduce_lr or tc.lr_schedule == "cosine":
+    if not tc.plateau_halving:
         standard = [c for c in standard if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     if not tensorboard:  # the study trains dozens of arms; their curves are in history.csv
         standard = [c for c in standard if not isinstance(c, keras.callbacks.TensorBoard)]
@@ -198,7 +198,7 @@ def training_statement(cfg):
                            **{c: w for c, w in v.get_config().items() if c not in ("name", "reduction")}}
                        for k, v in losses.items()},
             "loss_weights": weights, "lr_schedule": cfg.train.lr_schedule,
-            "reduce_lr_on_plateau": cfg.train.reduce_lr and cfg.train.lr_schedule == "constant",
+            "reduce_lr_on_plateau": cfg.train.plateau_halving,
             "augment": cfg.train.augment,
             "sigma": cfg.data.sigma, "sigma_curriculum": list(cfg.train.sigma_curriculum),
             "decoder": decoder_name(cfg)}

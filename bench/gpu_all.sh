@@ -10,13 +10,7 @@
 # Each part writes its JSON and log under $OUT; a part that fails does not stop the others.
 # SMOKE=1 runs the same steps with tiny sizes (a check on the development machine).
 set -uo pipefail
-PY=${PYTHON:-python3}
-export KERAS_BACKEND=jax
-if [ -d .whl ] && ! $PY -c "import keras" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+source bench/gpu_env.sh
 out=${OUT:-results/gpu}
 work=${WORK:-/tmp/gpu_bench}
 deadline=${DEADLINE:-540}

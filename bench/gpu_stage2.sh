@@ -10,12 +10,7 @@
 # The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more renders
 # is the lever this script turns.
 set -euo pipefail
-PY=${PYTHON:-python3}
-export PYTHONPATH=${PYTHONPATH:-$PWD} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-if [ -d .whl ] && ! $PY -c "import keras" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
-fi
+source bench/gpu_env.sh
 out=${OUT:-results}
 deadline=${DEADLINE:-560}
 data="--work-dir /tmp/bench --train-images ${TRAIN_IMAGES:-15000} --test-images ${TEST_IMAGES:-1000} --workers $(nproc)"

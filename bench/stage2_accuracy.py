@@ -42,8 +42,6 @@ from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
-PER_IMAGE = ("xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames",
-             "image_paths")
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
 
 
@@ -163,14 +161,13 @@ def run(args):
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
     # The same metrics on (up to) as many training images: the generalisation gap.
-    subset = np.arange(min(len(train.y["xy_norm"]), len(test.y["xy_norm"])))
-    xy_norm, confidence, logits = predict_arrays(model, train.images[subset], args.batch_size, progress=False)
-    seen_summary = evaluate(xy_norm, confidence, logits, {k: v[subset] if k in PER_IMAGE else v for k, v in train.y.items()}, cfg,
-                            train.keypoint_names)["input_frame"]
-    result["train_subset"] = {"images": len(subset), "euclidean_mean_px": seen_summary["euclidean"]["mean"],
+    subset = train.first(len(test.images))
+    xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
+    seen_summary = evaluate(xy_norm, confidence, logits, subset.y, cfg, subset.keypoint_names)["input_frame"]
+    result["train_subset"] = {"images": len(subset.images), "euclidean_mean_px": seen_summary["euclidean"]["mean"],
                               "euclidean_median_px": seen_summary["euclidean"]["median"], "pck": seen_summary["pck"]}
     save_json(args.out, result)
-    print(f"on {len(subset)} training images: mean {seen_summary['euclidean']['mean']:.3f} px, "
+    print(f"on {len(subset.images)} training images: mean {seen_summary['euclidean']['mean']:.3f} px, "
           f"PCK@2 {seen_summary['pck']['2']}")
     return result
 

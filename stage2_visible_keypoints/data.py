@@ -42,6 +42,9 @@ from common.parallel import parallel_map
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
               "heatmap_size", "sigma", "config_hash", "config_json")
+# The Y arrays with one row per image (the others describe the whole split).
+PER_IMAGE_KEYS = ("xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes",
+                  "filenames", "image_paths", "heatmaps")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 SIDE_FILES = ("keypoint_names.json", "camera.json", "mesh.obj")
@@ -294,6 +297,10 @@ class Cache:
     @property
     def keypoint_names(self):
         return tuple(str(n) for n in self.y["keypoint_names"])
+
+    def first(self, count):
+        """The split's first `count` images and their labels, as a Cache."""
+        return Cache(self.images[:count], {k: v[:count] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
 
 
 def load_cache(cache_dir, split, data_cfg=None):
