@@ -34,9 +34,9 @@ from PIL import Image, UnidentifiedImageError
 
 from common.camera import body_to_camera, load_camera_json, project_points
 from common.config import check_cache_config, config_hash
-from common.data_io import atomic_path, load_json, load_npz, open_image_cache, read_image_rgb, require, save_npz
+from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
-from common.geometry import inside, to_input, warp_image
+from common.geometry import inside, to_input, warp_image_file
 from common.mesh import load_obj, visible_vertices
 from common.parallel import parallel_map
 
@@ -252,8 +252,8 @@ def preprocess(data_cfg, split, progress=True, workers=1):
 
 def _warp_file(job):
     """Read one image and warp it to the input frame (a process-pool task)."""
-    path, canvas_size, crop_size, input_size = job
-    return warp_image(read_image_rgb(path), canvas_size, crop_size, input_size)
+    image, transform, _ = warp_image_file(*job)
+    return image, transform
 
 
 def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
@@ -318,9 +318,8 @@ def preprocess_folder(paths, data_cfg):
     """Unlabelled images -> (images (N, H, W, 3) uint8, transforms (N, 4), sizes (N, 2))."""
     images, transforms, sizes = [], [], []
     for path in paths:
-        image = read_image_rgb(path)
-        warped, transform = warp_image(image, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
+        warped, transform, size = warp_image_file(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
         images.append(warped)
         transforms.append(transform)
-        sizes.append(image.shape[1::-1])
+        sizes.append(size)
     return np.stack(images), np.stack(transforms), np.array(sizes)

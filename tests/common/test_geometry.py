@@ -3,8 +3,11 @@ the image warp moves pixels exactly where the point transform moves points."""
 
 import numpy as np
 import pytest
+from PIL import Image, JpegImagePlugin
 
-from common.geometry import inside, letterbox_crop_transform, to_input, to_original, warp_image
+from common.data_io import read_image_rgb, save_image
+from common.errors import DataError
+from common.geometry import inside, letterbox_crop_transform, to_input, to_original, warp_image, warp_image_file
 
 # The default stage-2 pipeline (stage2_visible_keypoints.config.DataConfig).
 CANVAS, CROP, INPUT = (1920, 1080), (1000, 1000), (128, 128)
@@ -128,6 +131,60 @@ def test_warp_image_same_size_is_identity():
     warped, transform = warp_image(image, (96, 64), (96, 64), (96, 64))
     np.testing.assert_array_equal(warped, image)
     np.testing.assert_array_equal(transform, [1.0, 1.0, 0.0, 0.0])
+
+
+def _gaussian_blob(size, centre, sigma):
+    xs, ys = np.meshgrid(np.arange(size[0]) + 0.5, np.arange(size[1]) + 0.5)
+    blob = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma ** 2))
+    return np.repeat((blob * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("centre", [(960.3, 600.7), (1201.9, 433.2), (700.5, 1000.1)])
+def test_warp_image_file_decodes_a_jpeg_at_quarter_size_and_keeps_the_geometry(tmp_path, monkeypatch, centre):
+    # The input frame spans 128 / 0.1152 = 1111 original px: 1111 / 4 = 278 >= 2 * 128
+    # source px per side but 1111 / 8 = 139 is not, so libjpeg decodes at 1/4 (480x300).
+    scales = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = draft(self, mode, size)
+        scales.append(self.decoderconfig[0])
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    image = _gaussian_blob((1920, 1200), centre, sigma=12.0)
+    save_image(tmp_path / "blob.jpg", image)
+    warped, transform, size = warp_image_file(tmp_path / "blob.jpg", CANVAS, CROP, INPUT)
+    assert scales == [4] and size == (1920, 1200) and warped.shape == (128, 128, 3)
+    np.testing.assert_array_equal(transform, letterbox_crop_transform((1920, 1200), CANVAS, CROP, INPUT)[0])
+    np.testing.assert_allclose(_centroid(warped), to_input([centre], transform)[0], atol=0.05)  # measured < 0.01
+    full, _ = warp_image(read_image_rgb(tmp_path / "blob.jpg"), CANVAS, CROP, INPUT)
+    assert np.abs(warped.astype(int) - full.astype(int)).max() <= 3
+
+
+def test_warp_image_file_png_equals_warp_image_and_pads_a_portrait_image(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2000, 1000, 3), dtype=np.uint8)  # portrait: black side bands
+    save_image(tmp_path / "noise.png", image)
+    warped, transform, size = warp_image_file(tmp_path / "noise.png", CANVAS, CROP, INPUT)
+    expected, expected_transform = warp_image(image, CANVAS, CROP, INPUT)
+    np.testing.assert_array_equal(warped, expected)
+    np.testing.assert_array_equal(transform, expected_transform)
+    assert size == (1000, 2000) and np.all(warped[:, :29] == 0) and np.all(warped[:, 99:] == 0)
+
+
+def test_warp_image_file_grayscale_jpeg_becomes_rgb(tmp_path):
+    Image.fromarray(np.full((1200, 1920), 77, np.uint8)).save(tmp_path / "grey.jpg", quality=95)
+    warped, _, _ = warp_image_file(tmp_path / "grey.jpg", CANVAS, CROP, INPUT)
+    assert warped.shape == (128, 128, 3) and np.all(np.abs(warped.astype(int) - 77) <= 1)
+
+
+def test_warp_image_file_bad_files_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="missing.jpg.*not found"):
+        warp_image_file(tmp_path / "missing.jpg", CANVAS, CROP, INPUT)
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match="corrupt.jpg.*cannot read image"):
+        warp_image_file(tmp_path / "corrupt.jpg", CANVAS, CROP, INPUT)
 
 
 def test_inside_boundaries():
