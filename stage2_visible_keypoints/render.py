@@ -223,11 +223,11 @@ def _earth_limb(rng, camera):
     """
     height, width = camera.height, camera.width
     small_h, small_w = -(-height // 4), -(-width // 4)
-    radius = rng.uniform(1.0, 3.0) * width  # px, full resolution
+    radius = float(rng.uniform(1.0, 3.0) * width)  # px, full resolution (a Python float keeps arrays float32)
     # The limb passes through a random image point, the disc centre off to one side.
     limb_point = rng.uniform([0, 0], [width, height])
     angle = rng.uniform(0, 2 * np.pi)
-    centre = limb_point + radius * np.array([np.cos(angle), np.sin(angle)])
+    centre = (limb_point + radius * np.array([np.cos(angle), np.sin(angle)])).astype(np.float32)
     x = (np.arange(small_w, dtype=np.float32) + 0.5) * 4
     y = (np.arange(small_h, dtype=np.float32)[:, None] + 0.5) * 4
     depth = radius - np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2)  # > 0 inside the disc
