@@ -4,16 +4,17 @@
 # wheels into .whl/, see ../shared/gpu/README.md); then, through the device tool, with .whl
 # carried:  bash bench/gpu_stage2.sh
 # (A local check: PYTHON=.venv/bin/python TRAIN_IMAGES=16 TEST_IMAGES=8 DEADLINE=200 TRAIN_ARGS="--batch-size 8 --eval-every 16 --budget-images 32" OUT=/tmp/s2 bash bench/gpu_stage2.sh)
-# Renders TRAIN_IMAGES (default 15,000) + 1,000 held-out images with all cores (about 140
-# renders/s and 180 preprocessed images/s on 16 cores), then trains from random init with a
-# cosine learning rate over the time that is left and writes the learning curve to $OUT.
-# The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more renders
-# is the lever this script turns.
+# Renders TRAIN_IMAGES (default 25,000) + 1,000 held-out images with all cores (about 150
+# renders/s on 16 cores; preprocessing, now about ten times faster than rendering, adds
+# about 10 %: bench/stage2_data_throughput.py), then trains from random init with a cosine
+# learning rate over the time that is left (about 4.5 min) and writes the learning curve to
+# $OUT. The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more
+# renders is the lever this script turns. 25,000 renders take about 12 GB of disk.
 set -euo pipefail
 source bench/gpu_env.sh
 out=${OUT:-results}
 deadline=${DEADLINE:-560}
-data="--work-dir /tmp/bench --train-images ${TRAIN_IMAGES:-15000} --test-images ${TEST_IMAGES:-1000} --workers $(nproc)"
+data="--work-dir /tmp/bench --train-images ${TRAIN_IMAGES:-25000} --test-images ${TEST_IMAGES:-1000} --workers $(nproc)"
 mkdir -p "$out"
 nvidia-smi -L || true
 $PY bench/stage2_accuracy.py $data --prepare-only --quiet 2>&1 | tail -5
