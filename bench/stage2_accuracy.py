@@ -15,7 +15,9 @@ from --learning-rate to 1 % of it over the budget (whichever of --budget-images 
 --budget-minutes is nearer to being spent); constant keeps it. After each chunk the held-out test split is evaluated in the 128x128 input
 frame and one row is printed: images seen, wall seconds (training + evaluation so
 far), training images/s of the chunk, train loss, soft-argmax Euclidean mean /
-median px, PCK@2/5/10 and the argmax+refine mean px. Stops at --budget-images or
+median px, PCK@2/5/10, the argmax+refine mean px, and the fraction of visible
+keypoints predicted on another keypoint with those keypoints' share of the summed error
+(`wrong_keypoint_summary`: identity errors). Stops at --budget-images or
 --budget-minutes. The rows, settings, backend, precision and device go to --out
 (JSON, rewritten atomically after every row, so a killed run keeps its rows).
 Runs under KERAS_BACKEND=jax without TensorFlow.
@@ -42,7 +44,8 @@ from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
-COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px")
+COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
+           "wrong_kp", "wrong_err")
 
 
 def render_if_missing(renders, split, num_images, seed, workers):
@@ -93,7 +96,8 @@ def format_row(row):
     values = [row["images_seen"], row["wall_seconds"], row["images_per_second"], row["learning_rate"],
               row["train_loss"],
               row["euclidean_mean_px"], row["euclidean_median_px"], row["pck"]["2"], row["pck"]["5"],
-              row["pck"]["10"], row["argmax_refine_mean_px"]]
+              row["pck"]["10"], row["argmax_refine_mean_px"], row["wrong_keypoint"]["fraction"],
+              row["wrong_keypoint"]["error_share"]]
     return " ".join(f"{'-':>9}" if v is None else f"{v:>9}" if isinstance(v, int) else f"{v:>9.4g}"
                     for v in values)  # None: no visible keypoint in the test split
 
@@ -153,7 +157,8 @@ def run(args):
                "train_loss": float(history.history["loss"][-1]),
                "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
                "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
-               "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"]}
+               "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"],
+               "wrong_keypoint": summary["input_frame_wrong_keypoint"]}
         result["rows"].append(row)
         save_json(args.out, result)
         print(format_row(row), flush=True)
@@ -163,12 +168,16 @@ def run(args):
     # The same metrics on (up to) as many training images: the generalisation gap.
     subset = train.first(len(test.images))
     xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
-    seen_summary = evaluate(xy_norm, confidence, logits, subset.y, cfg, subset.keypoint_names)["input_frame"]
-    result["train_subset"] = {"images": len(subset.images), "euclidean_mean_px": seen_summary["euclidean"]["mean"],
-                              "euclidean_median_px": seen_summary["euclidean"]["median"], "pck": seen_summary["pck"]}
+    seen_summary = evaluate(xy_norm, confidence, logits, subset.y, cfg, subset.keypoint_names)
+    result["train_subset"] = {"images": len(subset.images),
+                              "euclidean_mean_px": seen_summary["input_frame"]["euclidean"]["mean"],
+                              "euclidean_median_px": seen_summary["input_frame"]["euclidean"]["median"],
+                              "pck": seen_summary["input_frame"]["pck"],
+                              "wrong_keypoint": seen_summary["input_frame_wrong_keypoint"]}
     save_json(args.out, result)
-    print(f"on {len(subset.images)} training images: mean {seen_summary['euclidean']['mean']:.3f} px, "
-          f"PCK@2 {seen_summary['pck']['2']}")
+    train_row = result["train_subset"]
+    print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
+          f"PCK@2 {train_row['pck']['2']}, on another keypoint {train_row['wrong_keypoint']['fraction']}")
     return result
 
 

@@ -165,6 +165,54 @@ def visibility_precision_recall(scores, visible, threshold):
     }
 
 
+def wrong_keypoint_summary(xy_pred, xy_true, visible, min_error=2.0, keypoint_names=None, top=5):
+    """Visible keypoints predicted on another keypoint: the identity errors that a
+    symmetric or ambiguous object causes, and how much of the error they make.
+
+    A visible keypoint counts as *wrong* when its error exceeds `min_error` and its
+    prediction lies nearer to the true position of another keypoint of the same image
+    (visible or not: any with finite coordinates) than to its own.
+
+    Args:
+        xy_pred, xy_true: `(N, K, 2)` (x, y) in one frame.
+        visible: `(N, K)` bool.
+        min_error: errors up to this (frame pixels) never count, so two keypoints that
+            project a pixel apart do not turn a good prediction into a wrong one.
+        keypoint_names: K names for `pairs`, or None for "kp0", "kp1", ...
+        top: how many of the most frequent (keypoint, nearest other) pairs to list.
+
+    Returns:
+        A JSON-ready dict: `count` (visible keypoints), `wrong`, `fraction` (wrong /
+        count), `error_share` (the wrong keypoints' part of the summed Euclidean error)
+        and `pairs` [{keypoint, nearest, count}], most frequent first. Undefined ratios
+        are None.
+    """
+    delta, visible = _deltas(xy_pred, xy_true, visible)
+    xy_pred, xy_true = np.asarray(xy_pred, dtype=np.float64), np.asarray(xy_true, dtype=np.float64)
+    num_keypoints = visible.shape[1]
+    names = [f"kp{k}" for k in range(num_keypoints)] if keypoint_names is None else [str(n) for n in keypoint_names]
+    own = np.hypot(delta[..., 0], delta[..., 1])  # (N, K), 0 where invisible
+    with np.errstate(invalid="ignore"):
+        # (N, K, K): prediction k to the truth of keypoint j; unusable truths and j = k at infinity.
+        to_truth = np.linalg.norm(np.where(visible[..., None], xy_pred, 0.0)[:, :, None] - xy_true[:, None], axis=-1)
+    to_truth[~np.isfinite(to_truth)] = np.inf
+    to_truth[:, np.arange(num_keypoints), np.arange(num_keypoints)] = np.inf
+    nearest = to_truth.argmin(axis=-1)  # (N, K)
+    wrong = visible & (own > min_error) & (to_truth.min(axis=-1) < own)
+    count, total_error = int(visible.sum()), float(own[visible].sum())
+    pairs, counts = np.unique(np.stack([np.nonzero(wrong)[1], nearest[wrong]], axis=1), axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    return {
+        "count": count,
+        "wrong": int(wrong.sum()),
+        "fraction": float(wrong.sum() / count) if count else None,
+        "error_share": float(own[wrong].sum() / total_error) if total_error > 0 else None,
+        "min_error": float(min_error),
+        "pairs": [{"keypoint": names[pairs[i, 0]], "nearest": names[pairs[i, 1]], "count": int(counts[i])}
+                  for i in order],
+    }
+
+
 def _deltas(xy_pred, xy_true, visible):
     """Check shapes; return `(N, K, 2)` pred - true (0 where invisible) and `(N, K)` bool."""
     xy_pred = np.asarray(xy_pred, dtype=np.float64)

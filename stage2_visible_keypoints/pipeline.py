@@ -20,7 +20,7 @@ from common.config import save_config, to_dict
 from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
-from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall
+from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
 from common.plots import plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, save_overlay
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
 from stage2_visible_keypoints.data import load_cache, preprocess_folder
@@ -216,7 +216,8 @@ def _original_image(source_paths, y, index):
 
 def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
     """The evaluation summary: soft-argmax errors in the input frame and in original
-    pixels, argmax+refine errors beside them, and visibility precision/recall."""
+    pixels, argmax+refine errors beside them, the visible keypoints predicted on another
+    keypoint (input frame, errors over 2 px), and visibility precision/recall."""
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     thresholds = cfg.use.pck_thresholds
     visible = y["visible"].astype(bool)
@@ -234,5 +235,7 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
                                                  keypoint_names, "px in the original image"),
         "input_frame_argmax_refine": keypoint_error_summary(argmax_norm * input_size, truth_input, visible,
                                                             thresholds, keypoint_names, frame),
+        "input_frame_wrong_keypoint": wrong_keypoint_summary(xy_input, truth_input, visible, min_error=2.0,
+                                                             keypoint_names=keypoint_names),
         "visibility": visibility_precision_recall(confidence, visible, cfg.use.visibility_threshold),
     }

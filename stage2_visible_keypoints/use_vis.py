@@ -43,6 +43,9 @@ def main(argv=None):
               + ", ".join(f"@{k}: {_fmt(v)}" for k, v in pck.items()))
         print(f"original frame: mean {_fmt(s['original_frame']['euclidean']['mean'])} px; visibility precision "
               f"{_fmt(s['visibility']['precision'])}, recall {_fmt(s['visibility']['recall'])}")
+        wrong = s["input_frame_wrong_keypoint"]
+        print(f"on another keypoint: {_fmt(wrong['fraction'])} of the visible keypoints, "
+              f"{_fmt(wrong['error_share'])} of the summed error")
         print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
 
 

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from common.metrics import keypoint_error_summary, keypoint_errors, pck_curve, visibility_precision_recall
+from common.metrics import (keypoint_error_summary, keypoint_errors, pck_curve, visibility_precision_recall,
+                            wrong_keypoint_summary)
 
 
 def _one_image_three_keypoints():
@@ -115,3 +116,42 @@ def test_visibility_precision_recall_zero_division_is_null():
     assert r["precision"] == 0.0 and r["recall"] == 0.0 and r["f1"] == 0.0
     with pytest.raises(ValueError, match=r"scores.shape=\(3,\), visible.shape=\(2,\)"):
         visibility_precision_recall(np.zeros(3), visible, 0.5)
+
+
+# ---------------------------------------------------------------- wrong keypoints
+
+
+def test_wrong_keypoint_summary_by_hand():
+    # Image 0: truths a (0, 0), b (10, 0), c (0, 10), d (30, 30) hidden.
+    #   a predicted at (9, 0): 9 px off, 1 px from b -> wrong (a -> b).
+    #   b predicted at (10.5, 0): 0.5 px, right.
+    #   c predicted at (28, 29): 28.0 px off, 2.2 px from hidden d -> wrong (c -> d).
+    # Image 1: a (0, 0), b (1.5, 0) visible, c and d hidden (c NaN: never a candidate).
+    #   a predicted at (1.4, 0): 1.4 px off, nearer b, but <= min_error 2 -> not wrong.
+    #   b predicted at (1.5, 3): 3 px off, nearest other is a at 3.35 px -> not wrong.
+    truth = np.array([[[0, 0], [10, 0], [0, 10], [30, 30]],
+                      [[0, 0], [1.5, 0], [np.nan, np.nan], [50, 50]]], float)
+    pred = np.array([[[9, 0], [10.5, 0], [28, 29], [0, 0]],
+                     [[1.4, 0], [1.5, 3], [np.nan, np.nan], [0, 0]]], float)
+    visible = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)
+    summary = wrong_keypoint_summary(pred, truth, visible, min_error=2.0, keypoint_names="abcd")
+    errors = [9.0, 0.5, math.hypot(28, 19), 1.4, 3.0]
+    assert summary["count"] == 5 and summary["wrong"] == 2 and summary["fraction"] == pytest.approx(0.4)
+    assert summary["error_share"] == pytest.approx((9.0 + math.hypot(28, 19)) / sum(errors))
+    assert summary["pairs"] == [{"keypoint": "a", "nearest": "b", "count": 1},
+                                {"keypoint": "c", "nearest": "d", "count": 1}]
+    # With min_error 1, image 1's a (1.4 px off, 0.1 px from b) counts too.
+    assert wrong_keypoint_summary(pred, truth, visible, min_error=1.0)["wrong"] == 3
+    json.dumps(summary)
+
+
+def test_wrong_keypoint_summary_counts_pairs_and_handles_no_error():
+    truth = np.tile(np.array([[0.0, 0.0], [20.0, 0.0]]), (3, 1, 1))  # 3 images, 2 keypoints
+    swapped = truth[:, ::-1]  # every prediction on the other keypoint
+    summary = wrong_keypoint_summary(swapped, truth, np.ones((3, 2), bool), top=1)
+    assert summary["wrong"] == 6 and summary["fraction"] == 1.0 and summary["error_share"] == 1.0
+    assert summary["pairs"] == [{"keypoint": "kp0", "nearest": "kp1", "count": 3}]  # top=1 of two pairs
+    perfect = wrong_keypoint_summary(truth, truth, np.ones((3, 2), bool))
+    assert perfect["wrong"] == 0 and perfect["error_share"] is None and perfect["pairs"] == []
+    none_visible = wrong_keypoint_summary(truth, truth, np.zeros((3, 2), bool))
+    assert none_visible["count"] == 0 and none_visible["fraction"] is None

@@ -60,8 +60,8 @@ def test_train_then_use(workspace, backend, block):
         assert (model_dir / name).is_file(), name
     assert (model_dir / "logs").is_dir() == (backend == "tensorflow")  # TensorBoard needs TensorFlow
 
-    check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model_dir / "best.keras",
-                     "--output-dir", pred_dir, "--quiet", backend=backend, block_tensorflow=block))
+    used = check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model_dir / "best.keras",
+                            "--output-dir", pred_dir, "--quiet", backend=backend, block_tensorflow=block))
     summary = json.loads((pred_dir / "evaluation_summary.json").read_text())
     visible = np.load(root / "cache" / "test" / "Y_data.npz")["visible"]
     assert summary["counts"] == {"images": 3, "keypoints_per_image": visible.shape[1],
@@ -73,6 +73,9 @@ def test_train_then_use(workspace, backend, block):
     ratio = summary["original_frame"]["euclidean"]["mean"] / summary["input_frame"]["euclidean"]["mean"]
     assert ratio == pytest.approx(1 / 0.36, rel=1e-6)
     assert {"precision", "recall"} <= set(summary["visibility"])
+    wrong = summary["input_frame_wrong_keypoint"]
+    assert wrong["count"] == int(visible.sum()) and 0 <= wrong["wrong"] <= wrong["count"]
+    assert "on another keypoint:" in used.stdout
     for folder in ("overlays", "heatmaps", "original_overlays"):
         assert len(list((pred_dir / folder).iterdir())) == 2, folder
     assert len(list((pred_dir / "per_image").glob("*.json"))) == 3
