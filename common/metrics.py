@@ -171,7 +171,9 @@ def wrong_keypoint_summary(xy_pred, xy_true, visible, min_error=2.0, keypoint_na
 
     A visible keypoint counts as *wrong* when its error exceeds `min_error` and its
     prediction lies nearer to the true position of another keypoint of the same image
-    (visible or not: any with finite coordinates) than to its own.
+    (visible or not: any with finite coordinates) than to its own. It separates identity
+    errors from imprecision once a model has found the object; an untrained model's
+    scattered predictions mostly lie nearer some other keypoint and count as wrong.
 
     Args:
         xy_pred, xy_true: `(N, K, 2)` (x, y) in one frame.
