@@ -6,6 +6,7 @@ Camera-frame and pixel conventions are those of `common.camera`.
 """
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,70 @@ def visible_vertices(mesh, points_cam, camera, eps=1e-6):
     # Faces that contain the vertex never occlude it.
     own = np.any(mesh.faces[None, :, :] == np.arange(len(points_cam))[:, None, None], axis=-1)
     return visible & ~np.any(hit & ~own, axis=1)
+
+
+def symmetry_gap(vertices):
+    """How close a set of keypoints comes to mapping onto itself under a rotation.
+
+    vertices: (V, 3). Returns (gap, rotation): over candidate rotations R other than the
+    identity, about the vertices' centroid, the smallest "worst vertex" distance
+    max_i min_j |R v_i - v_j| (the vertices' unit), and the (3, 3) R that attains it. A gap
+    near 0 means the keypoints look the same after R, so images cannot tell their
+    identities apart. Candidates: the 23 rotations that permute the principal axes of the
+    vertex scatter (with signs), and turns of 2 pi k / n (n = 2..12) about each principal
+    axis. When the principal moments differ every symmetry is among them; when two are
+    equal (a square cross-section), the n-fold turns about the third axis are.
+    """
+    points = np.asarray(vertices, dtype=np.float64)
+    points = points - points.mean(axis=0)
+    _, axes = np.linalg.eigh(points.T @ points)  # columns: principal axes
+    candidates = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            flip = np.eye(3)[list(perm)] * np.array(signs)[:, None]
+            if np.linalg.det(flip) > 0:
+                candidates.append(axes @ flip @ axes.T)
+    for axis in axes.T:
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        for n in range(2, 13):
+            for k in range(1, n):
+                angle = 2 * np.pi * k / n  # Rodrigues' formula
+                candidates.append(np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross)
+    best_gap, best_rotation = np.inf, None
+    for rotation in candidates:
+        if np.allclose(rotation, np.eye(3), atol=1e-9):
+            continue
+        moved = points @ rotation.T
+        gap = np.linalg.norm(moved[:, None] - points[None], axis=-1).min(axis=1).max()
+        if gap < best_gap:
+            best_gap, best_rotation = float(gap), rotation
+    return best_gap, best_rotation
+
+
+def symmetry_warnings(mesh, tolerance=0.05):
+    """Messages for a mesh whose keypoint identities images cannot fix: the whole vertex
+    set, or the set without one small part, whose `symmetry_gap` is below `tolerance` x
+    the vertices' largest distance from their centroid. A part is the vertices sharing a
+    name prefix before "_" (body_000 -> body); it is small when its vertices span less
+    than half the mesh's span. A small part (an antenna) is often hidden or a pixel
+    wide, so it must not be all that breaks a symmetry. [] when there is nothing to warn about.
+    """
+    names = np.array([name.split("_")[0] for name in mesh.vertex_names])
+    size = np.linalg.norm(mesh.vertices - mesh.vertices.mean(axis=0), axis=1).max()
+    messages = []
+    for part in [None, *dict.fromkeys(names)]:
+        keep = names != part
+        if part is not None and (keep.sum() < 3 or _span(mesh.vertices[~keep]) >= 0.5 * _span(mesh.vertices)):
+            continue
+        gap, rotation = symmetry_gap(mesh.vertices[keep])
+        if gap < tolerance * size:
+            angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+            without = "" if part is None else f" without its '{part}' vertices"
+            messages.append(f"the mesh{without} maps onto itself within {gap:.3g} under a {angle:.0f}-degree "
+                            f"rotation: keypoint identities are ambiguous in views where that is all one sees")
+    return messages
+
+
+def _span(points):
+    """The largest distance between two of `points` (N, 3)."""
+    return np.linalg.norm(points[:, None] - points[None], axis=-1).max()

@@ -11,8 +11,9 @@ points go to the camera frame as `quat2dcm(q).T @ p_body + r`.
 """
 
 import dataclasses
-import zlib
 import statistics
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from common.camera import (
     speed_camera,
 )
 from common.data_io import save_image, save_json
-from common.mesh import load_obj, save_obj, visible_vertices
+from common.mesh import load_obj, save_obj, symmetry_warnings, visible_vertices
 from common.parallel import parallel_map
 
 DEFAULT_MESH = Path(__file__).parent / "assets" / "spacecraft.obj"
@@ -301,11 +302,15 @@ def render_split(out_dir, config, split="train", workers=1, progress=True):
     of records {"filename", "q_vbs2tango" (4,), "r_Vo2To_vbs_true" (3,), "keypoints"
     (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, split, i), so a
     split is reproducible (whatever `workers`, the number of processes); give each
-    split its own seed. Returns the path of `{split}.json`.
+    split its own seed. A mesh whose keypoint identities images cannot fix
+    (`common.mesh.symmetry_warnings`) gets a `UserWarning`. Returns the path of `{split}.json`.
     """
     out_dir = Path(out_dir)
     camera = speed_camera() if config.camera_json is None else load_camera_json(config.camera_json)
-    mesh = load_obj(DEFAULT_MESH if config.mesh_path is None else config.mesh_path)
+    mesh_path = DEFAULT_MESH if config.mesh_path is None else config.mesh_path
+    mesh = load_obj(mesh_path)
+    for message in symmetry_warnings(mesh):
+        warnings.warn(f"{mesh_path}: {message}", stacklevel=2)
     # The split's name is part of every image's seed: "train" and "test" with the same
     # --seed are still different images (no leak of training poses into a test split).
     split_key = zlib.crc32(split.encode())

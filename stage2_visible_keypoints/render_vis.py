@@ -7,7 +7,9 @@ render_config_{split}.json into --out (see `render_split`).
 """
 
 import argparse
+import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -39,7 +41,9 @@ def _render(argv):
     except ValueError as err:
         parser.error(str(err))  # a bad option: usage + message, exit 2
     start = time.perf_counter()
-    split_path = render_split(args.out, config, split=args.split, workers=args.workers)
+    with warnings.catch_warnings():  # one line per warning (a symmetric mesh), like the errors
+        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        split_path = render_split(args.out, config, split=args.split, workers=args.workers)
     records = load_json(split_path)
     visible = np.array([record["visible"] for record in records], dtype=bool)
     print(f"wrote {len(records)} images to {split_path.parent / 'images' / args.split} and labels to {split_path}")

@@ -18,7 +18,7 @@ from common.camera import (
     speed_camera,
 )
 from common.errors import DataError
-from common.mesh import Mesh, load_obj, save_obj, visible_vertices
+from common.mesh import Mesh, load_obj, save_obj, symmetry_gap, symmetry_warnings, visible_vertices
 
 CAMERA = Camera(fx=500.0, fy=500.0, cx=320.0, cy=240.0, width=640, height=480)
 
@@ -175,3 +175,36 @@ def test_vertex_occluded_by_separate_quad():
     np.testing.assert_array_equal(
         visible_vertices(mesh, points, CAMERA), [True] * 4 + [False, False, True, True]
     )
+
+
+# ---------------------------------------------------------------- symmetry
+
+
+def _turn_angle(rotation):
+    return math.degrees(math.acos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+
+
+def test_symmetry_gap_finds_the_symmetries_of_simple_shapes():
+    # A triangular prism, off the origin: 120-degree turns about its axis.
+    prism = np.array([[math.cos(a), math.sin(a), z] for a in (0, 2 * math.pi / 3, 4 * math.pi / 3) for z in (0, 2)])
+    gap, _ = symmetry_gap(prism + [5.0, -1.0, 2.0])
+    assert gap < 1e-9
+    # A square pyramid: its apex fixes the axis, the base allows 90-degree turns.
+    pyramid = np.array([[1, 1, 0], [1, -1, 0], [-1, -1, 0], [-1, 1, 0], [0, 0, 1.7]], float)
+    gap, rotation = symmetry_gap(pyramid)
+    assert gap < 1e-9 and round(_turn_angle(rotation)) in (90, 180)
+    # Moving one base corner by 0.3 along x: no rotation fits better than that corner's move allows.
+    pyramid[0, 0] += 0.3
+    gap, _ = symmetry_gap(pyramid)
+    assert 0.05 < gap <= 0.3 + 1e-9
+
+
+def test_symmetry_warnings_name_the_part_whose_loss_makes_a_mesh_symmetric():
+    # A box with a fin on one face: asymmetric as a whole, a plain box without the fin.
+    box = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
+    fin = [[0.2, 0.0, 0.3], [0.3, 0.0, 0.3], [0.25, 0.0, 1.0]]
+    mesh = Mesh(box + fin, [[8, 9, 10]], [f"body_{i}" for i in range(8)] + ["fin_0", "fin_1", "fin_2"])
+    messages = symmetry_warnings(mesh)
+    assert len(messages) == 1 and "without its 'fin' vertices maps onto itself" in messages[0]
+    assert "180-degree" in messages[0]
+    assert symmetry_warnings(Mesh(box[:7] + [[0.5, 0.4, 0.5]] + fin, [[8, 9, 10]], mesh.vertex_names)) == []

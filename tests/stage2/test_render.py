@@ -9,7 +9,7 @@ import pytest
 
 from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from common.data_io import load_json, read_image_rgb
-from common.mesh import Mesh, load_obj, visible_vertices
+from common.mesh import Mesh, load_obj, save_obj, symmetry_warnings, visible_vertices
 from stage2_visible_keypoints.render import (
     DEFAULT_MESH,
     PART_ALBEDO,
@@ -122,6 +122,14 @@ def test_bundled_mesh_is_asymmetric_without_its_antenna():
             # How far the worst-placed vertex lands from any vertex of the unmoved shape.
             gaps.append(np.linalg.norm(moved[:, None] - points[None], axis=-1).min(axis=1).max())
     assert len(gaps) == 23 and min(gaps) >= 0.35, sorted(gaps)[:3]
+    assert symmetry_warnings(mesh) == []
+    # The earlier mesh, panels centred on the mid-plane, is flagged.
+    earlier = mesh.vertices.copy()
+    panels = np.array([n.startswith("panel") for n in mesh.vertex_names])
+    earlier[panels, 0] = np.where(earlier[panels, 0] < 0, -0.35, 0.35)
+    earlier[panels, 2] = 0.0
+    (message,) = symmetry_warnings(Mesh(earlier, mesh.faces, mesh.vertex_names))
+    assert "without its 'antenna' vertices maps onto itself" in message
 
 
 def test_object_drawn_near_visible_keypoints():
@@ -168,6 +176,18 @@ def test_script(small_camera_json, tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--camera", str(tmp_path / "missing_cam.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "missing_cam.json" in err and err.count("\n") == 1
+
+
+def test_script_warns_about_a_symmetric_mesh(small_camera_json, tmp_path, capsys):
+    # A bare box: a 180-degree turn about any axis maps it onto itself.
+    corners = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
+    faces = [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+             [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]]
+    save_obj(tmp_path / "box.obj", Mesh(corners, faces, [f"box_{i}" for i in range(8)]))
+    assert main(["--out", str(tmp_path / "out"), "--num-images", "1", "--camera", small_camera_json,
+                 "--mesh", str(tmp_path / "box.obj")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "box.obj: the mesh maps onto itself" in err and "180-degree" in err
 
 
 def test_parallel_render_is_identical_to_serial(small_camera_json, tmp_path):
