@@ -185,9 +185,10 @@ def wrong_keypoint_summary(xy_pred, xy_true, visible, min_error=2.0, keypoint_na
 
     Returns:
         A JSON-ready dict: `count` (visible keypoints), `wrong`, `fraction` (wrong /
-        count), `error_share` (the wrong keypoints' part of the summed Euclidean error)
-        and `pairs` [{keypoint, nearest, count}], most frequent first. Undefined ratios
-        are None.
+        count), `error_share` (the wrong keypoints' part of the summed Euclidean error),
+        `pairs` [{keypoint, nearest, count}], most frequent first, `names` (K),
+        `visible_per_keypoint` (K) and `matrix` (K x K counts: row k, column j = visible
+        keypoint k predicted on keypoint j). Undefined ratios are None.
     """
     delta, visible = _deltas(xy_pred, xy_true, visible)
     xy_pred, xy_true = np.asarray(xy_pred, dtype=np.float64), np.asarray(xy_true, dtype=np.float64)
@@ -212,6 +213,10 @@ def wrong_keypoint_summary(xy_pred, xy_true, visible, min_error=2.0, keypoint_na
         "min_error": float(min_error),
         "pairs": [{"keypoint": names[pairs[i, 0]], "nearest": names[pairs[i, 1]], "count": int(counts[i])}
                   for i in order],
+        "names": names,
+        "visible_per_keypoint": visible.sum(axis=0).tolist(),
+        "matrix": np.bincount(pairs[:, 0] * num_keypoints + pairs[:, 1], weights=counts,
+                              minlength=num_keypoints ** 2).astype(int).reshape(num_keypoints, -1).tolist(),
     }
 
 

@@ -372,6 +372,40 @@ def plot_per_keypoint_error(summary, path, title="Mean error per keypoint"):
     return _save_figure(fig, path)
 
 
+def plot_wrong_keypoints(summary, path, title="Keypoints predicted on another keypoint"):
+    """Which keypoint is taken for which: a K x K matrix from `metrics.wrong_keypoint_summary`.
+
+    Cell (k, j) is the fraction of keypoint k's visible instances predicted on keypoint j
+    (nearer j's true position than k's own, error over `min_error`), labelled with its
+    count; the row sums are k's identity-error rate. Pairs that swap both ways show as
+    mirror cells: the signature of a view the object looks the same from. Returns the PNG's `Path`.
+    """
+    names, matrix = summary["names"], np.array(summary["matrix"], dtype=np.float64).reshape(len(summary["names"]), -1)
+    visible = np.maximum(np.array(summary["visible_per_keypoint"], dtype=np.float64), 1.0)
+    rates = matrix / visible[:, None]
+    size = max(4.5, 0.38 * len(names) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#d9d9d9")  # grey diagonal: a keypoint's own cell
+    shown = np.ma.masked_where(np.eye(len(names), dtype=bool), rates)
+    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=max(rates.max(), 1e-3))
+    if len(names) <= 30:
+        for k, j in zip(*np.nonzero(matrix)):
+            ax.text(j, k, f"{int(matrix[k, j])}", ha="center", va="center", fontsize="xx-small",
+                    color="white" if rates[k, j] > 0.6 * rates.max() else "black")
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=90, fontsize="x-small")
+    ax.set_yticks(ticks, names, fontsize="x-small")
+    ax.set_xlabel("predicted on (nearest other keypoint)")
+    ax.set_ylabel("visible keypoint")
+    fraction = summary.get("fraction")
+    share = summary.get("error_share")
+    detail = "" if fraction is None else (f": {fraction:.1%} of {summary['count']} visible keypoints"
+                                           + ("" if share is None else f", {share:.0%} of the error"))
+    ax.set_title(f"{title}{detail}", fontsize="small")
+    fig.colorbar(image, ax=ax, label="fraction of the row keypoint's visible instances", shrink=0.8)
+    return _save_figure(fig, path)
+
+
 def _save_figure(fig, path):
     path = Path(path)
     try:

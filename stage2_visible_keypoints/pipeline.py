@@ -21,7 +21,8 @@ from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.plots import plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, save_overlay
+from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_wrong_keypoints,
+                          save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
 from stage2_visible_keypoints.data import load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
@@ -203,6 +204,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         plot_error_histogram(errors, out_dir / "plots" / "error_histogram.png",
                              thresholds=uc.pck_thresholds, unit=frame)
         plot_per_keypoint_error(summary["input_frame"], out_dir / "plots" / "per_keypoint_error.png")
+        plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], out_dir / "plots" / "wrong_keypoints.png")
         result["summary"] = summary
     return result
 

@@ -140,6 +140,8 @@ def test_wrong_keypoint_summary_by_hand():
     assert summary["error_share"] == pytest.approx((9.0 + math.hypot(28, 19)) / sum(errors))
     assert summary["pairs"] == [{"keypoint": "a", "nearest": "b", "count": 1},
                                 {"keypoint": "c", "nearest": "d", "count": 1}]
+    assert summary["names"] == ["a", "b", "c", "d"] and summary["visible_per_keypoint"] == [2, 2, 1, 0]
+    assert summary["matrix"] == [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
     # With min_error 1, image 1's a (1.4 px off, 0.1 px from b) counts too.
     assert wrong_keypoint_summary(pred, truth, visible, min_error=1.0)["wrong"] == 3
     json.dumps(summary)
@@ -151,6 +153,7 @@ def test_wrong_keypoint_summary_counts_pairs_and_handles_no_error():
     summary = wrong_keypoint_summary(swapped, truth, np.ones((3, 2), bool), top=1)
     assert summary["wrong"] == 6 and summary["fraction"] == 1.0 and summary["error_share"] == 1.0
     assert summary["pairs"] == [{"keypoint": "kp0", "nearest": "kp1", "count": 3}]  # top=1 of two pairs
+    assert summary["matrix"] == [[0, 3], [3, 0]]
     perfect = wrong_keypoint_summary(truth, truth, np.ones((3, 2), bool))
     assert perfect["wrong"] == 0 and perfect["error_share"] is None and perfect["pairs"] == []
     none_visible = wrong_keypoint_summary(truth, truth, np.zeros((3, 2), bool))

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.metrics import keypoint_error_summary
+from common.metrics import keypoint_error_summary, wrong_keypoint_summary
 from common.plots import (
     draw_keypoints,
     plot_error_histogram,
     plot_heatmaps,
     plot_history,
     plot_per_keypoint_error,
+    plot_wrong_keypoints,
     save_overlay,
 )
 
@@ -114,3 +115,14 @@ def test_plot_per_keypoint_error(tmp_path):
     summary = keypoint_error_summary(xy_pred, xy_true, visible, keypoint_names=["a", "b", "never"])
     path = plot_per_keypoint_error(summary, tmp_path / "per_keypoint.png")
     _check_png(path, tmp_path)
+
+
+def test_plot_wrong_keypoints(tmp_path):
+    truth = np.tile(np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]]), (4, 1, 1))
+    pred = truth.copy()
+    pred[:2, 0], pred[:2, 1] = truth[:2, 1], truth[:2, 0]  # a <-> b swapped in two images
+    summary = wrong_keypoint_summary(pred, truth, np.ones((4, 3), bool), keypoint_names=["a", "b", "c"])
+    path = plot_wrong_keypoints(summary, tmp_path / "wrong.png")
+    _check_png(path, tmp_path)
+    nothing = wrong_keypoint_summary(truth, truth, np.zeros((4, 3), bool))
+    _check_png(plot_wrong_keypoints(nothing, tmp_path / "sub" / "none.png"), tmp_path / "sub")

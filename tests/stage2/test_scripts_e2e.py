@@ -75,7 +75,7 @@ def test_train_then_use(workspace, backend, block):
     assert {"precision", "recall"} <= set(summary["visibility"])
     wrong = summary["input_frame_wrong_keypoint"]
     assert wrong["count"] == int(visible.sum()) and 0 <= wrong["wrong"] <= wrong["count"]
-    assert "on another keypoint:" in used.stdout
+    assert "on another keypoint:" in used.stdout and (pred_dir / "plots" / "wrong_keypoints.png").is_file()
     for folder in ("overlays", "heatmaps", "original_overlays"):
         assert len(list((pred_dir / folder).iterdir())) == 2, folder
     assert len(list((pred_dir / "per_image").glob("*.json"))) == 3
