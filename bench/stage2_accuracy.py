@@ -36,22 +36,25 @@ import numpy as np
 from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
+from common.mesh import load_obj
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
-from stage2_visible_keypoints.render import RenderConfig, render_split
+from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
            "wrong_kp", "wrong_err")
 
 
 def render_if_missing(renders, split, num_images, seed, workers):
-    """Render a split unless one with the same size and seed is already there."""
+    """Render a split unless one with the same size, seed and mesh is already there."""
     done = renders / f"render_config_{split}.json"  # written last by render_split
-    if (renders / f"{split}.json").is_file() and done.is_file():
+    mesh = renders / "mesh.obj"
+    same_mesh = mesh.is_file() and np.array_equal(load_obj(mesh).vertices, load_obj(DEFAULT_MESH).vertices)
+    if (renders / f"{split}.json").is_file() and done.is_file() and same_mesh:
         previous = load_json(done)
         if (previous.get("num_images"), previous.get("seed")) == (num_images, seed):
             return False
