@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from common.camera import project_points
 from common.data_io import atomic_path
@@ -197,12 +198,12 @@ def symmetry_gap(vertices):
             for k in range(1, n):
                 angle = 2 * np.pi * k / n  # Rodrigues' formula
                 candidates.append(np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross)
+    tree = cKDTree(points)  # nearest-vertex queries: fine for meshes of many vertices too
     best_gap, best_rotation = np.inf, None
     for rotation in candidates:
         if np.allclose(rotation, np.eye(3), atol=1e-9):
             continue
-        moved = points @ rotation.T
-        gap = np.linalg.norm(moved[:, None] - points[None], axis=-1).min(axis=1).max()
+        gap = tree.query(points @ rotation.T)[0].max()
         if gap < best_gap:
             best_gap, best_rotation = float(gap), rotation
     return best_gap, best_rotation
@@ -212,16 +213,17 @@ def symmetry_warnings(mesh, tolerance=0.05):
     """Messages for a mesh whose keypoint identities images cannot fix: the whole vertex
     set, or the set without one small part, whose `symmetry_gap` is below `tolerance` x
     the vertices' largest distance from their centroid. A part is the vertices sharing a
-    name prefix before "_" (body_000 -> body); it is small when its vertices span less
-    than half the mesh's span. A small part (an antenna) is often hidden or a pixel
-    wide, so it must not be all that breaks a symmetry. [] when there is nothing to warn about.
+    name prefix before "_" (body_000 -> body); it is small when the diagonal of its
+    bounding box is under a third of the mesh's. A small part (an antenna) is often hidden
+    or a pixel wide, so it must not be all that breaks a symmetry. [] when there is
+    nothing to warn about.
     """
     names = np.array([name.split("_")[0] for name in mesh.vertex_names])
     size = np.linalg.norm(mesh.vertices - mesh.vertices.mean(axis=0), axis=1).max()
     messages = []
     for part in [None, *dict.fromkeys(names)]:
         keep = names != part
-        if part is not None and (keep.sum() < 3 or _span(mesh.vertices[~keep]) >= 0.5 * _span(mesh.vertices)):
+        if part is not None and (keep.sum() < 3 or _diagonal(mesh.vertices[~keep]) >= _diagonal(mesh.vertices) / 3):
             continue
         gap, rotation = symmetry_gap(mesh.vertices[keep])
         if gap < tolerance * size:
@@ -232,6 +234,6 @@ def symmetry_warnings(mesh, tolerance=0.05):
     return messages
 
 
-def _span(points):
-    """The largest distance between two of `points` (N, 3)."""
-    return np.linalg.norm(points[:, None] - points[None], axis=-1).max()
+def _diagonal(points):
+    """The diagonal of the bounding box of `points` (N, 3)."""
+    return np.linalg.norm(points.max(axis=0) - points.min(axis=0))
