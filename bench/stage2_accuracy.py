@@ -19,7 +19,8 @@ median px, PCK@2/5/10, the argmax+refine mean px, and the fraction of visible
 keypoints predicted on another keypoint with those keypoints' share of the summed error
 (`wrong_keypoint_summary`: identity errors). Stops at --budget-images or
 --budget-minutes. The rows, settings, backend, precision and device go to --out
-(JSON, rewritten atomically after every row, so a killed run keeps its rows).
+(JSON, rewritten atomically after every row, so a killed run keeps its rows); figures
+of the last held-out evaluation go to the folder beside it, `<out stem>_figures/`.
 Runs under KERAS_BACKEND=jax without TensorFlow.
 """
 
@@ -37,6 +38,8 @@ from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
 from common.mesh import load_obj
+from common.metrics import keypoint_errors
+from common.plots import plot_error_histogram, plot_per_keypoint_error, plot_wrong_keypoints, save_overlay
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
@@ -168,6 +171,7 @@ def run(args):
         last_chunk_seconds = fit_seconds + time.perf_counter() - eval_start
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
+    save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg)
     # The same metrics on (up to) as many training images: the generalisation gap.
     subset = train.first(len(test.images))
     xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
@@ -182,6 +186,25 @@ def run(args):
     print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
           f"PCK@2 {train_row['pck']['2']}, on another keypoint {train_row['wrong_keypoint']['fraction']}")
     return result
+
+
+def save_figures(out_dir, test, xy_norm, summary, cfg, gallery=8):
+    """The last held-out evaluation as pictures: error histogram, error per keypoint, which
+    keypoint is taken for which, and the `gallery` images with the largest mean error
+    (prediction red, truth green, 3x the 128x128 input)."""
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    truth, visible = test.y["xy_norm"] * input_size, test.y["visible"].astype(bool)
+    xy_input = xy_norm * input_size
+    plot_error_histogram(keypoint_errors(xy_input, truth, visible), out_dir / "error_histogram.png",
+                         unit=summary["input_frame"]["unit"])
+    plot_per_keypoint_error(summary["input_frame"], out_dir / "per_keypoint_error.png")
+    plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], out_dir / "wrong_keypoints.png")
+    per_keypoint = np.where(visible, np.linalg.norm(xy_input - truth, axis=-1), 0.0)
+    per_image = per_keypoint.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
+    for rank, i in enumerate(np.argsort(-per_image)[:gallery]):
+        name = Path(str(test.y["filenames"][i])).stem
+        save_overlay(out_dir / f"worst_{rank + 1}_{name}.png", test.images[i], xy_pred=xy_input[i],
+                     xy_true=truth[i], visible_true=visible[i], scale=3)
 
 
 def main(argv=None):
