@@ -194,6 +194,9 @@ def wrong_keypoint_summary(xy_pred, xy_true, visible, min_error=2.0, keypoint_na
     xy_pred, xy_true = np.asarray(xy_pred, dtype=np.float64), np.asarray(xy_true, dtype=np.float64)
     num_keypoints = visible.shape[1]
     names = [f"kp{k}" for k in range(num_keypoints)] if keypoint_names is None else [str(n) for n in keypoint_names]
+    if len(names) != num_keypoints:
+        raise ValueError(f"keypoint_names has {len(names)} names for {num_keypoints} keypoints. "
+                         f"Received: keypoint_names={names}")
     own = np.hypot(delta[..., 0], delta[..., 1])  # (N, K), 0 where invisible
     with np.errstate(invalid="ignore"):
         # (N, K, K): prediction k to the truth of keypoint j; unusable truths and j = k at infinity.

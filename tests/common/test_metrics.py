@@ -158,3 +158,5 @@ def test_wrong_keypoint_summary_counts_pairs_and_handles_no_error():
     assert perfect["wrong"] == 0 and perfect["error_share"] is None and perfect["pairs"] == []
     none_visible = wrong_keypoint_summary(truth, truth, np.zeros((3, 2), bool))
     assert none_visible["count"] == 0 and none_visible["fraction"] is None
+    with pytest.raises(ValueError, match="1 names for 2 keypoints"):
+        wrong_keypoint_summary(truth, truth, np.ones((3, 2), bool), keypoint_names=["only"])
