@@ -8,8 +8,9 @@
 # renders/s on 16 cores; preprocessing, now about ten times faster than rendering, adds
 # about 10 %: bench/stage2_data_throughput.py), then trains from random init with a cosine
 # learning rate over the time that is left (about 4.5 min) and writes the learning curve to
-# $OUT, with figures of the last held-out evaluation in $OUT/stage2_accuracy_figures/. The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more
-# renders is the lever this script turns. 25,000 renders take about 12 GB of disk.
+# $OUT, with figures of the last held-out evaluation in $OUT/stage2_accuracy_figures/.
+# The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more renders
+# is the lever this script turns. 25,000 renders take about 12 GB of disk.
 set -euo pipefail
 source bench/gpu_env.sh
 out=${OUT:-results}

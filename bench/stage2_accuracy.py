@@ -38,14 +38,13 @@ from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
 from common.mesh import load_obj
-from common.metrics import keypoint_errors
-from common.plots import plot_error_histogram, plot_per_keypoint_error, plot_wrong_keypoints, save_overlay
+from common.plots import save_overlay
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
-from stage2_visible_keypoints.pipeline import evaluate, predict_arrays, training_targets
+from stage2_visible_keypoints.pipeline import evaluate, plot_evaluation, predict_arrays, training_targets
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
@@ -192,13 +191,10 @@ def save_figures(out_dir, test, xy_norm, summary, cfg, gallery=8):
     """The last held-out evaluation as pictures: error histogram, error per keypoint, which
     keypoint is taken for which, and the `gallery` images with the largest mean error
     (prediction red, truth green, 3x the 128x128 input)."""
+    plot_evaluation(summary, xy_norm, test.y, cfg, out_dir)
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     truth, visible = test.y["xy_norm"] * input_size, test.y["visible"].astype(bool)
     xy_input = xy_norm * input_size
-    plot_error_histogram(keypoint_errors(xy_input, truth, visible), out_dir / "error_histogram.png",
-                         unit=summary["input_frame"]["unit"])
-    plot_per_keypoint_error(summary["input_frame"], out_dir / "per_keypoint_error.png")
-    plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], out_dir / "wrong_keypoints.png")
     per_keypoint = np.where(visible, np.linalg.norm(xy_input - truth, axis=-1), 0.0)
     per_image = per_keypoint.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
     for rank, i in enumerate(np.argsort(-per_image)[:gallery]):

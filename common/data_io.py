@@ -76,17 +76,25 @@ def require(record, field, path, where=""):
     return record[field]
 
 
-def read_image_rgb(path):
-    """Read an image file as a (H, W, 3) uint8 RGB array (grayscale is replicated)."""
+@contextlib.contextmanager
+def open_image(path):
+    """`PIL.Image.open(path)` for decoding in the block; a missing file, or one that fails
+    to open or decode there, raises `DataError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError("image file not found", path)
     try:
         with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))
+            yield img
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
+
+
+def read_image_rgb(path):
+    """Read an image file as a (H, W, 3) uint8 RGB array (grayscale is replicated)."""
+    with open_image(path) as img:
+        img.load()
+        return np.asarray(img.convert("RGB"))
 
 
 def save_image(path, array):

@@ -15,12 +15,11 @@ It composes resize-with-padding onto a canvas, a centre crop and a final resize.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from common.errors import DataError
+from common.data_io import open_image
 
 
 def letterbox_crop_transform(image_size, canvas_size, crop_size, input_size):
@@ -73,22 +72,15 @@ def warp_image_file(path, canvas_size, crop_size, input_size):
     decode and resize. The transform refers to the original size either way. Grayscale
     is replicated to RGB. A missing or unreadable file raises `DataError` naming it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    try:
-        with Image.open(path) as pil:
-            size = pil.size
-            transform, _ = letterbox_crop_transform(size, canvas_size, crop_size, input_size)
-            box_w, box_h = input_size[0] / transform[0], input_size[1] / transform[1]  # original pixels
-            reduce = next((r for r in (8, 4, 2) if box_w / r >= 2 * input_size[0] and box_h / r >= 2 * input_size[1]),
-                          1)
-            drafted = pil.draft(None, (size[0] // reduce, size[1] // reduce)) if reduce > 1 else None
-            scale = 1 if drafted is None else size[0] / drafted[1][2]  # draft returns (mode, (0, 0, w / s, h / s))
-            pil.load()
-            warped = _resample(pil.convert("RGB"), transform, input_size, scale)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
+    with open_image(path) as pil:
+        size = pil.size
+        transform, _ = letterbox_crop_transform(size, canvas_size, crop_size, input_size)
+        box_w, box_h = input_size[0] / transform[0], input_size[1] / transform[1]  # original pixels
+        reduce = next((r for r in (8, 4, 2) if box_w / r >= 2 * input_size[0] and box_h / r >= 2 * input_size[1]), 1)
+        drafted = pil.draft(None, (size[0] // reduce, size[1] // reduce)) if reduce > 1 else None
+        scale = 1 if drafted is None else size[0] / drafted[1][2]  # draft returns (mode, (0, 0, w / s, h / s))
+        pil.load()
+        warped = _resample(pil.convert("RGB"), transform, input_size, scale)
     return np.asarray(warped), transform, size
 
 

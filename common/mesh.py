@@ -220,10 +220,11 @@ def symmetry_warnings(mesh, tolerance=0.05):
     """
     names = np.array([name.split("_")[0] for name in mesh.vertex_names])
     size = np.linalg.norm(mesh.vertices - mesh.vertices.mean(axis=0), axis=1).max()
+    small = _diagonal(mesh.vertices) / 3
     messages = []
     for part in [None, *dict.fromkeys(names)]:
         keep = names != part
-        if part is not None and (keep.sum() < 3 or _diagonal(mesh.vertices[~keep]) >= _diagonal(mesh.vertices) / 3):
+        if part is not None and (keep.sum() < 3 or _diagonal(mesh.vertices[~keep]) >= small):
             continue
         gap, rotation = symmetry_gap(mesh.vertices[keep])
         if gap < tolerance * size:

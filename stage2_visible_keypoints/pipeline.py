@@ -199,14 +199,20 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         summary["config"] = to_dict(cfg)
         save_json(out_dir / "evaluation_summary.json", summary)
-        errors = keypoint_errors(xy_input, y["xy_norm"] * input_size, y["visible"])
-        frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
-        plot_error_histogram(errors, out_dir / "plots" / "error_histogram.png",
-                             thresholds=uc.pck_thresholds, unit=frame)
-        plot_per_keypoint_error(summary["input_frame"], out_dir / "plots" / "per_keypoint_error.png")
-        plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], out_dir / "plots" / "wrong_keypoints.png")
+        plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots")
         result["summary"] = summary
     return result
+
+
+def plot_evaluation(summary, xy_norm, y, cfg, plots_dir):
+    """The plots of an `evaluate` summary, in the input frame: error histogram, error per
+    keypoint, and which keypoint is taken for which."""
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    errors = keypoint_errors(xy_norm * input_size, y["xy_norm"] * input_size, y["visible"])
+    plot_error_histogram(errors, plots_dir / "error_histogram.png", thresholds=cfg.use.pck_thresholds,
+                         unit=summary["input_frame"]["unit"])
+    plot_per_keypoint_error(summary["input_frame"], plots_dir / "per_keypoint_error.png")
+    plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], plots_dir / "wrong_keypoints.png")
 
 
 def _original_image(source_paths, y, index):
