@@ -17,7 +17,9 @@ frame and one row is printed: images seen, wall seconds (training + evaluation s
 far), training images/s of the chunk, train loss, soft-argmax Euclidean mean /
 median px, PCK@2/5/10, the argmax+refine mean px, and the fraction of visible
 keypoints predicted on another keypoint with those keypoints' share of the summed error
-(`wrong_keypoint_summary`: identity errors). Stops at --budget-images or
+(`wrong_keypoint_summary`: identity errors), and the pose solved by PnP from the
+predicted-visible keypoints (as `use_vis.py` does): median rotation error in degrees and
+mean SPEED score (rotation in radians + translation error / distance). Stops at --budget-images or
 --budget-minutes. The rows, settings, backend, precision and device go to --out
 (JSON, rewritten atomically after every row, so a killed run keeps its rows); figures
 of the last held-out evaluation go to the folder beside it, `<out stem>_figures/`.
@@ -37,6 +39,7 @@ import numpy as np
 from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
+from common.geometry import to_original
 from common.mesh import load_obj
 from common.plots import save_overlay
 from common.parallel import default_workers
@@ -44,11 +47,12 @@ from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
-from stage2_visible_keypoints.pipeline import evaluate, plot_evaluation, predict_arrays, training_targets
+from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, plot_evaluation,
+                                               pose_summary, predict_arrays, training_targets)
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
-           "wrong_kp", "wrong_err")
+           "wrong_kp", "wrong_err", "rot_deg", "speed")
 
 
 def render_if_missing(renders, split, num_images, seed, workers):
@@ -102,9 +106,13 @@ def format_row(row):
               row["train_loss"],
               row["euclidean_mean_px"], row["euclidean_median_px"], row["pck"]["2"], row["pck"]["5"],
               row["pck"]["10"], row["argmax_refine_mean_px"], row["wrong_keypoint"]["fraction"],
-              row["wrong_keypoint"]["error_share"]]
+              row["wrong_keypoint"]["error_share"], *_pose_values(row["pose"])]
     return " ".join(f"{'-':>9}" if v is None else f"{v:>9}" if isinstance(v, int) else f"{v:>9.4g}"
                     for v in values)  # None: no visible keypoint in the test split
+
+
+def _pose_values(pose):
+    return (None, None) if pose is None else (pose["rotation_deg"]["median"], pose["speed_score"]["mean"])
 
 
 def run(args):
@@ -156,6 +164,7 @@ def run(args):
         eval_start = time.perf_counter()
         xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
         summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
+        summary["pose"] = split_pose(xy_norm, confidence, test, cfg)
         soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
         row = {"images_seen": seen, "wall_seconds": round(time.perf_counter() - start, 1),
                "images_per_second": round(per_chunk / fit_seconds, 1), "learning_rate": rate,
@@ -163,7 +172,7 @@ def run(args):
                "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
                "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
                "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"],
-               "wrong_keypoint": summary["input_frame_wrong_keypoint"]}
+               "wrong_keypoint": summary["input_frame_wrong_keypoint"], "pose": summary["pose"]}
         result["rows"].append(row)
         save_json(args.out, result)
         print(format_row(row), flush=True)
@@ -179,12 +188,25 @@ def run(args):
                               "euclidean_mean_px": seen_summary["input_frame"]["euclidean"]["mean"],
                               "euclidean_median_px": seen_summary["input_frame"]["euclidean"]["median"],
                               "pck": seen_summary["input_frame"]["pck"],
-                              "wrong_keypoint": seen_summary["input_frame_wrong_keypoint"]}
+                              "wrong_keypoint": seen_summary["input_frame_wrong_keypoint"],
+                              "pose": split_pose(xy_norm, confidence, subset, cfg)}
     save_json(args.out, result)
     train_row = result["train_subset"]
     print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
           f"PCK@2 {train_row['pck']['2']}, on another keypoint {train_row['wrong_keypoint']['fraction']}")
     return result
+
+
+def split_pose(xy_norm, confidence, split, cfg):
+    """PnP from the predicted-visible keypoints against the true poses (`use_vis.py`'s
+    `pose` summary): rotation error in degrees, SPEED score. None without poses."""
+    model = load_object_model(cfg.use, split.y, len(split.keypoint_names))
+    if model is None or "pose_q" not in split.y:
+        return None
+    xy_original = to_original(xy_norm * np.array(cfg.data.input_size, dtype=np.float64), split.y["transforms"])
+    poses = estimate_poses(xy_original, confidence >= cfg.use.visibility_threshold, split.y["transforms"], model,
+                           cfg.use.pnp_ransac_px)
+    return pose_summary(poses, split.y, cfg.use.pnp_ransac_px)
 
 
 def save_figures(out_dir, test, xy_norm, summary, cfg, gallery=8):

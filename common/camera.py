@@ -72,6 +72,18 @@ class Camera:
         """The (3, 3) intrinsic matrix K."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
+    def to_array(self):
+        """(11,) float64: fx, fy, cx, cy, width, height, k1, k2, p1, p2, k3 (for npz caches)."""
+        return np.array([self.fx, self.fy, self.cx, self.cy, self.width, self.height, *self.dist_coeffs])
+
+    @classmethod
+    def from_array(cls, values):
+        """Inverse of `to_array`."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != (11,):
+            raise ValueError(f"a camera array has 11 values. Received: shape={v.shape}")
+        return cls(*v[:4].tolist(), int(v[4]), int(v[5]), tuple(v[6:].tolist()))
+
 
 def speed_camera():
     """The SPEED camera: 1920x1200, fx = fy = 0.0176 / 5.86e-6 ~ 3003.4 px, centre (960, 600)."""

@@ -238,3 +238,24 @@ def symmetry_warnings(mesh, tolerance=0.05):
 def _diagonal(points):
     """The diagonal of the bounding box of `points` (N, 3)."""
     return np.linalg.norm(points.max(axis=0) - points.min(axis=0))
+
+
+def feature_edges(vertices, faces, tolerance=1e-6):
+    """The edges worth drawing: (E, 2) int vertex pairs, sorted, without the diagonals
+    that triangulating a flat polygon adds (an edge between two coplanar triangles).
+
+    vertices: (V, 3); faces: (F, 3) int. An edge of one face only (a border) is kept.
+    """
+    vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    normals = np.cross(b - a, c - a)
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
+    by_edge = {}
+    for f, face in enumerate(faces.tolist()):
+        for i in range(3):
+            edge = tuple(sorted((face[i], face[(i + 1) % 3])))
+            by_edge.setdefault(edge, []).append(f)
+    kept = [edge for edge, owners in by_edge.items()
+            if len(owners) != 2 or abs(abs(normals[owners[0]] @ normals[owners[1]]) - 1) > tolerance]
+    return np.array(sorted(kept), dtype=np.int64).reshape(-1, 2)

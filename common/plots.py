@@ -35,6 +35,7 @@ BLACK = "#000000"
 TRUTH_RGB = (0, 220, 0)
 PRED_RGB = (255, 30, 30)
 LINK_RGB = (255, 230, 0)
+WIRE_RGB = (255, 80, 255)  # magenta: a model drawn in an estimated pose
 LOW_SCORE_ALPHA = 110  # of 255: predictions below the score threshold are dimmed
 
 # Substrings of metric names where larger is better (for marking the best epoch).
@@ -112,6 +113,7 @@ def draw_keypoints(
     score_threshold=None,
     keypoint_names=None,
     scale=1,
+    segments=None,
 ):
     """Draw true and predicted keypoints on an image with Pillow.
 
@@ -128,6 +130,8 @@ def draw_keypoints(
         keypoint_names: K labels drawn beside the points; None labels them by index.
         scale: integer upscale factor (nearest neighbour) applied before drawing, so a
             128x128 input stays readable; a point (x, y) is drawn at (x*scale, y*scale).
+        segments: `(E, 2, 2)` line segments in the same frame (e.g. a model's edges in an
+            estimated pose), drawn in magenta under the keypoints; non-finite ones skipped.
 
     Returns:
         RGB `PIL.Image.Image` of size (W*scale, H*scale).
@@ -176,7 +180,10 @@ def draw_keypoints(
     if scores is not None and score_threshold is not None:
         confident = scores >= score_threshold
 
-    # Order: links, truths, labels, then predictions on top.
+    # Order: segments, links, truths, labels, then predictions on top.
+    segments = _optional_array(segments, "segments", (None, 2, 2), np.float64)
+    for a, b in ([] if segments is None else segments[np.isfinite(segments).all(axis=(1, 2))]):
+        draw.line([to_canvas(a), to_canvas(b)], fill=WIRE_RGB + (230,), width=width)
     for k in np.flatnonzero(truth_ok & pred_ok):
         alpha = 255 if confident[k] else LOW_SCORE_ALPHA
         draw.line([to_canvas(xy_true[k]), to_canvas(xy_pred[k])], fill=LINK_RGB + (alpha,), width=max(1, width // 2))
@@ -208,9 +215,10 @@ def draw_keypoints(
 
 
 def save_overlay(path, image, xy_pred=None, xy_true=None, visible_true=None, scores=None,
-                 score_threshold=None, keypoint_names=None, scale=1):
+                 score_threshold=None, keypoint_names=None, scale=1, segments=None):
     """Write `draw_keypoints(...)` to `path` atomically (format from the suffix); return the path."""
-    drawn = draw_keypoints(image, xy_pred, xy_true, visible_true, scores, score_threshold, keypoint_names, scale)
+    drawn = draw_keypoints(image, xy_pred, xy_true, visible_true, scores, score_threshold, keypoint_names, scale,
+                           segments)
     path = Path(path)
     with atomic_path(path) as tmp:
         drawn.save(tmp)

@@ -121,13 +121,29 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class UseConfig:
-    """Inference and evaluation. visibility_threshold applies to the peak height."""
+    """Inference and evaluation. visibility_threshold applies to the peak height.
+
+    Pose: each image's pose is solved by PnP from its predicted-visible keypoints when
+    the object's 3-D keypoints and the camera are known: from the cache (a data folder
+    with camera.json and mesh.obj), or from `camera` and `mesh` (files; for --images).
+    pnp_ransac_px: RANSAC inlier threshold in input-frame pixels.
+    """
 
     output_dir: str = "runs/demo/predictions"
     visibility_threshold: float = 0.3
     max_overlays: int = 12
     batch_size: int = 32
     pck_thresholds: tuple = (2.0, 5.0, 10.0)
+    pnp_ransac_px: float = 3.0
+    camera: str = ""
+    mesh: str = ""
+
+    def __post_init__(self):
+        if self.pnp_ransac_px <= 0:
+            raise ValueError(f"pnp_ransac_px must be positive. Received: pnp_ransac_px={self.pnp_ransac_px}")
+        if bool(self.camera) != bool(self.mesh):
+            raise ValueError(f"use.camera and use.mesh go together. Received: camera={self.camera!r}, "
+                             f"mesh={self.mesh!r}")
 
 
 @dataclasses.dataclass

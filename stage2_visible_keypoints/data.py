@@ -20,7 +20,11 @@ Cache `{cache_dir}/{split}/`:
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
                  image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
-                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked.
+                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked;
+                 when every record has a pose: pose_q (N, 4), pose_r (N, 3); when the data folder
+                 has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
+                 (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
+                 those, use_vis.py also estimates each image's pose from the predicted keypoints.
 """
 
 import dataclasses
@@ -32,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.camera import body_to_camera, load_camera_json, project_points
+from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
@@ -44,10 +48,12 @@ CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names",
               "heatmap_size", "sigma", "config_hash", "config_json")
 # The Y arrays with one row per image (the others describe the whole split).
 PER_IMAGE_KEYS = ("xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes",
-                  "filenames", "image_paths", "heatmaps")
+                  "filenames", "image_paths", "heatmaps", "pose_q", "pose_r")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 SIDE_FILES = ("keypoint_names.json", "camera.json", "mesh.obj")
+# Raised when the cache gains arrays (2: poses and the object model), so older caches rebuild.
+CACHE_FORMAT = 2
 
 
 @dataclasses.dataclass
@@ -61,6 +67,19 @@ class Annotations:
     visible: np.ndarray
     image_sizes: np.ndarray
     keypoint_names: tuple
+    pose_q: np.ndarray = None
+    pose_r: np.ndarray = None
+    object_model: "ObjectModel" = None
+
+
+@dataclasses.dataclass
+class ObjectModel:
+    """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
+    vertices in keypoint order), plus the mesh faces for drawing."""
+
+    camera: Camera
+    keypoints_3d: np.ndarray
+    faces: np.ndarray
 
 
 def load_annotations(data_dir, split):
@@ -72,18 +91,19 @@ def load_annotations(data_dir, split):
         raise DataError("expected a non-empty JSON list of image records", label_path)
     names = _keypoint_names(data_dir)
     projector = None
-    paths, points, flags, sizes = [], [], [], []
+    paths, points, flags, sizes, poses = [], [], [], [], []
     for index, record in enumerate(records):
         filename = require(record, "filename", label_path, f"record {index}: ")
         where = f"record {index} ({filename}): "
         path = _find_image(data_dir, split, str(filename), label_path, where)
         size = _image_size(path)
+        pose = _read_pose(record, label_path, where, required="keypoints" not in record)
         if "keypoints" in record:
             xy, visible = _read_keypoints(record, size, label_path, where)
         else:
             if projector is None:
                 projector = _PoseProjector(data_dir, label_path)
-            xy, visible = projector(record, label_path, where)
+            xy, visible = projector(*pose)
         if names is None:
             names = tuple(f"kp{k:02d}" for k in range(len(xy)))
         if len(xy) != len(names):
@@ -97,7 +117,38 @@ def load_annotations(data_dir, split):
         points.append(xy)
         flags.append(visible)
         sizes.append(size)
-    return Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names))
+        poses.append(pose)
+    annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
+                              object_model=_object_model(data_dir, tuple(names)))
+    if all(pose is not None for pose in poses):
+        annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
+    return annotations
+
+
+def _read_pose(record, label_path, where, required):
+    """(q, r) of a record, None when it has no pose (allowed when it has keypoints)."""
+    q_field = next((f for f in QUATERNION_FIELDS if f in record), None)
+    if not required and q_field is None and TRANSLATION_FIELD not in record:
+        return None
+    q_field = q_field or QUATERNION_FIELDS[0]
+    q = _vector(require(record, q_field, label_path, where), 4, q_field, label_path, where)
+    if not np.any(q):
+        raise DataError(f"{where}field '{q_field}' is the zero quaternion", label_path)
+    r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+    return q, r
+
+
+def _object_model(data_dir, names):
+    """The camera and the keypoints' 3-D positions, when camera.json and a mesh.obj whose
+    vertex names are the keypoint names (in any order) are in the data folder; else None."""
+    if not ((data_dir / "camera.json").is_file() and (data_dir / "mesh.obj").is_file()):
+        return None
+    mesh = load_obj(data_dir / "mesh.obj")
+    if sorted(mesh.vertex_names) != sorted(names):
+        return None
+    order = [mesh.vertex_names.index(name) for name in names]
+    remap = np.argsort(order)  # mesh vertex index -> keypoint index
+    return ObjectModel(load_camera_json(data_dir / "camera.json"), mesh.vertices[order], remap[mesh.faces])
 
 
 def _keypoint_names(data_dir):
@@ -156,10 +207,7 @@ class _PoseProjector:
         self.camera = load_camera_json(data_dir / "camera.json")
         self.mesh = load_obj(data_dir / "mesh.obj")
 
-    def __call__(self, record, label_path, where):
-        q_field = next((f for f in QUATERNION_FIELDS if f in record), QUATERNION_FIELDS[0])
-        q = _vector(require(record, q_field, label_path, where), 4, q_field, label_path, where)
-        r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+    def __call__(self, q, r):
         points_cam = body_to_camera(self.mesh.vertices, q, r)
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = project_points(points_cam, self.camera)
@@ -182,7 +230,7 @@ def _vector(value, length, field, label_path, where):
 def preprocess_config(data_cfg):
     """The part of the config that decides the cache's content (its hash names the cache)."""
     keys = ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma", "cache_heatmaps")
-    return {key: getattr(data_cfg, key) for key in keys}
+    return {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
 
 
 def _source_hash(annotations):
@@ -244,6 +292,11 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         "config_hash": np.array(cfg_hash), "config_json": np.array(json.dumps(cfg_values)),
         "source_hash": np.array(src_hash),
     }
+    if annotations.pose_q is not None:
+        arrays.update(pose_q=annotations.pose_q, pose_r=annotations.pose_r)
+    if annotations.object_model is not None:
+        model = annotations.object_model
+        arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
     if data_cfg.cache_heatmaps:
         arrays["heatmaps"] = _encode_heatmaps(xy_norm, visible, data_cfg)
     save_npz(y_path, **arrays)  # written last: its hash marks the cache complete

@@ -15,16 +15,19 @@ from tqdm import tqdm
 
 import common.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
+from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
-from common.geometry import to_original
+from common.geometry import to_input, to_original
+from common.mesh import feature_edges, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
+from common.pose import pose_error_summary, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_wrong_keypoints,
                           save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import load_cache, preprocess_folder
+from stage2_visible_keypoints.data import ObjectModel, load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -164,12 +167,17 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, transforms)
     visible_pred = confidence >= uc.visibility_threshold
+    object_model = load_object_model(uc, y, num_keypoints)
+    poses = (estimate_poses(xy_original, visible_pred, transforms, object_model, uc.pnp_ransac_px)
+             if object_model is not None else None)
 
     for i, name in enumerate(names):
-        save_json(out_dir / "per_image" / f"{name}.json", {
-            "filename": name, "keypoint_names": list(keypoint_names),
-            "keypoints_original": xy_original[i].round(3), "keypoints_input": xy_input[i].round(3),
-            "confidence": confidence[i].round(4), "visible_pred": visible_pred[i]})
+        record = {"filename": name, "keypoint_names": list(keypoint_names),
+                  "keypoints_original": xy_original[i].round(3), "keypoints_input": xy_input[i].round(3),
+                  "confidence": confidence[i].round(4), "visible_pred": visible_pred[i]}
+        if poses is not None:
+            record["pose"] = _pose_record(poses, i)
+        save_json(out_dir / "per_image" / f"{name}.json", record)
 
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
@@ -177,9 +185,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
         truth = y["xy_norm"][i] * input_size if y is not None else None
         vis_true = y["visible"][i] if y is not None else None
+        wire = _wireframe(object_model, poses, i)  # the model in its estimated pose, original pixels
         save_overlay(out_dir / "overlays" / f"{name}.png", np.asarray(images[i]), xy_pred=xy_input[i],
                      xy_true=truth, visible_true=vis_true, scores=confidence[i],
-                     score_threshold=uc.visibility_threshold, scale=scale)
+                     score_threshold=uc.visibility_threshold, scale=scale,
+                     segments=None if wire is None else to_input(wire.reshape(-1, 2), transforms[i]).reshape(-1, 2, 2))
         plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{name}.png",
                       keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
         original = _original_image(source_paths, y, i)
@@ -187,9 +197,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
             save_overlay(out_dir / "original_overlays" / f"{name}.jpg", original, xy_pred=xy_original[i],
                          xy_true=y["xy_original"][i] if y is not None else None,
                          visible_true=y["visible"][i] if y is not None else None,
-                         scores=confidence[i], score_threshold=uc.visibility_threshold)
+                         scores=confidence[i], score_threshold=uc.visibility_threshold, segments=wire)
 
     result = {"images": len(names), "output_dir": str(out_dir)}
+    if poses is not None:
+        result["poses_found"] = int(np.isfinite(poses["q"]).all(axis=1).sum())
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
         decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
@@ -197,11 +209,75 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
+        if poses is not None and "pose_q" in y:
+            summary["pose"] = pose_summary(poses, y, uc.pnp_ransac_px)
+            truth = estimate_poses(y["xy_original"], y["visible_original"].astype(bool), transforms, object_model,
+                                   uc.pnp_ransac_px)
+            summary["pose_from_true_keypoints"] = pose_summary(truth, y, uc.pnp_ransac_px)
         summary["config"] = to_dict(cfg)
         save_json(out_dir / "evaluation_summary.json", summary)
         plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots")
         result["summary"] = summary
     return result
+
+
+def load_object_model(uc, y, num_keypoints):
+    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set, else the
+    cache's; None when neither has them."""
+    if uc.camera:
+        mesh = load_obj(uc.mesh)
+        if len(mesh.vertices) != num_keypoints:
+            raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
+                            "keypoints", uc.mesh)
+        return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces)
+    if y is not None and "keypoints_3d" in y and "camera" in y:
+        return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"])
+    return None
+
+
+def estimate_poses(xy_original, use, transforms, object_model, ransac_px):
+    """PnP for every image from the keypoints in `use` (N, K).
+
+    ransac_px is in input-frame pixels; each image's threshold in original pixels
+    follows from its transform. Returns q (N, 4) and r (N, 3) (NaN rows where no pose
+    was found), inliers (N, K) bool and reprojection_px (N,) RMS in original pixels.
+    """
+    count, num_keypoints = use.shape
+    poses = {"q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
+             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
+    for i in range(count):
+        threshold = ransac_px / float(np.mean(transforms[i, :2]))  # input px per original px
+        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, use[i], threshold)
+        if result is not None:
+            poses["q"][i], poses["r"][i] = result.q, result.r
+            poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
+    return poses
+
+
+def pose_summary(poses, y, ransac_px):
+    """`common.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
+    summary = pose_error_summary(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
+    solved = np.isfinite(poses["q"]).all(axis=1)
+    summary["inliers_mean"] = float(poses["inliers"][solved].sum(axis=1).mean()) if solved.any() else None
+    summary["ransac_px"] = ransac_px
+    summary["ransac_unit"] = "px in the input frame"
+    return summary
+
+
+def _pose_record(poses, i):
+    if not np.isfinite(poses["q"][i]).all():
+        return None
+    return {"q_vbs2tango": poses["q"][i].round(6), "r_Vo2To_vbs": poses["r"][i].round(4),
+            "inliers": poses["inliers"][i], "reprojection_px": round(float(poses["reprojection_px"][i]), 3)}
+
+
+def _wireframe(object_model, poses, i):
+    """(E, 2, 2) edges of the model projected with image i's estimated pose, or None."""
+    if poses is None or not np.isfinite(poses["q"][i]).all():
+        return None
+    points = body_to_camera(object_model.keypoints_3d, poses["q"][i], poses["r"][i])
+    xy = project_points(points, object_model.camera)
+    return xy[feature_edges(object_model.keypoints_3d, object_model.faces)]
 
 
 def plot_evaluation(summary, xy_norm, y, cfg, plots_dir):

@@ -5,8 +5,13 @@
 
 Writes into use.output_dir: overlays/ (input frame; truth green, prediction red),
 original_overlays/ (on the source image), heatmaps/ (per-keypoint maps), per_image/*.json
-(keypoints in original and input pixels, confidence, predicted visibility) and, on a
-labelled cache, evaluation_summary.json and plots/.
+(keypoints in original and input pixels, confidence, predicted visibility, pose) and, on
+a labelled cache, evaluation_summary.json and plots/.
+
+Pose: when the camera and the object's 3-D keypoints are known (a cache built from a
+data folder with camera.json and mesh.obj, or --camera and --mesh), each image's pose
+is solved by PnP (RANSAC) from its predicted-visible keypoints, drawn on the overlays
+as the model's edges (magenta), and scored against the labelled poses (SPEED score).
 """
 
 import argparse
@@ -16,7 +21,7 @@ from common import cli
 from stage2_visible_keypoints.config import Stage2Config
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
-             ("threshold", "use.visibility_threshold"))
+             ("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"))
 
 
 def main(argv=None):
@@ -28,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="data.cache_dir")
     parser.add_argument("--output-dir", help="use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
+    parser.add_argument("--camera", help="use.camera: SPEED camera JSON, for the pose of --images")
+    parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import use  # after parsing: --help needs no Keras
@@ -35,6 +42,8 @@ def main(argv=None):
     model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"predicted {result['images']} images; outputs in {result['output_dir']}")
+    if "poses_found" in result:
+        print(f"pose found by PnP for {result['poses_found']} of {result['images']} images")
     if "summary" in result:
         s = result["summary"]
         frame, pck = s["input_frame"], s["input_frame"]["pck"]
@@ -46,6 +55,12 @@ def main(argv=None):
         wrong = s["input_frame_wrong_keypoint"]
         print(f"on another keypoint: {_fmt(wrong['fraction'])} of the visible keypoints, "
               f"{_fmt(wrong['error_share'])} of the summed error")
+        if "pose" in s:
+            pose, oracle = s["pose"], s["pose_from_true_keypoints"]
+            print(f"pose (PnP on {pose['solved']}/{pose['images']} images): rotation median "
+                  f"{_fmt(pose['rotation_deg']['median'])} deg, translation median "
+                  f"{_fmt(pose['translation_m']['median'])} m, SPEED score mean {_fmt(pose['speed_score']['mean'])} "
+                  f"(from the true keypoints: {_fmt(oracle['speed_score']['mean'])})")
         print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
 
 

@@ -79,6 +79,18 @@ def test_draw_keypoints_dims_low_scores_and_checks_shapes():
         draw_keypoints(image, xy_pred, scores=[0.1, 0.2, 0.3])
 
 
+def test_draw_keypoints_segments_under_the_points():
+    image = np.zeros((16, 16, 3), np.uint8)
+    segments = np.array([[[2.5, 4.5], [13.5, 4.5]], [[np.nan, 0.0], [5.0, 5.0]]])  # the second is skipped
+    drawn = np.asarray(draw_keypoints(image, xy_pred=[[8.5, 12.5]], segments=segments, scale=2))
+    # A horizontal line at y = 4.5 -> canvas row 8, from x 5 to 27, in magenta.
+    for col in (6, 16, 26):
+        assert drawn[8, col, 0] > 200 and drawn[8, col, 1] < 120 and drawn[8, col, 2] > 200
+    assert drawn[8, 30].max() == 0 and drawn[2, 16].max() == 0
+    with pytest.raises(ValueError, match="segments must have shape"):
+        draw_keypoints(image, segments=np.zeros((2, 2)))
+
+
 def test_save_overlay(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (24, 20, 3), dtype=np.uint8)
     xy = np.array([[3.0, 4.0], [10.0, 12.0]])

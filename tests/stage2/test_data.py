@@ -362,6 +362,53 @@ def test_preprocess_rendered_jpgs(renders, tmp_path):
     assert cache.images.max() > 0  # something was drawn
 
 
+def test_cache_carries_the_poses_camera_and_3d_keypoints(renders, tmp_path):
+    cfg = small_config(tmp_path, data_dir=str(renders))
+    preprocess(cfg, "val", progress=False)
+    y = load_cache(cfg.cache_dir, "val", cfg).y
+    records = json.loads((renders / "val.json").read_text())
+    mesh = load_obj(renders / "mesh.obj")
+    np.testing.assert_array_equal(y["pose_q"], [r["q_vbs2tango"] for r in records])
+    np.testing.assert_array_equal(y["pose_r"], [r["r_Vo2To_vbs_true"] for r in records])
+    assert Camera.from_array(y["camera"]) == SMALL
+    np.testing.assert_array_equal(y["keypoints_3d"], mesh.vertices)
+    np.testing.assert_array_equal(y["mesh_faces"], mesh.faces)
+
+
+def test_3d_keypoints_follow_the_keypoint_order_not_the_mesh_order(pose_only):
+    data_dir, _ = pose_only
+    mesh = load_obj(data_dir / "mesh.obj")
+    names = list(mesh.vertex_names[::-1])
+    (data_dir / "keypoint_names.json").write_text(json.dumps(names))
+    model = load_annotations(data_dir, "val").object_model
+    np.testing.assert_array_equal(model.keypoints_3d, mesh.vertices[::-1])
+    # Each face still joins the same 3-D points.
+    np.testing.assert_array_equal(model.keypoints_3d[model.faces], mesh.vertices[mesh.faces])
+    # A mesh whose vertices are not the keypoints gives no 3-D model (and no pose).
+    (data_dir / "keypoint_names.json").write_text(json.dumps(names[:-1] + ["other"]))
+    records = json.loads((data_dir / "val.json").read_text())
+    write_labels(data_dir, [{**r, "keypoints": [[1.0, 1.0]] * len(names)} for r in records], "val")
+    assert load_annotations(data_dir, "val").object_model is None
+
+
+def test_poses_beside_keypoints_are_checked_and_kept_only_when_complete(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    for i, record in enumerate(records):
+        record.update(q_vbs2tango=[1.0, 0.0, 0.0, 0.0], r_Vo2To_vbs_true=[0.0, 0.0, 5.0 + i])
+    write_labels(data_dir, records)
+    ann = load_annotations(data_dir, "train")
+    np.testing.assert_array_equal(ann.pose_r[:, 2], [5.0, 6.0, 7.0])
+    del records[1]["q_vbs2tango"], records[1]["r_Vo2To_vbs_true"]
+    write_labels(data_dir, records)
+    assert load_annotations(data_dir, "train").pose_q is None  # a pose is optional beside keypoints
+    records[2]["r_Vo2To_vbs_true"] = [0.0, float("nan"), 5.0]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 2", "'r_Vo2To_vbs_true'")
+    records[2]["r_Vo2To_vbs_true"], records[2]["q_vbs2tango"] = [0.0, 0.0, 5.0], [0.0] * 4
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 2", "zero quaternion")
+
+
 def _mtimes(cache):
     return {name: (cache / name).stat().st_mtime_ns for name in ("X_data.npy", "Y_data.npz")}
 

@@ -9,7 +9,7 @@ import pytest
 
 from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from common.data_io import load_json, read_image_rgb
-from common.mesh import Mesh, load_obj, save_obj, symmetry_warnings, visible_vertices
+from common.mesh import Mesh, feature_edges, load_obj, save_obj, symmetry_warnings, visible_vertices
 from stage2_visible_keypoints.render import (
     DEFAULT_MESH,
     PART_ALBEDO,
@@ -130,6 +130,16 @@ def test_bundled_mesh_is_asymmetric_without_its_antenna():
     earlier[panels, 2] = 0.0
     (message,) = symmetry_warnings(Mesh(earlier, mesh.faces, mesh.vertex_names))
     assert "without its 'antenna' vertices maps onto itself" in message
+
+
+def test_bundled_mesh_draws_as_its_edges():
+    # Overlays draw the model in its estimated pose with these: 12 body edges, 4 per
+    # panel, 3 for the antenna, and none of the diagonals that split the quads.
+    mesh = load_obj(DEFAULT_MESH)
+    edges = feature_edges(mesh.vertices, mesh.faces)
+    assert len(edges) == 23
+    parts = {tuple(sorted({mesh.vertex_names[v].rsplit("_", 1)[0] for v in edge})) for edge in edges.tolist()}
+    assert parts == {("body",), ("panel_left",), ("panel_right",), ("antenna_base",), ("antenna", "antenna_base")}
 
 
 def test_object_drawn_near_visible_keypoints():

@@ -79,6 +79,12 @@ def test_train_then_use(workspace, backend, block):
     for folder in ("overlays", "heatmaps", "original_overlays"):
         assert len(list((pred_dir / folder).iterdir())) == 2, folder
     assert len(list((pred_dir / "per_image").glob("*.json"))) == 3
+    # Pose by PnP: the renders carry camera.json and mesh.obj. From the true keypoints it
+    # is exact, which checks the camera, the 3-D keypoints and the conventions together.
+    assert summary["pose"]["images"] == 3 and "pose (PnP on" in used.stdout
+    oracle = summary["pose_from_true_keypoints"]
+    assert oracle["solved"] == 3 and oracle["rotation_deg"]["mean"] < 1e-3 and oracle["translation_m"]["mean"] < 1e-5
+    assert "pose" in json.loads((pred_dir / "per_image" / "img000001.jpg.json").read_text())
 
 
 def test_use_on_a_folder_of_images(workspace):
@@ -88,9 +94,11 @@ def test_use_on_a_folder_of_images(workspace):
         pytest.skip("needs the TensorFlow training run")
     out_dir = root / "pred_folder"
     check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
-                     root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet"))
+                     root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet",
+                     "--camera", root / "renders" / "camera.json", "--mesh", root / "renders" / "mesh.obj"))
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
+    assert "pose" in record  # None when too few keypoints are predicted visible
     assert not (out_dir / "evaluation_summary.json").exists()
 
 
