@@ -48,7 +48,7 @@ from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConf
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, plot_evaluation,
-                                               pose_summary, predict_arrays, training_targets)
+                                               pose_summary, pose_wireframe, predict_arrays, training_targets)
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
@@ -164,7 +164,7 @@ def run(args):
         eval_start = time.perf_counter()
         xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
         summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
-        summary["pose"] = split_pose(xy_norm, confidence, test, cfg)
+        summary["pose"], poses = split_pose(xy_norm, confidence, test, cfg)
         soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
         row = {"images_seen": seen, "wall_seconds": round(time.perf_counter() - start, 1),
                "images_per_second": round(per_chunk / fit_seconds, 1), "learning_rate": rate,
@@ -179,7 +179,7 @@ def run(args):
         last_chunk_seconds = fit_seconds + time.perf_counter() - eval_start
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
-    save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg)
+    save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg, poses)
     # The same metrics on (up to) as many training images: the generalisation gap.
     subset = train.first(len(test.images))
     xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
@@ -189,7 +189,7 @@ def run(args):
                               "euclidean_median_px": seen_summary["input_frame"]["euclidean"]["median"],
                               "pck": seen_summary["input_frame"]["pck"],
                               "wrong_keypoint": seen_summary["input_frame_wrong_keypoint"],
-                              "pose": split_pose(xy_norm, confidence, subset, cfg)}
+                              "pose": split_pose(xy_norm, confidence, subset, cfg)[0]}
     save_json(args.out, result)
     train_row = result["train_subset"]
     print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
@@ -199,30 +199,34 @@ def run(args):
 
 def split_pose(xy_norm, confidence, split, cfg):
     """PnP from the predicted-visible keypoints against the true poses (`use_vis.py`'s
-    `pose` summary): rotation error in degrees, SPEED score. None without poses."""
+    `pose` summary): rotation error in degrees, SPEED score; and the poses. (None, None)
+    without labelled poses."""
     model = load_object_model(cfg.use, split.y, len(split.keypoint_names))
     if model is None or "pose_q" not in split.y:
-        return None
+        return None, None
     xy_original = to_original(xy_norm * np.array(cfg.data.input_size, dtype=np.float64), split.y["transforms"])
     poses = estimate_poses(xy_original, confidence >= cfg.use.visibility_threshold, split.y["transforms"], model,
                            cfg.use.pnp_ransac_px)
-    return pose_summary(poses, split.y, cfg.use.pnp_ransac_px)
+    return pose_summary(poses, split.y, cfg.use.pnp_ransac_px), poses
 
 
-def save_figures(out_dir, test, xy_norm, summary, cfg, gallery=8):
+def save_figures(out_dir, test, xy_norm, summary, cfg, poses, gallery=8):
     """The last held-out evaluation as pictures: error histogram, error per keypoint, which
-    keypoint is taken for which, and the `gallery` images with the largest mean error
-    (prediction red, truth green, 3x the 128x128 input)."""
-    plot_evaluation(summary, xy_norm, test.y, cfg, out_dir)
+    keypoint is taken for which, pose errors, and the `gallery` images with the largest mean
+    error (prediction red, truth green, the model in the pose found magenta, 3x the 128x128
+    input)."""
+    plot_evaluation(summary, xy_norm, test.y, cfg, out_dir, poses)
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     truth, visible = test.y["xy_norm"] * input_size, test.y["visible"].astype(bool)
     xy_input = xy_norm * input_size
     per_keypoint = np.where(visible, np.linalg.norm(xy_input - truth, axis=-1), 0.0)
     per_image = per_keypoint.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
+    model = load_object_model(cfg.use, test.y, len(test.keypoint_names))
     for rank, i in enumerate(np.argsort(-per_image)[:gallery]):
         name = Path(str(test.y["filenames"][i])).stem
         save_overlay(out_dir / f"worst_{rank + 1}_{name}.png", test.images[i], xy_pred=xy_input[i],
-                     xy_true=truth[i], visible_true=visible[i], scale=3)
+                     xy_true=truth[i], visible_true=visible[i], scale=3,
+                     segments=pose_wireframe(model, poses, i, test.y["transforms"][i]))
 
 
 def main(argv=None):

@@ -340,6 +340,49 @@ def plot_error_histogram(errors, path, thresholds=(2, 5, 10), unit="px", title="
     return _save_figure(fig, path)
 
 
+def plot_pose_errors(rotation_deg, translation_rel, path, title="Pose from keypoints"):
+    """Cumulative distributions of per-image pose errors, one panel each for rotation
+    (degrees) and translation (error / distance), both on log axes.
+
+    Args:
+        rotation_deg, translation_rel: `(N,)` errors per image; NaN = no pose found,
+            counted as a failure (each curve ends at the fraction found).
+        path: output PNG path.
+        title: figure title; the number of images and the fraction found are appended.
+
+    Returns:
+        `Path` of the written PNG.
+    """
+    rotation_deg = np.asarray(rotation_deg, dtype=np.float64).ravel()
+    translation_rel = np.asarray(translation_rel, dtype=np.float64).ravel()
+    if rotation_deg.shape != translation_rel.shape:
+        raise ValueError(f"rotation_deg and translation_rel must have one value per image. Received: shapes "
+                         f"{rotation_deg.shape} and {translation_rel.shape}")
+    count = rotation_deg.size
+    found = np.isfinite(rotation_deg) & np.isfinite(translation_rel)
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), layout="constrained")
+    panels = ((rotation_deg, "rotation error (degrees)", BLUE), (translation_rel, "translation error / distance",
+                                                                  VERMILLION))
+    for ax, (values, label, colour) in zip(axes, panels):
+        done = np.sort(values[found])
+        if done.size:
+            floor = max(float(done[done > 0].min()) if (done > 0).any() else 1e-6, 1e-6)
+            xs = np.maximum(done, floor)
+            ax.step(np.concatenate([[floor], xs]), np.arange(done.size + 1) / count, where="post", color=colour)
+            median = float(np.median(done))
+            ax.axvline(max(median, floor), color=BLACK, linestyle=":", linewidth=1, label=f"median of those found: {median:.3g}")
+            ax.set_xscale("log")
+            ax.legend(fontsize="small", loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "no pose found", ha="center", va="center", transform=ax.transAxes)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(label)
+        ax.set_ylabel("fraction of images, error ≤ x")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"{title}: {count} images, pose found for {100 * found.mean() if count else 0:.0f}%")
+    return _save_figure(fig, path)
+
+
 def plot_per_keypoint_error(summary, path, title="Mean error per keypoint"):
     """Bar chart of the mean error per keypoint from `metrics.keypoint_error_summary`.
 

@@ -23,9 +23,9 @@ from common.errors import DataError
 from common.geometry import to_input, to_original
 from common.mesh import feature_edges, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.pose import pose_error_summary, solve_pnp
-from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_wrong_keypoints,
-                          save_overlay)
+from common.pose import pose_error_summary, pose_errors, solve_pnp
+from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
+                          plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
 from stage2_visible_keypoints.data import ObjectModel, load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
@@ -185,11 +185,10 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
         truth = y["xy_norm"][i] * input_size if y is not None else None
         vis_true = y["visible"][i] if y is not None else None
-        wire = _wireframe(object_model, poses, i)  # the model in its estimated pose, original pixels
         save_overlay(out_dir / "overlays" / f"{name}.png", np.asarray(images[i]), xy_pred=xy_input[i],
                      xy_true=truth, visible_true=vis_true, scores=confidence[i],
                      score_threshold=uc.visibility_threshold, scale=scale,
-                     segments=None if wire is None else to_input(wire.reshape(-1, 2), transforms[i]).reshape(-1, 2, 2))
+                     segments=pose_wireframe(object_model, poses, i, transforms[i]))
         plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{name}.png",
                       keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
         original = _original_image(source_paths, y, i)
@@ -197,7 +196,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
             save_overlay(out_dir / "original_overlays" / f"{name}.jpg", original, xy_pred=xy_original[i],
                          xy_true=y["xy_original"][i] if y is not None else None,
                          visible_true=y["visible"][i] if y is not None else None,
-                         scores=confidence[i], score_threshold=uc.visibility_threshold, segments=wire)
+                         scores=confidence[i], score_threshold=uc.visibility_threshold,
+                         segments=pose_wireframe(object_model, poses, i))
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if poses is not None:
@@ -216,7 +216,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
             summary["pose_from_true_keypoints"] = pose_summary(truth, y, uc.pnp_ransac_px)
         summary["config"] = to_dict(cfg)
         save_json(out_dir / "evaluation_summary.json", summary)
-        plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots")
+        plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots", poses)
         result["summary"] = summary
     return result
 
@@ -271,24 +271,31 @@ def _pose_record(poses, i):
             "inliers": poses["inliers"][i], "reprojection_px": round(float(poses["reprojection_px"][i]), 3)}
 
 
-def _wireframe(object_model, poses, i):
-    """(E, 2, 2) edges of the model projected with image i's estimated pose, or None."""
+def pose_wireframe(object_model, poses, i, transform=None):
+    """(E, 2, 2) edges of the model projected with image i's estimated pose, in original
+    pixels, or in the input frame given the image's transform; None without a pose."""
     if poses is None or not np.isfinite(poses["q"][i]).all():
         return None
     points = body_to_camera(object_model.keypoints_3d, poses["q"][i], poses["r"][i])
     xy = project_points(points, object_model.camera)
+    if transform is not None:
+        xy = to_input(xy, transform)
     return xy[feature_edges(object_model.keypoints_3d, object_model.faces)]
 
 
-def plot_evaluation(summary, xy_norm, y, cfg, plots_dir):
+def plot_evaluation(summary, xy_norm, y, cfg, plots_dir, poses=None):
     """The plots of an `evaluate` summary, in the input frame: error histogram, error per
-    keypoint, and which keypoint is taken for which."""
+    keypoint, which keypoint is taken for which; and, given `estimate_poses` output and
+    labelled poses, the distributions of the pose errors."""
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     errors = keypoint_errors(xy_norm * input_size, y["xy_norm"] * input_size, y["visible"])
     plot_error_histogram(errors, plots_dir / "error_histogram.png", thresholds=cfg.use.pck_thresholds,
                          unit=summary["input_frame"]["unit"])
     plot_per_keypoint_error(summary["input_frame"], plots_dir / "per_keypoint_error.png")
     plot_wrong_keypoints(summary["input_frame_wrong_keypoint"], plots_dir / "wrong_keypoints.png")
+    if poses is not None and "pose_q" in y:
+        errors = pose_errors(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
+        plot_pose_errors(errors["rotation_deg"], errors["translation_rel"], plots_dir / "pose_errors.png")
 
 
 def _original_image(source_paths, y, index):

@@ -11,6 +11,7 @@ from common.plots import (
     plot_heatmaps,
     plot_history,
     plot_per_keypoint_error,
+    plot_pose_errors,
     plot_wrong_keypoints,
     save_overlay,
 )
@@ -89,6 +90,15 @@ def test_draw_keypoints_segments_under_the_points():
     assert drawn[8, 30].max() == 0 and drawn[2, 16].max() == 0
     with pytest.raises(ValueError, match="segments must have shape"):
         draw_keypoints(image, segments=np.zeros((2, 2)))
+
+
+def test_plot_pose_errors(tmp_path):
+    rotation = np.array([0.5, 1.0, np.nan, 2.0])
+    translation = np.array([1e-3, 2e-3, np.nan, 0.0])  # an exact pose still plots on the log axis
+    _check_png(plot_pose_errors(rotation, translation, tmp_path / "a" / "pose.png"), tmp_path / "a")
+    _check_png(plot_pose_errors([np.nan], [np.nan], tmp_path / "b" / "none.png"), tmp_path / "b")
+    with pytest.raises(ValueError, match="one value per image"):
+        plot_pose_errors(rotation, translation[:3], tmp_path / "bad.png")
 
 
 def test_save_overlay(tmp_path):

@@ -85,6 +85,7 @@ def test_train_then_use(workspace, backend, block):
     oracle = summary["pose_from_true_keypoints"]
     assert oracle["solved"] == 3 and oracle["rotation_deg"]["mean"] < 1e-3 and oracle["translation_m"]["mean"] < 1e-5
     assert "pose" in json.loads((pred_dir / "per_image" / "img000001.jpg.json").read_text())
+    assert (pred_dir / "plots" / "pose_errors.png").is_file()
 
 
 def test_use_on_a_folder_of_images(workspace):
