@@ -28,6 +28,7 @@ Runs under KERAS_BACKEND=jax without TensorFlow.
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import sys
 import time
@@ -202,8 +203,8 @@ def split_pose(xy_norm, confidence, split, cfg):
     `pose` summary): rotation error in degrees, SPEED score; and the poses. (None, None)
     without labelled poses."""
     model = load_object_model(cfg.use, split.y, len(split.keypoint_names))
-    if model is None or "pose_q" not in split.y:
-        return None, None
+    if model is None or "pose_q" not in split.y or importlib.util.find_spec("cv2") is None:
+        return None, None  # no poses, or no OpenCV: the keypoint columns still count
     xy_original = to_original(xy_norm * np.array(cfg.data.input_size, dtype=np.float64), split.y["transforms"])
     poses = estimate_poses(xy_original, confidence >= cfg.use.visibility_threshold, split.y["transforms"], model,
                            cfg.use.pnp_ransac_px)

@@ -62,17 +62,18 @@ def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
     if len(index) < min_points:
         return None
     matrix, dist = camera.matrix, np.asarray(camera.dist_coeffs, dtype=np.float64)
+    method = getattr(cv2, "SOLVEPNP_SQPNP", cv2.SOLVEPNP_EPNP)  # SQPnP: OpenCV >= 4.5.3
     obj, img = points_body[index], xy[index]
     if ransac_px is not None and len(index) >= 6:
         ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, matrix, dist, iterationsCount=200,
                                                  reprojectionError=float(ransac_px), confidence=0.999,
-                                                 flags=cv2.SOLVEPNP_SQPNP)
+                                                 flags=method)
         if not ok or inl is None or len(inl) < min_points:
             return None
         index = index[np.sort(inl.ravel())]
         obj, img = points_body[index], xy[index]
     else:
-        ok, rvec, tvec = cv2.solvePnP(obj, img, matrix, dist, flags=cv2.SOLVEPNP_SQPNP)
+        ok, rvec, tvec = cv2.solvePnP(obj, img, matrix, dist, flags=method)
         if not ok:
             return None
     rvec, tvec = cv2.solvePnPRefineLM(obj, img, matrix, dist, rvec, tvec)
