@@ -75,11 +75,12 @@ class Annotations:
 @dataclasses.dataclass
 class ObjectModel:
     """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
-    vertices in keypoint order), plus the mesh faces for drawing."""
+    vertices in keypoint order), plus the mesh faces for drawing and the keypoint names."""
 
     camera: Camera
     keypoints_3d: np.ndarray
     faces: np.ndarray
+    names: tuple = ()
 
 
 def load_annotations(data_dir, split):
@@ -148,7 +149,7 @@ def _object_model(data_dir, names):
         return None
     order = [mesh.vertex_names.index(name) for name in names]
     remap = np.argsort(order)  # mesh vertex index -> keypoint index
-    return ObjectModel(load_camera_json(data_dir / "camera.json"), mesh.vertices[order], remap[mesh.faces])
+    return ObjectModel(load_camera_json(data_dir / "camera.json"), mesh.vertices[order], remap[mesh.faces], names)
 
 
 def _keypoint_names(data_dir):

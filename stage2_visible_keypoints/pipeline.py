@@ -162,12 +162,13 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     if keypoint_names is not None and len(keypoint_names) != num_keypoints:
         raise DataError(f"model predicts {num_keypoints} keypoints but the cache has {len(keypoint_names)}",
                         model_path)
+    object_model = load_object_model(uc, y, num_keypoints)  # before predicting: a bad file fails fast
     xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
-    keypoint_names = keypoint_names or tuple(f"kp{k:02d}" for k in range(num_keypoints))
+    keypoint_names = (keypoint_names or (object_model.names if object_model is not None else None)
+                      or tuple(f"kp{k:02d}" for k in range(num_keypoints)))
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, transforms)
     visible_pred = confidence >= uc.visibility_threshold
-    object_model = load_object_model(uc, y, num_keypoints)
     poses = (estimate_poses(xy_original, visible_pred, transforms, object_model, uc.pnp_ransac_px)
              if object_model is not None else None)
 
@@ -229,9 +230,10 @@ def load_object_model(uc, y, num_keypoints):
         if len(mesh.vertices) != num_keypoints:
             raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
                             "keypoints", uc.mesh)
-        return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces)
+        return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces, mesh.vertex_names)
     if y is not None and "keypoints_3d" in y and "camera" in y:
-        return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"])
+        return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"],
+                           tuple(str(n) for n in y["keypoint_names"]))
     return None
 
 

@@ -100,6 +100,7 @@ def test_use_on_a_folder_of_images(workspace):
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
     assert "pose" in record  # None when too few keypoints are predicted visible
+    assert record["keypoint_names"][0] == "body_000"  # named by the mesh
     assert not (out_dir / "evaluation_summary.json").exists()
 
 
