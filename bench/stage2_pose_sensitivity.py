@@ -30,8 +30,10 @@ from common.camera import body_to_camera, project_points, speed_camera
 from common.data_io import save_json
 from common.geometry import inside, letterbox_crop_transform, to_input, to_original
 from common.mesh import load_obj, visible_vertices
-from common.pose import pose_error_summary, solve_pnp
+from common.pose import pose_error_summary
 from stage2_visible_keypoints.config import DataConfig
+from stage2_visible_keypoints.data import ObjectModel
+from stage2_visible_keypoints.pipeline import estimate_poses
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, sample_pose
 
 
@@ -70,7 +72,8 @@ def perturb(xy, visible, mean_px, wrong, rng):
 def run(mesh, camera, poses, mean_levels, wrong_levels, ransac_px, seed):
     rng = np.random.default_rng(seed)
     q, r, xy, visible, transform = draw_views(mesh, camera, poses, rng)
-    scale = float(np.mean(transform[:2]))  # input px per original px
+    model = ObjectModel(camera, mesh.vertices, mesh.faces)
+    transforms = np.tile(transform, (poses, 1))
     rows = []
     for wrong in wrong_levels:
         for mean_px in mean_levels:
@@ -78,13 +81,8 @@ def run(mesh, camera, poses, mean_levels, wrong_levels, ransac_px, seed):
             errors = np.linalg.norm(noisy - xy, axis=-1)[visible]
             original = to_original(noisy, transform)
             for ransac in (True, False):
-                q_pred, r_pred = np.full((poses, 4), np.nan), np.full((poses, 3), np.nan)
-                for i in range(poses):
-                    result = solve_pnp(mesh.vertices, original[i], camera, visible[i],
-                                       ransac_px / scale if ransac else None)
-                    if result is not None:
-                        q_pred[i], r_pred[i] = result.q, result.r
-                summary = pose_error_summary(q_pred, r_pred, q, r)
+                found = estimate_poses(original, visible, transforms, model, ransac_px if ransac else None)
+                summary = pose_error_summary(found["q"], found["r"], q, r)
                 rows.append({"mean_px": mean_px, "measured_mean_px": float(errors.mean()), "wrong": wrong,
                              "ransac": ransac, "solved_fraction": summary["solved_fraction"],
                              "rotation_deg_median": summary["rotation_deg"]["median"],
@@ -96,8 +94,8 @@ def run(mesh, camera, poses, mean_levels, wrong_levels, ransac_px, seed):
 
 
 def format_table(rows):
-    head = ("noise px", "wrong", "kp err px", "RANSAC", "solved", "rot med deg", "rot mean deg", "t rel med", "SPEED mean",
-            "SPEED med")
+    head = ("noise px", "wrong", "kp err px", "RANSAC", "solved", "rot med deg", "rot mean deg", "t rel med",
+            "SPEED mean", "SPEED med")
     lines = [" ".join(f"{h:>12}" for h in head)]
     for row in rows:
         values = (row["mean_px"], row["wrong"], row["measured_mean_px"], "yes" if row["ransac"] else "no",

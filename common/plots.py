@@ -370,7 +370,8 @@ def plot_pose_errors(rotation_deg, translation_rel, path, title="Pose from keypo
             xs = np.maximum(done, floor)
             ax.step(np.concatenate([[floor], xs]), np.arange(done.size + 1) / count, where="post", color=colour)
             median = float(np.median(done))
-            ax.axvline(max(median, floor), color=BLACK, linestyle=":", linewidth=1, label=f"median of those found: {median:.3g}")
+            ax.axvline(max(median, floor), color=BLACK, linestyle=":", linewidth=1,
+                       label=f"median of those found: {median:.3g}")
             ax.set_xscale("log")
             ax.legend(fontsize="small", loc="lower right")
         else:

@@ -240,15 +240,16 @@ def load_object_model(uc, y, num_keypoints):
 def estimate_poses(xy_original, use, transforms, object_model, ransac_px):
     """PnP for every image from the keypoints in `use` (N, K).
 
-    ransac_px is in input-frame pixels; each image's threshold in original pixels
-    follows from its transform. Returns q (N, 4) and r (N, 3) (NaN rows where no pose
+    ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
+    original pixels follows from its transform. Returns q (N, 4) and r (N, 3) (NaN rows where no pose
     was found), inliers (N, K) bool and reprojection_px (N,) RMS in original pixels.
     """
     count, num_keypoints = use.shape
     poses = {"q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
              "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
     for i in range(count):
-        threshold = ransac_px / float(np.mean(transforms[i, :2]))  # input px per original px
+        scale = float(np.mean(transforms[i, :2]))  # input px per original px
+        threshold = None if ransac_px is None else ransac_px / scale
         result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, use[i], threshold)
         if result is not None:
             poses["q"][i], poses["r"][i] = result.q, result.r
