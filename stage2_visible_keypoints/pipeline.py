@@ -202,7 +202,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if poses is not None:
-        result["poses_found"] = int(np.isfinite(poses["q"]).all(axis=1).sum())
+        found = np.flatnonzero(np.isfinite(poses["q"]).all(axis=1))
+        # All poses in one file, in the SPEED label layout, so the package's readers take it back.
+        save_json(out_dir / "poses.json", [{"filename": names[i], "q_vbs2tango": poses["q"][i].round(8),
+                                            "r_Vo2To_vbs_true": poses["r"][i].round(6)} for i in found])
+        result["poses_found"] = len(found)
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
         decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config

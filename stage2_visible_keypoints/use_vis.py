@@ -11,7 +11,8 @@ a labelled cache, evaluation_summary.json and plots/.
 Pose: when the camera and the object's 3-D keypoints are known (a cache built from a
 data folder with camera.json and mesh.obj, or --camera and --mesh), each image's pose
 is solved by PnP (RANSAC) from its predicted-visible keypoints, drawn on the overlays
-as the model's edges (magenta), and scored against the labelled poses (SPEED score).
+as the model's edges (magenta), written to poses.json (the SPEED label layout, images
+with a pose only) and scored against the labelled poses (SPEED score).
 """
 
 import argparse
@@ -43,7 +44,8 @@ def main(argv=None):
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"predicted {result['images']} images; outputs in {result['output_dir']}")
     if "poses_found" in result:
-        print(f"pose found by PnP for {result['poses_found']} of {result['images']} images")
+        print(f"pose found by PnP for {result['poses_found']} of {result['images']} images: "
+              f"{Path(result['output_dir']) / 'poses.json'}")
     if "summary" in result:
         s = result["summary"]
         frame, pck = s["input_frame"], s["input_frame"]["pck"]

@@ -86,6 +86,12 @@ def test_train_then_use(workspace, backend, block):
     assert oracle["solved"] == 3 and oracle["rotation_deg"]["mean"] < 1e-3 and oracle["translation_m"]["mean"] < 1e-5
     assert "pose" in json.loads((pred_dir / "per_image" / "img000001.jpg.json").read_text())
     assert (pred_dir / "plots" / "pose_errors.png").is_file()
+    found = json.loads((pred_dir / "poses.json").read_text())
+    assert len(found) == summary["pose"]["solved"]
+    for record in found:  # the label layout, and the same pose as the image's own record
+        image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
+        np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
+        assert len(record["r_Vo2To_vbs_true"]) == 3
 
 
 def test_use_on_a_folder_of_images(workspace):
