@@ -262,7 +262,7 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     count = len(annotations.image_paths)
     current = _current_cache(x_path, y_path, cfg_hash, src_hash, count, data_cfg.input_size)
     if current is not None:
-        return _summary(split, out_dir, current["visible"], reused=True, seconds=time.perf_counter() - start)
+        return _summary(split, out_dir, current, reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
     transforms = np.zeros((count, 4))
@@ -301,7 +301,7 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     if data_cfg.cache_heatmaps:
         arrays["heatmaps"] = _encode_heatmaps(xy_norm, visible, data_cfg)
     save_npz(y_path, **arrays)  # written last: its hash marks the cache complete
-    return _summary(split, out_dir, visible, reused=False, seconds=time.perf_counter() - start)
+    return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
 
 def _warp_file(job):
@@ -335,9 +335,11 @@ def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
     return y if current else None
 
 
-def _summary(split, out_dir, visible, reused, seconds):
+def _summary(split, out_dir, y, reused, seconds):
+    visible = y["visible"]
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
+            "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
             "reused": reused, "seconds": round(seconds, 2)}
 
 

@@ -33,6 +33,11 @@ def main(argv=None):
     print(f"cache {state}: {summary['cache']}")
     print(f"images: {summary['images']}, keypoints: {summary['keypoints']}, "
           f"visible fraction: {summary['visible_fraction']:.3f}, seconds: {summary['seconds']}")
+    if summary["poses"] and summary["keypoints_3d"]:
+        print("poses and 3-D keypoints cached: use_vis.py will solve and score each image's pose")
+    elif summary["poses"]:
+        print("poses cached, but no camera.json and mesh.obj named like the keypoints: use_vis.py will not "
+              "solve poses")
 
 
 if __name__ == "__main__":

@@ -321,6 +321,7 @@ def test_preprocess_writes_the_documented_cache(data_dir, tmp_path):
     summary = preprocess(cfg, "train", progress=False)
     cache = tmp_path / "cache" / "train"
     assert summary["reused"] is False and summary["cache"] == str(cache)
+    assert summary["poses"] is False and summary["keypoints_3d"] is False  # keypoints only, no camera or mesh
     assert (summary["images"], summary["keypoints"]) == (3, 4)
     assert summary["visible_fraction"] == 0.5  # keypoints 0 and 1 of every image
     assert sorted(p.name for p in cache.iterdir()) == ["X_data.npy", "Y_data.npz"]  # no temp files
@@ -364,7 +365,9 @@ def test_preprocess_rendered_jpgs(renders, tmp_path):
 
 def test_cache_carries_the_poses_camera_and_3d_keypoints(renders, tmp_path):
     cfg = small_config(tmp_path, data_dir=str(renders))
-    preprocess(cfg, "val", progress=False)
+    summary = preprocess(cfg, "val", progress=False)
+    assert summary["poses"] and summary["keypoints_3d"]
+    assert preprocess(cfg, "val", progress=False)["keypoints_3d"]  # a reused cache says the same
     y = load_cache(cfg.cache_dir, "val", cfg).y
     records = json.loads((renders / "val.json").read_text())
     mesh = load_obj(renders / "mesh.obj")
