@@ -17,7 +17,8 @@ class DataConfig:
     """Where the data is and how it is cut down to the model input.
 
     data_dir: folder with `{split}.json`, `images/`, `camera.json` (and `mesh.obj` when
-    the labels hold poses but no 2D keypoints, as real SPEED files do).
+    the labels hold poses but no 2D keypoints, as real SPEED files do); the side files
+    may also sit in its parent folder (SPEED+: `speedplus/camera.json` beside `synthetic/`).
     cache_dir: caches go to `cache_dir/{split}/X_data.npy, Y_data.npz`.
     canvas_size, crop_size, input_size: (width, height) of the letterbox canvas, its
     centre crop and the model input. heatmap_size: (width, height), input / 2.

@@ -12,7 +12,9 @@ Images are looked up in `images/{split}/`, then `images/`. When a record has no
 "keypoints", they are projected from its pose with `camera.json` and `mesh.obj`
 (whose vertices are the keypoints) and their visibility is ray-cast on the mesh, which
 is how real SPEED labels (poses only) are read. When "visible" is absent, a keypoint
-is visible when it lies inside the image.
+is visible when it lies inside the image. The side files (`camera.json`, `mesh.obj`,
+`keypoint_names.json`) are taken from the data folder, else from its parent: SPEED+
+keeps one `camera.json` beside its `synthetic/`, `lightbox/` and `sunlamp/` folders.
 
 Cache `{cache_dir}/{split}/`:
     X_data.npy   (N, H_in, W_in, 3) uint8, model input frame (ResNet preprocessing is in the model)
@@ -139,29 +141,37 @@ def _read_pose(record, label_path, where, required):
     return q, r
 
 
+def side_file(data_dir, name):
+    """`data_dir/name`, else `data_dir/../name` (the SPEED+ layout), else None."""
+    for path in (Path(data_dir) / name, Path(data_dir).parent / name):
+        if path.is_file():
+            return path
+    return None
+
+
 def _object_model(data_dir, names):
     """The camera and the keypoints' 3-D positions, when camera.json and a mesh.obj whose
-    vertex names are the keypoint names (in any order) are in the data folder; else None."""
-    if not ((data_dir / "camera.json").is_file() and (data_dir / "mesh.obj").is_file()):
+    vertex names are the keypoint names (in any order) are found; else None."""
+    camera_path, mesh_path = side_file(data_dir, "camera.json"), side_file(data_dir, "mesh.obj")
+    if camera_path is None or mesh_path is None:
         return None
-    mesh = load_obj(data_dir / "mesh.obj")
+    mesh = load_obj(mesh_path)
     if sorted(mesh.vertex_names) != sorted(names):
         return None
     order = [mesh.vertex_names.index(name) for name in names]
     remap = np.argsort(order)  # mesh vertex index -> keypoint index
-    return ObjectModel(load_camera_json(data_dir / "camera.json"), mesh.vertices[order], remap[mesh.faces], names)
+    return ObjectModel(load_camera_json(camera_path), mesh.vertices[order], remap[mesh.faces], names)
 
 
 def _keypoint_names(data_dir):
-    names_path = data_dir / "keypoint_names.json"
-    if names_path.is_file():
+    names_path = side_file(data_dir, "keypoint_names.json")
+    if names_path is not None:
         names = load_json(names_path)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError("expected a JSON list of keypoint names", names_path)
         return tuple(names)
-    if (data_dir / "mesh.obj").is_file():
-        return tuple(load_obj(data_dir / "mesh.obj").vertex_names)
-    return None
+    mesh_path = side_file(data_dir, "mesh.obj")
+    return tuple(load_obj(mesh_path).vertex_names) if mesh_path is not None else None
 
 
 def _find_image(data_dir, split, filename, label_path, where):
@@ -201,12 +211,13 @@ class _PoseProjector:
     """Keypoints from a SPEED pose: project the mesh vertices, ray-cast their visibility."""
 
     def __init__(self, data_dir, label_path):
-        for name in ("camera.json", "mesh.obj"):
-            if not (data_dir / name).is_file():
+        paths = {name: side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
+        for name, path in paths.items():
+            if path is None:
                 raise DataError(f"records have no 'keypoints', so {name} is needed to project the pose, "
-                                f"but {data_dir / name} does not exist", label_path)
-        self.camera = load_camera_json(data_dir / "camera.json")
-        self.mesh = load_obj(data_dir / "mesh.obj")
+                                f"but neither {data_dir / name} nor {data_dir.parent / name} exists", label_path)
+        self.camera = load_camera_json(paths["camera.json"])
+        self.mesh = load_obj(paths["mesh.obj"])
 
     def __call__(self, q, r):
         points_cam = body_to_camera(self.mesh.vertices, q, r)
@@ -238,8 +249,8 @@ def _source_hash(annotations):
     """Label file and side files by content, images by name, size and mtime."""
     digest = hashlib.sha256(annotations.label_path.read_bytes())
     for name in SIDE_FILES:  # names, and the pose projection, come from these too
-        path = annotations.label_path.parent / name
-        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
+        path = side_file(annotations.label_path.parent, name)
+        digest.update(name.encode() + (path.read_bytes() if path is not None else b"-"))
     for path in annotations.image_paths:
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())

@@ -177,6 +177,25 @@ def test_pose_only_accepts_speed_plus_quaternion_field(pose_only):
                                atol=1e-6)
 
 
+def test_speed_plus_layout_camera_beside_the_domain_folders(pose_only, tmp_path):
+    # SPEED+: speedplus/camera.json, speedplus/synthetic/{train,validation}.json, synthetic/images/.
+    data_dir, records = pose_only
+    root = tmp_path / "speedplus"
+    shutil.copytree(data_dir, root / "synthetic")
+    for name in ("camera.json", "mesh.obj", "keypoint_names.json"):
+        (root / "synthetic" / name).rename(root / name)
+    plus = [{"filename": r["filename"], "q_vbs2tango_true": r["q_vbs2tango"],
+             "r_Vo2To_vbs_true": r["r_Vo2To_vbs_true"]} for r in records]
+    write_labels(root / "synthetic", plus, "val")
+    ann = load_annotations(root / "synthetic", "val")
+    np.testing.assert_allclose(ann.xy_original, [r["keypoints"] for r in records], atol=1e-6)
+    assert ann.object_model.camera == SMALL
+    # The folder's own camera file wins over the parent's.
+    save_camera_json(root / "synthetic" / "camera.json", Camera(fx=400.0, fy=400.0, cx=160.0, cy=100.0,
+                                                                width=W, height=H))
+    assert load_annotations(root / "synthetic", "val").object_model.camera.fx == 400.0
+
+
 @pytest.mark.parametrize("missing", ["mesh.obj", "camera.json"])
 def test_pose_only_without_mesh_or_camera(pose_only, missing):
     data_dir, _ = pose_only
