@@ -12,17 +12,17 @@ runs in chunks of --eval-every images (rounded to whole batches); the model is
 compiled once (Adam at a constant learning rate), so the optimizer state carries
 over. --lr-schedule cosine lowers the learning rate before each chunk along a cosine
 from --learning-rate to 1 % of it over the budget (whichever of --budget-images and
---budget-minutes is nearer to being spent); constant keeps it. After each chunk the held-out test split is evaluated in the 128x128 input
-frame and one row is printed: images seen, wall seconds (training + evaluation so
-far), training images/s of the chunk, train loss, soft-argmax Euclidean mean /
-median px, PCK@2/5/10, the argmax+refine mean px, and the fraction of visible
-keypoints predicted on another keypoint with those keypoints' share of the summed error
-(`wrong_keypoint_summary`: identity errors), and the pose solved by PnP from the
-predicted-visible keypoints (as `use_vis.py` does): median rotation error in degrees and
-mean SPEED score (rotation in radians + translation error / distance), over the first
---pose-images held-out images (after the last chunk, over all of them: `pose` in the JSON).
-Stops at --budget-images or
---budget-minutes. The rows, settings, backend, precision and device go to --out
+--budget-minutes is nearer to being spent); constant keeps it. After each chunk the
+held-out test split is evaluated in the 128x128 input frame and one row is printed:
+images seen, wall seconds (training + evaluation so far), training images/s of the
+chunk, train loss, soft-argmax Euclidean mean / median px, PCK@2/5/10, the
+argmax+refine mean px, the fraction of visible keypoints predicted on another keypoint
+with those keypoints' share of the summed error (`wrong_keypoint_summary`: identity
+errors), and the pose solved by PnP from the predicted-visible keypoints (as
+`use_vis.py` does): median rotation error in degrees and mean SPEED score (rotation in
+radians + translation error / distance) of the poses found, and the fraction found,
+over the first --pose-images held-out images (after the last chunk, over all of them:
+`pose` in the JSON). Stops at --budget-images or --budget-minutes. The rows, settings, backend, precision and device go to --out
 (JSON, rewritten atomically after every row, so a killed run keeps its rows); figures
 of the last held-out evaluation go to the folder beside it, `<out stem>_figures/`.
 Runs under KERAS_BACKEND=jax without TensorFlow.
@@ -55,7 +55,7 @@ from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_ob
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
 COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
-           "wrong_kp", "wrong_err", "rot_deg", "speed")
+           "wrong_kp", "wrong_err", "rot_deg", "speed", "found")
 
 
 def render_if_missing(renders, split, num_images, seed, workers):
@@ -115,7 +115,9 @@ def format_row(row):
 
 
 def _pose_values(pose):
-    return (None, None) if pose is None else (pose["rotation_deg"]["median"], pose["speed_score"]["mean"])
+    if pose is None:
+        return None, None, None
+    return pose["rotation_deg"]["median"], pose["speed_score"]["mean"], pose["solved_fraction"]
 
 
 def run(args):
@@ -200,10 +202,10 @@ def run(args):
     train_row = result["train_subset"]
     print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
           f"PCK@2 {train_row['pck']['2']}, on another keypoint {train_row['wrong_keypoint']['fraction']}")
-    if result["pose"] is not None:
+    if result["pose"] is not None and result["pose"]["solved"]:
         pose = result["pose"]
-        print(f"pose on all {pose['images']} held-out images: rotation median {pose['rotation_deg']['median']:.3f} deg, "
-              f"SPEED score mean {pose['speed_score']['mean']:.4f} ({pose['solved']} found)")
+        print(f"pose on all {pose['images']} held-out images ({pose['solved']} found): rotation median "
+              f"{pose['rotation_deg']['median']:.3f} deg, SPEED score mean {pose['speed_score']['mean']:.4f}")
     return result
 
 
@@ -211,14 +213,14 @@ def split_pose(xy_norm, confidence, split, cfg, count=None):
     """PnP from the predicted-visible keypoints against the true poses (`use_vis.py`'s
     `pose` summary): rotation error in degrees, SPEED score; and the poses. (None, None)
     without labelled poses."""
-    model = load_object_model(cfg.use, split.y, len(split.keypoint_names))
-    if model is None or "pose_q" not in split.y or importlib.util.find_spec("cv2") is None:
+    object_model = load_object_model(cfg.use, split.y, len(split.keypoint_names))
+    if object_model is None or "pose_q" not in split.y or importlib.util.find_spec("cv2") is None:
         return None, None  # no poses, or no OpenCV: the keypoint columns still count
     if count is not None:
         split, xy_norm, confidence = split.first(count), xy_norm[:count], confidence[:count]
     xy_original = to_original(xy_norm * np.array(cfg.data.input_size, dtype=np.float64), split.y["transforms"])
-    poses = estimate_poses(xy_original, confidence >= cfg.use.visibility_threshold, split.y["transforms"], model,
-                           cfg.use.pnp_ransac_px)
+    poses = estimate_poses(xy_original, confidence >= cfg.use.visibility_threshold, split.y["transforms"],
+                           object_model, cfg.use.pnp_ransac_px)
     return pose_summary(poses, split.y, cfg.use.pnp_ransac_px), poses
 
 
@@ -233,12 +235,12 @@ def save_figures(out_dir, test, xy_norm, summary, cfg, poses, gallery=8):
     xy_input = xy_norm * input_size
     per_keypoint = np.where(visible, np.linalg.norm(xy_input - truth, axis=-1), 0.0)
     per_image = per_keypoint.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
-    model = load_object_model(cfg.use, test.y, len(test.keypoint_names))
+    object_model = load_object_model(cfg.use, test.y, len(test.keypoint_names))
     for rank, i in enumerate(np.argsort(-per_image)[:gallery]):
         name = Path(str(test.y["filenames"][i])).stem
         save_overlay(out_dir / f"worst_{rank + 1}_{name}.png", test.images[i], xy_pred=xy_input[i],
                      xy_true=truth[i], visible_true=visible[i], scale=3,
-                     segments=pose_wireframe(model, poses, i, test.y["transforms"][i]))
+                     segments=pose_wireframe(object_model, poses, i, test.y["transforms"][i]))
 
 
 def main(argv=None):

@@ -115,7 +115,7 @@ def main(argv=None):
     parser.add_argument("--wrong", type=float, nargs="+", default=[0.0, 0.05, 0.15],
                         help="fraction of visible keypoints put on another keypoint (%(default)s)")
     parser.add_argument("--ransac-px", type=float, default=3.0, help="RANSAC threshold, input px (%(default)s)")
-    parser.add_argument("--mesh", default=str(DEFAULT_MESH), help="OBJ whose vertices are the keypoints")
+    parser.add_argument("--mesh", help="OBJ whose vertices are the keypoints (default: the bundled spacecraft)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     parser.add_argument("--out", default="results/stage2_pose_sensitivity.json", help="JSON output (%(default)s)")
     args = parser.parse_args(argv)
@@ -123,7 +123,7 @@ def main(argv=None):
         parser.error("--poses must be >= 1, --mean-px >= 0, --wrong in [0, 1] and --ransac-px > 0")
 
     start = time.perf_counter()
-    mesh, camera = load_obj(args.mesh), speed_camera()
+    mesh, camera = load_obj(args.mesh or DEFAULT_MESH), speed_camera()
     rows, visible_mean = run(mesh, camera, args.poses, args.mean_px, args.wrong, args.ransac_px, args.seed)
     seconds = time.perf_counter() - start
     print(f"pose error from perturbed keypoints: {args.poses} poses per cell, {visible_mean:.1f} of "

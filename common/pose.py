@@ -45,7 +45,9 @@ def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
 
     Returns:
         `PnPResult`, or None when fewer than `min_points` finite masked points (or
-        inliers) are left, or the solution puts a model point behind the camera.
+        inliers) are left, when OpenCV cannot solve the point set (e.g. image points
+        bunched within a few pixels, as an untrained model predicts them), or when the
+        solution puts a model point behind the camera.
     """
     import cv2  # OpenCV is only needed here
 
@@ -61,6 +63,15 @@ def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
     index = np.flatnonzero(use)
     if len(index) < min_points:
         return None
+    try:
+        return _solve(points_body, xy, index, camera, ransac_px, min_points)
+    except cv2.error:  # a degenerate point set (SQPnP asserts on the spread of the points)
+        return None
+
+
+def _solve(points_body, xy, index, camera, ransac_px, min_points):
+    import cv2
+
     matrix, dist = camera.matrix, np.asarray(camera.dist_coeffs, dtype=np.float64)
     method = getattr(cv2, "SOLVEPNP_SQPNP", cv2.SOLVEPNP_EPNP)  # SQPnP: OpenCV >= 4.5.3
     obj, img = points_body[index], xy[index]
@@ -82,7 +93,7 @@ def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
     if np.any(obj @ rotation.T[:, 2] + r[2] <= 0):
         return None
     projected = cv2.projectPoints(obj, rvec, tvec, matrix, dist)[0].reshape(-1, 2)
-    inliers = np.zeros(num_keypoints, bool)
+    inliers = np.zeros(len(points_body), bool)
     inliers[index] = True
     rms = float(np.sqrt(np.mean(np.sum((projected - img) ** 2, axis=1))))
     return PnPResult(q=dcm2quat(rotation.T), r=r, inliers=inliers, reprojection_px=rms)

@@ -6,6 +6,7 @@ is written beside each script's outputs.
 """
 
 import dataclasses
+import math
 
 from common.config import size_pair
 
@@ -140,8 +141,9 @@ class UseConfig:
     mesh: str = ""
 
     def __post_init__(self):
-        if self.pnp_ransac_px <= 0:
-            raise ValueError(f"pnp_ransac_px must be positive. Received: pnp_ransac_px={self.pnp_ransac_px}")
+        if not (isinstance(self.pnp_ransac_px, (int, float)) and math.isfinite(self.pnp_ransac_px)
+                and self.pnp_ransac_px > 0):
+            raise ValueError(f"pnp_ransac_px must be a positive finite number. Received: pnp_ransac_px={self.pnp_ransac_px}")
         if bool(self.camera) != bool(self.mesh):
             raise ValueError(f"use.camera and use.mesh go together. Received: camera={self.camera!r}, "
                              f"mesh={self.mesh!r}")

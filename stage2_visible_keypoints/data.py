@@ -43,7 +43,7 @@ from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import load_obj, visible_vertices
+from common.mesh import Mesh, load_obj, visible_vertices
 from common.parallel import parallel_map
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
@@ -105,7 +105,7 @@ def load_annotations(data_dir, split):
             xy, visible = _read_keypoints(record, size, label_path, where)
         else:
             if projector is None:
-                projector = _PoseProjector(data_dir, label_path)
+                projector = _PoseProjector(data_dir, label_path, names)
             xy, visible = projector(*pose)
         if names is None:
             names = tuple(f"kp{k:02d}" for k in range(len(xy)))
@@ -122,7 +122,8 @@ def load_annotations(data_dir, split):
         sizes.append(size)
         poses.append(pose)
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
-                              object_model=_object_model(data_dir, tuple(names)))
+                              object_model=(_object_model(data_dir, tuple(names)) if projector is None
+                                            else projector.object_model(tuple(names))))
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
@@ -149,18 +150,24 @@ def side_file(data_dir, name):
     return None
 
 
+def keypoint_mesh(mesh, names):
+    """`mesh` with its vertices in the order of `names` (faces follow), or None when its
+    vertex names are not the keypoint names."""
+    if sorted(mesh.vertex_names) != sorted(names) or len(set(names)) != len(names):
+        return None
+    order = [mesh.vertex_names.index(name) for name in names]
+    remap = np.argsort(order)  # mesh vertex index -> keypoint index
+    return Mesh(mesh.vertices[order], remap[mesh.faces], names)
+
+
 def _object_model(data_dir, names):
     """The camera and the keypoints' 3-D positions, when camera.json and a mesh.obj whose
     vertex names are the keypoint names (in any order) are found; else None."""
     camera_path, mesh_path = side_file(data_dir, "camera.json"), side_file(data_dir, "mesh.obj")
-    if camera_path is None or mesh_path is None:
+    mesh = keypoint_mesh(load_obj(mesh_path), names) if camera_path and mesh_path else None
+    if mesh is None:
         return None
-    mesh = load_obj(mesh_path)
-    if sorted(mesh.vertex_names) != sorted(names):
-        return None
-    order = [mesh.vertex_names.index(name) for name in names]
-    remap = np.argsort(order)  # mesh vertex index -> keypoint index
-    return ObjectModel(load_camera_json(camera_path), mesh.vertices[order], remap[mesh.faces], names)
+    return ObjectModel(load_camera_json(camera_path), mesh.vertices, mesh.faces, names)
 
 
 def _keypoint_names(data_dir):
@@ -169,9 +176,15 @@ def _keypoint_names(data_dir):
         names = load_json(names_path)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError("expected a JSON list of keypoint names", names_path)
-        return tuple(names)
-    mesh_path = side_file(data_dir, "mesh.obj")
-    return tuple(load_obj(mesh_path).vertex_names) if mesh_path is not None else None
+    else:
+        names_path = side_file(data_dir, "mesh.obj")
+        if names_path is None:
+            return None
+        names = load_obj(names_path).vertex_names
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise DataError(f"keypoint names must be unique; repeated: {', '.join(repeated)}", names_path)
+    return tuple(names)
 
 
 def _find_image(data_dir, split, filename, label_path, where):
@@ -208,16 +221,25 @@ def _read_keypoints(record, size, label_path, where):
 
 
 class _PoseProjector:
-    """Keypoints from a SPEED pose: project the mesh vertices, ray-cast their visibility."""
+    """Keypoints from a SPEED pose: project the mesh vertices, ray-cast their visibility.
 
-    def __init__(self, data_dir, label_path):
+    The keypoints come out in the order of `names` when they are the mesh's vertex names
+    in another order; otherwise in mesh order (the names then only label the vertices).
+    """
+
+    def __init__(self, data_dir, label_path, names):
         paths = {name: side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
         for name, path in paths.items():
             if path is None:
                 raise DataError(f"records have no 'keypoints', so {name} is needed to project the pose, "
                                 f"but neither {data_dir / name} nor {data_dir.parent / name} exists", label_path)
         self.camera = load_camera_json(paths["camera.json"])
-        self.mesh = load_obj(paths["mesh.obj"])
+        mesh = load_obj(paths["mesh.obj"])
+        self.mesh = (keypoint_mesh(mesh, names) if names is not None else None) or mesh
+
+    def object_model(self, names):
+        """The camera and 3-D keypoints the projected keypoints came from."""
+        return ObjectModel(self.camera, self.mesh.vertices, self.mesh.faces, names)
 
     def __call__(self, q, r):
         points_cam = body_to_camera(self.mesh.vertices, q, r)

@@ -27,7 +27,7 @@ from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import ObjectModel, load_cache, preprocess_folder
+from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -150,19 +150,22 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
             raise DataError("no images (.jpg, .png, ...) in folder", images_dir)
-        images, transforms, _ = preprocess_folder(paths, cfg.data)
+        images, transforms, sizes = preprocess_folder(paths, cfg.data)
         names, y, keypoint_names = [p.name for p in paths], None, None
         source_paths = paths
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, transforms, y = cache.images, cache.y["transforms"], cache.y
         names, keypoint_names = [str(n) for n in y["filenames"]], cache.keypoint_names
-        source_paths = None
+        source_paths, sizes = None, y["image_sizes"]
     num_keypoints = model.get_layer("keypoints").output.shape[1]
     if keypoint_names is not None and len(keypoint_names) != num_keypoints:
         raise DataError(f"model predicts {num_keypoints} keypoints but the cache has {len(keypoint_names)}",
                         model_path)
     object_model = load_object_model(uc, y, num_keypoints)  # before predicting: a bad file fails fast
+    if object_model is not None:
+        _check_camera_size(object_model.camera, sizes, source_paths or [str(p) for p in y["image_paths"]],
+                           uc.camera or "camera.json")
     xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
     keypoint_names = (keypoint_names or (object_model.names if object_model is not None else None)
                       or tuple(f"kp{k:02d}" for k in range(num_keypoints)))
@@ -227,13 +230,20 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
 
 
 def load_object_model(uc, y, num_keypoints):
-    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set, else the
-    cache's; None when neither has them."""
+    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set (on a cache,
+    the mesh's vertex names must be its keypoint names, in any order), else the cache's;
+    None when neither has them."""
     if uc.camera:
         mesh = load_obj(uc.mesh)
         if len(mesh.vertices) != num_keypoints:
             raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
                             "keypoints", uc.mesh)
+        if y is not None:
+            names = tuple(str(n) for n in y["keypoint_names"])
+            mesh = keypoint_mesh(mesh, names)
+            if mesh is None:
+                raise DataError(f"mesh vertex names are not the cache's keypoint names ({', '.join(names[:3])}, "
+                                "...)", uc.mesh)
         return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces, mesh.vertex_names)
     if y is not None and "keypoints_3d" in y and "camera" in y:
         return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"],
@@ -241,20 +251,29 @@ def load_object_model(uc, y, num_keypoints):
     return None
 
 
-def estimate_poses(xy_original, use, transforms, object_model, ransac_px):
-    """PnP for every image from the keypoints in `use` (N, K).
+def _check_camera_size(camera, sizes, paths, camera_name):
+    """Poses need the camera the images were taken with: refuse images of another size."""
+    wrong = np.flatnonzero(np.any(np.asarray(sizes) != (camera.width, camera.height), axis=1))
+    if len(wrong):
+        w, h = (int(v) for v in sizes[wrong[0]])
+        raise DataError(f"image is {w}x{h} but the camera ({camera_name}) is {camera.width}x{camera.height}; "
+                        "a pose needs the camera the image was taken with", paths[wrong[0]])
+
+
+def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
+    """PnP for every image from the keypoints in `mask` (N, K).
 
     ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
     original pixels follows from its transform. Returns q (N, 4) and r (N, 3) (NaN rows where no pose
     was found), inliers (N, K) bool and reprojection_px (N,) RMS in original pixels.
     """
-    count, num_keypoints = use.shape
+    count, num_keypoints = mask.shape
     poses = {"q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
              "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
     for i in range(count):
         scale = float(np.mean(transforms[i, :2]))  # input px per original px
         threshold = None if ransac_px is None else ransac_px / scale
-        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, use[i], threshold)
+        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
         if result is not None:
             poses["q"][i], poses["r"][i] = result.q, result.r
             poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px

@@ -124,8 +124,10 @@ def test_post_init_check_surfaces_as_data_error(tmp_path):
         load_config(Stage2Config, overrides=["data.sigma=0"])
     with pytest.raises(DataError, match="crop_size must fit"):
         load_config(Stage2Config, overrides=["data.crop_size=[2000, 1000]"])
-    with pytest.raises(DataError, match="pnp_ransac_px must be positive"):
+    with pytest.raises(DataError, match="pnp_ransac_px must be a positive finite number"):
         load_config(Stage2Config, overrides=["use.pnp_ransac_px=0"])
+    with pytest.raises(DataError, match="pnp_ransac_px must be a positive finite number"):
+        load_config(Stage2Config, overrides=["use.pnp_ransac_px=.inf"])
     with pytest.raises(DataError, match="use.camera and use.mesh go together"):
         load_config(Stage2Config, overrides=["use.camera=camera.json"])
 

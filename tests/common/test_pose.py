@@ -63,6 +63,15 @@ def test_mask_and_too_few_points():
         solve_pnp(POINTS, xy[:5], camera)
 
 
+def test_points_opencv_cannot_solve_give_no_pose():
+    # An untrained model puts every keypoint near the same place; SQPnP asserts on that.
+    camera = speed_camera()
+    bunched = np.array([960.0, 600.0]) + np.random.default_rng(0).normal(0, 0.5, (len(POINTS), 2))
+    assert solve_pnp(POINTS, bunched, camera) is None
+    assert solve_pnp(POINTS, bunched, camera, ransac_px=3.0) is None
+    assert solve_pnp(POINTS, np.full((len(POINTS), 2), 700.0), camera, ransac_px=3.0) is None
+
+
 def test_pose_errors_hand_computed():
     half = math.sqrt(0.5)
     errors = pose_errors([half, 0, 0, half], [0.0, 0.3, 10.4], [1.0, 0, 0, 0], [0.0, 0.0, 10.0])

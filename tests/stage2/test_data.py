@@ -398,19 +398,34 @@ def test_cache_carries_the_poses_camera_and_3d_keypoints(renders, tmp_path):
 
 
 def test_3d_keypoints_follow_the_keypoint_order_not_the_mesh_order(pose_only):
-    data_dir, _ = pose_only
+    data_dir, records = pose_only
     mesh = load_obj(data_dir / "mesh.obj")
-    names = list(mesh.vertex_names[::-1])
+    names = list(np.roll(mesh.vertex_names, 3))  # a rotation is not its own inverse (a reversal would be)
+    order = [mesh.vertex_names.index(name) for name in names]
     (data_dir / "keypoint_names.json").write_text(json.dumps(names))
-    model = load_annotations(data_dir, "val").object_model
-    np.testing.assert_array_equal(model.keypoints_3d, mesh.vertices[::-1])
-    # Each face still joins the same 3-D points.
-    np.testing.assert_array_equal(model.keypoints_3d[model.faces], mesh.vertices[mesh.faces])
+    ann = load_annotations(data_dir, "val")  # pose-only records: projected in the names' order
+    model = ann.object_model
+    np.testing.assert_array_equal(model.keypoints_3d, mesh.vertices[order])
+    np.testing.assert_array_equal(model.keypoints_3d[model.faces], mesh.vertices[mesh.faces])  # same triangles
+    for i, record in enumerate(records):
+        np.testing.assert_allclose(ann.xy_original[i], np.array(record["keypoints"])[order], atol=1e-6)
+        np.testing.assert_array_equal(ann.visible[i], np.array(record["visible"])[order])
+        points = body_to_camera(model.keypoints_3d, record["q_vbs2tango"], record["r_Vo2To_vbs_true"])
+        np.testing.assert_allclose(project_points(points, model.camera), ann.xy_original[i], atol=1e-9)
+    # Keypoints given in the names' order: the 3-D keypoints follow the same order.
+    write_labels(data_dir, [{**r, "keypoints": np.array(r["keypoints"])[order].tolist(),
+                             "visible": np.array(r["visible"])[order].tolist()} for r in records], "val")
+    np.testing.assert_array_equal(load_annotations(data_dir, "val").object_model.keypoints_3d, mesh.vertices[order])
     # A mesh whose vertices are not the keypoints gives no 3-D model (and no pose).
     (data_dir / "keypoint_names.json").write_text(json.dumps(names[:-1] + ["other"]))
-    records = json.loads((data_dir / "val.json").read_text())
-    write_labels(data_dir, [{**r, "keypoints": [[1.0, 1.0]] * len(names)} for r in records], "val")
     assert load_annotations(data_dir, "val").object_model is None
+
+
+def test_repeated_keypoint_names(pose_only):
+    data_dir, _ = pose_only
+    names = load_obj(data_dir / "mesh.obj").vertex_names
+    (data_dir / "keypoint_names.json").write_text(json.dumps([names[0], *names[:-1]]))
+    expect_error(lambda: load_annotations(data_dir, "val"), "keypoint_names.json", "unique", names[0])
 
 
 def test_poses_beside_keypoints_are_checked_and_kept_only_when_complete(data_dir):
