@@ -244,7 +244,9 @@ def feature_edges(vertices, faces, tolerance=1e-6):
     """The edges worth drawing: (E, 2) int vertex pairs, sorted, without the diagonals
     that triangulating a flat polygon adds (an edge between two coplanar triangles).
 
-    vertices: (V, 3); faces: (F, 3) int. An edge of one face only (a border) is kept.
+    vertices: (V, 3); faces: (F, 3) int. An edge of one face only (a border) is kept; so
+    is an edge of three or more. (An edge where a face folds fully back onto its
+    neighbour, 180 degrees, looks coplanar and is dropped too.)
     """
     vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
     a, b, c = (vertices[faces[:, i]] for i in range(3))
