@@ -43,7 +43,7 @@ from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import Mesh, load_obj, visible_vertices
+from common.mesh import Mesh, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
@@ -77,12 +77,17 @@ class Annotations:
 @dataclasses.dataclass
 class ObjectModel:
     """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
-    vertices in keypoint order), plus the mesh faces for drawing and the keypoint names."""
+    vertices in keypoint order), plus the mesh faces, the edges drawn from them
+    (`common.mesh.feature_edges`, computed here once) and the keypoint names."""
 
     camera: Camera
     keypoints_3d: np.ndarray
     faces: np.ndarray
     names: tuple = ()
+    edges: np.ndarray = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
 def load_annotations(data_dir, split):

@@ -21,7 +21,7 @@ from common.config import save_config, to_dict
 from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.mesh import feature_edges, load_obj
+from common.mesh import load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
 from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
@@ -205,7 +205,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if poses is not None:
-        found = np.flatnonzero(np.isfinite(poses["q"]).all(axis=1))
+        found = np.flatnonzero(poses["found"])
         # All poses in one file, in the SPEED label layout, so the package's readers take it back.
         save_json(out_dir / "poses.json", [{"filename": names[i], "q_vbs2tango": poses["q"][i].round(8),
                                             "r_Vo2To_vbs_true": poses["r"][i].round(6)} for i in found])
@@ -264,18 +264,19 @@ def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
     """PnP for every image from the keypoints in `mask` (N, K).
 
     ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
-    original pixels follows from its transform. Returns q (N, 4) and r (N, 3) (NaN rows where no pose
-    was found), inliers (N, K) bool and reprojection_px (N,) RMS in original pixels.
+    original pixels follows from its transform. Returns found (N,) bool, q (N, 4) and
+    r (N, 3) (NaN rows where no pose was found), inliers (N, K) bool and reprojection_px
+    (N,) RMS in original pixels.
     """
     count, num_keypoints = mask.shape
-    poses = {"q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
+    poses = {"found": np.zeros(count, bool), "q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
              "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
     for i in range(count):
         scale = float(np.mean(transforms[i, :2]))  # input px per original px
         threshold = None if ransac_px is None else ransac_px / scale
         result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
         if result is not None:
-            poses["q"][i], poses["r"][i] = result.q, result.r
+            poses["found"][i], poses["q"][i], poses["r"][i] = True, result.q, result.r
             poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
     return poses
 
@@ -283,15 +284,15 @@ def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
 def pose_summary(poses, y, ransac_px):
     """`common.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
     summary = pose_error_summary(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
-    solved = np.isfinite(poses["q"]).all(axis=1)
-    summary["inliers_mean"] = float(poses["inliers"][solved].sum(axis=1).mean()) if solved.any() else None
+    found = poses["found"]
+    summary["inliers_mean"] = float(poses["inliers"][found].sum(axis=1).mean()) if found.any() else None
     summary["ransac_px"] = ransac_px
     summary["ransac_unit"] = "px in the input frame"
     return summary
 
 
 def _pose_record(poses, i):
-    if not np.isfinite(poses["q"][i]).all():
+    if not poses["found"][i]:
         return None
     return {"q_vbs2tango": poses["q"][i].round(6), "r_Vo2To_vbs": poses["r"][i].round(4),
             "inliers": poses["inliers"][i], "reprojection_px": round(float(poses["reprojection_px"][i]), 3)}
@@ -300,13 +301,13 @@ def _pose_record(poses, i):
 def pose_wireframe(object_model, poses, i, transform=None):
     """(E, 2, 2) edges of the model projected with image i's estimated pose, in original
     pixels, or in the input frame given the image's transform; None without a pose."""
-    if poses is None or not np.isfinite(poses["q"][i]).all():
+    if poses is None or not poses["found"][i]:
         return None
     points = body_to_camera(object_model.keypoints_3d, poses["q"][i], poses["r"][i])
     xy = project_points(points, object_model.camera)
     if transform is not None:
         xy = to_input(xy, transform)
-    return xy[feature_edges(object_model.keypoints_3d, object_model.faces)]
+    return xy[object_model.edges]
 
 
 def plot_evaluation(summary, xy_norm, y, cfg, plots_dir, poses=None):
