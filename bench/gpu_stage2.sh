@@ -3,19 +3,22 @@
 # inside DEADLINE seconds (default 560). Here first: bash ../shared/gpu/fetch-wheels.sh (Keras
 # wheels into .whl/, see ../shared/gpu/README.md); then, through the device tool, with .whl
 # carried:  bash bench/gpu_stage2.sh
-# (A local check: PYTHON=.venv/bin/python TRAIN_IMAGES=16 TEST_IMAGES=8 DEADLINE=200 TRAIN_ARGS="--batch-size 8 --eval-every 16 --budget-images 32" OUT=/tmp/s2 bash bench/gpu_stage2.sh)
-# Renders TRAIN_IMAGES (default 25,000) + 1,000 held-out images with all cores (about 150
-# renders/s on 16 cores; preprocessing, now about ten times faster than rendering, adds
-# about 10 %: bench/stage2_data_throughput.py), then trains from random init with a cosine
-# learning rate over the time that is left (about 4.5 min) and writes the learning curve to
-# $OUT, with figures of the last held-out evaluation in $OUT/stage2_accuracy_figures/.
-# The 5,000-render run overfits (held-out mean 4.9 px, training images 0.8 px): more renders
-# is the lever this script turns. 25,000 renders take about 12 GB of disk.
+# (A local check: PYTHON=.venv/bin/python TRAIN_IMAGES=48 PART_IMAGES=16 TEST_IMAGES=8 DEADLINE=200 TRAIN_ARGS="--batch-size 8 --eval-every 16 --budget-images 64 --pose-images 4" OUT=/tmp/s2 bash bench/gpu_stage2.sh)
+# Renders 1,000 held-out images and the first PART_IMAGES (default 5,000) training images
+# with all cores (about 150 renders/s on 16 cores), then trains from random init with a
+# cosine learning rate over the time that is left (about 7.5 min), while a child process
+# renders and preprocesses the rest of the TRAIN_IMAGES (default 50,000) on 14 cores in
+# parts of PART_IMAGES; each part joins the training set when it is ready. Writes the
+# learning curve to $OUT, with figures of the last held-out evaluation in
+# $OUT/stage2_accuracy_figures/. The 5,000-render run overfitted (held-out mean 4.9 px,
+# training images 0.8 px): more renders is the lever, and rendering them beside the
+# training instead of before it leaves the GPU most of the call. 50,000 renders take
+# about 25 GB of disk.
 set -euo pipefail
 source bench/gpu_env.sh
 out=${OUT:-results}
 deadline=${DEADLINE:-560}
-data="--work-dir /tmp/bench --train-images ${TRAIN_IMAGES:-25000} --test-images ${TEST_IMAGES:-1000} --workers $(nproc)"
+data="--work-dir /tmp/bench --train-images ${TRAIN_IMAGES:-50000} --part-images ${PART_IMAGES:-5000} --test-images ${TEST_IMAGES:-1000} --workers $(nproc)"
 mkdir -p "$out"
 nvidia-smi -L || true
 $PY bench/stage2_accuracy.py $data --prepare-only --quiet 2>&1 | tail -5
@@ -25,3 +28,4 @@ echo "data ready at ${SECONDS}s; training for ${minutes} min"
 timeout $(( left - 5 )) $PY bench/stage2_accuracy.py $data --eval-every 102400 --budget-minutes "$minutes" \
     --budget-images 100000000 --lr-schedule cosine ${TRAIN_ARGS:-} --out "$out/stage2_accuracy.json" --quiet 2>&1 \
     | tee "$out/stage2_accuracy.log"
+cp /tmp/bench/parts.log "$out/stage2_parts.log" 2>/dev/null || true  # the background renders' log

@@ -7,7 +7,11 @@
 Renders --train-images and --test-images synthetic SPEED-like images into
 --work-dir/renders (skipped when a split with the same count and seed is there),
 preprocesses them with the stage-2 pipeline (caches are reused), then trains the
-full-size model from random init (weights none) with the stage-2 losses. Training
+full-size model from random init (weights none) with the stage-2 losses. With
+--part-images the training renders come in parts: training starts on the first while a
+child process renders and preprocesses the others on the CPU, and each joins the
+training set at the next chunk once it is ready (column renders), so rendering costs
+little of a GPU's time. Training
 runs in chunks of --eval-every images (rounded to whole batches); the model is
 compiled once (Adam at a constant learning rate), so the optimizer state carries
 over. --lr-schedule cosine lowers the learning rate before each chunk along a cosine
@@ -29,9 +33,13 @@ Runs under KERAS_BACKEND=jax without TensorFlow.
 """
 
 import argparse
+import atexit
 import dataclasses
 import importlib.util
 import math
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,17 +56,17 @@ from common.plots import save_overlay
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
-from stage2_visible_keypoints.data import load_cache, preprocess
+from stage2_visible_keypoints.data import Cache, load_cache, preprocess
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, plot_evaluation,
                                                pose_summary, pose_wireframe, predict_arrays, training_targets)
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
 
-COLUMNS = ("images", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10", "argmax_px",
-           "wrong_kp", "wrong_err", "rot_deg", "speed", "found")
+COLUMNS = ("images", "renders", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10",
+           "argmax_px", "wrong_kp", "wrong_err", "rot_deg", "speed", "found")
 
 
-def render_if_missing(renders, split, num_images, seed, workers):
+def render_if_missing(renders, split, num_images, seed, workers, progress=True):
     """Render a split unless one with the same size, seed and mesh is already there."""
     done = renders / f"render_config_{split}.json"  # written last by render_split
     mesh = renders / "mesh.obj"
@@ -67,7 +75,8 @@ def render_if_missing(renders, split, num_images, seed, workers):
         previous = load_json(done)
         if (previous.get("num_images"), previous.get("seed")) == (num_images, seed):
             return False
-    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split, workers=workers)
+    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split, workers=workers,
+                 progress=progress)
     return True
 
 
@@ -105,8 +114,8 @@ def device_name():
 def format_row(row):
     if row is None:
         return " ".join(f"{c:>9}" for c in COLUMNS)
-    values = [row["images_seen"], row["wall_seconds"], row["images_per_second"], row["learning_rate"],
-              row["train_loss"],
+    values = [row["images_seen"], row.get("train_images"), row["wall_seconds"], row["images_per_second"],
+              row["learning_rate"], row["train_loss"],
               row["euclidean_mean_px"], row["euclidean_median_px"], row["pck"]["2"], row["pck"]["5"],
               row["pck"]["10"], row["argmax_refine_mean_px"], row["wrong_keypoint"]["fraction"],
               row["wrong_keypoint"]["error_share"], *_pose_values(row["pose"])]
@@ -120,25 +129,87 @@ def _pose_values(pose):
     return pose["rotation_deg"]["median"], pose["speed_score"]["mean"], pose["solved_fraction"]
 
 
-def run(args):
+def train_parts(args):
+    """[(split, images)] of the training renders: "train", then with --part-images the
+    parts "train_part2", "train_part3", ... (the split's name seeds its images)."""
+    size = args.part_images or args.train_images
+    counts = [min(size, args.train_images - start) for start in range(0, args.train_images, size)]
+    return [("train" if k == 0 else f"train_part{k + 1}", count) for k, count in enumerate(counts)]
+
+
+def stage2_config(args):
     work_dir = Path(args.work_dir)
-    renders = work_dir / "renders"
-    for split, count, seed in (("train", args.train_images, args.seed), ("test", args.test_images, args.seed + 1)):
-        if render_if_missing(renders, split, count, seed, args.workers):
-            print(f"rendered {count} {split} images into {renders}")
     cfg = Stage2Config()
-    cfg.data = dataclasses.replace(cfg.data, data_dir=str(renders), cache_dir=str(work_dir / "cache"))
+    cfg.data = dataclasses.replace(cfg.data, data_dir=str(work_dir / "renders"), cache_dir=str(work_dir / "cache"))
     cfg.model = ModelConfig(weights="none")
     cfg.train = TrainConfig(output_dir=str(work_dir / "model"), batch_size=args.batch_size,
                             learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
-    for split in ("train", "test"):
-        print(preprocess(cfg.data, split, progress=not args.quiet, workers=args.workers))
+    return cfg
+
+
+def prepare(args, cfg, splits, ready_file=None):
+    """Render (unless there) and preprocess each (split, images, seed); with `ready_file`,
+    list the finished splits in it after each one."""
+    renders, done = Path(cfg.data.data_dir), []
+    for split, count, seed in splits:
+        if render_if_missing(renders, split, count, seed, args.workers, progress=not args.quiet):
+            print(f"rendered {count} {split} images into {renders}", flush=True)
+        print(preprocess(cfg.data, split, progress=not args.quiet, workers=args.workers), flush=True)
+        done.append(split)
+        if ready_file is not None:
+            save_json(ready_file, done)
+
+
+class BackgroundParts:
+    """The training parts after the first, rendered and preprocessed by a child process
+    (this script with --from-part 1, on the CPU, two cores fewer) while the model trains;
+    `ready()` names the parts finished so far."""
+
+    def __init__(self, args):
+        work_dir = Path(args.work_dir)
+        self.ready_file, self.log = work_dir / "parts_ready.json", work_dir / "parts.log"
+        self.ready_file.unlink(missing_ok=True)
+        command = [sys.executable, str(Path(__file__).resolve()), "--prepare-only", "--from-part", "1", "--quiet",
+                   "--work-dir", str(work_dir), "--train-images", str(args.train_images),
+                   "--part-images", str(args.part_images), "--test-images", str(args.test_images),
+                   "--seed", str(args.seed), "--workers", str(max(1, args.workers - 2))]
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}  # leave the GPU to training
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        # The child has its own process group: end it however this process ends (a
+        # `timeout` sends SIGTERM, which then exits through the atexit handlers).
+        atexit.register(self.stop)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+    def ready(self):
+        return load_json(self.ready_file) if self.ready_file.is_file() else []
+
+    def stop(self):
+        """End the child and its worker processes if it is still running; its return code."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait()
+
+
+def run(args):
+    cfg = stage2_config(args)
+    parts = train_parts(args)
+    if args.from_part:  # the background child of a run with --part-images
+        prepare(args, cfg, [(split, count, args.seed) for split, count in parts[args.from_part:]],
+                ready_file=Path(args.work_dir) / "parts_ready.json")
+        return None
+    streamed = parts[1:] if args.part_images else []
+    first = [(split, count, args.seed) for split, count in parts[:len(parts) - len(streamed)]]
+    prepare(args, cfg, [("test", args.test_images, args.seed + 1)] + first)
     if args.prepare_only:
         return None
 
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.precision)
-    train, test = load_cache(cfg.data.cache_dir, "train", cfg.data), load_cache(cfg.data.cache_dir, "test", cfg.data)
+    test = load_cache(cfg.data.cache_dir, "test", cfg.data)
+    loaded = [split for split, _, _ in first]
+    train = Cache.concatenate([load_cache(cfg.data.cache_dir, split, cfg.data) for split in loaded])
     model = build_model(len(train.keypoint_names), cfg.data, cfg.model, seed=args.seed)
     compile_model(model, cfg.data, cfg.train, args.learning_rate, resolve_jit(cfg.train.jit_compile))
     data = training_targets(train.y)
@@ -147,13 +218,24 @@ def run(args):
     result = {"config": {"args": vars(args), "stage2": to_dict(cfg)}, "backend": keras.backend.backend(),
               "precision": policy, "device": device_name(), "images_per_chunk": per_chunk,
               "train_images": len(train.y["xy_norm"]), "test_images": len(test.y["xy_norm"]), "rows": []}
+    background = BackgroundParts(args) if streamed else None
+    if background is not None:
+        print(f"training starts on {len(train.images)} renders; {len(streamed)} more parts of "
+              f"{args.part_images} are being prepared (log: {background.log})")
     print(f"{result['backend']} backend, {policy}, {result['device']}; {per_chunk} images per chunk")
     print(format_row(None))
 
     start = time.perf_counter()
     seen, last_chunk_seconds = 0, 0.0
     budget_seconds = 60 * args.budget_minutes if args.budget_minutes else math.inf
-    for chunk, indices in enumerate(chunks(len(train.y["xy_norm"]), per_chunk, args.seed)):
+    order = chunks(len(train.images), per_chunk, args.seed)
+    for chunk in range(sys.maxsize):
+        new = [split for split in (background.ready() if background else []) if split not in loaded]
+        if new:  # parts finished in the background join the training set; a new epoch order over all
+            loaded += new
+            train = Cache.concatenate([train] + [load_cache(cfg.data.cache_dir, split, cfg.data) for split in new])
+            data, order = training_targets(train.y), chunks(len(train.images), per_chunk, args.seed + len(loaded))
+        indices = next(order)
         rate = args.learning_rate
         if args.lr_schedule == "cosine":
             # Progress includes the chunk about to run, so the last chunk trains near the floor.
@@ -173,7 +255,8 @@ def run(args):
         # iterations), so the rows take the pose of the first --pose-images only.
         summary["pose"] = split_pose(xy_norm, confidence, test, cfg, args.pose_images)[0]
         soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
-        row = {"images_seen": seen, "wall_seconds": round(time.perf_counter() - start, 1),
+        row = {"images_seen": seen, "train_images": len(train.images),
+               "wall_seconds": round(time.perf_counter() - start, 1),
                "images_per_second": round(per_chunk / fit_seconds, 1), "learning_rate": rate,
                "train_loss": float(history.history["loss"][-1]),
                "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
@@ -186,6 +269,11 @@ def run(args):
         last_chunk_seconds = fit_seconds + time.perf_counter() - eval_start
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
+    if background is not None:
+        code = background.stop()
+        result["parts"] = {"loaded": loaded, "background_exit_code": code}
+        print(f"trained on {len(loaded)} of {len(parts)} parts ({len(train.images)} renders)")
+    result["train_images"] = len(train.images)
     result["pose"], poses = split_pose(xy_norm, confidence, test, cfg)  # the whole held-out split, once
     save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg, poses)
     # The same metrics on (up to) as many training images: the generalisation gap.
@@ -247,6 +335,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="runs/bench", help="renders and caches go here (%(default)s)")
     parser.add_argument("--train-images", type=int, default=5000, help="training renders (%(default)s)")
+    parser.add_argument("--part-images", type=int, default=0,
+                        help="render the training images in parts of this many: training starts on the first "
+                             "while a child process prepares the others, which join as they are ready "
+                             "(0: all before training, %(default)s)")
+    parser.add_argument("--from-part", type=int, default=0, help=argparse.SUPPRESS)  # the child's job
     parser.add_argument("--test-images", type=int, default=1000, help="held-out renders (%(default)s)")
     parser.add_argument("--pose-images", type=int, default=250,
                         help="held-out images whose pose each row reports; the last evaluation takes all (%(default)s)")
@@ -265,11 +358,15 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
-    parser.add_argument("--prepare-only", action="store_true", help="render and preprocess, then stop")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="render and preprocess what training starts with (all of it without --part-images), "
+                             "then stop")
     args = parser.parse_args(argv)
     for name in ("train_images", "test_images", "eval_every", "budget_images", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    if args.part_images < 0:
+        parser.error(f"--part-images must be >= 0. Received: {args.part_images}")
     try:
         result = run(args)
     except DataError as err:

@@ -396,6 +396,21 @@ class Cache:
         """The split's first `count` images and their labels, as a Cache."""
         return Cache(self.images[:count], {k: v[:count] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
 
+    @staticmethod
+    def concatenate(caches):
+        """Several splits' images and labels as one Cache, in order (the images are copied
+        into memory). The split-wide arrays come from the first; the splits must have the
+        same keypoints and cache config; a per-image array that some lack is left out."""
+        first = caches[0]
+        for cache in caches[1:]:
+            for key in ("keypoint_names", "config_hash"):
+                if not np.array_equal(cache.y[key], first.y[key]):
+                    raise ValueError(f"cannot concatenate caches with different '{key}'")
+        y = {key: value for key, value in first.y.items() if key not in PER_IMAGE_KEYS}
+        y.update({key: np.concatenate([cache.y[key] for cache in caches])
+                  for key in PER_IMAGE_KEYS if all(key in cache.y for cache in caches)})
+        return Cache(np.concatenate([cache.images for cache in caches]), y)
+
 
 def load_cache(cache_dir, split, data_cfg=None):
     """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""

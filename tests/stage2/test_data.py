@@ -22,6 +22,7 @@ from common.geometry import to_input
 from common.mesh import load_obj, visible_vertices
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
+    Cache,
     load_annotations,
     load_cache,
     preprocess,
@@ -541,6 +542,21 @@ def test_load_cache_matching_config(data_dir, tmp_path):
     assert cache.keypoint_names == tuple(NAMES)
     assert "heatmaps" not in cache.y
     assert np.all(cache.images[2] == grey(2))
+
+
+def test_concatenated_caches_keep_each_images_labels_in_order(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    cache = load_cache(cfg.cache_dir, "train", cfg)
+    both = Cache.concatenate([cache, cache.first(2)])
+    assert both.images.shape == (5, 64, 64, 3) and not isinstance(both.images, np.memmap)
+    assert [int(both.images[i, 32, 32, 0]) for i in range(5)] == [grey(i) for i in (0, 1, 2, 0, 1)]
+    np.testing.assert_array_equal(both.y["xy_norm"], np.concatenate([cache.y["xy_norm"], cache.y["xy_norm"][:2]]))
+    assert list(both.y["filenames"]) == [*cache.y["filenames"], *cache.y["filenames"][:2]]
+    assert both.keypoint_names == tuple(NAMES) and both.y["sigma"] == cache.y["sigma"]  # split-wide: kept once
+    other = Cache(cache.images, {**cache.y, "keypoint_names": np.array(NAMES[::-1])})
+    with pytest.raises(ValueError, match="different 'keypoint_names'"):
+        Cache.concatenate([cache, other])
 
 
 def test_load_cache_built_with_another_config(data_dir, tmp_path):
