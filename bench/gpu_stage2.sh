@@ -25,7 +25,9 @@ $PY bench/stage2_accuracy.py $data --prepare-only --quiet 2>&1 | tail -5
 left=$(( deadline - SECONDS ))
 minutes=$(awk -v s="$left" 'BEGIN { m = (s - 90) / 60; print (m < 0.5 ? 0.5 : m) }')
 echo "data ready at ${SECONDS}s; training for ${minutes} min"
+status=0
 timeout $(( left - 5 )) $PY bench/stage2_accuracy.py $data --eval-every 102400 --budget-minutes "$minutes" \
     --budget-images 100000000 --lr-schedule cosine ${TRAIN_ARGS:-} --out "$out/stage2_accuracy.json" --quiet 2>&1 \
-    | tee "$out/stage2_accuracy.log"
-cp /tmp/bench/parts.log "$out/stage2_parts.log" 2>/dev/null || true  # the background renders' log
+    | tee "$out/stage2_accuracy.log" || status=$?
+cp /tmp/bench/parts.log "$out/stage2_parts.log" 2>/dev/null || true  # the background renders' log, also on failure
+exit $status

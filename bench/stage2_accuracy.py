@@ -34,7 +34,6 @@ Runs under KERAS_BACKEND=jax without TensorFlow.
 
 import argparse
 import atexit
-import dataclasses
 import importlib.util
 import math
 import os
@@ -51,33 +50,18 @@ from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
 from common.geometry import to_original
-from common.mesh import load_obj
 from common.plots import save_overlay
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
-from stage2_visible_keypoints.data import Cache, load_cache, preprocess
+from stage2_visible_keypoints.data import Cache, load_cache
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, plot_evaluation,
                                                pose_summary, pose_wireframe, predict_arrays, training_targets)
-from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, render_split
+from stage2_parts import READY_FILE, data_config, prepare, train_parts  # bench/ is on the path as a script
 
 COLUMNS = ("images", "renders", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10",
            "argmax_px", "wrong_kp", "wrong_err", "rot_deg", "speed", "found")
-
-
-def render_if_missing(renders, split, num_images, seed, workers, progress=True):
-    """Render a split unless one with the same size, seed and mesh is already there."""
-    done = renders / f"render_config_{split}.json"  # written last by render_split
-    mesh = renders / "mesh.obj"
-    same_mesh = mesh.is_file() and np.array_equal(load_obj(mesh).vertices, load_obj(DEFAULT_MESH).vertices)
-    if (renders / f"{split}.json").is_file() and done.is_file() and same_mesh:
-        previous = load_json(done)
-        if (previous.get("num_images"), previous.get("seed")) == (num_images, seed):
-            return False
-    render_split(renders, RenderConfig(num_images=num_images, seed=seed), split=split, workers=workers,
-                 progress=progress)
-    return True
 
 
 def chunks(count, images_per_chunk, seed):
@@ -129,54 +113,33 @@ def _pose_values(pose):
     return pose["rotation_deg"]["median"], pose["speed_score"]["mean"], pose["solved_fraction"]
 
 
-def train_parts(args):
-    """[(split, images)] of the training renders: "train", then with --part-images the
-    parts "train_part2", "train_part3", ... (the split's name seeds its images)."""
-    size = args.part_images or args.train_images
-    counts = [min(size, args.train_images - start) for start in range(0, args.train_images, size)]
-    return [("train" if k == 0 else f"train_part{k + 1}", count) for k, count in enumerate(counts)]
-
-
 def stage2_config(args):
-    work_dir = Path(args.work_dir)
     cfg = Stage2Config()
-    cfg.data = dataclasses.replace(cfg.data, data_dir=str(work_dir / "renders"), cache_dir=str(work_dir / "cache"))
-    cfg.model = ModelConfig(weights="none")
-    cfg.train = TrainConfig(output_dir=str(work_dir / "model"), batch_size=args.batch_size,
+    cfg.data = data_config(args.work_dir)
+    cfg.model = ModelConfig(weights="none", backbone=args.backbone)
+    cfg.train = TrainConfig(output_dir=str(Path(args.work_dir) / "model"), batch_size=args.batch_size,
                             learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
     return cfg
 
 
-def prepare(args, cfg, splits, ready_file=None):
-    """Render (unless there) and preprocess each (split, images, seed); with `ready_file`,
-    list the finished splits in it after each one."""
-    renders, done = Path(cfg.data.data_dir), []
-    for split, count, seed in splits:
-        if render_if_missing(renders, split, count, seed, args.workers, progress=not args.quiet):
-            print(f"rendered {count} {split} images into {renders}", flush=True)
-        print(preprocess(cfg.data, split, progress=not args.quiet, workers=args.workers), flush=True)
-        done.append(split)
-        if ready_file is not None:
-            save_json(ready_file, done)
-
-
 class BackgroundParts:
     """The training parts after the first, rendered and preprocessed by a child process
-    (this script with --from-part 1, on the CPU, two cores fewer) while the model trains;
+    (`bench/stage2_parts.py`, on the CPU, two cores fewer) while the model trains;
     `ready()` names the parts finished so far."""
 
     def __init__(self, args):
         work_dir = Path(args.work_dir)
-        self.ready_file, self.log = work_dir / "parts_ready.json", work_dir / "parts.log"
+        self.ready_file, self.log = work_dir / READY_FILE, work_dir / "parts.log"
         self.ready_file.unlink(missing_ok=True)
-        command = [sys.executable, str(Path(__file__).resolve()), "--prepare-only", "--from-part", "1", "--quiet",
+        command = [sys.executable, str(Path(__file__).with_name("stage2_parts.py")), "--from-part", "1",
                    "--work-dir", str(work_dir), "--train-images", str(args.train_images),
-                   "--part-images", str(args.part_images), "--test-images", str(args.test_images),
-                   "--seed", str(args.seed), "--workers", str(max(1, args.workers - 2))]
+                   "--part-images", str(args.part_images), "--seed", str(args.seed),
+                   "--workers", str(max(1, args.workers - 2))]
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}  # leave the GPU to training
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
+        self.reported = False
         # The child has its own process group: end it however this process ends (a
         # `timeout` sends SIGTERM, which then exits through the atexit handlers).
         atexit.register(self.stop)
@@ -185,23 +148,32 @@ class BackgroundParts:
     def ready(self):
         return load_json(self.ready_file) if self.ready_file.is_file() else []
 
+    def failure(self):
+        """A one-time message when the child has failed (training goes on with the parts it has)."""
+        code = self.process.poll()
+        if code in (None, 0) or self.reported:
+            return None
+        self.reported = True
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+        return f"warning: the background renders stopped with exit code {code}: " + " | ".join(tail)
+
     def stop(self):
         """End the child and its worker processes if it is still running; its return code."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.wait()
 
 
 def run(args):
     cfg = stage2_config(args)
-    parts = train_parts(args)
-    if args.from_part:  # the background child of a run with --part-images
-        prepare(args, cfg, [(split, count, args.seed) for split, count in parts[args.from_part:]],
-                ready_file=Path(args.work_dir) / "parts_ready.json")
-        return None
+    parts = train_parts(args.train_images, args.part_images)
     streamed = parts[1:] if args.part_images else []
     first = [(split, count, args.seed) for split, count in parts[:len(parts) - len(streamed)]]
-    prepare(args, cfg, [("test", args.test_images, args.seed + 1)] + first)
+    prepare(cfg.data, [("test", args.test_images, args.seed + 1)] + first, args.workers, progress=not args.quiet)
     if args.prepare_only:
         return None
 
@@ -235,6 +207,9 @@ def run(args):
             loaded += new
             train = Cache.concatenate([train] + [load_cache(cfg.data.cache_dir, split, cfg.data) for split in new])
             data, order = training_targets(train.y), chunks(len(train.images), per_chunk, args.seed + len(loaded))
+            result["train_images"], result["parts"] = len(train.images), {"loaded": list(loaded)}
+        if background is not None and (message := background.failure()):
+            print(message, flush=True)
         indices = next(order)
         rate = args.learning_rate
         if args.lr_schedule == "cosine":
@@ -270,14 +245,15 @@ def run(args):
         if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
             break
     if background is not None:
-        code = background.stop()
-        result["parts"] = {"loaded": loaded, "background_exit_code": code}
+        code = background.stop()  # negative: stopped by a signal (still rendering), else its exit code
+        result["parts"] = {"loaded": loaded, "of": len(parts), "background_exit_code": code}
         print(f"trained on {len(loaded)} of {len(parts)} parts ({len(train.images)} renders)")
-    result["train_images"] = len(train.images)
+    if args.save_model:
+        model.save(args.save_model)
     result["pose"], poses = split_pose(xy_norm, confidence, test, cfg)  # the whole held-out split, once
     save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg, poses)
-    # The same metrics on (up to) as many training images: the generalisation gap.
-    subset = train.first(len(test.images))
+    # The same metrics on (up to) as many training images, spread over all parts: the generalisation gap.
+    subset = train.take(np.linspace(0, len(train.images) - 1, min(len(test.images), len(train.images))).astype(int))
     xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
     seen_summary = evaluate(xy_norm, confidence, logits, subset.y, cfg, subset.keypoint_names)
     result["train_subset"] = {"images": len(subset.images),
@@ -339,7 +315,6 @@ def main(argv=None):
                         help="render the training images in parts of this many: training starts on the first "
                              "while a child process prepares the others, which join as they are ready "
                              "(0: all before training, %(default)s)")
-    parser.add_argument("--from-part", type=int, default=0, help=argparse.SUPPRESS)  # the child's job
     parser.add_argument("--test-images", type=int, default=1000, help="held-out renders (%(default)s)")
     parser.add_argument("--pose-images", type=int, default=250,
                         help="held-out images whose pose each row reports; the last evaluation takes all (%(default)s)")
@@ -347,6 +322,8 @@ def main(argv=None):
     parser.add_argument("--budget-images", type=int, default=600_000, help="stop after this many (%(default)s)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop after this wall time (none)")
     parser.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
+    parser.add_argument("--backbone", default="resnet50", choices=("resnet50", "resnet18"),
+                        help="the encoder (%(default)s; resnet18 for quick checks on a CPU)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="Adam learning rate (%(default)s)")
     parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                         help="constant, or cosine to 1 %% over the budget (%(default)s)")
@@ -357,6 +334,7 @@ def main(argv=None):
     parser.add_argument("--out", default="results/stage2_accuracy.json", help="JSON output (%(default)s)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
+    parser.add_argument("--save-model", help="write the trained model here (.keras; default: not saved)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
     parser.add_argument("--prepare-only", action="store_true",
                         help="render and preprocess what training starts with (all of it without --part-images), "

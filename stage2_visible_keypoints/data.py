@@ -396,6 +396,11 @@ class Cache:
         """The split's first `count` images and their labels, as a Cache."""
         return Cache(self.images[:count], {k: v[:count] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
 
+    def take(self, indices):
+        """The images and labels at `indices` (an integer array), as a Cache (images copied)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Cache(self.images[indices], {k: v[indices] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
+
     @staticmethod
     def concatenate(caches):
         """Several splits' images and labels as one Cache, in order (the images are copied

@@ -544,7 +544,7 @@ def test_load_cache_matching_config(data_dir, tmp_path):
     assert np.all(cache.images[2] == grey(2))
 
 
-def test_concatenated_caches_keep_each_images_labels_in_order(data_dir, tmp_path):
+def test_concatenated_and_taken_caches_keep_each_images_labels(data_dir, tmp_path):
     cfg = small_config(tmp_path)
     preprocess(cfg, "train", progress=False)
     cache = load_cache(cfg.cache_dir, "train", cfg)
@@ -554,6 +554,9 @@ def test_concatenated_caches_keep_each_images_labels_in_order(data_dir, tmp_path
     np.testing.assert_array_equal(both.y["xy_norm"], np.concatenate([cache.y["xy_norm"], cache.y["xy_norm"][:2]]))
     assert list(both.y["filenames"]) == [*cache.y["filenames"], *cache.y["filenames"][:2]]
     assert both.keypoint_names == tuple(NAMES) and both.y["sigma"] == cache.y["sigma"]  # split-wide: kept once
+    picked = both.take([4, 0])
+    assert [int(picked.images[i, 32, 32, 0]) for i in range(2)] == [grey(1), grey(0)]
+    assert list(picked.y["filenames"]) == [cache.y["filenames"][1], cache.y["filenames"][0]]
     other = Cache(cache.images, {**cache.y, "keypoint_names": np.array(NAMES[::-1])})
     with pytest.raises(ValueError, match="different 'keypoint_names'"):
         Cache.concatenate([cache, other])
