@@ -116,7 +116,7 @@ def _pose_values(pose):
 def stage2_config(args):
     cfg = Stage2Config()
     cfg.data = data_config(args.work_dir)
-    cfg.model = ModelConfig(weights="none", backbone=args.backbone)
+    cfg.model = ModelConfig(weights="none", backbone=args.backbone, debias=args.debias)
     cfg.train = TrainConfig(output_dir=str(Path(args.work_dir) / "model"), batch_size=args.batch_size,
                             learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
     return cfg
@@ -334,6 +334,8 @@ def main(argv=None):
     parser.add_argument("--out", default="results/stage2_accuracy.json", help="JSON output (%(default)s)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
+    parser.add_argument("--debias", action="store_true",
+                        help="the SoftArgMax layer's closed-form background correction (model.debias)")
     parser.add_argument("--save-model", help="write the trained model here (.keras; default: not saved)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
     parser.add_argument("--prepare-only", action="store_true",
