@@ -69,12 +69,11 @@ def model_rows(model, batch_sizes, warmup, repeats, seed):
 def pose_rows(mean_levels, poses, ransac_px, seed):
     mesh, camera = load_obj(DEFAULT_MESH), speed_camera()
     rng = np.random.default_rng(seed)
-    _, _, xy, visible, transform = draw_views(mesh, camera, poses, rng)
+    _, _, xy, visible, transforms = draw_views(mesh, camera, poses, rng)
     object_model = ObjectModel(camera, mesh.vertices, mesh.faces)
-    transforms = np.tile(transform, (poses, 1))
     rows = []
     for mean_px in mean_levels:
-        original = to_original(perturb(xy, visible, mean_px, 0.0, rng), transform)
+        original = to_original(perturb(xy, visible, mean_px, 0.0, rng), transforms)
         start = time.perf_counter()
         found = estimate_poses(original, visible, transforms, object_model, ransac_px)
         seconds = time.perf_counter() - start

@@ -39,7 +39,7 @@ from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, sample_p
 
 def draw_views(mesh, camera, count, rng):
     """count poses with their input-frame keypoints (N, K, 2), visibility (N, K) and the
-    original -> input transform (4,) of a camera-sized image."""
+    original -> input transform of a camera-sized image, one row per view (N, 4)."""
     data = DataConfig()
     transform, _ = letterbox_crop_transform((camera.width, camera.height), data.canvas_size, data.crop_size,
                                             data.input_size)
@@ -53,7 +53,7 @@ def draw_views(mesh, camera, count, rng):
         r.append(r_i)
         xy.append(xy_input)
         visible.append(visible_vertices(mesh, points, camera) & inside(xy_input, data.input_size))
-    return np.array(q), np.array(r), np.array(xy), np.array(visible), transform
+    return np.array(q), np.array(r), np.array(xy), np.array(visible), np.tile(transform, (count, 1))
 
 
 def perturb(xy, visible, mean_px, wrong, rng):
@@ -71,15 +71,14 @@ def perturb(xy, visible, mean_px, wrong, rng):
 
 def run(mesh, camera, poses, mean_levels, wrong_levels, ransac_px, seed):
     rng = np.random.default_rng(seed)
-    q, r, xy, visible, transform = draw_views(mesh, camera, poses, rng)
+    q, r, xy, visible, transforms = draw_views(mesh, camera, poses, rng)
     model = ObjectModel(camera, mesh.vertices, mesh.faces)
-    transforms = np.tile(transform, (poses, 1))
     rows = []
     for wrong in wrong_levels:
         for mean_px in mean_levels:
             noisy = perturb(xy, visible, mean_px, wrong, rng)
             errors = np.linalg.norm(noisy - xy, axis=-1)[visible]
-            original = to_original(noisy, transform)
+            original = to_original(noisy, transforms)
             for ransac in (True, False):
                 found = estimate_poses(original, visible, transforms, model, ransac_px if ransac else None)
                 summary = pose_error_summary(found["q"], found["r"], q, r)
