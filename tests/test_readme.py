@@ -14,7 +14,6 @@ import importlib
 import importlib.util
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
