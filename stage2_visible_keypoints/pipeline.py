@@ -18,7 +18,7 @@ from common.backbones import has_pretrained_weights
 from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, load_json, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
 from common.mesh import load_obj
@@ -31,6 +31,7 @@ from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache
 from stage2_visible_keypoints.model import build_model, compile_model
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+KEYPOINT_NAMES_FILE = "keypoint_names.json"  # written by `train` beside the model
 
 
 def keypoint_targets(y):
@@ -65,6 +66,7 @@ def train(cfg, split="train", progress=True, callbacks=()):
     out_dir = Path(tc.output_dir) / "fine_tune" if tc.fine_tune else Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
+    save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
 
     pretrained = has_pretrained_weights(cfg.model.weights)
     if tc.fine_tune:
@@ -112,6 +114,17 @@ def load_stage2_model(path):
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
+def run_keypoint_names(model_path):
+    """The keypoint names saved beside a trained model (`train` writes them), or None."""
+    path = Path(model_path).parent / KEYPOINT_NAMES_FILE
+    if not path.is_file():
+        return None
+    names = load_json(path)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError("expected a JSON list of keypoint names", path)
+    return tuple(names)
+
+
 def predict_arrays(model, images, batch_size, progress=True):
     """Run the model batch by batch (compiled predict step; images may be a memory map).
 
@@ -151,7 +164,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         if not paths:
             raise DataError("no images (.jpg, .png, ...) in folder", images_dir)
         images, transforms, sizes = preprocess_folder(paths, cfg.data)
-        names, y, keypoint_names = [p.name for p in paths], None, None
+        names, y, keypoint_names = [p.name for p in paths], None, run_keypoint_names(model_path)
         source_paths = paths
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
@@ -160,9 +173,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         source_paths, sizes = None, y["image_sizes"]
     num_keypoints = model.get_layer("keypoints").output.shape[1]
     if keypoint_names is not None and len(keypoint_names) != num_keypoints:
-        raise DataError(f"model predicts {num_keypoints} keypoints but the cache has {len(keypoint_names)}",
-                        model_path)
-    object_model = load_object_model(uc, y, num_keypoints)  # before predicting: a bad file fails fast
+        source = "the cache has" if y is not None else f"{KEYPOINT_NAMES_FILE} beside it has"
+        raise DataError(f"model predicts {num_keypoints} keypoints but {source} {len(keypoint_names)}", model_path)
+    # On a folder the run's keypoint names order the mesh, as a cache's names do.
+    names_y = y if y is not None else ({"keypoint_names": np.array(keypoint_names)} if keypoint_names else None)
+    object_model = load_object_model(uc, names_y, num_keypoints)  # before predicting: a bad file fails fast
     if object_model is not None:
         _check_camera_size(object_model.camera, sizes, source_paths or [str(p) for p in y["image_paths"]],
                            uc.camera or "camera.json")
@@ -230,9 +245,10 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
 
 
 def load_object_model(uc, y, num_keypoints):
-    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set (on a cache,
-    the mesh's vertex names must be its keypoint names, in any order), else the cache's;
-    None when neither has them."""
+    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set (when `y` holds
+    `keypoint_names`, from a cache or a run, the mesh's vertex names must be those names,
+    in any order, and the mesh is put in their order), else the cache's; None when
+    neither has them."""
     if uc.camera:
         mesh = load_obj(uc.mesh)
         if len(mesh.vertices) != num_keypoints:
@@ -242,7 +258,7 @@ def load_object_model(uc, y, num_keypoints):
             names = tuple(str(n) for n in y["keypoint_names"])
             mesh = keypoint_mesh(mesh, names)
             if mesh is None:
-                raise DataError(f"mesh vertex names are not the cache's keypoint names ({', '.join(names[:3])}, "
+                raise DataError(f"mesh vertex names are not the keypoint names ({', '.join(names[:3])}, "
                                 "...)", uc.mesh)
         return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces, mesh.vertex_names)
     if y is not None and "keypoints_3d" in y and "camera" in y:

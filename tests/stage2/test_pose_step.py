@@ -52,7 +52,7 @@ def test_object_model_from_files_follows_the_cache_keypoint_order(tmp_path):
     np.testing.assert_array_equal(model.keypoints_3d, np.roll(POINTS, -3, axis=0))
     np.testing.assert_array_equal(model.keypoints_3d[model.faces], POINTS[FACES])
     assert load_object_model(uc, None, len(POINTS)).names == NAMES  # a folder of images: mesh order
-    with pytest.raises(DataError, match="mesh vertex names are not the cache's keypoint names"):
+    with pytest.raises(DataError, match="mesh vertex names are not the keypoint names"):
         load_object_model(uc, {"keypoint_names": np.array(("x",) + NAMES[1:])}, len(POINTS))
     with pytest.raises(DataError, match="mesh has 12 vertices but the model predicts 11"):
         load_object_model(uc, None, 11)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.predictor import KeypointPredictor
 from stage2_visible_keypoints.render import RenderConfig, render_split
 from tests.scripts import ROOT, check, run_script
 
@@ -56,7 +57,8 @@ def test_train_then_use(workspace, backend, block):
     out = check(run_script(S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
                            backend=backend, block_tensorflow=block))
     assert f"{backend} backend" in out.stdout
-    for name in ("best.keras", "model.keras", "config.json", "history.csv", "plots/loss_curves.png"):
+    for name in ("best.keras", "model.keras", "config.json", "keypoint_names.json", "history.csv",
+                 "plots/loss_curves.png"):
         assert (model_dir / name).is_file(), name
     assert (model_dir / "logs").is_dir() == (backend == "tensorflow")  # TensorBoard needs TensorFlow
 
@@ -106,8 +108,21 @@ def test_use_on_a_folder_of_images(workspace):
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
     assert "pose" in record  # None when too few keypoints are predicted visible
-    assert record["keypoint_names"][0] == "body_000"  # named by the mesh
+    assert record["keypoint_names"][0] == "body_000"  # named by the run's keypoint_names.json
     assert not (out_dir / "evaluation_summary.json").exists()
+
+    # The Python API gives what use_vis.py wrote (JSON rounds to 3 decimals).
+    predictor = KeypointPredictor.from_run(model.parent, camera=root / "renders" / "camera.json",
+                                           mesh=root / "renders" / "mesh.obj")
+    images = sorted((root / "renders" / "images" / "test").iterdir())
+    for path, result in zip(images, predictor.predict(images)):
+        record = json.loads((out_dir / "per_image" / f"{path.name}.json").read_text())
+        assert list(result.keypoint_names) == record["keypoint_names"]
+        np.testing.assert_allclose(result.keypoints, record["keypoints_original"], atol=1e-3)
+        np.testing.assert_allclose(result.confidence, record["confidence"], atol=1e-4)
+        assert (result.pose is None) == (record["pose"] is None)
+        if result.pose is not None:
+            np.testing.assert_allclose(result.pose.q, record["pose"]["q_vbs2tango"], atol=1e-6)
 
 
 def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
