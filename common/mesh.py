@@ -52,6 +52,12 @@ class Mesh:
             )
 
 
+def default_keypoint_names(count):
+    """`kp00`, `kp01`, ... (three digits from 101 names on): the names of unnamed keypoints."""
+    width = max(2, len(str(count - 1)))
+    return tuple(f"kp{i:0{width}d}" for i in range(count))
+
+
 def load_obj(path):
     """Read a Wavefront OBJ subset into a `Mesh`.
 
@@ -110,8 +116,8 @@ def load_obj(path):
     extra = sorted(i + 1 for i in names if i >= len(vertices))
     if extra:
         raise DataError(f"'# name' index {extra[0]} is beyond the {len(vertices)} vertices", path)
-    width = max(2, len(str(len(vertices) - 1)))
-    vertex_names = tuple(names.get(i, f"kp{i:0{width}d}") for i in range(len(vertices)))
+    defaults = default_keypoint_names(len(vertices))
+    vertex_names = tuple(names.get(i, defaults[i]) for i in range(len(vertices)))
     return Mesh(np.array(vertices), np.array(faces, dtype=np.int64).reshape(-1, 3), vertex_names)
 
 

@@ -127,7 +127,9 @@ class UseConfig:
 
     Pose: each image's pose is solved by PnP from its predicted-visible keypoints when
     the object's 3-D keypoints and the camera are known: from the cache (a data folder
-    with camera.json and mesh.obj), or from `camera` and `mesh` (files; for --images).
+    with camera.json and mesh.obj), or from `camera` and `mesh` (files; for --images; the
+    mesh's vertex names must be the keypoint names, of the cache or of the run's
+    keypoint_names.json, in any order).
     pnp_ransac_px: RANSAC inlier threshold in input-frame pixels.
     """
 

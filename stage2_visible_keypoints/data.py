@@ -43,7 +43,7 @@ from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import Mesh, feature_edges, load_obj, visible_vertices
+from common.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
@@ -113,7 +113,7 @@ def load_annotations(data_dir, split):
                 projector = _PoseProjector(data_dir, label_path, names)
             xy, visible = projector(*pose)
         if names is None:
-            names = tuple(f"kp{k:02d}" for k in range(len(xy)))
+            names = default_keypoint_names(len(xy))
         if len(xy) != len(names):
             raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
         outside = visible & ~inside(xy, size)
@@ -175,20 +175,30 @@ def _object_model(data_dir, names):
     return ObjectModel(load_camera_json(camera_path), mesh.vertices, mesh.faces, names)
 
 
+def read_keypoint_names(path):
+    """A `keypoint_names.json` (a JSON list of unique strings) as a tuple."""
+    names = load_json(path)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError("expected a JSON list of keypoint names", path)
+    _check_unique(names, path)
+    return tuple(names)
+
+
+def _check_unique(names, path):
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise DataError(f"keypoint names must be unique; repeated: {', '.join(repeated)}", path)
+
+
 def _keypoint_names(data_dir):
     names_path = side_file(data_dir, "keypoint_names.json")
     if names_path is not None:
-        names = load_json(names_path)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise DataError("expected a JSON list of keypoint names", names_path)
-    else:
-        names_path = side_file(data_dir, "mesh.obj")
-        if names_path is None:
-            return None
-        names = load_obj(names_path).vertex_names
-    repeated = sorted({n for n in names if list(names).count(n) > 1})
-    if repeated:
-        raise DataError(f"keypoint names must be unique; repeated: {', '.join(repeated)}", names_path)
+        return read_keypoint_names(names_path)
+    names_path = side_file(data_dir, "mesh.obj")
+    if names_path is None:
+        return None
+    names = load_obj(names_path).vertex_names
+    _check_unique(names, names_path)
     return tuple(names)
 
 

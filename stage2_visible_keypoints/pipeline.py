@@ -18,16 +18,16 @@ from common.backbones import has_pretrained_weights
 from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, load_json, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.mesh import load_obj
+from common.mesh import default_keypoint_names, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
 from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache, preprocess_folder
+from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache, preprocess_folder, read_keypoint_names
 from stage2_visible_keypoints.model import build_model, compile_model
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -106,23 +106,27 @@ def train(cfg, split="train", progress=True, callbacks=()):
             "last": last}
 
 
-def load_stage2_model(path):
-    """Load a saved stage-2 model with Keras safe mode (no arbitrary code)."""
+def load_stage2_model(path, input_size=None):
+    """Load a saved stage-2 model with Keras safe mode (no arbitrary code).
+
+    input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("model file not found (train first: train_vis.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model_hw = tuple(model.input.shape[1:3])
+    if input_size is not None and model_hw != tuple(input_size[::-1]):
+        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
+                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
+                        "(saved beside it as config.json)", path)
+    return model
 
 
 def run_keypoint_names(model_path):
     """The keypoint names saved beside a trained model (`train` writes them), or None."""
     path = Path(model_path).parent / KEYPOINT_NAMES_FILE
-    if not path.is_file():
-        return None
-    names = load_json(path)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise DataError("expected a JSON list of keypoint names", path)
-    return tuple(names)
+    return read_keypoint_names(path) if path.is_file() else None
 
 
 def predict_arrays(model, images, batch_size, progress=True):
@@ -152,13 +156,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     """
     uc = cfg.use
     out_dir = Path(uc.output_dir)
-    model = load_stage2_model(model_path)
+    model = load_stage2_model(model_path, cfg.data.input_size)
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
-    model_hw = tuple(model.input.shape[1:3])
-    if model_hw != tuple(cfg.data.input_size[::-1]):
-        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
-                        f"{cfg.data.input_size[0]}x{cfg.data.input_size[1]}; use the config it was trained with "
-                        "(saved beside it as config.json)", model_path)
     if images_dir is not None:
         paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
@@ -176,14 +175,13 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         source = "the cache has" if y is not None else f"{KEYPOINT_NAMES_FILE} beside it has"
         raise DataError(f"model predicts {num_keypoints} keypoints but {source} {len(keypoint_names)}", model_path)
     # On a folder the run's keypoint names order the mesh, as a cache's names do.
-    names_y = y if y is not None else ({"keypoint_names": np.array(keypoint_names)} if keypoint_names else None)
-    object_model = load_object_model(uc, names_y, num_keypoints)  # before predicting: a bad file fails fast
+    object_model = load_object_model(uc, y, num_keypoints, keypoint_names)  # before predicting: fail fast
     if object_model is not None:
-        _check_camera_size(object_model.camera, sizes, source_paths or [str(p) for p in y["image_paths"]],
+        check_camera_size(object_model.camera, sizes, source_paths or [str(p) for p in y["image_paths"]],
                            uc.camera or "camera.json")
     xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
     keypoint_names = (keypoint_names or (object_model.names if object_model is not None else None)
-                      or tuple(f"kp{k:02d}" for k in range(num_keypoints)))
+                      or default_keypoint_names(num_keypoints))
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, transforms)
     visible_pred = confidence >= uc.visibility_threshold
@@ -244,18 +242,23 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     return result
 
 
-def load_object_model(uc, y, num_keypoints):
-    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set (when `y` holds
-    `keypoint_names`, from a cache or a run, the mesh's vertex names must be those names,
-    in any order, and the mesh is put in their order), else the cache's; None when
-    neither has them."""
+def load_object_model(uc, y, num_keypoints, keypoint_names=None):
+    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set, else the
+    cache's (`y`); None when neither has them.
+
+    The mesh from use.mesh is put in keypoint order: the order of `keypoint_names` (a
+    run's `keypoint_names.json`), else of the cache's names; its vertex names must be
+    those names, in any order. With no names at all it is taken in vertex order.
+    """
     if uc.camera:
         mesh = load_obj(uc.mesh)
         if len(mesh.vertices) != num_keypoints:
             raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
                             "keypoints", uc.mesh)
-        if y is not None:
-            names = tuple(str(n) for n in y["keypoint_names"])
+        if keypoint_names is None and y is not None:
+            keypoint_names = y["keypoint_names"]
+        if keypoint_names is not None:
+            names = tuple(str(n) for n in keypoint_names)
             mesh = keypoint_mesh(mesh, names)
             if mesh is None:
                 raise DataError(f"mesh vertex names are not the keypoint names ({', '.join(names[:3])}, "
@@ -267,7 +270,7 @@ def load_object_model(uc, y, num_keypoints):
     return None
 
 
-def _check_camera_size(camera, sizes, paths, camera_name):
+def check_camera_size(camera, sizes, paths, camera_name):
     """Poses need the camera the images were taken with: refuse images of another size."""
     wrong = np.flatnonzero(np.any(np.asarray(sizes) != (camera.width, camera.height), axis=1))
     if len(wrong):

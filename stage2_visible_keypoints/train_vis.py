@@ -4,12 +4,12 @@
     tensorboard --logdir runs/demo/model/logs
 
 Writes into train.output_dir: best.keras (best validation loss), model.keras (last),
-config.json (resolved config), history.csv, plots/loss_curves.png, logs/ (TensorBoard,
-TensorFlow backend only). A killed run resumes from its last finished epoch when the
-same command is run again; otherwise a new run starts a new history. With
---weights imagenet|PATH the backbone starts frozen; --fine-tune then starts from
-best.keras, unfreezes the backbone at train.fine_tune_learning_rate and writes into
-train.output_dir/fine_tune/.
+config.json (resolved config), keypoint_names.json (for use on unlabelled images),
+history.csv, plots/loss_curves.png, logs/ (TensorBoard, TensorFlow backend only). A
+killed run resumes from its last finished epoch when the same command is run again;
+otherwise a new run starts a new history. With --weights imagenet|PATH the backbone
+starts frozen; --fine-tune then starts from best.keras, unfreezes the backbone at
+train.fine_tune_learning_rate and writes into train.output_dir/fine_tune/.
 """
 
 import argparse

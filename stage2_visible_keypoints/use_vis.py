@@ -35,7 +35,8 @@ def main(argv=None):
     parser.add_argument("--output-dir", help="use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
     parser.add_argument("--camera", help="use.camera: SPEED camera JSON, for the pose of --images")
-    parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images")
+    parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images "
+                        "(vertex names: those in the run's keypoint_names.json, in any order)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import use  # after parsing: --help needs no Keras

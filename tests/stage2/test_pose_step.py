@@ -9,7 +9,7 @@ from common.errors import DataError
 from common.mesh import Mesh, save_obj
 from stage2_visible_keypoints.config import UseConfig
 from stage2_visible_keypoints.data import ObjectModel
-from stage2_visible_keypoints.pipeline import _check_camera_size, estimate_poses, load_object_model, pose_wireframe
+from stage2_visible_keypoints.pipeline import check_camera_size, estimate_poses, load_object_model, pose_wireframe
 
 CAMERA = Camera(fx=3003.4, fy=3003.4, cx=960.0, cy=600.0, width=1920, height=1200)
 POINTS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
@@ -51,7 +51,10 @@ def test_object_model_from_files_follows_the_cache_keypoint_order(tmp_path):
     model = load_object_model(uc, {"keypoint_names": np.array(names)}, len(POINTS))
     np.testing.assert_array_equal(model.keypoints_3d, np.roll(POINTS, -3, axis=0))
     np.testing.assert_array_equal(model.keypoints_3d[model.faces], POINTS[FACES])
-    assert load_object_model(uc, None, len(POINTS)).names == NAMES  # a folder of images: mesh order
+    assert load_object_model(uc, None, len(POINTS)).names == NAMES  # no names at all: mesh order
+    run_order = load_object_model(uc, None, len(POINTS), keypoint_names=names)  # a run's keypoint_names.json
+    np.testing.assert_array_equal(run_order.keypoints_3d, np.roll(POINTS, -3, axis=0))
+    assert run_order.names == names
     with pytest.raises(DataError, match="mesh vertex names are not the keypoint names"):
         load_object_model(uc, {"keypoint_names": np.array(("x",) + NAMES[1:])}, len(POINTS))
     with pytest.raises(DataError, match="mesh has 12 vertices but the model predicts 11"):
@@ -60,6 +63,6 @@ def test_object_model_from_files_follows_the_cache_keypoint_order(tmp_path):
 
 
 def test_images_of_another_size_than_the_camera_are_refused():
-    _check_camera_size(CAMERA, np.array([[1920, 1200], [1920, 1200]]), ["a.jpg", "b.jpg"], "camera.json")
+    check_camera_size(CAMERA, np.array([[1920, 1200], [1920, 1200]]), ["a.jpg", "b.jpg"], "camera.json")
     with pytest.raises(DataError, match=r"b.jpg: image is 960x600 but the camera \(camera.json\) is 1920x1200"):
-        _check_camera_size(CAMERA, np.array([[1920, 1200], [960, 600]]), ["a.jpg", "b.jpg"], "camera.json")
+        check_camera_size(CAMERA, np.array([[1920, 1200], [960, 600]]), ["a.jpg", "b.jpg"], "camera.json")

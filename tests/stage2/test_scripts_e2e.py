@@ -3,11 +3,13 @@ under TensorFlow and under JAX with TensorFlow blocked."""
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import yaml
 
 from common.camera import Camera, save_camera_json
+from common.mesh import Mesh, load_obj, save_obj
 from stage2_visible_keypoints.predictor import KeypointPredictor
 from stage2_visible_keypoints.render import RenderConfig, render_split
 from tests.scripts import ROOT, check, run_script
@@ -104,22 +106,32 @@ def test_use_on_a_folder_of_images(workspace):
     out_dir = root / "pred_folder"
     check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
                      root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet",
-                     "--camera", root / "renders" / "camera.json", "--mesh", root / "renders" / "mesh.obj"))
+                     "--camera", root / "renders" / "camera.json", "--mesh", root / "renders" / "mesh.obj",
+                     backend=keras.backend.backend()))  # the backend the predictor below runs on
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
     assert "pose" in record  # None when too few keypoints are predicted visible
     assert record["keypoint_names"][0] == "body_000"  # named by the run's keypoint_names.json
     assert not (out_dir / "evaluation_summary.json").exists()
 
-    # The Python API gives what use_vis.py wrote (JSON rounds to 3 decimals).
-    predictor = KeypointPredictor.from_run(model.parent, camera=root / "renders" / "camera.json",
-                                           mesh=root / "renders" / "mesh.obj")
+    # The Python API gives what use_vis.py wrote (JSON rounds to 3 decimals), with the
+    # mesh's vertices in another order: the run's keypoint_names.json puts them back.
+    mesh = load_obj(root / "renders" / "mesh.obj")
+    order = np.roll(np.arange(len(mesh.vertices)), 5)
+    rolled = root / "mesh_rolled.obj"
+    save_obj(rolled, Mesh(mesh.vertices[order], np.argsort(order)[mesh.faces],
+                          [mesh.vertex_names[k] for k in order]))
+    predictor = KeypointPredictor.from_run(model.parent, camera=root / "renders" / "camera.json", mesh=rolled)
+    np.testing.assert_allclose(predictor.object_model.keypoints_3d, mesh.vertices, atol=1e-9)
     images = sorted((root / "renders" / "images" / "test").iterdir())
-    for path, result in zip(images, predictor.predict(images)):
+    results = predictor.predict(images)
+    assert len(results) == len(images) == 3
+    for path, result in zip(images, results):
         record = json.loads((out_dir / "per_image" / f"{path.name}.json").read_text())
         assert list(result.keypoint_names) == record["keypoint_names"]
-        np.testing.assert_allclose(result.keypoints, record["keypoints_original"], atol=1e-3)
+        np.testing.assert_allclose(result.keypoints_original, record["keypoints_original"], atol=1e-3)
         np.testing.assert_allclose(result.confidence, record["confidence"], atol=1e-4)
+        np.testing.assert_array_equal(result.visible_pred, record["visible_pred"])
         assert (result.pose is None) == (record["pose"] is None)
         if result.pose is not None:
             np.testing.assert_allclose(result.pose.q, record["pose"]["q_vbs2tango"], atol=1e-6)
