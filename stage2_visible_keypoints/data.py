@@ -147,6 +147,23 @@ def _read_pose(record, label_path, where, required):
     return q, r
 
 
+def read_poses(label_path):
+    """{filename: (q (4,), r (3,))} from a JSON list in the SPEED label layout (`filename`,
+    `q_vbs2tango`, `r_Vo2To_vbs_true`): label files and `use_vis.py`'s poses.json."""
+    records = load_json(label_path)
+    if not isinstance(records, list):
+        raise DataError("expected a JSON list of image records", label_path)
+    poses = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"record {index}: expected a JSON object", label_path)
+        filename = str(require(record, "filename", label_path, f"record {index}: "))
+        if filename in poses:
+            raise DataError(f"record {index} ({filename}): the file name appears twice", label_path)
+        poses[filename] = _read_pose(record, label_path, f"record {index} ({filename}): ", required=True)
+    return poses
+
+
 def side_file(data_dir, name):
     """`data_dir/name`, else `data_dir/../name` (the SPEED+ layout), else None."""
     for path in (Path(data_dir) / name, Path(data_dir).parent / name):

@@ -96,6 +96,16 @@ def test_train_then_use(workspace, backend, block):
         image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
         np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
         assert len(record["r_Vo2To_vbs_true"]) == 3
+    # score_poses.py on poses.json and the labels gives the summary's pose errors.
+    check(run_script(S2 / "score_poses.py", "--pred", pred_dir / "poses.json", "--labels",
+                     root / "renders" / "test.json", "--out", pred_dir / "pose_scores.json"))
+    scores = json.loads((pred_dir / "pose_scores.json").read_text())
+    assert (scores["images"], scores["solved"]) == (3, summary["pose"]["solved"])
+    for key in ("rotation_deg", "translation_rel", "speed_score"):
+        if scores["solved"]:  # an untrained model may find no pose: then both are None
+            assert scores[key] == pytest.approx(summary["pose"][key], abs=1e-4), key
+        else:
+            assert scores[key] == summary["pose"][key], key
 
 
 def test_use_on_a_folder_of_images(workspace):
@@ -158,7 +168,8 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     assert "Y_data.npz" in result.stderr and "sigma" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("script", ["render_vis.py", "preprocess_vis.py", "train_vis.py", "use_vis.py"])
+@pytest.mark.parametrize("script", ["render_vis.py", "preprocess_vis.py", "train_vis.py", "use_vis.py",
+                                    "score_poses.py"])
 def test_help_from_the_folder_and_as_a_module(script):
     check(run_script(script, "--help", cwd=S2))
     module = f"stage2_visible_keypoints.{script[:-3]}"
