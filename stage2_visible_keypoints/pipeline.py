@@ -123,6 +123,19 @@ def load_stage2_model(path, input_size=None):
     return model
 
 
+def image_paths(source):
+    """The image files of a folder (sorted), or the one image file `source`."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DataError("no such image file or folder", source)
+    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError("no images (.jpg, .png, ...) in folder", source)
+    return paths
+
+
 def run_keypoint_names(model_path):
     """The keypoint names saved beside a trained model (`train` writes them), or None."""
     path = Path(model_path).parent / KEYPOINT_NAMES_FILE
@@ -159,9 +172,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     model = load_stage2_model(model_path, cfg.data.input_size)
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     if images_dir is not None:
-        paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError("no images (.jpg, .png, ...) in folder", images_dir)
+        paths = image_paths(images_dir)
         images, transforms, sizes = preprocess_folder(paths, cfg.data)
         names, y, keypoint_names = [p.name for p in paths], None, run_keypoint_names(model_path)
         source_paths = paths
