@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.data_io import IMAGE_SUFFIXES
 from common.errors import DataError
 
 NUM_LANDMARKS = 19
@@ -23,7 +24,6 @@ LANDMARK_NAMES = (
     "gnathion", "gonion", "lower_incisal_incision", "upper_incisal_incision", "upper_lip", "lower_lip",
     "subnasale", "soft_tissue_pogonion", "posterior_nasal_spine", "anterior_nasal_spine", "articulare",
 )
-IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def read_landmark_file(path, num_landmarks=NUM_LANDMARKS):

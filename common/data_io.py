@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from common.errors import DataError
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -74,6 +76,19 @@ def require(record, field, path, where=""):
     if not isinstance(record, dict) or field not in record:
         raise DataError(f"{where}missing field '{field}'", path)
     return record[field]
+
+
+def image_paths(source):
+    """The image files of a folder (sorted), or the one image file `source`."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DataError("no such image file or folder", source)
+    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError("no images (.jpg, .png, ...) in folder", source)
+    return paths
 
 
 @contextlib.contextmanager

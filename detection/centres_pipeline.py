@@ -19,7 +19,7 @@ import common.augment  # noqa: F401  (registers the layers for loading)
 from common.backbones import has_pretrained_weights
 from common.codecs import CentreHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
@@ -27,7 +27,6 @@ from common.plots import plot_heatmaps, save_overlay
 from common.training import make_batches, resolve_jit, set_precision, standard_callbacks
 from detection.centres import build_model, compile_model
 from detection.centres_data import load_cache
-from detection.dota import IMAGE_SUFFIXES
 from detection.tiling import cut_tiles, merge_detections, tile_grid, tile_transform
 
 
@@ -182,9 +181,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                         model_path)
     channels = int(model.output["heatmaps"].shape[-1])
     if images_dir is not None:
-        paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError("no images (.png, .jpg, ...) in folder", images_dir)
+        paths = image_paths(images_dir)
         tiles, tile_image, transforms = _tile_folder(paths, cfg.data)
         names, y = [p.name for p in paths], None
         class_names = cfg.data.class_names if len(cfg.data.class_names) == channels else tuple(

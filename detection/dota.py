@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.data_io import IMAGE_SUFFIXES
 from common.errors import DataError
 
 DOTA_V1_0 = ("plane", "ship", "storage-tank", "baseball-diamond", "tennis-court", "basketball-court",
@@ -22,7 +23,6 @@ DOTA_V1_0 = ("plane", "ship", "storage-tank", "baseball-diamond", "tennis-court"
              "roundabout", "soccer-ball-field", "swimming-pool")
 DOTA_V1_5 = DOTA_V1_0 + ("container-crane",)
 DOTA_CATEGORIES = {"dota-v1.0": DOTA_V1_0, "dota-v1.5": DOTA_V1_5}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from keras import ops
 from tqdm import tqdm
 
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, load_json, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
 from common.training import (ArrayBatches, make_batches, resolve_jit, set_precision, split_indices,
                              standard_callbacks)
@@ -24,7 +24,6 @@ from detection.box_cache import load_cache, resize_image
 from detection.evaluation import band_edges_from_anchors, evaluate_detections, scale_statistics
 from detection.ssd import DetectionDecoder, SSDLoss, anchor_args, build_detector, split_detections
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 # --- augmentation: one affine map per image moves the pixels and the boxes ---
@@ -243,9 +242,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     model = load_detector(model_path)
     cache = None
     if images_dir is not None:
-        paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError("no images (.jpg, .png, ...) in folder", images_dir)
+        paths = image_paths(images_dir)
         resized = [resize_image(read_image_rgb(p), cfg.data.input_size) for p in paths]
         images = np.stack([r[0] for r in resized])
         scales = np.array([r[1] for r in resized])

@@ -18,7 +18,7 @@ from common.backbones import has_pretrained_weights
 from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, read_image_rgb, save_json
+from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
 from common.mesh import default_keypoint_names, load_obj
@@ -30,7 +30,6 @@ from common.training import make_batches, resolve_jit, set_precision, split_indi
 from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache, preprocess_folder, read_keypoint_names
 from stage2_visible_keypoints.model import build_model, compile_model
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # written by `train` beside the model
 
 
@@ -121,19 +120,6 @@ def load_stage2_model(path, input_size=None):
                         f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
                         "(saved beside it as config.json)", path)
     return model
-
-
-def image_paths(source):
-    """The image files of a folder (sorted), or the one image file `source`."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise DataError("no such image file or folder", source)
-    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise DataError("no images (.jpg, .png, ...) in folder", source)
-    return paths
 
 
 def run_keypoint_names(model_path):

@@ -15,7 +15,6 @@ from common.errors import DataError
 from common.geometry import letterbox_crop_transform, to_input
 from stage2_visible_keypoints.config import Stage2Config
 from stage2_visible_keypoints.data import ObjectModel
-from stage2_visible_keypoints.pipeline import image_paths
 from stage2_visible_keypoints.predictor import KeypointPredictor
 from tests.stage2.test_pose_step import CAMERA, FACES, NAMES, POINTS, Q, R
 
@@ -104,14 +103,3 @@ def test_from_run_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="poses need both camera and mesh"):
         KeypointPredictor.from_run(tmp_path, camera="camera.json")
 
-
-def test_image_paths_takes_a_folder_or_one_file(tmp_path):
-    for name in ("b.png", "a.JPG", "notes.txt"):
-        (tmp_path / name).write_bytes(b"")
-    assert image_paths(tmp_path) == [tmp_path / "a.JPG", tmp_path / "b.png"]
-    assert image_paths(tmp_path / "b.png") == [tmp_path / "b.png"]
-    with pytest.raises(DataError, match="missing: no such image file or folder"):
-        image_paths(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"empty: no images \(.jpg, .png, ...\) in folder"):
-        image_paths(tmp_path / "empty")
