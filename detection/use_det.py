@@ -26,7 +26,8 @@ def main(argv=None):
     cli.add_config_arguments(parser)
     parser.add_argument("--model", help="trained model (default: {train.output_dir}/best.keras)")
     parser.add_argument("--split", default="test", help="labelled cache split (default: test)")
-    parser.add_argument("--images", help="run on a folder of images instead of a cache (no evaluation)")
+    parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "
+                        "(no evaluation)")
     parser.add_argument("--cache-dir", help="data.cache_dir")
     parser.add_argument("--output-dir", help="use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.score_threshold for detections.json")
