@@ -19,6 +19,8 @@ from common.errors import DataError
 
 NUM_LANDMARKS = 19
 PIXEL_SPACING_MM = 0.1
+# The data set's own .bmp first: a .jpg copy beside it (made for viewing) is lossy.
+_SUFFIXES = (".bmp",) + tuple(s for s in IMAGE_SUFFIXES if s != ".bmp")
 LANDMARK_NAMES = (
     "sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion", "menton",
     "gnathion", "gonion", "lower_incisal_incision", "upper_incisal_incision", "upper_lip", "lower_lip",
@@ -81,7 +83,7 @@ def read_isbi2015(annotation_dir, image_dir=None, num_landmarks=NUM_LANDMARKS):
         if image_dir is None:
             image_paths.append(None)
             continue
-        match = next((Path(image_dir) / f"{file.stem}{s}" for s in IMAGE_SUFFIXES
+        match = next((Path(image_dir) / f"{file.stem}{s}" for s in _SUFFIXES
                       if (Path(image_dir) / f"{file.stem}{s}").is_file()), None)
         if match is None:
             raise DataError(f"no image named {file.stem}.bmp (or .png, .jpg, .tif) for {file.name}", image_dir)

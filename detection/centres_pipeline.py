@@ -164,7 +164,8 @@ def merge_per_image(peaks, tile_image, merge_distance):
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
-    """Detect centres on a cache split (and evaluate) or on a folder of images.
+    """Detect centres on a cache split (and evaluate) or on `images_dir`, a folder of
+    images or one image file.
 
     Writes under use.output_dir: detections/NAME.json (centres in original pixels,
     class, score), overlays/ (the original image: truth green rings, predictions red

@@ -25,7 +25,6 @@ from detection.evaluation import band_edges_from_anchors, evaluate_detections, s
 from detection.ssd import DetectionDecoder, SSDLoss, anchor_args, build_detector, split_detections
 
 
-
 # --- augmentation: one affine map per image moves the pixels and the boxes ---
 
 
@@ -229,7 +228,8 @@ def _class_names(model_path, cache):
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
-    """Detect on a cache split (and evaluate) or on a folder of images.
+    """Detect on a cache split (and evaluate) or on `images_dir`, a folder of images
+    or one image file.
 
     Writes under use.output_dir: detections.json (boxes in original pixels), overlays/
     (prediction red, ground truth green), and on a labelled cache evaluation.json and

@@ -45,6 +45,7 @@ from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
+from common.pose import pose_error_summary
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
               "heatmap_size", "sigma", "config_hash", "config_json")
@@ -149,7 +150,8 @@ def _read_pose(record, label_path, where, required):
 
 def read_poses(label_path):
     """{filename: (q (4,), r (3,))} from a JSON list in the SPEED label layout (`filename`,
-    `q_vbs2tango`, `r_Vo2To_vbs_true`): label files and `use_vis.py`'s poses.json."""
+    `q_vbs2tango` or SPEED+'s `q_vbs2tango_true`, `r_Vo2To_vbs_true`): label files of
+    SPEED, SPEED+ or the renderer, and `use_vis.py`'s poses.json."""
     records = load_json(label_path)
     if not isinstance(records, list):
         raise DataError("expected a JSON list of image records", label_path)
@@ -157,11 +159,38 @@ def read_poses(label_path):
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise DataError(f"record {index}: expected a JSON object", label_path)
-        filename = str(require(record, "filename", label_path, f"record {index}: "))
+        filename = require(record, "filename", label_path, f"record {index}: ")
+        if not isinstance(filename, str) or not filename:
+            raise DataError(f"record {index}: field 'filename' must be a non-empty string", label_path)
         if filename in poses:
             raise DataError(f"record {index} ({filename}): the file name appears twice", label_path)
         poses[filename] = _read_pose(record, label_path, f"record {index} ({filename}): ", required=True)
     return poses
+
+
+def score_poses(pred_path, label_path):
+    """SPEED errors of the poses in `pred_path` against those in `label_path` (both read
+    by `read_poses`), matched by file name: `common.pose.pose_error_summary` over the
+    labelled images, where one with no predicted pose counts as unsolved, plus
+    `predicted_not_labelled`, the predictions left out."""
+    predicted, labels = read_poses(pred_path), read_poses(label_path)
+    if not labels:
+        raise DataError("no labelled images", label_path)
+    if predicted and not set(predicted) & set(labels):
+        raise DataError(f"no predicted file name is in the labels ({label_path}); names are matched exactly, "
+                        "folders included", pred_path)
+    names = sorted(labels)
+    for name in names:
+        if not np.linalg.norm(labels[name][1]) > 0:
+            raise DataError(f"{name}: field '{TRANSLATION_FIELD}' is zero: the relative error needs a distance",
+                            label_path)
+    missing = (np.full(4, np.nan), np.full(3, np.nan))
+    q_pred, r_pred = (np.stack(part) for part in zip(*(predicted.get(n, missing) for n in names)))
+    q_true, r_true = (np.stack(part) for part in zip(*(labels[n] for n in names)))
+    summary = pose_error_summary(q_pred, r_pred, q_true, r_true)
+    summary["predicted_not_labelled"] = len(set(predicted) - set(labels))
+    summary["files"] = {"pred": str(pred_path), "labels": str(label_path)}
+    return summary
 
 
 def side_file(data_dir, name):

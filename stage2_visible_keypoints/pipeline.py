@@ -148,7 +148,8 @@ def _sigmoid(x):
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
-    """Predict on a cache split (with evaluation) or on a folder of images (without).
+    """Predict on a cache split (with evaluation) or on a folder of images or one image
+    file, `images_dir` (without).
 
     Writes under `cfg.use.output_dir`: overlays/ (input frame), original_overlays/,
     heatmaps/, per_image/*.json, and evaluation_summary.json when labels exist.

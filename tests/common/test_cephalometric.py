@@ -26,6 +26,8 @@ def test_reads_19_lines_ignores_the_rest_and_matches_images(tmp_path):
     assert data["spacing_mm"] == PIXEL_SPACING_MM == 0.1
     assert data["keypoint_names"] == list(LANDMARK_NAMES) and len(LANDMARK_NAMES) == 19
     assert data["image_paths"][1].endswith("002.bmp")
+    (images / "002.jpg").write_bytes(b"")  # a lossy copy beside the original: the .bmp is still read
+    assert read_isbi2015(notes, images)["image_paths"][1].endswith("002.bmp")
     assert read_isbi2015(notes)["image_paths"] == [None, None]
 
 

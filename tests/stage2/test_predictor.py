@@ -102,4 +102,3 @@ def test_from_run_names_what_is_missing(tmp_path):
         KeypointPredictor.from_run(tmp_path)
     with pytest.raises(ValueError, match="poses need both camera and mesh"):
         KeypointPredictor.from_run(tmp_path, camera="camera.json")
-

@@ -96,7 +96,12 @@ def test_train_then_use(workspace, backend, block):
         image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
         np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
         assert len(record["r_Vo2To_vbs_true"]) == 3
-    # score_poses.py on poses.json and the labels gives the summary's pose errors.
+    # score_poses.py on poses.json and the labels gives the summary's pose errors; the
+    # labels against themselves score zero on every image.
+    check(run_script(S2 / "score_poses.py", "--pred", root / "renders" / "test.json", "--labels",
+                     root / "renders" / "test.json", "--out", pred_dir / "self_scores.json"))
+    scores = json.loads((pred_dir / "self_scores.json").read_text())
+    assert scores["solved"] == 3 and scores["speed_score"]["mean"] < 1e-6
     check(run_script(S2 / "score_poses.py", "--pred", pred_dir / "poses.json", "--labels",
                      root / "renders" / "test.json", "--out", pred_dir / "pose_scores.json"))
     scores = json.loads((pred_dir / "pose_scores.json").read_text())
