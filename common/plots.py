@@ -416,9 +416,9 @@ def plot_per_keypoint_error(summary, path, title="Mean error per keypoint"):
         ax.axhline(overall, color=VERMILLION, linestyle="--", label=f"all keypoints: {overall:.3g}")
         ax.legend(fontsize="small")
     ax.set_xticks(x, names, rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
-    ax.set_ylim(0, top * 1.2)
+    ax.set_ylim(0, top * (1.3 if len(rows) > 12 else 1.2))  # room for the (rotated) counts
     ax.set_xlabel("keypoint")
-    ax.set_ylabel(f"mean Euclidean error ({unit})")
+    ax.set_ylabel(f"mean Euclidean error\n({unit})")  # units such as "px in the 128x128 input frame" are long
     ax.set_title(f"{title} ({summary.get('count', 0)} visible in {summary.get('images', 0)} images)")
     ax.grid(True, axis="y", alpha=0.3)
     return _save_figure(fig, path)
