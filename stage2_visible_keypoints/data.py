@@ -54,7 +54,8 @@ PER_IMAGE_KEYS = ("xy_norm", "visible", "xy_original", "visible_original", "tran
                   "filenames", "image_paths", "heatmaps", "pose_q", "pose_r")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
-SIDE_FILES = ("keypoint_names.json", "camera.json", "mesh.obj")
+KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
+SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
 # Raised when the cache gains arrays (2: poses and the object model), so older caches rebuild.
 CACHE_FORMAT = 2
 
@@ -237,7 +238,7 @@ def _check_unique(names, path):
 
 
 def _keypoint_names(data_dir):
-    names_path = side_file(data_dir, "keypoint_names.json")
+    names_path = side_file(data_dir, KEYPOINT_NAMES_FILE)
     if names_path is not None:
         return read_keypoint_names(names_path)
     names_path = side_file(data_dir, "mesh.obj")

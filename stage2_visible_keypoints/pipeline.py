@@ -27,10 +27,9 @@ from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import ObjectModel, keypoint_mesh, load_cache, preprocess_folder, read_keypoint_names
+from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, keypoint_mesh, load_cache,
+                                           preprocess_folder, read_keypoint_names)
 from stage2_visible_keypoints.model import build_model, compile_model
-
-KEYPOINT_NAMES_FILE = "keypoint_names.json"  # written by `train` beside the model
 
 
 def keypoint_targets(y):
