@@ -118,7 +118,8 @@ def stage2_config(args):
     cfg.data = data_config(args.work_dir)
     cfg.model = ModelConfig(weights="none", backbone=args.backbone, debias=args.debias)
     cfg.train = TrainConfig(output_dir=str(Path(args.work_dir) / "model"), batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, precision=args.precision, seed=args.seed)
+                            learning_rate=args.learning_rate, precision=args.precision, seed=args.seed,
+                            coord_weight=args.coord_weight, focal_keypoint_reduction=args.focal_reduction)
     return cfg
 
 
@@ -336,6 +337,10 @@ def main(argv=None):
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
     parser.add_argument("--debias", action="store_true",
                         help="the SoftArgMax layer's closed-form background correction (model.debias)")
+    parser.add_argument("--coord-weight", type=float, default=TrainConfig.coord_weight,
+                        help="lambda in focal(heatmaps) + lambda * L1(coordinates) (train.coord_weight, %(default)s)")
+    parser.add_argument("--focal-reduction", default=TrainConfig.focal_keypoint_reduction, choices=("sum", "mean"),
+                        help="focal loss over the K heatmaps (train.focal_keypoint_reduction, %(default)s)")
     parser.add_argument("--save-model", help="write the trained model here (.keras; default: not saved)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")
     parser.add_argument("--prepare-only", action="store_true",

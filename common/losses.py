@@ -30,7 +30,12 @@ class FocalHeatmapLoss(keras.losses.Loss):
     With target `t`, logit `z` and `p = sigmoid(z)`:
     `bce = t * softplus(-z) + (1 - t) * softplus(z)` (stable on logits),
     `p_t = t * p + (1 - t) * (1 - p)`, `alpha_t = t * alpha + (1 - t) * (1 - alpha)`,
-    `loss = alpha_t * (1 - p_t) ** gamma * bce`, averaged over H, W, K per sample.
+    `loss = alpha_t * (1 - p_t) ** gamma * bce`, averaged over H and W per sample, then
+    averaged over the K maps (`keypoint_reduction="mean"`, what
+    `keras.losses.BinaryFocalCrossentropy` does with the maps' last axis) or summed over
+    them (`"sum"`, what tensorflow-addons' `SigmoidFocalCrossEntropy` did). The sum keeps
+    each keypoint's map at the same weight whatever K is, so its balance against a
+    per-keypoint coordinate loss does not change with the number of keypoints.
     Unlike MSE on sigmoid outputs, its gradient does not vanish on all-zero maps.
 
     Args:
@@ -39,6 +44,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
         heatmap_size: `(H, W)` of the targets built from keypoints.
         sigma: Gaussian sigma in heatmap pixels for targets built from keypoints.
         from_logits: whether `y_pred` are logits (True) or probabilities.
+        keypoint_reduction: `"mean"` or `"sum"` over the K maps.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
         heatmap_size=(64, 64),
         sigma=2.0,
         from_logits=True,
+        keypoint_reduction="mean",
         name="focal_heatmap_loss",
         reduction="sum_over_batch_size",
     ):
@@ -56,6 +63,9 @@ class FocalHeatmapLoss(keras.losses.Loss):
             raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha}")
         if not gamma >= 0.0:
             raise ValueError(f"`gamma` must be >= 0. Received: gamma={gamma}")
+        if keypoint_reduction not in ("mean", "sum"):
+            raise ValueError(f"`keypoint_reduction` must be 'mean' or 'sum'. Received: {keypoint_reduction!r}")
+        self.keypoint_reduction = keypoint_reduction
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.codec = GaussianHeatmapCodec(heatmap_size, sigma)
@@ -89,8 +99,8 @@ class FocalHeatmapLoss(keras.losses.Loss):
             bce = -(targets * ops.log(probs) + (1.0 - targets) * ops.log(1.0 - probs))
         p_t = targets * probs + (1.0 - targets) * (1.0 - probs)
         alpha_t = targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha)
-        loss = alpha_t * ops.power(1.0 - p_t, self.gamma) * bce
-        return ops.mean(loss, axis=(1, 2, 3))
+        loss = ops.mean(alpha_t * ops.power(1.0 - p_t, self.gamma) * bce, axis=(1, 2))
+        return ops.sum(loss, axis=-1) if self.keypoint_reduction == "sum" else ops.mean(loss, axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -101,6 +111,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
                 "heatmap_size": self.heatmap_size,
                 "sigma": self.sigma,
                 "from_logits": self.from_logits,
+                "keypoint_reduction": self.keypoint_reduction,
             }
         )
         return config

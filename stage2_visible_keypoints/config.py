@@ -87,6 +87,9 @@ class TrainConfig:
     """Training defaults from the stage-2 spec (batch 128, lr 5e-4, 15 % validation).
 
     coord_weight: lambda in loss = focal(heatmaps) + lambda * masked L1(coordinates).
+    focal_keypoint_reduction: sum | mean of the focal loss over the K heatmaps. sum (the
+    tensorflow-addons focal loss the lambda = 5 of the spec was set against) keeps the
+    balance between the two terms whatever K is; mean weighs the heatmaps K times less.
     fine_tune: unfreeze a pretrained backbone, start from `output_dir/best.keras`, lr
     `fine_tune_learning_rate`. precision: auto (mixed on GPU, float32 on CPU) | float32
     | mixed_float16 | mixed_bfloat16. max_images: train on the first N cached images.
@@ -102,6 +105,7 @@ class TrainConfig:
     coord_weight: float = 5.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    focal_keypoint_reduction: str = "sum"
     precision: str = "auto"
     jit_compile: str = "auto"
     seed: int = 0
@@ -117,6 +121,9 @@ class TrainConfig:
         if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
             raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. "
                              f"Received: precision={self.precision!r}")
+        if self.focal_keypoint_reduction not in ("sum", "mean"):
+            raise ValueError(f"focal_keypoint_reduction must be sum|mean. "
+                             f"Received: {self.focal_keypoint_reduction!r}")
         if self.jit_compile not in ("auto", "true", "false"):
             raise ValueError(f"jit_compile must be auto|true|false. Received: {self.jit_compile!r}")
 

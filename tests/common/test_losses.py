@@ -70,6 +70,22 @@ def test_focal_good_logits_beat_bad_and_keypoint_path_equals_heatmap_path():
     assert from_keypoints == pytest.approx(_value(loss, targets, logits), rel=1e-6)
 
 
+def test_focal_keypoint_reduction_hand_values_and_config():
+    # One row of two pixels, two maps, logits 0: a target-1 pixel costs a = 0.25 * 0.25 * ln 2,
+    # a target-0 pixel b = 0.75 * 0.25 * ln 2. Map 0 = [1, 0] -> (a + b) / 2; map 1 = [0, 0] -> b.
+    a, b = 0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)
+    y_true = np.array([[[[1.0, 0.0], [0.0, 0.0]]]], np.float32)  # (1, H=1, W=2, K=2)
+    y_pred = np.zeros_like(y_true)
+    assert _value(FocalHeatmapLoss(), y_true, y_pred) == pytest.approx(((a + b) / 2 + b) / 2, rel=1e-6)
+    summed = FocalHeatmapLoss(keypoint_reduction="sum")
+    assert _value(summed, y_true, y_pred) == pytest.approx((a + b) / 2 + b, rel=1e-6)
+    restored = FocalHeatmapLoss.from_config(summed.get_config())
+    assert restored.keypoint_reduction == "sum"
+    assert _value(restored, y_true, y_pred) == pytest.approx((a + b) / 2 + b, rel=1e-6)
+    with pytest.raises(ValueError, match="keypoint_reduction"):
+        FocalHeatmapLoss(keypoint_reduction="max")
+
+
 def test_focal_rejects_wrong_heatmap_size_and_rank():
     loss = FocalHeatmapLoss(heatmap_size=(16, 16))
     with pytest.raises(ValueError, match="heatmap_size=\\(16, 16\\)"):

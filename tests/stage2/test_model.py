@@ -61,3 +61,15 @@ def test_resnet18_backbone_gives_the_same_outputs_with_a_smaller_encoder():
 def test_num_keypoints_is_checked():
     with pytest.raises(ValueError, match="num_keypoints=0"):
         build_model(0, DATA, ModelConfig())
+
+
+def test_focal_loss_is_summed_over_the_keypoint_maps_unless_configured():
+    """lambda = 5 was set against a focal loss summed over the maps (tensorflow-addons')."""
+    train = Stage2Config().train
+    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, train, 1e-3, jit_compile=False)
+    assert model.loss["heatmap_logits"].keypoint_reduction == "sum"
+    mean = dataclasses.replace(train, focal_keypoint_reduction="mean")
+    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, mean, 1e-3, jit_compile=False)
+    assert model.loss["heatmap_logits"].keypoint_reduction == "mean"
+    with pytest.raises(ValueError, match="focal_keypoint_reduction must be sum\\|mean"):
+        dataclasses.replace(train, focal_keypoint_reduction="max")
