@@ -5,7 +5,7 @@ The ResNet preprocessing (BGR, mean subtraction) and the photometric augmentatio
 images and cannot be fed wrongly preprocessed ones.
 
 Outputs (all float32, also under mixed precision):
-    heatmap_logits (batch, h, w, K)  trained with the focal heatmap loss
+    heatmap_logits (batch, h, w, K)  trained with the focal heatmap loss (summed over the K maps)
     keypoints      (batch, K, 2)     normalised (x, y) of the input frame, SoftArgMax(beta)
     confidence     (batch, K)        peak height of sigmoid(heatmap_logits), the visibility score
 """

@@ -71,17 +71,21 @@ def test_focal_good_logits_beat_bad_and_keypoint_path_equals_heatmap_path():
 
 
 def test_focal_keypoint_reduction_hand_values_and_config():
-    # One row of two pixels, two maps, logits 0: a target-1 pixel costs a = 0.25 * 0.25 * ln 2,
-    # a target-0 pixel b = 0.75 * 0.25 * ln 2. Map 0 = [1, 0] -> (a + b) / 2; map 1 = [0, 0] -> b.
+    # One row of two pixels, three maps, logits 0: a target-1 pixel costs a = 0.25 * 0.25 * ln 2,
+    # a target-0 pixel b = 0.75 * 0.25 * ln 2. Map 0 = [1, 0] -> (a + b) / 2; maps 1, 2 = [0, 0] -> b.
     a, b = 0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)
-    y_true = np.array([[[[1.0, 0.0], [0.0, 0.0]]]], np.float32)  # (1, H=1, W=2, K=2)
+    y_true = np.zeros((1, 1, 2, 3), np.float32)  # (batch, H=1, W=2, K=3)
+    y_true[0, 0, 0, 0] = 1.0
     y_pred = np.zeros_like(y_true)
-    assert _value(FocalHeatmapLoss(), y_true, y_pred) == pytest.approx(((a + b) / 2 + b) / 2, rel=1e-6)
+    assert _value(FocalHeatmapLoss(), y_true, y_pred) == pytest.approx(((a + b) / 2 + 2 * b) / 3, rel=1e-6)
     summed = FocalHeatmapLoss(keypoint_reduction="sum")
-    assert _value(summed, y_true, y_pred) == pytest.approx((a + b) / 2 + b, rel=1e-6)
+    assert _value(summed, y_true, y_pred) == pytest.approx((a + b) / 2 + 2 * b, rel=1e-6)
     restored = FocalHeatmapLoss.from_config(summed.get_config())
     assert restored.keypoint_reduction == "sum"
-    assert _value(restored, y_true, y_pred) == pytest.approx((a + b) / 2 + b, rel=1e-6)
+    assert _value(restored, y_true, y_pred) == pytest.approx((a + b) / 2 + 2 * b, rel=1e-6)
+    # A loss saved before the option existed has no such key, and keeps its mean.
+    old = {k: v for k, v in summed.get_config().items() if k != "keypoint_reduction"}
+    assert FocalHeatmapLoss.from_config(old).keypoint_reduction == "mean"
     with pytest.raises(ValueError, match="keypoint_reduction"):
         FocalHeatmapLoss(keypoint_reduction="max")
 

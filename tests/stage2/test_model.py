@@ -66,10 +66,10 @@ def test_num_keypoints_is_checked():
 def test_focal_loss_is_summed_over_the_keypoint_maps_unless_configured():
     """lambda = 5 was set against a focal loss summed over the maps (tensorflow-addons')."""
     train = Stage2Config().train
-    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, train, 1e-3, jit_compile=False)
+    model = build_model(3, DATA, ModelConfig(backbone="resnet18"))
+    compile_model(model, DATA, train, 1e-3, jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "sum"
-    mean = dataclasses.replace(train, focal_keypoint_reduction="mean")
-    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, mean, 1e-3, jit_compile=False)
+    compile_model(model, DATA, dataclasses.replace(train, focal_keypoint_reduction="mean"), 1e-3, jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "mean"
     with pytest.raises(ValueError, match="focal_keypoint_reduction must be sum\\|mean"):
         dataclasses.replace(train, focal_keypoint_reduction="max")
