@@ -50,6 +50,7 @@ from common.config import to_dict
 from common.data_io import load_json, save_json
 from common.errors import DataError
 from common.geometry import to_original
+from common.losses import KEYPOINT_REDUCTIONS
 from common.plots import save_overlay
 from common.parallel import default_workers
 from common.training import make_batches, resolve_jit, set_precision
@@ -339,7 +340,7 @@ def main(argv=None):
                         help="the SoftArgMax layer's closed-form background correction (model.debias)")
     parser.add_argument("--coord-weight", type=float, default=TrainConfig.coord_weight,
                         help="lambda in focal(heatmaps) + lambda * L1(coordinates) (train.coord_weight, %(default)s)")
-    parser.add_argument("--focal-reduction", default=TrainConfig.focal_keypoint_reduction, choices=("sum", "mean"),
+    parser.add_argument("--focal-reduction", default=TrainConfig.focal_keypoint_reduction, choices=KEYPOINT_REDUCTIONS,
                         help="focal loss over the K heatmaps (train.focal_keypoint_reduction, %(default)s)")
     parser.add_argument("--save-model", help="write the trained model here (.keras; default: not saved)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while preprocessing")

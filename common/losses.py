@@ -14,6 +14,7 @@ from common.codecs import GaussianHeatmapCodec
 from common.layers import soft_argmax
 
 PACKAGE = "keypoints"
+KEYPOINT_REDUCTIONS = ("mean", "sum")  # FocalHeatmapLoss(keypoint_reduction=...)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -63,7 +64,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
             raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha}")
         if not gamma >= 0.0:
             raise ValueError(f"`gamma` must be >= 0. Received: gamma={gamma}")
-        if keypoint_reduction not in ("mean", "sum"):
+        if keypoint_reduction not in KEYPOINT_REDUCTIONS:
             raise ValueError(f"`keypoint_reduction` must be 'mean' or 'sum'. Received: {keypoint_reduction!r}")
         self.keypoint_reduction = keypoint_reduction
         self.alpha = float(alpha)
