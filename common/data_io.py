@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +119,20 @@ def save_image(path, array):
         Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, quality=95)
 
 
-def load_npz(path, required=()):
-    """Load an `.npz` without pickles into a dict; missing keys raise `DataError`."""
+def load_npz(path, required=(), mmap=()):
+    """Load an `.npz` without pickles into a dict; missing keys raise `DataError`.
+
+    mmap: keys to memory-map instead of reading (members `save_npz` stored uncompressed,
+    as it stores all), so that a large array such as cached heatmaps costs no memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("cache file not found", path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError) as err:
+            arrays = {key: _npz_member_memmap(path, data.zip, key) if key in mmap else data[key]
+                      for key in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read cache ({err})", path) from None
     for key in required:
         if key not in arrays:
@@ -153,10 +159,57 @@ def open_image_cache(path, shape, rebuild_hint):
     return images
 
 
-def save_npz(path, **arrays):
-    """Write arrays to an `.npz`, atomically."""
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+def save_npz(path, streamed=None, **arrays):
+    """Write arrays to an uncompressed `.npz` (as `np.savez` does), atomically.
+
+    streamed: optional {name: (shape, dtype, chunks)}, members written chunk by chunk, so
+    that an array larger than memory never exists whole: `chunks` yields arrays of that
+    dtype whose rows, in order, make up `shape`. Read back with `np.load` like any other.
+    """
+    both = set(arrays) & set(streamed or {})
+    if both:
+        raise ValueError(f"arrays given both whole and streamed: {sorted(both)}")
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+        for name, (shape, dtype, chunks) in (streamed or {}).items():
+            shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(f, header)
+                rows = 0
+                for chunk in chunks:
+                    chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                    if chunk.shape[1:] != shape[1:]:
+                        raise ValueError(f"'{name}': chunk of shape {chunk.shape}, rows of {shape[1:]} expected")
+                    f.write(chunk.tobytes())
+                    rows += len(chunk)
+                if rows != shape[0]:
+                    raise ValueError(f"'{name}': {rows} rows written, {shape[0]} expected")
+
+
+def _npz_member_memmap(path, zf, key):
+    """A read-only memory map of member `key` of an uncompressed `.npz` (open as `zf`)."""
+    info = zf.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"member '{key}' is compressed and cannot be memory-mapped")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the local file header; names and extra fields follow it
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"member '{key}': bad local header")
+        f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+               + int.from_bytes(local[28:30], "little"))
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f"member '{key}': .npy format {version} is not supported")
+        shape, fortran_order, dtype = readers[version](f)
+        if dtype.hasobject:
+            raise ValueError(f"member '{key}' holds Python objects")
+        offset = f.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
 
 def file_hash(path, length=16):

@@ -393,9 +393,12 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     if annotations.object_model is not None:
         model = annotations.object_model
         arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
-    if data_cfg.cache_heatmaps:
-        arrays["heatmaps"] = _encode_heatmaps(xy_norm, visible, data_cfg)
-    save_npz(y_path, **arrays)  # written last: its hash marks the cache complete
+    streamed = None
+    if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
+        width, height = data_cfg.heatmap_size
+        streamed = {"heatmaps": ((count, height, width, len(annotations.keypoint_names)), np.float16,
+                                 _encode_heatmaps(xy_norm, visible, data_cfg))}
+    save_npz(y_path, streamed=streamed, **arrays)  # written last: its hash marks the cache complete
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
 
@@ -406,14 +409,15 @@ def _warp_file(job):
 
 
 def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
+    """The Gaussian heatmap targets, float16, `chunk` images at a time."""
     import keras  # only needed for cached heatmaps
 
     from common.codecs import GaussianHeatmapCodec
 
     codec = GaussianHeatmapCodec(data_cfg.heatmap_size[::-1], data_cfg.sigma)
-    parts = [keras.ops.convert_to_numpy(codec.encode(xy_norm[i:i + chunk], visible[i:i + chunk])[0])
-             for i in range(0, len(xy_norm), chunk)]
-    return np.concatenate(parts).astype(np.float16)
+    for i in range(0, len(xy_norm), chunk):
+        heatmaps = codec.encode(xy_norm[i:i + chunk], visible[i:i + chunk])[0]
+        yield keras.ops.convert_to_numpy(heatmaps).astype(np.float16)
 
 
 def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
@@ -421,7 +425,7 @@ def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
     if not (x_path.is_file() and y_path.is_file()):
         return None
     try:
-        y = load_npz(y_path, required=("config_hash", "source_hash", "visible"))
+        y = load_npz(y_path, required=("config_hash", "source_hash", "visible"), mmap=("heatmaps",))
         x = np.load(x_path, mmap_mode="r", allow_pickle=False)
     except (DataError, ValueError, OSError):
         return None
@@ -465,23 +469,32 @@ class Cache:
         same keypoints and cache config; a per-image array that some lack is left out."""
         first = caches[0]
         for cache in caches[1:]:
-            for key in ("keypoint_names", "config_hash"):
-                if not np.array_equal(cache.y[key], first.y[key]):
-                    raise ValueError(f"cannot concatenate caches with different '{key}'")
+            if not np.array_equal(cache.y["keypoint_names"], first.y["keypoint_names"]):
+                raise ValueError("cannot concatenate caches with different 'keypoint_names'")
+            if _content_config(cache.y) != _content_config(first.y):  # cached heatmaps or not
+                raise ValueError("cannot concatenate caches with different 'config_json'")
         y = {key: value for key, value in first.y.items() if key not in PER_IMAGE_KEYS}
         y.update({key: np.concatenate([cache.y[key] for cache in caches])
                   for key in PER_IMAGE_KEYS if all(key in cache.y for cache in caches)})
         return Cache(np.concatenate([cache.images for cache in caches]), y)
 
 
+def _content_config(y):
+    """A cache's preprocessing config, but for whether it holds the heatmaps."""
+    config = json.loads(str(y["config_json"]))
+    config.pop("cache_heatmaps", None)
+    return config
+
+
 def load_cache(cache_dir, split, data_cfg=None):
     """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
     out_dir = Path(cache_dir) / split
-    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
+    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS, mmap=("heatmaps",))
     count, (width, height) = len(y["xy_norm"]), tuple(int(v) for v in y["input_size"])
     images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_vis.py")
-    if data_cfg is not None:
-        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_vis.py")
+    if data_cfg is not None:  # cached heatmaps or none, the rest of the cache is the same
+        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_vis.py",
+                           ignore=("cache_heatmaps",))
     return Cache(images, y)
 
 

@@ -560,6 +560,16 @@ def test_concatenated_and_taken_caches_keep_each_images_labels(data_dir, tmp_pat
     other = Cache(cache.images, {**cache.y, "keypoint_names": np.array(NAMES[::-1])})
     with pytest.raises(ValueError, match="different 'keypoint_names'"):
         Cache.concatenate([cache, other])
+    # A cache with heatmaps joins one without (they are left out); one with another sigma does not.
+    heat_cfg = small_config(tmp_path, cache_dir=str(tmp_path / "heat"), cache_heatmaps=True)
+    preprocess(heat_cfg, "train", progress=False)
+    heat = load_cache(heat_cfg.cache_dir, "train")
+    assert "heatmaps" not in Cache.concatenate([cache, heat]).y
+    assert Cache.concatenate([heat, heat]).y["heatmaps"].shape == (6, 32, 32, 4)
+    sigma_cfg = small_config(tmp_path, cache_dir=str(tmp_path / "sigma"), sigma=1.5)
+    preprocess(sigma_cfg, "train", progress=False)
+    with pytest.raises(ValueError, match="different 'config_json'"):
+        Cache.concatenate([cache, load_cache(sigma_cfg.cache_dir, "train")])
 
 
 def test_load_cache_built_with_another_config(data_dir, tmp_path):
@@ -572,6 +582,19 @@ def test_load_cache_built_with_another_config(data_dir, tmp_path):
                            "Y_data.npz", "crop_size=[160, 160] (config: [170, 160])")
     assert "sigma" not in message  # only the differing field is listed
     assert load_cache(cfg.cache_dir, "train").images.shape[0] == 3  # without a config: no check
+
+
+def test_load_cache_with_or_without_cached_heatmaps(data_dir, tmp_path):
+    # Whether the heatmaps were cached does not matter to training (it builds them when absent).
+    plain, heat = small_config(tmp_path), small_config(tmp_path, cache_dir=str(tmp_path / "heat"), cache_heatmaps=True)
+    preprocess(plain, "train", progress=False)
+    preprocess(heat, "train", progress=False)
+    assert "heatmaps" not in load_cache(plain.cache_dir, "train", heat).y
+    heatmaps = load_cache(heat.cache_dir, "train", plain).y["heatmaps"]
+    assert isinstance(heatmaps, np.memmap) and heatmaps.shape == (3, 32, 32, 4)
+    # Any other difference is still refused, named beside the heatmap flag.
+    expect_error(lambda: load_cache(heat.cache_dir, "train", small_config(tmp_path, sigma=1.5)),
+                 "Y_data.npz", "sigma=1.0 (config: 1.5)", "cache_heatmaps=True (config: False)")
 
 
 def test_load_cache_x_of_wrong_shape(data_dir, tmp_path):
