@@ -16,17 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import cli  # quiet TensorFlow logs first (before keras)
+import keras
 
-from common import cli  # noqa: E402  (quiet TensorFlow logs first)
-import keras  # noqa: E402
-
-from common.config import load_config  # noqa: E402
-from common.data_io import save_json  # noqa: E402
-from detection.aerial import render_folder  # noqa: E402
-from detection.centres_config import CentresConfig  # noqa: E402
-from detection.centres_data import preprocess  # noqa: E402
-from detection.centres_pipeline import train, use  # noqa: E402
+from common.config import load_config
+from common.data_io import save_json
+from detection.aerial import render_folder
+from detection.centres_config import CentresConfig
+from detection.centres_data import preprocess
+from detection.centres_pipeline import train, use
 
 
 class TimeBudget(keras.callbacks.Callback):

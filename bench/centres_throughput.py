@@ -17,20 +17,17 @@ import platform
 import resource
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import cli  # quiet TensorFlow logs first (before keras)
+import keras
+import numpy as np
 
-from common import cli  # noqa: E402  (quiet TensorFlow logs first)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from common.data_io import save_json  # noqa: E402
-from detection.aerial import AerialConfig, render_image  # noqa: E402
-from detection.centres import build_model  # noqa: E402
-from detection.centres_config import CentresConfig  # noqa: E402
-from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks  # noqa: E402
-from detection.tiling import cut_tiles, tile_transform  # noqa: E402
+from common.data_io import save_json
+from detection.aerial import AerialConfig, render_image
+from detection.centres import build_model
+from detection.centres_config import CentresConfig
+from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
+from detection.tiling import cut_tiles, tile_transform
 
 
 def peak_rss_mib():

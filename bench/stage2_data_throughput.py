@@ -16,19 +16,16 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.data_io import read_image_rgb, save_json  # noqa: E402
-from common.geometry import warp_image, warp_image_file  # noqa: E402
-from common.parallel import default_workers  # noqa: E402
-from stage2_visible_keypoints.config import DataConfig  # noqa: E402
-from stage2_visible_keypoints.data import preprocess  # noqa: E402
-from stage2_visible_keypoints.render import RenderConfig, render_split  # noqa: E402
+from common.data_io import read_image_rgb, save_json
+from common.geometry import warp_image, warp_image_file
+from common.parallel import default_workers
+from stage2_visible_keypoints.config import DataConfig
+from stage2_visible_keypoints.data import preprocess
+from stage2_visible_keypoints.render import RenderConfig, render_split
 
 
 def main(argv=None):

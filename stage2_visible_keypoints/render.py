@@ -85,7 +85,7 @@ class RenderConfig:
             raise ValueError(f"max_offset_px must be >= 0. Received: max_offset_px={self.max_offset_px}")
         unknown = set(self.backgrounds) - set(BACKGROUND_KINDS)
         weights = list(self.backgrounds.values())
-        if unknown or not weights or min(weights) < 0 or sum(weights) <= 0:
+        if unknown or not weights or not np.isfinite(weights).all() or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"backgrounds must map some of {BACKGROUND_KINDS} to non-negative weights with a "
                              f"positive sum. Received: backgrounds={self.backgrounds}")
         for name in ("blur_prob", "ambient"):

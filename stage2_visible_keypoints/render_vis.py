@@ -33,11 +33,29 @@ def _render(argv):
     parser.add_argument("--camera", default=None, help="SPEED camera.json (default: the SPEED camera)")
     parser.add_argument("--mesh", default=None, help="keypoint mesh .obj (default: the bundled spacecraft)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (%(default)s)")
+    scene = parser.add_argument_group("scene and image (RenderConfig)")
+    scene.add_argument("--distance-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       default=defaults.distance_range, help="camera-to-body distance, metres (%g %g)" % defaults.distance_range)
+    scene.add_argument("--max-offset-px", type=float, default=defaults.max_offset_px,
+                       help="the body origin projects within this many px of the principal point (%(default)s)")
+    scene.add_argument("--backgrounds", default=_format_weights(defaults.backgrounds),
+                       help="weight per background kind, e.g. stars=1 for stars only (%(default)s)")
+    scene.add_argument("--blur-prob", type=float, default=defaults.blur_prob,
+                       help="chance of a Gaussian blur per image (%(default)s)")
+    scene.add_argument("--noise-std", type=float, default=defaults.noise_std,
+                       help="std of additive grey noise, 0-255 units (%(default)s)")
+    scene.add_argument("--ambient", type=float, default=defaults.ambient,
+                       help="light on faces turned from the sun, fraction of albedo (%(default)s)")
+    scene.add_argument("--format", choices=("jpg", "png"), default=defaults.image_format,
+                       help="image file format (%(default)s)")
     args = parser.parse_args(argv)
 
     try:
         config = RenderConfig(num_images=args.num_images, seed=args.seed, camera_json=args.camera,
-                              mesh_path=args.mesh)
+                              mesh_path=args.mesh, distance_range=tuple(args.distance_range),
+                              max_offset_px=args.max_offset_px, backgrounds=_parse_weights(args.backgrounds),
+                              blur_prob=args.blur_prob, noise_std=args.noise_std, ambient=args.ambient,
+                              image_format=args.format)
     except ValueError as err:
         parser.error(str(err))  # a bad option: usage + message, exit 2
     start = time.perf_counter()
@@ -50,6 +68,26 @@ def _render(argv):
     print(f"keypoints per image: {visible.shape[1]}, visible fraction: {visible.mean():.3f}, "
           f"seconds: {time.perf_counter() - start:.1f}")
     return 0
+
+
+def _format_weights(weights):
+    return ",".join(f"{kind}={weight:g}" for kind, weight in weights.items())
+
+
+def _parse_weights(text):
+    """"stars=0.6,earth=0.4" -> {"stars": 0.6, "earth": 0.4}; a malformed entry raises ValueError."""
+    weights = {}
+    for item in text.split(","):
+        kind, sep, weight = item.partition("=")
+        kind = kind.strip()
+        try:
+            weight = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or kind in weights:
+            raise ValueError(f"--backgrounds takes KIND=WEIGHT[,KIND=WEIGHT...], each kind once. Received: {text!r}")
+        weights[kind] = weight
+    return weights
 
 
 if __name__ == "__main__":

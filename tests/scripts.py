@@ -22,9 +22,17 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def run_script(script, *args, backend="tensorflow", block_tensorflow=False, cwd=ROOT, timeout=600):
-    """Run `python script args...`; returns the CompletedProcess (text, not checked)."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_script(script, *args, backend="tensorflow", block_tensorflow=False, cwd=ROOT, timeout=600,
+               pythonpath=True):
+    """Run `python script args...`; returns the CompletedProcess (text, not checked).
+
+    pythonpath: put the repo root on PYTHONPATH; False leaves imports to the installed
+    package (`pip install -e .`), as a user's shell does.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    if pythonpath:
+        env["PYTHONPATH"] = str(ROOT)
     command = [sys.executable]
     if block_tensorflow:
         command += ["-c", BLOCK_TENSORFLOW]

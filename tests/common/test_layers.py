@@ -118,6 +118,36 @@ def test_soft_argmax_gradients_finite_and_nonzero(debias):
     assert np.abs(grad[..., 0]).max() > 1e-4 and np.abs(grad[..., 1]).max() > 1e-4
 
 
+def test_soft_argmax_keypoints_are_independent():
+    # Each keypoint's coordinates come from its own map only: changing map 1 leaves 0 exact.
+    heatmaps = _gaussian_maps([[20.3, 40.6], [32.0, 32.0]], 64, peak=0.6)
+    changed = heatmaps.copy()
+    changed[..., 1] = RNG.uniform(0, 1, (1, 64, 64))
+    for debias in (False, True):
+        a = ops.convert_to_numpy(SoftArgMax(debias=debias)(heatmaps))
+        b = ops.convert_to_numpy(SoftArgMax(debias=debias)(changed))
+        np.testing.assert_array_equal(a[:, 0], b[:, 0])
+        assert np.abs(a[:, 1] - b[:, 1]).max() > 1e-3
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_masked_keypoint_gets_no_gradient(debias):
+    # Through SoftArgMax and the visibility-masked L1, an invisible keypoint's map is not trained.
+    import tensorflow as tf
+
+    from common.losses import MaskedL1
+
+    heatmaps = tf.Variable(_gaussian_maps([[20.3, 40.6], [32.0, 32.0], [10.0, 50.0]], 64, peak=0.6))
+    y_true = tf.constant([[[0.1, 0.2, 1.0], [0.9, 0.9, 0.0], [0.5, 0.5, 1.0]]])  # keypoint 1 invisible
+    with tf.GradientTape() as tape:
+        loss = MaskedL1()(y_true, SoftArgMax(beta=15.0, debias=debias)(heatmaps))
+    grad = tape.gradient(loss, heatmaps).numpy()
+    assert np.isfinite(grad).all()
+    assert np.abs(grad[..., 1]).max() == 0.0
+    assert np.abs(grad[..., 0]).max() > 1e-5 and np.abs(grad[..., 2]).max() > 1e-5
+
+
 # --- PhotometricAugment numbers ---
 
 

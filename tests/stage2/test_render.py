@@ -188,6 +188,26 @@ def test_script(small_camera_json, tmp_path, capsys):
     assert err.startswith("error:") and "missing_cam.json" in err and err.count("\n") == 1
 
 
+def test_script_scene_options_reach_the_render_config(small_camera_json, tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--num-images", "1", "--camera", small_camera_json, "--split", "val",
+                 "--distance-range", "10", "12", "--max-offset-px", "5", "--backgrounds", "stars=1",
+                 "--blur-prob", "0", "--noise-std", "0", "--ambient", "0.2", "--format", "png"]) == 0
+    config = json.loads((tmp_path / "render_config_val.json").read_text())
+    assert config["distance_range"] == [10.0, 12.0] and config["max_offset_px"] == 5.0
+    assert config["backgrounds"] == {"stars": 1.0} and config["image_format"] == "png"
+    assert (config["blur_prob"], config["noise_std"], config["ambient"]) == (0.0, 0.0, 0.2)
+    assert (tmp_path / "images" / "val" / "img000001.png").is_file()
+    capsys.readouterr()
+    for bad, message in ((["--backgrounds", "stars"], "--backgrounds takes KIND=WEIGHT"),
+                         (["--backgrounds", "stars=1,stars=2"], "each kind once"),
+                         (["--backgrounds", "moon=1"], "backgrounds must map some of"),
+                         (["--backgrounds", "stars=nan"], "backgrounds must map some of"),
+                         (["--blur-prob", "2"], "blur_prob must be in [0, 1]")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--out", str(tmp_path / "bad"), *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_script_warns_about_a_symmetric_mesh(small_camera_json, tmp_path, capsys):
     # A bare box: a 180-degree turn about any axis maps it onto itself.
     corners = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
