@@ -26,11 +26,17 @@ def config_from_args(cls, args, shortcuts=()):
 
 
 def run(main, argv=None):
-    """Call `main(argv)`; a `DataError` (bad input) becomes one line on stderr and exit 2."""
+    """Call `main(argv)`; a `DataError` (bad input), or an `OSError` on a named path (a file
+    where a folder is wanted, no permission), becomes one line on stderr and exit 2."""
     try:
         return main(argv) or 0
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path that is a file where a folder is wanted, unreadable, ...
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (training resumes from the last epoch when run again)", file=sys.stderr)

@@ -91,9 +91,20 @@ def read_config_file(path):
         raise DataError("config file not found", path)
     try:
         values = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise DataError("not a text file (not UTF-8)", path) from None
     except yaml.YAMLError as err:
-        raise DataError(f"not valid YAML ({err})", path) from None
+        raise DataError(f"not valid YAML ({_yaml_problem(err)})", path) from None
     return values or {}
+
+
+def _yaml_problem(err):
+    """A YAML error in one line: what and where (PyYAML's own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    context = getattr(err, "context", None)
+    return where + (f"{problem} ({context})" if context else problem)
 
 
 def load_config(cls, path=None, overrides=()):

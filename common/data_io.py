@@ -132,8 +132,8 @@ def load_npz(path, required=(), mmap=()):
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: _npz_member_memmap(path, data.zip, key) if key in mmap else data[key]
                       for key in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read cache ({err})", path) from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
+        raise DataError(f"cannot read cache ({err or type(err).__name__})", path) from None
     for key in required:
         if key not in arrays:
             raise DataError(f"missing array '{key}' (stale or foreign cache; re-run preprocessing)", path)
@@ -151,8 +151,8 @@ def open_image_cache(path, shape, rebuild_hint):
         raise DataError(f"cache file not found (re-run {rebuild_hint})", path)
     try:
         images = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"cannot read cache ({err})", path) from None
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"cannot read cache ({err or type(err).__name__})", path) from None
     if images.shape != shape or images.dtype != np.uint8:
         raise DataError(f"holds {images.shape} {images.dtype}, expected {shape} uint8 to match Y_data.npz "
                         f"(stale cache; re-run {rebuild_hint})", path)

@@ -73,7 +73,11 @@ def load_obj(path):
         raise DataError("mesh file not found", path)
     vertices, faces, names = [], [], {}
     ignored = {"o", "g", "s", "vt", "vn", "vp", "usemtl", "mtllib", "l"}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise DataError(f"not a text OBJ file (byte {err.start} is not UTF-8)", path) from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue

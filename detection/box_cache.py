@@ -107,7 +107,7 @@ def _is_current(x_path, y_path, cfg_hash, src_hash, shape):
     try:
         y = load_npz(y_path, required=("config_hash", "source_hash"))
         x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError):
+    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
         return False
     return str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash and x.shape == shape
 

@@ -223,7 +223,7 @@ def _current_cache(out_dir, cfg_hash, src_hash):
     try:
         y = load_npz(y_path, required=CACHE_KEYS + ("source_hash",))
         x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError):
+    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
         return None
     ok = (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
           and x.shape[0] == len(y["objects"]))

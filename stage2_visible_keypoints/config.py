@@ -47,11 +47,20 @@ class DataConfig:
         if min(self.input_size) < 32 or self.input_size[0] % 32 or self.input_size[1] % 32:
             raise ValueError(f"input_size must be multiples of 32 (ResNet-50 has stride 32). "
                              f"Received: input_size={self.input_size}")
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be positive. Received: sigma={self.sigma}")
+        _check_range(self, "sigma", low=0.0)
 
 
 BACKBONES = ("resnet50", "resnet18")
+
+
+def _check_range(config, name, low, high=math.inf, low_inclusive=False):
+    """`config.name` must be a finite number above `low` (or at it) and at most `high`;
+    written so that NaN fails too."""
+    value = getattr(config, name)
+    above = value >= low if low_inclusive else value > low
+    if not (math.isfinite(value) and above and value <= high):
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+        raise ValueError(f"{name} must be a finite number {bound}. Received: {name}={value}")
 
 
 @dataclasses.dataclass
@@ -78,7 +87,7 @@ class ModelConfig:
             raise ValueError(f"decoder_filters must be 4 positive widths. Received: {self.decoder_filters}")
         if not 0 < self.bn_momentum < 1:
             raise ValueError(f"bn_momentum must be in (0, 1). Received: bn_momentum={self.bn_momentum}")
-        if self.beta <= 0:
+        if not (math.isfinite(self.beta) and self.beta > 0):
             raise ValueError(f"beta must be positive. Received: beta={self.beta}")
 
 
@@ -118,6 +127,11 @@ class TrainConfig:
                              f"batch_size={self.batch_size}")
         if not 0 <= self.validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: {self.validation_split}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            _check_range(self, name, low=0.0)
+        _check_range(self, "coord_weight", low=0.0, low_inclusive=True)
+        _check_range(self, "focal_alpha", low=0.0, high=1.0, low_inclusive=True)
+        _check_range(self, "focal_gamma", low=0.0, low_inclusive=True)
         if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
             raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. "
                              f"Received: precision={self.precision!r}")
@@ -150,6 +164,14 @@ class UseConfig:
     mesh: str = ""
 
     def __post_init__(self):
+        _check_range(self, "visibility_threshold", low=0.0, high=1.0, low_inclusive=True)
+        if self.max_overlays < 0 or self.batch_size < 1:
+            raise ValueError(f"max_overlays must be >= 0 and batch_size >= 1. Received: "
+                             f"max_overlays={self.max_overlays}, batch_size={self.batch_size}")
+        self.pck_thresholds = tuple(float(t) for t in self.pck_thresholds)
+        if not self.pck_thresholds or not all(math.isfinite(t) and t > 0 for t in self.pck_thresholds):
+            raise ValueError(f"pck_thresholds must be positive finite pixel distances. "
+                             f"Received: pck_thresholds={self.pck_thresholds}")
         if not (isinstance(self.pnp_ransac_px, (int, float)) and math.isfinite(self.pnp_ransac_px)
                 and self.pnp_ransac_px > 0):
             raise ValueError(f"pnp_ransac_px must be a positive finite number. Received: pnp_ransac_px={self.pnp_ransac_px}")

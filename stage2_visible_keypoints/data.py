@@ -102,9 +102,13 @@ def load_annotations(data_dir, split):
     names = _keypoint_names(data_dir)
     projector = None
     paths, points, flags, sizes, poses = [], [], [], [], []
+    seen = {}
     for index, record in enumerate(records):
         filename = require(record, "filename", label_path, f"record {index}: ")
         where = f"record {index} ({filename}): "
+        if str(filename) in seen:
+            raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
+        seen[str(filename)] = index
         path = _find_image(data_dir, split, str(filename), label_path, where)
         size = _image_size(path)
         pose = _read_pose(record, label_path, where, required="keypoints" not in record)
@@ -131,6 +135,9 @@ def load_annotations(data_dir, split):
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
                               object_model=(_object_model(data_dir, tuple(names)) if projector is None
                                             else projector.object_model(tuple(names))))
+    if annotations.object_model is not None:  # projected keypoints and poses need the images' camera
+        check_camera_size(annotations.object_model.camera, annotations.image_sizes, paths,
+                          str(side_file(data_dir, "camera.json")))
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
@@ -265,10 +272,9 @@ def _image_size(path):
 
 
 def _read_keypoints(record, size, label_path, where):
-    try:
-        xy = np.asarray(record["keypoints"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path) from None
+    xy = _numbers(record["keypoints"])
+    if xy is None:
+        raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise DataError(f"{where}field 'keypoints' must have shape (K, 2), got {xy.shape}", label_path)
     if not np.isfinite(xy).all():
@@ -313,10 +319,25 @@ class _PoseProjector:
         return xy, visible & finite
 
 
-def _vector(value, length, field, label_path, where):
+def _numbers(value):
+    """`value` as a float64 array when it is a number or nested lists of numbers (JSON
+    numbers: not strings, not booleans, which numpy would convert), else None."""
+    def numeric(v):
+        if isinstance(v, list):
+            return all(numeric(item) for item in v)
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not numeric(value):
+        return None
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+        return np.asarray(value, dtype=np.float64)
+    except ValueError:  # ragged lists
+        return None
+
+
+def _vector(value, length, field, label_path, where):
+    array = _numbers(value)
+    if array is None:
         array = np.empty(0)
     if array.shape != (length,) or not np.isfinite(array).all():
         raise DataError(f"{where}field '{field}' must be {length} finite numbers", label_path)
@@ -374,6 +395,11 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         images.flush()
         del images
     xy_input = to_input(annotations.xy_original, transforms)
+    overflow = ~np.isfinite(xy_input.astype(np.float32)).all(axis=(1, 2))
+    if overflow.any():
+        i = int(np.flatnonzero(overflow)[0])
+        raise DataError(f"record {i} ({annotations.image_paths[i].name}): a keypoint's coordinates are too large "
+                        "for float32 once in the input frame", annotations.label_path)
     visible = annotations.visible & inside(xy_input, data_cfg.input_size)
     xy_norm = (xy_input / np.array(data_cfg.input_size)).astype(np.float32)
     arrays = {
@@ -402,6 +428,15 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
 
+def check_camera_size(camera, sizes, paths, camera_name):
+    """Poses need the camera the images were taken with: refuse images of another size."""
+    wrong = np.flatnonzero(np.any(np.asarray(sizes) != (camera.width, camera.height), axis=1))
+    if len(wrong):
+        w, h = (int(v) for v in sizes[wrong[0]])
+        raise DataError(f"image is {w}x{h} but the camera ({camera_name}) is {camera.width}x{camera.height}; "
+                        "a pose needs the camera the image was taken with", paths[wrong[0]])
+
+
 def _warp_file(job):
     """Read one image and warp it to the input frame (a process-pool task)."""
     image, transform, _ = warp_image_file(*job)
@@ -427,7 +462,7 @@ def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
     try:
         y = load_npz(y_path, required=("config_hash", "source_hash", "visible"), mmap=("heatmaps",))
         x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError):
+    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
         return None
     current = (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
                and x.shape == (count, input_size[1], input_size[0], 3))
@@ -486,10 +521,30 @@ def _content_config(y):
     return config
 
 
+def _check_cache_shapes(y, path):
+    """Refuse a `Y_data.npz` whose arrays do not fit together (a foreign or damaged file)."""
+    xy = y["xy_norm"]
+    if xy.ndim != 3 or xy.shape[2] != 2:
+        raise DataError(f"array 'xy_norm' has shape {xy.shape}, expected (N, K, 2) (re-run preprocess_vis.py)", path)
+    n, k = xy.shape[:2]
+    expected = {"visible": (n, k), "transforms": (n, 4), "filenames": (n,), "keypoint_names": (k,),
+                "input_size": (2,), "heatmap_size": (2,), "xy_original": (n, k, 2), "visible_original": (n, k),
+                "image_sizes": (n, 2), "image_paths": (n,), "pose_q": (n, 4), "pose_r": (n, 3),
+                "keypoints_3d": (k, 3)}
+    for key, shape in expected.items():
+        if key in y and y[key].shape != shape:
+            raise DataError(f"array '{key}' has shape {y[key].shape}, expected {shape} to match 'xy_norm' "
+                            f"{xy.shape} (re-run preprocess_vis.py)", path)
+    if "heatmaps" in y and (y["heatmaps"].ndim != 4 or y["heatmaps"].shape[0] != n or y["heatmaps"].shape[3] != k):
+        raise DataError(f"array 'heatmaps' has shape {y['heatmaps'].shape}, expected ({n}, h, w, {k}) "
+                        "(re-run preprocess_vis.py)", path)
+
+
 def load_cache(cache_dir, split, data_cfg=None):
     """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
     out_dir = Path(cache_dir) / split
     y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS, mmap=("heatmaps",))
+    _check_cache_shapes(y, out_dir / "Y_data.npz")
     count, (width, height) = len(y["xy_norm"]), tuple(int(v) for v in y["input_size"])
     images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_vis.py")
     if data_cfg is not None:  # cached heatmaps or none, the rest of the cache is the same

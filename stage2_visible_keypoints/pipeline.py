@@ -7,6 +7,7 @@ maps between them with each image's stored transform.
 
 import math
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -27,8 +28,8 @@ from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, keypoint_mesh, load_cache,
-                                           preprocess_folder, read_keypoint_names)
+from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh,
+                                           load_cache, preprocess_folder, read_keypoint_names)
 from stage2_visible_keypoints.model import build_model, compile_model
 
 
@@ -112,7 +113,13 @@ def load_stage2_model(path, input_size=None):
     path = Path(path)
     if not path.is_file():
         raise DataError("model file not found (train first: train_vis.py)", path)
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
+        raise DataError("not a Keras model file (.keras, as train_vis.py writes)", path)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"cannot load the model ({first_line})", path) from None
     model_hw = tuple(model.input.shape[1:3])
     if input_size is not None and model_hw != tuple(input_size[::-1]):
         raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
@@ -265,15 +272,6 @@ def load_object_model(uc, y, num_keypoints, keypoint_names=None):
         return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"],
                            tuple(str(n) for n in y["keypoint_names"]))
     return None
-
-
-def check_camera_size(camera, sizes, paths, camera_name):
-    """Poses need the camera the images were taken with: refuse images of another size."""
-    wrong = np.flatnonzero(np.any(np.asarray(sizes) != (camera.width, camera.height), axis=1))
-    if len(wrong):
-        w, h = (int(v) for v in sizes[wrong[0]])
-        raise DataError(f"image is {w}x{h} but the camera ({camera_name}) is {camera.width}x{camera.height}; "
-                        "a pose needs the camera the image was taken with", paths[wrong[0]])
 
 
 def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):

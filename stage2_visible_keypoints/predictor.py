@@ -28,9 +28,8 @@ from common.geometry import to_original, warp_image, warp_image_file
 from common.mesh import default_keypoint_names
 from common.pose import PnPResult
 from stage2_visible_keypoints.config import Stage2Config
-from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE
+from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, check_camera_size
 from stage2_visible_keypoints.pipeline import (
-    check_camera_size,
     estimate_poses,
     load_object_model,
     load_stage2_model,

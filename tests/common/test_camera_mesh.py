@@ -134,6 +134,9 @@ def test_obj_error_names_file_and_line(tmp_path):
     path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n\nf 1 2 7\n")
     with pytest.raises(DataError, match=r"bad_mesh\.obj.*line 5.*7"):
         load_obj(path)
+    path.write_bytes(b"v 0 0 0\n\xff\xfe binary\n")
+    with pytest.raises(DataError, match=r"bad_mesh\.obj: not a text OBJ file \(byte 8 is not UTF-8\)"):
+        load_obj(path)
 
 
 def test_mesh_checks():

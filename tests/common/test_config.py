@@ -121,7 +121,7 @@ def test_post_init_check_surfaces_as_data_error(tmp_path):
     with pytest.raises(DataError) as info:
         load_config(Stage2Config, path)
     assert "c.yaml" in str(info.value) and "heatmap_size" in str(info.value)
-    with pytest.raises(DataError, match="sigma must be positive"):
+    with pytest.raises(DataError, match="sigma must be a finite number > 0"):
         load_config(Stage2Config, overrides=["data.sigma=0"])
     with pytest.raises(DataError, match="crop_size must fit"):
         load_config(Stage2Config, overrides=["data.crop_size=[2000, 1000]"])
@@ -138,8 +138,14 @@ def test_file_not_found_and_bad_yaml(tmp_path):
         load_config(Stage2Config, tmp_path / "missing.yaml")
     with pytest.raises(DataError, match="missing.json.*not found"):
         load_config(Stage2Config, tmp_path / "missing.json")
-    with pytest.raises(DataError, match="bad.yaml.*YAML"):
-        load_config(Stage2Config, write_yaml(tmp_path / "bad.yaml", "data: [1, 2\n"))
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, write_yaml(tmp_path / "bad.yaml", "data: [1, 2\nb: 3\n"))
+    # One line, with PyYAML's problem and where it is.
+    assert str(info.value) == (f"{tmp_path / 'bad.yaml'}: not valid YAML (line 2, column 2: expected ',' or ']', "
+                               "but got ':' (while parsing a flow sequence))")
+    (tmp_path / "binary.yaml").write_bytes(b"data: \xff\n")
+    with pytest.raises(DataError, match=r"binary\.yaml: not a text file \(not UTF-8\)"):
+        load_config(Stage2Config, tmp_path / "binary.yaml")
     with pytest.raises(DataError, match="list.yaml.*mapping"):
         load_config(Stage2Config, write_yaml(tmp_path / "list.yaml", "- 1\n- 2\n"))
 
@@ -201,3 +207,36 @@ def test_check_cache_config_ignores_only_what_it_is_told_to():
         ignore = () if "cached=" in named else ("cached",)
         with pytest.raises(DataError, match=r"c\.npz: cache was built with another config: .*" + re.escape(named)):
             check_cache_config(stored, wanted, "c.npz", "prep.py", ignore=ignore)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("data.sigma=.nan", "sigma must be a finite number > 0"),
+    ("data.sigma=.inf", "sigma must be a finite number > 0"),
+    ("model.beta=.nan", "beta must be positive"),
+    ("train.learning_rate=0", "learning_rate must be a finite number > 0"),
+    ("train.focal_alpha=1.5", "focal_alpha must be a finite number >= 0 and <= 1"),
+    ("train.coord_weight=-1", "coord_weight must be a finite number >= 0"),
+    ("use.visibility_threshold=.nan", "visibility_threshold must be a finite number >= 0 and <= 1"),
+    ("use.pck_thresholds=[2, -1]", "pck_thresholds must be positive finite"),
+])
+def test_nan_and_out_of_range_numbers_are_refused(override, fragment):
+    with pytest.raises(DataError, match=re.escape(fragment)):
+        load_config(Stage2Config, None, [override])
+
+
+def test_cli_run_turns_an_os_error_on_a_path_into_one_line(tmp_path, capsys):
+    from common.cli import run
+
+    (tmp_path / "file").write_text("")
+
+    def main(argv):
+        (tmp_path / "file" / "sub").mkdir()  # a file where a folder is wanted
+
+    assert run(main) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'file' / 'sub'}: Not a directory\n"
+
+    def no_path(argv):
+        raise OSError("no file involved")
+
+    with pytest.raises(OSError, match="no file involved"):  # not about a path: a real failure, shown whole
+        run(no_path)

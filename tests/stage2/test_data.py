@@ -216,7 +216,41 @@ def test_pose_only_bad_pose_fields(pose_only):
     expect_error(lambda: load_annotations(data_dir, "val"), "val.json", "record 2", "missing field 'q_vbs2tango'")
 
 
+@pytest.mark.parametrize("value", [["1", "0", "0", "0"], [True, False, False, False]])
+def test_pose_numbers_must_be_json_numbers(pose_only, value):
+    data_dir, records = pose_only
+    bad = [{"filename": r["filename"], "q_vbs2tango": r["q_vbs2tango"], "r_Vo2To_vbs_true": r["r_Vo2To_vbs_true"]}
+           for r in records]
+    bad[1]["q_vbs2tango"] = value
+    write_labels(data_dir, bad, "val")
+    expect_error(lambda: load_annotations(data_dir, "val"), "val.json", "record 1", "'q_vbs2tango' must be 4 finite")
+
+
+def test_camera_of_another_size_than_the_images(pose_only):
+    data_dir, _ = pose_only
+    save_camera_json(data_dir / "camera.json", dataclasses.replace(SMALL, width=2 * W, height=2 * H))
+    expect_error(lambda: load_annotations(data_dir, "val"), "img000001.jpg", "image is 320x200",
+                 "camera.json) is 640x400")
+
+
 # ---------------------------------------------------------------- bad input
+
+
+def test_duplicate_file_names(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[2]["filename"] = records[0]["filename"]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 2 (img000.png)",
+                 "appears twice (first in record 0)")
+
+
+def test_hidden_keypoint_too_far_for_float32(data_dir, tmp_path):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["keypoints"][3] = [1e308, 5.0]  # hidden, so outside the image is allowed, but not this far
+    write_labels(data_dir, records)
+    expect_error(lambda: preprocess(small_config(tmp_path), "train", progress=False), "train.json",
+                 "record 1 (img001.png)", "too large for float32")
+    assert not (tmp_path / "cache" / "train" / "Y_data.npz").exists()
 
 
 def test_corrupt_image_fails_at_load_time_naming_the_image(tmp_path):
@@ -279,8 +313,10 @@ def test_keypoints_of_different_length_without_names(tmp_path):
 @pytest.mark.parametrize("keypoints, fragment", [
     ([[1.0, 2.0, 3.0]] * 4, "shape (K, 2)"),
     ([[1.0, "x"]] * 4, "list of [x, y] numbers"),
+    ([["12.5", "3"]] * 4, "list of [x, y] numbers"),  # numbers as strings: numpy would take them
+    ([[True, True]] * 4, "list of [x, y] numbers"),  # booleans: numpy would make them 1.0
     ([[1.0, 2.0], [3.0]], "list of [x, y] numbers"),
-    (None, "shape (K, 2)"),
+    (None, "list of [x, y] numbers"),
 ])
 def test_keypoints_of_wrong_form(data_dir, keypoints, fragment):
     records = json.loads((data_dir / "train.json").read_text())
@@ -625,6 +661,28 @@ def test_load_cache_garbage_y(data_dir, tmp_path):
     (tmp_path / "cache" / "train" / "Y_data.npz").write_bytes(b"garbage")
     expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "Y_data.npz", "cannot read cache")
     assert preprocess(cfg, "train", progress=False)["reused"] is False  # and preprocess repairs it
+
+
+@pytest.mark.parametrize("name", ["Y_data.npz", "X_data.npy"])
+def test_load_cache_empty_file(data_dir, tmp_path, name):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    (tmp_path / "cache" / "train" / name).write_bytes(b"")
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), name, "cannot read cache")
+    assert preprocess(cfg, "train", progress=False)["reused"] is False  # and preprocess repairs it
+
+
+def test_load_cache_arrays_that_do_not_fit_together(data_dir, tmp_path):
+    cfg = small_config(tmp_path)
+    preprocess(cfg, "train", progress=False)
+    path = tmp_path / "cache" / "train" / "Y_data.npz"
+    with np.load(path, allow_pickle=False) as data:
+        y = {key: data[key] for key in data.files}
+    np.savez(path, **{**y, "transforms": np.zeros((3, 1, 0))})
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "Y_data.npz", "'transforms' has shape (3, 1, 0)",
+                 "expected (3, 4)")
+    np.savez(path, **{**y, "keypoint_names": np.array(["a", "b"])})
+    expect_error(lambda: load_cache(cfg.cache_dir, "train", cfg), "'keypoint_names' has shape (2,)", "expected (4,)")
 
 
 # ---------------------------------------------------------------- preprocess_folder

@@ -9,7 +9,8 @@ from common.errors import DataError
 from common.mesh import Mesh, save_obj
 from stage2_visible_keypoints.config import UseConfig
 from stage2_visible_keypoints.data import ObjectModel
-from stage2_visible_keypoints.pipeline import check_camera_size, estimate_poses, load_object_model, pose_wireframe
+from stage2_visible_keypoints.data import check_camera_size
+from stage2_visible_keypoints.pipeline import estimate_poses, load_object_model, pose_wireframe
 
 CAMERA = Camera(fx=3003.4, fy=3003.4, cx=960.0, cy=600.0, width=1920, height=1200)
 POINTS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]

@@ -171,6 +171,15 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
     assert result.returncode == 2
     assert "Y_data.npz" in result.stderr and "sigma" in result.stderr and "Traceback" not in result.stderr
+    # A model path that is no model, and a cache folder that is a file.
+    (tmp_path / "notes.keras").write_text("not a model")
+    result = run_script(S2 / "use_vis.py", "--config", config_path, "--model", tmp_path / "notes.keras", "--quiet")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'notes.keras'}: not a Keras model file (.keras, as train_vis.py writes)")
+    result = run_script(S2 / "preprocess_vis.py", "--config", config_path, "--cache-dir", tmp_path / "notes.keras",
+                        "--quiet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'notes.keras' / 'train' / 'Y_data.npz'}: Not a directory"
 
 
 @pytest.mark.parametrize("script", ["render_vis.py", "preprocess_vis.py", "train_vis.py", "use_vis.py",
