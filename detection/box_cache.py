@@ -26,7 +26,7 @@ from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_npz, open_image_cache, read_image_rgb, save_npz
 from common.errors import DataError
 from common.parallel import parallel_map
-from detection.coco import load_coco
+from detection.coco import check_image_size, load_coco
 
 CACHE_KEYS = ("boxes", "classes", "counts", "scales", "image_sizes", "filenames", "category_ids",
               "category_names", "input_size", "config_hash", "config_json")
@@ -48,8 +48,11 @@ def resize_image(image, input_size):
 
 
 def _resize_file(job):
-    path, input_size = job
-    return resize_image(read_image_rgb(path), input_size)[0]
+    """Read, check against the declared size (the labels' scales come from it) and resize."""
+    path, input_size, declared, label_path, where = job
+    image = read_image_rgb(path)
+    check_image_size(image, declared, label_path, where)
+    return resize_image(image, input_size)[0]
 
 
 def _source_hash(labels):
@@ -77,7 +80,8 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     y_path.unlink(missing_ok=True)  # Y marks a complete cache: never beside half-new images
     with atomic_path(x_path) as tmp_x:
         images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
-        jobs = [(path, data_cfg.input_size) for path in labels.image_paths]
+        jobs = [(path, data_cfg.input_size, tuple(size), labels.label_path, f"images[{i}] ({path.name}): ")
+                for i, (path, size) in enumerate(zip(labels.image_paths, labels.image_sizes.tolist()))]
         for i, image in enumerate(parallel_map(_resize_file, jobs, workers, f"preprocess {split}", progress=progress)):
             images[i] = image
         images.flush()

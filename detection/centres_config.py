@@ -11,6 +11,7 @@ With the defaults (512 px tiles -> 256 px input -> 64 px heatmap) one heatmap pi
 """
 
 import dataclasses
+import math
 
 from detection.dota import DOTA_CATEGORIES
 
@@ -60,13 +61,17 @@ class DataConfig:
         if not self.categories or len(set(self.categories)) != len(self.categories):
             raise ValueError(f"categories must be distinct names. Received: categories={self.categories}")
         self.split = tuple(float(f) for f in self.split)
-        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
+        # Written as `not 0 <= f <= 1` so that NaN fails too.
+        if len(self.split) != 3 or not all(0 <= f <= 1 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three fractions (train, val, test) summing to 1. Received: {self.split}")
         if self.tile_size < 32 or not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"need tile_size >= 32 and 0 <= tile_overlap < tile_size. Received: "
                              f"tile_size={self.tile_size}, tile_overlap={self.tile_overlap}")
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be positive. Received: sigma={self.sigma}")
+        if not 0 < self.sigma < math.inf:
+            raise ValueError(f"sigma must be a positive finite number. Received: sigma={self.sigma}")
+        if not (0 <= self.small_size < math.inf and 0 <= self.cluster_distance < math.inf):
+            raise ValueError(f"small_size and cluster_distance must be finite numbers >= 0. Received: "
+                             f"small_size={self.small_size}, cluster_distance={self.cluster_distance}")
 
     @property
     def heatmap_size(self):

@@ -33,7 +33,7 @@ from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_npz, open_image_cache, read_image_rgb, save_npz
 from common.errors import DataError
 from common.parallel import parallel_map
-from detection.dota import DOTA_V1_5, find_dota_pairs, read_dota_labels
+from detection.dota import DOTA_CATEGORIES, DOTA_V1_5, find_dota_pairs, read_dota_labels
 from detection.tiling import cut_tiles, tile_grid, tile_transform
 
 SPLITS = ("train", "val", "test")
@@ -78,23 +78,36 @@ class ImageLabels:
 
 
 def read_labels(pairs, data_cfg):
-    """[ImageLabels] for (image, label) pairs; objects of other categories are dropped."""
+    """[ImageLabels] for (image, label) pairs; objects of other categories are dropped.
+
+    A requested category that no object of any of the label files has is an error (a typo
+    in `data.categories` would otherwise train on nothing); of a whole DOTA list, at least
+    one category must be present.
+    """
     class_index = {name: (0 if data_cfg.single_class else i) for i, name in enumerate(data_cfg.categories)}
     known = tuple(dict.fromkeys(DOTA_V1_5 + data_cfg.categories))
-    out = []
+    out, seen = [], set()
     for image_path, label_path in pairs:
-        labels = read_dota_labels(label_path, known)
-        keep = np.array([c in class_index for c in labels.categories], bool)
-        if data_cfg.skip_difficult:
-            keep &= ~labels.difficult
         try:
             with Image.open(image_path) as img:
                 size = img.size
         except (OSError, SyntaxError) as err:
             raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", image_path) from None
+        labels = read_dota_labels(label_path, known, image_size=size)
+        seen.update(labels.categories)
+        keep = np.array([c in class_index for c in labels.categories], bool)
+        if data_cfg.skip_difficult:
+            keep &= ~labels.difficult
         out.append(ImageLabels(image_path, size, labels.centres[keep],
                                np.array([class_index[c] for c in labels.categories[keep]], np.int64),
                                labels.polygons[keep], labels.sizes[keep], labels.difficult[keep]))
+    absent = [name for name in data_cfg.categories if name not in seen]
+    if data_cfg.categories in DOTA_CATEGORIES.values() and len(absent) < len(data_cfg.categories):
+        absent = []  # a whole DOTA list (dota-v1.0 / v1.5) may meet a subset that lacks a few classes
+    if absent and pairs:
+        raise DataError(f"field 'data.categories': {absent[0]!r} matches no object in the {len(pairs)} label files "
+                        f"(present: {', '.join(sorted(seen)) or 'none'}; DOTA names: {', '.join(DOTA_V1_5)}; "
+                        f"shortcuts: {', '.join(DOTA_CATEGORIES)})", pairs[0][1].parent)
     return out
 
 
@@ -114,6 +127,9 @@ def preprocess(data_cfg, progress=True, workers=1):
     cfg_values = preprocess_config(data_cfg)
     cfg_hash = config_hash(cfg_values)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
+    # Every label file is read (cheap: text and image headers) so that bad labels and a category
+    # that matches nothing are caught even when a split's cache is reused.
+    labels = read_labels(pairs, data_cfg)
     summaries = {}
     for split in SPLITS:
         split_pairs = [pairs[i] for i in np.sort(splits[split])]
@@ -126,8 +142,8 @@ def preprocess(data_cfg, progress=True, workers=1):
         if current is not None:
             summaries[split] = _summary(out_dir, current, reused=True)
             continue
-        labels = read_labels(split_pairs, data_cfg)
-        y = _write_split(out_dir, labels, data_cfg, cfg_hash, cfg_values, src_hash, progress, workers, split)
+        split_labels = [labels[i] for i in np.sort(splits[split])]
+        y = _write_split(out_dir, split_labels, data_cfg, cfg_hash, cfg_values, src_hash, progress, workers, split)
         summaries[split] = _summary(out_dir, y, reused=False)
     summaries["seconds"] = round(time.perf_counter() - start, 2)
     return summaries

@@ -10,9 +10,11 @@ which every box is valid and inside its image, only when exactly one reading is,
 reports the choice; otherwise it asks for the format. Boxes may stick out of the image
 by up to `BORDER_TOLERANCE` pixels (rounding) and are clipped; a box of zero or negative
 size, one outside the image, an unknown category or image id raises a one-line
-`DataError` naming the file, the annotation and the field. `iscrowd` annotations are
-skipped (COCO evaluation ignores them too). Widths and heights missing from `images`
-are read from the image files.
+`DataError` naming the file, the annotation and the field. Ids are integers (strings
+are accepted too); `iscrowd` is 0 or 1, and crowd annotations are skipped (COCO
+evaluation ignores them too). Widths and heights missing from `images` are read from
+the image files; declared ones are checked against the files where the images are read
+(`detection.box_cache`).
 """
 
 import dataclasses
@@ -67,6 +69,30 @@ def _number(value, field, path, where):
     return float(value)
 
 
+def _id(record, field, path, where):
+    """An id field: an int (not a bool) or a string, so that it can be looked up and sorted."""
+    value = require(record, field, path, where)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(f"{where}field '{field}' must be an integer id, got {value!r}", path)
+    return value
+
+
+def _crowd(ann, path, where):
+    """`iscrowd`: 0 / 1 or false / true (absent = 0); anything else is an error, not a truth value."""
+    value = ann.get("iscrowd", 0)
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise DataError(f"{where}field 'iscrowd' must be 0 or 1, got {value!r}", path)
+
+
+def check_image_size(image, declared, label_path, where):
+    """Raise when an image (H, W, ...) array is not the (width, height) its record declares."""
+    height, width = image.shape[:2]
+    if (width, height) != tuple(declared):
+        raise DataError(f"{where}fields 'width', 'height' say {declared[0]:g}x{declared[1]:g} but the image file is "
+                        f"{width}x{height}", label_path)
+
+
 def _image_size(path, label_path, where):
     try:
         with Image.open(path) as img:
@@ -118,7 +144,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
     category_ids, category_names = [], []
     for k, cat in enumerate(categories):
         where = f"categories[{k}]: "
-        category_ids.append(require(cat, "id", label_path, where))
+        category_ids.append(_id(cat, "id", label_path, where))
         category_names.append(str(cat.get("name", category_ids[-1])))
     if len(set(category_ids)) != len(category_ids):
         raise DataError("field 'categories' has duplicate ids", label_path)
@@ -131,7 +157,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
     index_of, paths, ids, sizes = {}, [], [], []
     for i, record in enumerate(images):
         where = f"images[{i}]: "
-        image_id = require(record, "id", label_path, where)
+        image_id = _id(record, "id", label_path, where)
         filename = str(require(record, "file_name", label_path, where))
         where = f"images[{i}] ({filename}): "
         if image_id in index_of:
@@ -153,10 +179,10 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
     rows, raw, cls = [], [], []
     for a, ann in enumerate(annotations):
         where = f"annotations[{a}]: "
-        image_id = require(ann, "image_id", label_path, where)
+        image_id = _id(ann, "image_id", label_path, where)
         if image_id not in index_of:
             raise DataError(f"{where}field 'image_id' {image_id!r} is not an id in 'images'", label_path)
-        category = require(ann, "category_id", label_path, where)
+        category = _id(ann, "category_id", label_path, where)
         if category not in class_of:
             raise DataError(f"{where}field 'category_id' {category!r} is an unknown category "
                             f"(known: {list(category_ids)})", label_path)
@@ -164,7 +190,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise DataError(f"{where}field 'bbox' must be 4 numbers, got {bbox!r}", label_path)
         values = [_number(v, "bbox", label_path, where) for v in bbox]
-        if ann.get("iscrowd", 0):
+        if _crowd(ann, label_path, where):
             continue
         rows.append(index_of[image_id])
         raw.append(values)

@@ -7,7 +7,10 @@ lines `imagesource:...` and `gsd:...`, then one object per line:
 
 in original image pixels (the four corners of the oriented box, in order). The
 centre of an object is the area centroid of that polygon (the vertex mean when the
-polygon is degenerate). A malformed line raises `DataError` naming the file and line.
+polygon is degenerate). A malformed line raises `DataError` naming the file and line:
+coordinates that are not finite float32 numbers, a `gsd` that is not a positive number,
+and, when the image size is given, an object whose centre lies outside the image (a
+polygon may stick out of the image, as in real DOTA; its centre may not).
 """
 
 import dataclasses
@@ -23,6 +26,8 @@ DOTA_V1_0 = ("plane", "ship", "storage-tank", "baseball-diamond", "tennis-court"
              "roundabout", "soccer-ball-field", "swimming-pool")
 DOTA_V1_5 = DOTA_V1_0 + ("container-crane",)
 DOTA_CATEGORIES = {"dota-v1.0": DOTA_V1_0, "dota-v1.5": DOTA_V1_5}
+# Coordinates are cached as float32: anything larger is a corrupt file, not a position.
+MAX_COORDINATE = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -61,15 +66,20 @@ def polygon_centroid(polygons):
     return np.stack([np.where(degenerate, mean[..., 0], cx), np.where(degenerate, mean[..., 1], cy)], axis=-1)
 
 
-def read_dota_labels(path, known_categories=DOTA_V1_5):
-    """Parse one DOTA label file. `known_categories`: the names a line may use."""
+def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
+    """Parse one DOTA label file. `known_categories`: the names a line may use;
+    `image_size` (width, height): when given, every object's centre must lie in [0, W] x [0, H]."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a label file", path)
     if not path.is_file():
         raise DataError("label file not found", path)
     try:
         text = path.read_text()
     except UnicodeDecodeError as err:
         raise DataError(f"not a text file ({err})", path) from None
+    except OSError as err:
+        raise DataError(f"cannot read label file ({err.__class__.__name__}: {err.strerror})", path) from None
     header, polygons, categories, difficult = {}, [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -78,10 +88,7 @@ def read_dota_labels(path, known_categories=DOTA_V1_5):
         key, sep, value = line.partition(":")
         if sep and key.strip() in ("imagesource", "gsd"):
             if key.strip() == "gsd":
-                try:
-                    header["gsd"] = float(value) if value.strip() not in ("", "null", "None") else None
-                except ValueError:
-                    raise DataError(f"line {number}: gsd must be a number, got {value.strip()!r}", path) from None
+                header["gsd"] = _gsd(value.strip(), number, path)
             else:
                 header["imagesource"] = value.strip()
             continue
@@ -95,6 +102,14 @@ def read_dota_labels(path, known_categories=DOTA_V1_5):
             raise DataError(f"line {number}: the 8 corner coordinates must be numbers: {line[:80]!r}", path) from None
         if not np.isfinite(corners).all():
             raise DataError(f"line {number}: corner coordinates must be finite: {line[:80]!r}", path)
+        if np.abs(corners).max() > MAX_COORDINATE:
+            raise DataError(f"line {number}: corner coordinates must be float32 numbers (|x| <= "
+                            f"{MAX_COORDINATE:.3g}): {line[:80]!r}", path)
+        if image_size is not None:
+            centre = polygon_centroid(corners[None])[0]
+            if not (0 <= centre[0] <= image_size[0] and 0 <= centre[1] <= image_size[1]):
+                raise DataError(f"line {number}: object centre ({centre[0]:g}, {centre[1]:g}) is outside the "
+                                f"{image_size[0]}x{image_size[1]} image: {line[:80]!r}", path)
         category = fields[8]
         if category not in known_categories:
             raise DataError(f"line {number}: unknown category {category!r} (known: {', '.join(known_categories)})",
@@ -108,6 +123,20 @@ def read_dota_labels(path, known_categories=DOTA_V1_5):
     polygons = np.array(polygons, dtype=np.float64).reshape(-1, 4, 2)
     return DotaLabels(polygons, polygon_centroid(polygons), np.array(categories, dtype=str),
                       np.array(difficult, dtype=bool), header)
+
+
+def _gsd(text, number, path):
+    """The `gsd:` header value (metres per pixel): a positive number, or None when empty / null."""
+    if text in ("", "null", "None"):
+        return None
+    try:
+        gsd = float(text)
+    except ValueError:
+        raise DataError(f"line {number}: gsd must be a number, got {text!r}", path) from None
+    if not 0 < gsd < np.inf:
+        raise DataError(f"line {number}: gsd must be a positive finite number (metres per pixel), got {text!r}",
+                        path)
+    return gsd
 
 
 def write_dota_labels(path, polygons, categories, difficult=None, imagesource="synthetic", gsd=None):
@@ -137,6 +166,9 @@ def find_dota_pairs(data_dir):
     if not images:
         raise DataError("no images (.png, .jpg, ...) in folder", image_dir)
     labels = {p.stem: p for p in sorted(label_dir.glob("*.txt"))}
+    for path in list(images.values()) + list(labels.values()):
+        if not path.is_file():
+            raise DataError("not a regular file (a folder?)", path)
     missing = sorted(set(images) - set(labels))
     if missing:
         raise DataError(f"no label file for image {images[missing[0]].name} ({len(missing)} missing)",

@@ -8,6 +8,7 @@ scales from `model.strides`, the anchors from `model.anchor_sizes` and
 """
 
 import dataclasses
+import math
 
 from common.config import size_pair
 
@@ -76,17 +77,20 @@ class ModelConfig:
         if len(self.anchor_sizes) != len(self.scale_blocks) or len(self.head_filters) != len(self.scale_blocks):
             raise ValueError(f"anchor_sizes and head_filters need one entry per scale ({len(self.scale_blocks)}). "
                              f"Received: anchor_sizes={self.anchor_sizes}, head_filters={self.head_filters}")
-        if any(not sizes or min(sizes) <= 0 for sizes in self.anchor_sizes):
-            raise ValueError(f"anchor sizes must be positive. Received: anchor_sizes={self.anchor_sizes}")
+        # Checks are written as `not 0 < x < math.inf` so that NaN and infinity fail too.
+        if any(not sizes or not all(0 < s < math.inf for s in sizes) for sizes in self.anchor_sizes):
+            raise ValueError(f"anchor sizes must be positive finite numbers. "
+                             f"Received: anchor_sizes={self.anchor_sizes}")
         if len(set(len(sizes) for sizes in self.anchor_sizes)) != 1:
             raise ValueError(f"every scale needs the same number of anchor sizes. "
                              f"Received: anchor_sizes={self.anchor_sizes}")
-        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ValueError(f"aspect_ratios must be positive. Received: aspect_ratios={self.aspect_ratios}")
+        if not self.aspect_ratios or not all(0 < r < math.inf for r in self.aspect_ratios):
+            raise ValueError(f"aspect_ratios must be positive finite numbers. "
+                             f"Received: aspect_ratios={self.aspect_ratios}")
         if self.convs_per_block < 1:
             raise ValueError(f"convs_per_block must be >= 1. Received: {self.convs_per_block}")
-        if len(self.variances) != 4 or min(self.variances) <= 0:
-            raise ValueError(f"variances must be 4 positive numbers. Received: {self.variances}")
+        if len(self.variances) != 4 or not all(0 < v < math.inf for v in self.variances):
+            raise ValueError(f"variances must be 4 positive finite numbers. Received: {self.variances}")
 
     @property
     def strides(self):
@@ -143,15 +147,15 @@ class TrainConfig:
             raise ValueError(f"objectness_loss must be bce|focal. Received: {self.objectness_loss!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be adamw|sgd. Received: optimizer={self.optimizer!r}")
-        if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
+        if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1] < math.inf:
             raise ValueError(f"scale_jitter must be (min, max) with 0 < min <= max. Received: {self.scale_jitter}")
         if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
             raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. "
                              f"Received: precision={self.precision!r}")
         if self.jit_compile not in ("auto", "true", "false"):
             raise ValueError(f"jit_compile must be auto|true|false. Received: {self.jit_compile!r}")
-        if self.neg_pos_ratio < 0:
-            raise ValueError(f"neg_pos_ratio must be >= 0. Received: {self.neg_pos_ratio}")
+        if not 0 <= self.neg_pos_ratio < math.inf:
+            raise ValueError(f"neg_pos_ratio must be a finite number >= 0. Received: {self.neg_pos_ratio}")
 
 
 @dataclasses.dataclass

@@ -39,6 +39,8 @@ def test_centroid_is_the_area_centroid_not_the_vertex_mean():
     ("10 10 30 10 30 20 10 nan small-vehicle 0", "line 3: corner coordinates must be finite"),
     ("10 10 30 10 30 20 10 20 spaceship 0", "line 3: unknown category 'spaceship'"),
     ("10 10 30 10 30 20 10 20 plane 2", "line 3: difficult must be 0 or 1"),
+    # Finite in float64 but not in the float32 caches (and the centroid overflows).
+    ("1e308 10 -1e308 10 1e308 30 10 30 plane 0", "line 3: corner coordinates must be float32 numbers"),
 ])
 def test_malformed_lines_name_the_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.txt"
@@ -64,3 +66,46 @@ def test_write_read_round_trip_and_folder_pairs(tmp_path):
     (tmp_path / "labelTxt" / "c.txt").write_text("")
     with pytest.raises(DataError, match="label file without an image"):
         find_dota_pairs(tmp_path)
+
+
+@pytest.mark.parametrize("gsd", ["-3", "0", "nan", "inf"])
+def test_gsd_must_be_a_positive_finite_number(tmp_path, gsd):
+    path = tmp_path / "bad.txt"
+    path.write_text(f"imagesource:x\ngsd:{gsd}\n10 10 30 10 30 20 10 20 plane 0\n")
+    with pytest.raises(DataError, match=f"line 2: gsd must be a positive finite number .*got '{gsd}'") as info:
+        read_dota_labels(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("line, centre", [
+    ("5000 5000 5040 5000 5040 5030 5000 5030 plane 0", r"\(5020, 5015\)"),
+    ("-500 -500 -460 -500 -460 -470 -500 -470 plane 0", r"\(-480, -485\)"),
+    ("200 10 240 10 240 30 200 30 plane 0", r"\(220, 20\)"),  # x just past the 219.5 px right edge
+])
+def test_a_centre_outside_the_image_names_the_file_and_line(tmp_path, line, centre):
+    path = tmp_path / "P1.txt"
+    path.write_text(f"10 10 30 10 30 20 10 20 plane 0\n{line}\n")
+    with pytest.raises(DataError, match=f"line 2: object centre {centre} is outside the 219.5x200 image") as info:
+        read_dota_labels(path, image_size=(219.5, 200))
+    assert str(path) in str(info.value)
+    read_dota_labels(path)  # without an image size nothing is checked
+
+
+def test_a_polygon_partly_outside_the_image_is_legal(tmp_path):
+    # Real DOTA boxes stick out of the image at its edges; only the centre has to be inside,
+    # and a centre on the edge itself counts as inside.
+    path = tmp_path / "P1.txt"
+    path.write_text("-10 10 10 10 10 30 -10 30 plane 0\n210 190 230 190 230 210 210 210 ship 0\n")
+    labels = read_dota_labels(path, image_size=(220, 200))
+    np.testing.assert_allclose(labels.centres, [[0, 20], [220, 200]])
+
+
+def test_a_label_file_that_is_a_folder_is_one_line_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"")
+    (tmp_path / "labelTxt" / "a.txt").mkdir(parents=True)
+    with pytest.raises(DataError, match="a.txt: not a regular file") as info:
+        find_dota_pairs(tmp_path)
+    assert str(tmp_path / "labelTxt" / "a.txt") in str(info.value)
+    with pytest.raises(DataError, match="a.txt: is a folder, not a label file"):
+        read_dota_labels(tmp_path / "labelTxt" / "a.txt")

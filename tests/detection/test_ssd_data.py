@@ -80,6 +80,52 @@ def test_missing_fields(tmp_path):
         load_coco(path)
 
 
+@pytest.mark.parametrize("section, field, value, message", [
+    ("annotations", "category_id", [1], r"annotations\[0\]: field 'category_id' must be an integer id, got \[1\]"),
+    ("annotations", "image_id", [7], r"annotations\[0\]: field 'image_id' must be an integer id, got \[7\]"),
+    ("annotations", "image_id", {"id": 7}, r"annotations\[0\]: field 'image_id' must be an integer id"),
+    ("categories", "id", [1], r"categories\[0\]: field 'id' must be an integer id, got \[1\]"),
+    ("categories", "id", True, r"categories\[0\]: field 'id' must be an integer id, got True"),
+    ("images", "id", 7.0, r"images\[0\]: field 'id' must be an integer id, got 7.0"),
+    ("annotations", "iscrowd", "no", r"annotations\[0\]: field 'iscrowd' must be 0 or 1, got 'no'"),
+    ("annotations", "iscrowd", 2, r"annotations\[0\]: field 'iscrowd' must be 0 or 1, got 2"),
+])
+def test_bad_ids_and_iscrowd_are_one_line_errors(tmp_path, section, field, value, message):
+    path = _write(tmp_path, [([1, 1, 5, 5], 1)])
+    coco = json.loads(path.read_text())
+    coco[section][0][field] = value
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=message) as err:
+        load_coco(path, bbox_format="xywh")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_iscrowd_true_or_1_drops_the_annotation(tmp_path):
+    path = _write(tmp_path, [([1, 1, 5, 5], 1), ([10, 10, 5, 5], 1), ([20, 10, 5, 5], 1)])
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["iscrowd"], coco["annotations"][1]["iscrowd"] = True, 1
+    coco["annotations"][2]["iscrowd"] = 0
+    path.write_text(json.dumps(coco))
+    np.testing.assert_allclose(load_coco(path, bbox_format="xywh").boxes[0], [[20, 10, 25, 15]])
+
+
+def test_declared_size_must_match_the_image_file(tmp_path):
+    # The image is 40x30; 1000x1000 declared would make every scale 25 times too small.
+    path = _write(tmp_path, [([1, 1, 5, 5], 1)])
+    coco = json.loads(path.read_text())
+    coco["images"][0].update(width=1000, height=1000)
+    path.write_text(json.dumps(coco))
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), input_size=(32, 32),
+                     bbox_format="xywh")
+    with pytest.raises(DataError, match=r"images\[0\] \(im.png\): fields 'width', 'height' say 1000x1000 but the "
+                                        r"image file is 40x30") as err:
+        preprocess(cfg, "train", progress=False)
+    assert str(path) in str(err.value)
+    coco["images"][0].update(width=40, height=30)
+    path.write_text(json.dumps(coco))
+    assert preprocess(cfg, "train", progress=False)["images"] == 1
+
+
 def test_cache_round_trip_reuse_and_stale_config(tmp_path):
     json_path = write_shapes(tmp_path / "shapes", ShapesConfig(num_images=3, seed=5), "train", progress=False)
     coco = json.loads(json_path.read_text())

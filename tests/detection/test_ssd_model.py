@@ -10,7 +10,9 @@ from keras import ops
 from detection.anchors import encode_boxes, generate_anchors
 from detection.evaluation import iou_matrix
 from detection.ssd import DetectionDecoder, SSDLoss, build_detector, non_max_suppression_mask, split_detections
-from detection.ssd_config import DataConfig, ModelConfig
+from common.config import load_config
+from common.errors import DataError
+from detection.ssd_config import DataConfig, DetConfig, ModelConfig
 from tests.harness import run_layer_test, run_loss_test
 
 LN2 = math.log(2.0)
@@ -140,3 +142,17 @@ def test_model_outputs_and_layer_names():
     # The objectness prior: sigmoid(bias) = 0.01 at the start.
     bias = ops.convert_to_numpy(model.get_layer("scale1_head_out").bias)
     np.testing.assert_allclose(1 / (1 + np.exp(-bias[4::8])), 0.01, rtol=1e-5)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.anchor_sizes=[[.nan, 24, 32], [48, 64, 96], [96, 128, 192]]", r"anchor sizes must be positive finite"),
+    ("model.anchor_sizes=[[.inf, 24, 32], [48, 64, 96], [96, 128, 192]]", r"anchor sizes must be positive finite"),
+    ("model.aspect_ratios=[.nan]", r"aspect_ratios must be positive finite numbers. Received: aspect_ratios=\(nan,\)"),
+    ("model.variances=[0.1, 0.1, .nan, 0.2]", r"variances must be 4 positive finite numbers"),
+    ("train.neg_pos_ratio=.nan", r"neg_pos_ratio must be a finite number >= 0. Received: nan"),
+    ("train.scale_jitter=[0.8, .inf]", r"scale_jitter must be \(min, max\)"),
+])
+def test_config_rejects_nan_and_infinity(override, message):
+    # `x <= 0` lets NaN through; the checks are written so that it fails.
+    with pytest.raises(DataError, match=message):
+        load_config(DetConfig, None, [override])
