@@ -395,7 +395,7 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         images.flush()
         del images
     xy_input = to_input(annotations.xy_original, transforms)
-    overflow = ~np.isfinite(xy_input.astype(np.float32)).all(axis=(1, 2))
+    overflow = ~(np.abs(xy_input) <= np.finfo(np.float32).max).all(axis=(1, 2))  # NaN fails too
     if overflow.any():
         i = int(np.flatnonzero(overflow)[0])
         raise DataError(f"record {i} ({annotations.image_paths[i].name}): a keypoint's coordinates are too large "
