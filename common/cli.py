@@ -26,17 +26,19 @@ def config_from_args(cls, args, shortcuts=()):
 
 
 def run(main, argv=None):
-    """Call `main(argv)`; a `DataError` (bad input), or an `OSError` on a named path (a file
-    where a folder is wanted, no permission), becomes one line on stderr and exit 2."""
+    """Call `main(argv)`; a `DataError` (bad input), or an error on a named path that a user
+    gave wrongly (a file where a folder is wanted, no permission), becomes one line on
+    stderr and exit 2. Other errors keep their traceback: they are bugs to report."""
     try:
         return main(argv) or 0
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a path that is a file where a folder is wanted, unreadable, ...
-        if err.filename is None:
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
+        if err.filename is None:  # a path given wrongly: a file where a folder is wanted, no permission
             raise
-        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        print(f"error: {where}: {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (training resumes from the last epoch when run again)", file=sys.stderr)

@@ -102,7 +102,7 @@ def open_image(path):
     try:
         with Image.open(path) as img:
             yield img
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,21 +87,26 @@ def read_labels(pairs, data_cfg):
     """
     class_index = {name: (0 if data_cfg.single_class else i) for i, name in enumerate(data_cfg.categories)}
     known = tuple(dict.fromkeys(DOTA_V1_5 + data_cfg.categories))
-    out, seen = [], set()
+    out, seen, outside = [], set(), []
     for image_path, label_path in pairs:
         try:
             with Image.open(image_path) as img:
                 size = img.size
-        except (OSError, SyntaxError) as err:
+        except (OSError, SyntaxError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", image_path) from None
         labels = read_dota_labels(label_path, known, image_size=size)
-        seen.update(labels.categories)
+        outside += [(label_path, n) for n in labels.header["outside_lines"]]
         keep = np.array([c in class_index for c in labels.categories], bool)
         if data_cfg.skip_difficult:
             keep &= ~labels.difficult
+        seen.update(labels.categories[~labels.difficult] if data_cfg.skip_difficult else labels.categories)
         out.append(ImageLabels(image_path, size, labels.centres[keep],
                                np.array([class_index[c] for c in labels.categories[keep]], np.int64),
                                labels.polygons[keep], labels.sizes[keep], labels.difficult[keep]))
+    if outside:
+        path, line = outside[0]
+        warnings.warn(f"{len(outside)} objects whose centre lies outside their image were left out "
+                      f"(first: {path}, line {line})", stacklevel=2)
     absent = [name for name in data_cfg.categories if name not in seen]
     if data_cfg.categories in DOTA_CATEGORIES.values() and len(absent) < len(data_cfg.categories):
         absent = []  # a whole DOTA list (dota-v1.0 / v1.5) may meet a subset that lacks a few classes
@@ -127,9 +133,7 @@ def preprocess(data_cfg, progress=True, workers=1):
     cfg_values = preprocess_config(data_cfg)
     cfg_hash = config_hash(cfg_values)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
-    # Every label file is read (cheap: text and image headers) so that bad labels and a category
-    # that matches nothing are caught even when a split's cache is reused.
-    labels = read_labels(pairs, data_cfg)
+    labels = None  # read, for all splits at once (the category check looks at every file), when one is rebuilt
     summaries = {}
     for split in SPLITS:
         split_pairs = [pairs[i] for i in np.sort(splits[split])]
@@ -142,6 +146,7 @@ def preprocess(data_cfg, progress=True, workers=1):
         if current is not None:
             summaries[split] = _summary(out_dir, current, reused=True)
             continue
+        labels = read_labels(pairs, data_cfg) if labels is None else labels
         split_labels = [labels[i] for i in np.sort(splits[split])]
         y = _write_split(out_dir, split_labels, data_cfg, cfg_hash, cfg_values, src_hash, progress, workers, split)
         summaries[split] = _summary(out_dir, y, reused=False)

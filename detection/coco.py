@@ -70,10 +70,13 @@ def _number(value, field, path, where):
 
 
 def _id(record, field, path, where):
-    """An id field: an int (not a bool) or a string, so that it can be looked up and sorted."""
+    """An id field: an int (not a bool; a whole float such as 1.0, as some exporters write,
+    counts as that int) or a string, so that it can be looked up and sorted."""
     value = require(record, field, path, where)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise DataError(f"{where}field '{field}' must be an integer id, got {value!r}", path)
+        raise DataError(f"{where}field '{field}' must be an integer (or string) id, got {value!r}", path)
     return value
 
 

@@ -8,9 +8,10 @@ lines `imagesource:...` and `gsd:...`, then one object per line:
 in original image pixels (the four corners of the oriented box, in order). The
 centre of an object is the area centroid of that polygon (the vertex mean when the
 polygon is degenerate). A malformed line raises `DataError` naming the file and line:
-coordinates that are not finite float32 numbers, a `gsd` that is not a positive number,
-and, when the image size is given, an object whose centre lies outside the image (a
-polygon may stick out of the image, as in real DOTA; its centre may not).
+coordinates that are not finite float32 numbers, or a `gsd` that is not a number. When
+the image size is given, objects whose centre lies outside the image are left out (a
+polygon may stick out of the image, as in real DOTA; real DOTA-v1.5 files also hold a few
+objects far outside their image), and their line numbers are returned.
 """
 
 import dataclasses
@@ -68,7 +69,9 @@ def polygon_centroid(polygons):
 
 def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
     """Parse one DOTA label file. `known_categories`: the names a line may use;
-    `image_size` (width, height): when given, every object's centre must lie in [0, W] x [0, H]."""
+    `image_size` (width, height): when given, objects whose centre lies outside [0, W] x [0, H]
+    are left out (real DOTA-v1.5 files have a few), their line numbers in
+    `header["outside_lines"]`."""
     path = Path(path)
     if path.is_dir():
         raise DataError("is a folder, not a label file", path)
@@ -80,7 +83,7 @@ def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
         raise DataError(f"not a text file ({err})", path) from None
     except OSError as err:
         raise DataError(f"cannot read label file ({err.__class__.__name__}: {err.strerror})", path) from None
-    header, polygons, categories, difficult = {}, [], [], []
+    header, polygons, categories, difficult, line_numbers = {}, [], [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
@@ -105,11 +108,6 @@ def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
         if np.abs(corners).max() > MAX_COORDINATE:
             raise DataError(f"line {number}: corner coordinates must be float32 numbers (|x| <= "
                             f"{MAX_COORDINATE:.3g}): {line[:80]!r}", path)
-        if image_size is not None:
-            centre = polygon_centroid(corners[None])[0]
-            if not (0 <= centre[0] <= image_size[0] and 0 <= centre[1] <= image_size[1]):
-                raise DataError(f"line {number}: object centre ({centre[0]:g}, {centre[1]:g}) is outside the "
-                                f"{image_size[0]}x{image_size[1]} image: {line[:80]!r}", path)
         category = fields[8]
         if category not in known_categories:
             raise DataError(f"line {number}: unknown category {category!r} (known: {', '.join(known_categories)})",
@@ -120,23 +118,27 @@ def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
         polygons.append(corners)
         categories.append(category)
         difficult.append(flag == "1")
+        line_numbers.append(number)
     polygons = np.array(polygons, dtype=np.float64).reshape(-1, 4, 2)
-    return DotaLabels(polygons, polygon_centroid(polygons), np.array(categories, dtype=str),
-                      np.array(difficult, dtype=bool), header)
+    centres = polygon_centroid(polygons)
+    categories, difficult = np.array(categories, dtype=str), np.array(difficult, dtype=bool)
+    if image_size is not None:
+        inside = ((centres >= 0) & (centres <= np.asarray(image_size, dtype=np.float64))).all(axis=1)
+        header["outside_lines"] = [n for n, ok in zip(line_numbers, inside) if not ok]
+        polygons, centres, categories, difficult = polygons[inside], centres[inside], categories[inside], difficult[inside]
+    return DotaLabels(polygons, centres, categories, difficult, header)
 
 
 def _gsd(text, number, path):
-    """The `gsd:` header value (metres per pixel): a positive number, or None when empty / null."""
+    """The `gsd:` header value (metres per pixel), or None when empty, null, or not a positive
+    finite number (nothing here uses it: an odd value is not worth refusing a file for)."""
     if text in ("", "null", "None"):
         return None
     try:
         gsd = float(text)
     except ValueError:
         raise DataError(f"line {number}: gsd must be a number, got {text!r}", path) from None
-    if not 0 < gsd < np.inf:
-        raise DataError(f"line {number}: gsd must be a positive finite number (metres per pixel), got {text!r}",
-                        path)
-    return gsd
+    return gsd if 0 < gsd < np.inf else None
 
 
 def write_dota_labels(path, polygons, categories, difficult=None, imagesource="synthetic", gsd=None):

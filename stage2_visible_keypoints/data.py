@@ -53,6 +53,7 @@ CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names",
 PER_IMAGE_KEYS = ("xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes",
                   "filenames", "image_paths", "heatmaps", "pose_q", "pose_r")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
+MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
@@ -135,9 +136,8 @@ def load_annotations(data_dir, split):
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
                               object_model=(_object_model(data_dir, tuple(names)) if projector is None
                                             else projector.object_model(tuple(names))))
-    if annotations.object_model is not None:  # projected keypoints and poses need the images' camera
-        check_camera_size(annotations.object_model.camera, annotations.image_sizes, paths,
-                          str(side_file(data_dir, "camera.json")))
+    if projector is not None:  # keypoints projected from poses need the images' camera
+        check_camera_size(projector.camera, annotations.image_sizes, paths, str(side_file(data_dir, "camera.json")))
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
@@ -279,6 +279,8 @@ def _read_keypoints(record, size, label_path, where):
         raise DataError(f"{where}field 'keypoints' must have shape (K, 2), got {xy.shape}", label_path)
     if not np.isfinite(xy).all():
         raise DataError(f"{where}field 'keypoints' holds NaN or infinite values", label_path)
+    if np.abs(xy).max(initial=0.0) > MAX_PIXEL:
+        raise DataError(f"{where}field 'keypoints' holds a coordinate beyond {MAX_PIXEL:.0e} px", label_path)
     if "visible" in record:
         visible = np.asarray(record["visible"])
         if visible.shape != (len(xy),) or visible.dtype.kind not in "bi" or not np.isin(visible, (0, 1)).all():

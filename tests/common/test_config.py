@@ -235,8 +235,14 @@ def test_cli_run_turns_an_os_error_on_a_path_into_one_line(tmp_path, capsys):
     assert run(main) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'file' / 'sub'}: Not a directory\n"
 
-    def no_path(argv):
-        raise OSError("no file involved")
+    def missing(argv):  # a FileNotFoundError from the code is a bug (paths given are checked first)
+        open(tmp_path / "not-there.txt")
 
-    with pytest.raises(OSError, match="no file involved"):  # not about a path: a real failure, shown whole
+    with pytest.raises(FileNotFoundError):
+        run(missing)
+
+    def no_path(argv):
+        raise PermissionError("no file involved")
+
+    with pytest.raises(PermissionError, match="no file involved"):
         run(no_path)

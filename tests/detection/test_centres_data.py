@@ -57,14 +57,36 @@ def test_a_category_that_matches_no_object_names_it(tmp_path):
         read_labels(pairs, DataConfig(categories=("dota-v1.0",)))
 
 
-def test_an_object_centre_outside_its_image_names_the_file_and_line(tmp_path):
-    # (5020, 5015) in a 220x200 image; a box that only sticks out of the image is kept.
+def test_objects_whose_centre_is_outside_the_image_are_left_out_with_a_warning(tmp_path):
+    # (5020, 5015) in a 220x200 image is left out; a box that only sticks out of the image is kept.
     _dota(tmp_path, {"P1": [CAR], "P2": ["-10 10 10 10 10 30 -10 30 small-vehicle 0",
                                          "5000 5000 5040 5000 5040 5030 5000 5030 small-vehicle 0"]})
     cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
                      tile_size=128, tile_overlap=32, input_size=(32, 32))
-    with pytest.raises(DataError, match=r"P2.txt: line 4: object centre \(5020, 5015\) is outside the 220x200 image"):
-        preprocess(cfg, progress=False)
-    (tmp_path / "labelTxt" / "P2.txt").write_text("-10 10 10 10 10 30 -10 30 small-vehicle 0\n")
-    labels = read_labels(find_dota_pairs(tmp_path), cfg)
+    with pytest.warns(UserWarning, match=r"1 objects whose centre lies outside their image were left out "
+                                         r"\(first: .*P2.txt, line 4\)"):
+        labels = read_labels(find_dota_pairs(tmp_path), cfg)
     np.testing.assert_allclose(labels[1].xy, [[0, 20]])
+
+
+def test_a_category_seen_only_as_difficult_objects_is_absent_when_they_are_skipped(tmp_path):
+    pairs = _dota(tmp_path, {"P1": [CAR], "P2": ["10 10 40 10 40 30 10 30 large-vehicle 1"]})
+    categories = ("small-vehicle", "large-vehicle")
+    assert [len(item.xy) for item in read_labels(pairs, DataConfig(categories=categories))] == [1, 1]
+    with pytest.raises(DataError, match="'large-vehicle' matches no object"):
+        read_labels(pairs, DataConfig(categories=categories, skip_difficult=True))
+
+
+def test_reused_caches_read_no_labels(tmp_path, monkeypatch):
+    _dota(tmp_path, {f"P{i}": [CAR] for i in range(4)})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.5, 0.25, 0.25))
+    first = preprocess(cfg, progress=False)
+    assert not any(first[split]["reused"] for split in ("train", "val", "test"))
+
+    def no_reading(*args):
+        raise AssertionError("labels read although every cache is current")
+
+    monkeypatch.setattr("detection.centres_data.read_labels", no_reading)
+    again = preprocess(cfg, progress=False)
+    assert all(again[split]["reused"] for split in ("train", "val", "test"))

@@ -80,13 +80,26 @@ def test_missing_fields(tmp_path):
         load_coco(path)
 
 
+def test_whole_float_ids_are_ints(tmp_path):
+    # Some exporters write ids as 1.0: they are the ints they stand for.
+    path = _write(tmp_path, [([1, 1, 5, 5], 1)])
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["image_id"] = float(coco["images"][0]["id"])
+    coco["annotations"][0]["category_id"] = float(coco["categories"][0]["id"])
+    path.write_text(json.dumps(coco))
+    labels = load_coco(path, bbox_format="xywh")
+    assert labels.category_ids == (1,) and labels.image_ids.tolist() == [7]
+    assert labels.classes[0].tolist() == [0]  # the annotation found its image and category
+    np.testing.assert_allclose(labels.boxes[0], [[1, 1, 6, 6]])
+
+
 @pytest.mark.parametrize("section, field, value, message", [
-    ("annotations", "category_id", [1], r"annotations\[0\]: field 'category_id' must be an integer id, got \[1\]"),
-    ("annotations", "image_id", [7], r"annotations\[0\]: field 'image_id' must be an integer id, got \[7\]"),
-    ("annotations", "image_id", {"id": 7}, r"annotations\[0\]: field 'image_id' must be an integer id"),
-    ("categories", "id", [1], r"categories\[0\]: field 'id' must be an integer id, got \[1\]"),
-    ("categories", "id", True, r"categories\[0\]: field 'id' must be an integer id, got True"),
-    ("images", "id", 7.0, r"images\[0\]: field 'id' must be an integer id, got 7.0"),
+    ("annotations", "category_id", [1], r"annotations\[0\]: field 'category_id' must be an integer \(or string\) id, got \[1\]"),
+    ("annotations", "image_id", [7], r"annotations\[0\]: field 'image_id' must be an integer \(or string\) id, got \[7\]"),
+    ("annotations", "image_id", {"id": 7}, r"annotations\[0\]: field 'image_id' must be an integer \(or string\) id"),
+    ("categories", "id", [1], r"categories\[0\]: field 'id' must be an integer \(or string\) id, got \[1\]"),
+    ("categories", "id", True, r"categories\[0\]: field 'id' must be an integer \(or string\) id, got True"),
+    ("images", "id", 7.5, r"images\[0\]: field 'id' must be an integer \(or string\) id, got 7.5"),
     ("annotations", "iscrowd", "no", r"annotations\[0\]: field 'iscrowd' must be 0 or 1, got 'no'"),
     ("annotations", "iscrowd", 2, r"annotations\[0\]: field 'iscrowd' must be 0 or 1, got 2"),
 ])

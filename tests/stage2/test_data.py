@@ -244,13 +244,24 @@ def test_duplicate_file_names(data_dir):
                  "appears twice (first in record 0)")
 
 
-def test_hidden_keypoint_too_far_for_float32(data_dir, tmp_path):
+def test_hidden_keypoint_too_far_to_be_a_position(data_dir, tmp_path):
     records = json.loads((data_dir / "train.json").read_text())
     records[1]["keypoints"][3] = [1e308, 5.0]  # hidden, so outside the image is allowed, but not this far
     write_labels(data_dir, records)
     expect_error(lambda: preprocess(small_config(tmp_path), "train", progress=False), "train.json",
-                 "record 1 (img001.png)", "too large for float32")
-    assert not (tmp_path / "cache" / "train" / "Y_data.npz").exists()
+                 "record 1 (img001.png)", "'keypoints' holds a coordinate beyond 1e+09 px")
+    assert not (tmp_path / "cache" / "train").exists()  # refused before any image is read
+    records[1]["keypoints"][3] = [-9e8, 5.0]  # far, but a position
+    write_labels(data_dir, records)
+    assert load_annotations(data_dir, "train").xy_original[1, 3, 0] == -9e8
+
+
+def test_keypoint_labels_with_a_camera_of_another_size_are_kept(data_dir):
+    # The camera only matters to poses: keypoint labels are read whatever camera.json says
+    # (the pose step refuses the mismatch when it runs).
+    save_camera_json(data_dir / "camera.json", SMALL)
+    Image.new("RGB", (2 * W, 2 * H)).save(data_dir / "images" / "train" / "img001.png")
+    assert load_annotations(data_dir, "train").image_sizes.tolist() == [[W, H], [2 * W, 2 * H], [W, H]]
 
 
 def test_corrupt_image_fails_at_load_time_naming_the_image(tmp_path):
