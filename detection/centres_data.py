@@ -28,10 +28,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from common.config import check_cache_config, config_hash
-from common.data_io import atomic_path, load_npz, open_image_cache, read_image_rgb, save_npz
+from common.data_io import atomic_path, load_npz, open_image, open_image_cache, read_image_rgb, save_npz
 from common.errors import DataError
 from common.parallel import parallel_map
 from detection.dota import DOTA_CATEGORIES, DOTA_V1_5, find_dota_pairs, read_dota_labels
@@ -89,11 +88,8 @@ def read_labels(pairs, data_cfg):
     known = tuple(dict.fromkeys(DOTA_V1_5 + data_cfg.categories))
     out, seen, outside = [], set(), []
     for image_path, label_path in pairs:
-        try:
-            with Image.open(image_path) as img:
-                size = img.size
-        except (OSError, SyntaxError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", image_path) from None
+        with open_image(image_path) as img:
+            size = img.size
         labels = read_dota_labels(label_path, known, image_size=size)
         outside += [(label_path, n) for n in labels.header["outside_lines"]]
         keep = np.array([c in class_index for c in labels.categories], bool)

@@ -57,6 +57,8 @@ MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, no
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
+# Settings that add optional arrays to a cache: a cache built with or without them serves either config.
+OPTIONAL_CACHE_SETTINGS = ("cache_heatmaps",)
 # Raised when the cache gains arrays (2: poses and the object model), so older caches rebuild.
 CACHE_FORMAT = 2
 
@@ -423,9 +425,8 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
     streamed = None
     if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
-        width, height = data_cfg.heatmap_size
-        streamed = {"heatmaps": ((count, height, width, len(annotations.keypoint_names)), np.float16,
-                                 _encode_heatmaps(xy_norm, visible, data_cfg))}
+        shape = (count, *data_cfg.heatmap_size[::-1], len(annotations.keypoint_names))
+        streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, data_cfg))}
     save_npz(y_path, streamed=streamed, **arrays)  # written last: its hash marks the cache complete
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
@@ -517,10 +518,9 @@ class Cache:
 
 
 def _content_config(y):
-    """A cache's preprocessing config, but for whether it holds the heatmaps."""
+    """A cache's preprocessing config, but for the settings that only add optional arrays."""
     config = json.loads(str(y["config_json"]))
-    config.pop("cache_heatmaps", None)
-    return config
+    return {key: value for key, value in config.items() if key not in OPTIONAL_CACHE_SETTINGS}
 
 
 def _check_cache_shapes(y, path):
@@ -551,7 +551,7 @@ def load_cache(cache_dir, split, data_cfg=None):
     images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_vis.py")
     if data_cfg is not None:  # cached heatmaps or none, the rest of the cache is the same
         check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_vis.py",
-                           ignore=("cache_heatmaps",))
+                           ignore=OPTIONAL_CACHE_SETTINGS)
     return Cache(images, y)
 
 
