@@ -32,10 +32,10 @@ MESH := stage2_visible_keypoints/assets/spacecraft.obj
 
 # The renders are redone when the bundled mesh changes.
 $(DEMO)/renders/train.json: $(MESH) | install
-	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split train --num-images 300 --seed 1 --workers 2
+	$(PY) stage2_visible_keypoints/render_vis.py --output-dir $(DEMO)/renders --split train --num-images 300 --seed 1 --workers 2
 
 $(DEMO)/renders/test.json: $(MESH) | install
-	$(PY) stage2_visible_keypoints/render_vis.py --out $(DEMO)/renders --split test --num-images 60 --seed 2 --workers 2
+	$(PY) stage2_visible_keypoints/render_vis.py --output-dir $(DEMO)/renders --split test --num-images 60 --seed 2 --workers 2
 
 demo: install $(DEMO)/renders/train.json $(DEMO)/renders/test.json
 	$(PY) stage2_visible_keypoints/preprocess_vis.py --config $(DEMO_CONFIG) --split train --workers 2

@@ -165,6 +165,12 @@ class StudyConfig:
             raise ValueError(f"study.parts: unknown {sorted(unknown)}; known: comparison, ablation, loss")
 
 
+# What a trained model depends on: use_base.py reads these from the run's config.json and
+# refuses a config that says otherwise (`common.run_config`); train.loss decides whether
+# the heatmaps are logits.
+TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "model", "train.loss")
+
+
 @dataclasses.dataclass
 class BaselinesConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)

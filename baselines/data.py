@@ -131,6 +131,17 @@ def _read_gray(path):
     return image
 
 
+def read_images(paths, data_cfg):
+    """Unlabelled image files as the cache holds images: (images (N, S, S, 1) uint8,
+    grayscale, resized to `data_cfg.input_size`; sizes (N, 2) (width, height))."""
+    size, images, sizes = data_cfg.input_size, [], []
+    for path in paths:
+        image = _read_gray(path)
+        sizes.append(image.shape[::-1])
+        images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[..., None])
+    return np.stack(images), np.array(sizes, np.int32)
+
+
 def preprocess(data_dir, split, cache_dir, data_cfg, progress=True):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 

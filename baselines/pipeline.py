@@ -21,13 +21,15 @@ from tqdm import tqdm
 from common.augment import KeypointAffineAugment
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, save_json
+from common.data_io import atomic_path, image_paths, save_json, save_npz
 from common.errors import DataError
 from common.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
+from common.mesh import default_keypoint_names
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
+from common.run_config import model_record
 from common.training import ArrayBatches, make_batches, set_precision, split_indices, standard_callbacks
-from baselines.data import load_cache
+from baselines.data import load_cache, read_images
 from baselines.models import build_model
 
 PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
@@ -249,33 +251,53 @@ def evaluate(xy_norm, y, input_size, spacing_mm=1.0):
             "mre_sdr": mre_sdr(pred, truth, y["visible"], spacing_mm)}
 
 
-def use(cfg, model_path, split="test", progress=True):
-    """Predict and evaluate on a cache split; writes predictions.npz, evaluation.json, overlays."""
-    from common.data_io import save_npz
+def use(cfg, model_path, split="test", images_dir=None, progress=True):
+    """Predict and evaluate on a cache split, or predict on `images_dir` (a folder of
+    images or one image file; no evaluation); writes predictions.npz, overlays, and
+    evaluation.json on a cache split.
+
+    cfg: the config to run with; `use_base.py` takes what the model was trained with
+    (sizes, model, train.loss) from the run's config.json beside `model_path`.
+    """
     from common.plots import plot_heatmaps, save_overlay
 
     out_dir = Path(cfg.use.output_dir)
     model = load_model(model_path)
-    images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
+    if images_dir is not None:
+        paths = image_paths(images_dir)
+        images, sizes = read_images(paths, cfg.data)
+        y, filenames = None, np.array([p.name for p in paths])
+    else:
+        images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
+        sizes, filenames = y["image_sizes"], y["filenames"]
     if tuple(model.input.shape[1:]) != images.shape[1:]:
-        raise DataError(f"model takes {tuple(model.input.shape[1:])} images, the cache has {images.shape[1:]}",
+        raise DataError(f"model takes {tuple(model.input.shape[1:])} images, the data has {images.shape[1:]}",
                         model_path)
     outputs = predict(model, images, cfg.use.batch_size, progress)
     decoder = "regression" if "heatmaps" not in outputs else (
         "soft_argmax" if "keypoints" in outputs else "argmax_refine")
     xy_norm = decode(outputs, decoder, cfg.data.sigma, logits=cfg.train.loss == "focal")
     size = cfg.data.input_size
-    summary = evaluate(xy_norm, y, size, cfg.study.spacing_mm)
-    summary.update({"decoder": decoder, "model": str(model_path), "split": split, "config": to_dict(cfg)})
-    save_json(out_dir / "evaluation.json", summary)
-    save_npz(out_dir / "predictions.npz", xy_norm=xy_norm.astype(np.float32), filenames=y["filenames"])
-    names = [str(n) for n in y["keypoint_names"]]
+    # xy_norm is normalised to the image: the file's pixels are xy_norm times its size.
+    xy_original = xy_norm * np.asarray(sizes, np.float32)[:, None, :]
+    save_npz(out_dir / "predictions.npz", xy_norm=xy_norm.astype(np.float32),
+             xy_original=xy_original.astype(np.float32), filenames=filenames)
+    names = [str(n) for n in y["keypoint_names"]] if y is not None else default_keypoint_names(xy_norm.shape[1])
     for i in range(min(cfg.use.max_overlays, len(images))):
         rgb = np.repeat(np.asarray(images[i]), 3, axis=-1)
-        name = str(y["filenames"][i])
+        name = str(filenames[i])
         save_overlay(out_dir / "overlays" / f"{name}.png", rgb, xy_pred=xy_norm[i] * size,
-                     xy_true=y["xy_norm"][i] * size, visible_true=y["visible"][i], scale=4)
+                     xy_true=y["xy_norm"][i] * size if y is not None else None,
+                     visible_true=y["visible"][i] if y is not None else None, scale=4)
         if "heatmaps" in outputs:
             plot_heatmaps(rgb, outputs["heatmaps"][i], out_dir / "heatmaps" / f"{name}.png", keypoint_names=names,
                           xy_pred_heatmap=xy_norm[i] * outputs["heatmaps"].shape[2])
-    return {"output_dir": str(out_dir), "summary": summary}
+    result = {"output_dir": str(out_dir), "images": len(images), "decoder": decoder}
+    if y is None:
+        return result
+    summary = evaluate(xy_norm, y, size, cfg.study.spacing_mm)
+    summary.update({"decoder": decoder, "model": model_record(model_path), "split": split,
+                    "config": to_dict(cfg)})
+    save_json(out_dir / "evaluation.json", summary)
+    result["summary"] = summary
+    return result

@@ -21,7 +21,7 @@ def main(argv=None):
     parser.add_argument("--split", default="train", help="split to preprocess (%(default)s)")
     parser.add_argument("--data-dir", help="data.data_dir")
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
     out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet)

@@ -15,7 +15,6 @@ import json
 
 from common import cli
 from baselines.config import BaselinesConfig
-from baselines.study import run_study
 
 # --quick: every part and arm, with fewer images, epochs and seeds (applied before --set).
 QUICK = ("study.train_images=400", "study.test_images=100", "study.comparison_epochs=2",
@@ -29,6 +28,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small setting: " + " ".join(QUICK))
     parser.add_argument("--output-dir", help="study.output_dir")
     args = parser.parse_args(argv)
+    from baselines.study import run_study  # after parsing: --help needs no Keras
     if args.output_dir:
         args.set.insert(0, f"study.output_dir={json.dumps(args.output_dir)}")
     if args.quick:

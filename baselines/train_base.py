@@ -13,7 +13,6 @@ import json
 
 from common import cli
 from baselines.config import BaselinesConfig
-from baselines.pipeline import train
 
 SHORTCUTS = (("kind", "model.kind"), ("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
              ("epochs", "train.epochs"), ("loss", "train.loss"), ("seed", "train.seed"))
@@ -28,9 +27,10 @@ def main(argv=None):
     parser.add_argument("--output-dir", help="train.output_dir")
     parser.add_argument("--epochs", type=int, help="train.epochs")
     parser.add_argument("--loss", help="train.loss: mse | focal | mse_peak | wing | adaptive_wing")
-    parser.add_argument("--seed", type=int, help="train.seed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from baselines.pipeline import train  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
     summary = train(cfg, split=args.split, progress=not args.quiet)
     print(f"trained {summary['kind']} net: {summary['epochs_run']} epoch(s) on {summary['train_images']} images "

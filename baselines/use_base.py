@@ -1,19 +1,21 @@
-"""Predict with a trained model on a cache split and evaluate it.
+"""Predict with a trained model on a cache split and evaluate it, or on a folder of images.
 
     python baselines/use_base.py --config configs/baselines.yaml --model runs/baselines/heatmap/best.keras
+    python baselines/use_base.py --model runs/baselines/model/best.keras --images my_images/
 
 Writes evaluation.json (PCK at 0.05-0.20 of the keypoints' bbox diagonal, mean error
-in input pixels, MRE/SDR at study.spacing_mm), predictions.npz, overlays/ and heatmaps/
-into use.output_dir. Use the config the model was trained with (train.loss decides
-whether heatmaps are logits).
+in input pixels, MRE/SDR at study.spacing_mm), predictions.npz (keypoints normalised
+and in the files' pixels), overlays/ and heatmaps/ into use.output_dir. What the model
+was trained with (sizes, model, train.loss: whether heatmaps are logits) comes from the
+run's config.json beside --model; a config, flag or --set that says otherwise is an error.
 """
 
 import argparse
 import json
+from pathlib import Path
 
 from common import cli
-from baselines.config import BaselinesConfig
-from baselines.pipeline import use
+from baselines.config import TRAINED_SETTINGS, BaselinesConfig
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"), ("loss", "train.loss"))
 
@@ -21,19 +23,30 @@ SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"), 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser)
-    parser.add_argument("--model", required=True, help="a .keras model from train_base.py")
+    cli.add_model(parser)
     parser.add_argument("--split", default="test", help="cache split (%(default)s)")
+    cli.add_images(parser)
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="use.output_dir")
-    parser.add_argument("--loss", help="train.loss the model was trained with (focal: heatmaps are logits)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_output_dir(parser, "use.output_dir")
+    parser.add_argument("--loss", help="train.loss, for a model without config.json beside it "
+                        "(focal: heatmaps are logits)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from baselines.pipeline import use  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
-    result = use(cfg, args.model, split=args.split, progress=not args.quiet)
-    s = result["summary"]
-    print(f"{s['images']} images, decoder {s['decoder']}: PCK " + json.dumps(s["pck"]) +
-          f", mean error {s['mean_error_px']:.2f} px")
-    print(f"evaluation, predictions and overlays in {result['output_dir']}")
+    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
+    cfg, run_config = cli.run_config_from_args(BaselinesConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    if run_config is not None:
+        print(f"trained with: model {cfg.model.kind}, loss {cfg.train.loss}, input {cfg.data.input_size} px, "
+              f"heatmap {cfg.data.heatmap_size} px ({run_config})")
+    result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
+    if "summary" in result:
+        s = result["summary"]
+        print(f"{s['images']} images, decoder {s['decoder']}: PCK " + json.dumps(s["pck"]) +
+              f", mean error {s['mean_error_px']:.2f} px")
+    else:
+        print(f"{result['images']} images, decoder {result['decoder']}")
+    print(f"predictions and overlays in {result['output_dir']}")
 
 
 if __name__ == "__main__":

@@ -17,26 +17,28 @@ import time
 from pathlib import Path
 
 from common import cli  # quiet TensorFlow logs first (before keras)
-import keras
 
 from common.config import load_config
 from common.data_io import save_json
 from detection.aerial import render_folder
 from detection.centres_config import CentresConfig
 from detection.centres_data import preprocess
-from detection.centres_pipeline import train, use
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training after the epoch in which `seconds` have passed."""
+def time_budget(seconds):
+    """A callback that stops training after the epoch in which `seconds` have passed."""
+    import keras  # here, not at the top: --help needs no Keras
 
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds, self.start = seconds, time.perf_counter()
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.start > seconds:
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def main(argv=None):
@@ -51,6 +53,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="bench/results/centres_accuracy.json")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
+    from detection.centres_pipeline import train, use
 
     work = Path(args.work_dir)
     cfg = load_config(CentresConfig, args.config, [
@@ -72,7 +77,7 @@ def main(argv=None):
     timings["preprocess_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    trained = train(cfg, callbacks=[TimeBudget(args.budget_minutes * 60)])
+    trained = train(cfg, callbacks=[time_budget(args.budget_minutes * 60)])
     timings["train_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()

@@ -19,14 +19,11 @@ import sys
 import time
 
 from common import cli  # quiet TensorFlow logs first (before keras)
-import keras
 import numpy as np
 
 from common.data_io import save_json
 from detection.aerial import AerialConfig, render_image
-from detection.centres import build_model
 from detection.centres_config import CentresConfig
-from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
 from detection.tiling import cut_tiles, tile_transform
 
 
@@ -42,6 +39,10 @@ def main(argv=None):
     parser.add_argument("--model", help="a trained .keras model (default: random init, default config)")
     parser.add_argument("--out", default="bench/results/centres_throughput.json")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
+    from detection.centres import build_model
+    from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
 
     cfg = CentresConfig()
     size, tile = cfg.data.input_size[0], cfg.data.tile_size

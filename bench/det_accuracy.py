@@ -22,7 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-import keras
 
 from common import cli
 from common.config import load_config, to_dict
@@ -30,7 +29,6 @@ from common.data_io import load_json, save_json
 from detection.box_cache import preprocess
 from detection.shapes import ShapesConfig, write_shapes
 from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train, use
 
 
 def _render_if_missing(shapes_dir, split, count, seed, workers):
@@ -47,12 +45,15 @@ def main(argv=None):
     parser.add_argument("--work-dir", default="runs/det_bench", help="data, caches, model, predictions (%(default)s)")
     parser.add_argument("--train-images", type=int, default=3000, help="%(default)s")
     parser.add_argument("--test-images", type=int, default=500, help="%(default)s")
-    parser.add_argument("--seed", type=int, default=1, help="render seed (%(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="render / preprocess processes (%(default)s)")
+    cli.add_seed(parser, "render seed")
+    cli.add_workers(parser, "render / preprocess processes", default=2)
     parser.add_argument("--out", default="bench/results/det_accuracy.json", help="%(default)s")
     parser.add_argument("--skip-training", action="store_true",
                         help="evaluate the finished run in train.output_dir (its training_log.json gives the times)")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
+    from detection.ssd_pipeline import train, use
     work = Path(args.work_dir)
     overrides = [f"data.data_dir={work / 'shapes'}", f"data.cache_dir={work / 'cache'}",
                  f"train.output_dir={work / 'model'}", f"use.output_dir={work / 'predictions'}"]

@@ -20,10 +20,8 @@ with the settings to --out as JSON (atomically).
 import argparse
 import time
 
-import keras
 import numpy as np
 
-from common.codecs import GaussianHeatmapCodec
 from common.data_io import save_json
 
 METHODS = ("argmax_refine", "soft_argmax", "soft_argmax_debiased")
@@ -31,6 +29,10 @@ METHODS = ("argmax_refine", "soft_argmax", "soft_argmax_debiased")
 
 def decode_errors(size, peak, noise, samples, sigma, beta, rng, chunk=250):
     """{method: (samples,) Euclidean errors in heatmap pixels} for one cell."""
+    import keras  # here, not at the top: --help needs no Keras
+
+    from common.codecs import GaussianHeatmapCodec
+
     codec = GaussianHeatmapCodec((size, size), sigma)
     errors = {method: [] for method in METHODS}
     for start in range(0, samples, chunk):
@@ -90,6 +92,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     parser.add_argument("--out", default="results/softargmax_bias.json", help="JSON output (%(default)s)")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
     if args.samples < 1:
         parser.error(f"--samples must be >= 1. Received: {args.samples}")
 

@@ -16,13 +16,10 @@ make up for that pull. Prints a table; writes --out (JSON).
 
 import argparse
 
-import keras
 import numpy as np
 
-from common.codecs import GaussianHeatmapCodec
 from common.data_io import save_json
 from stage2_visible_keypoints.data import load_cache
-from stage2_visible_keypoints.pipeline import load_stage2_model
 
 
 def error_row(xy_norm, truth, visible, input_size):
@@ -40,6 +37,10 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32, help="(%(default)s)")
     parser.add_argument("--out", default="results/stage2_decoders.json", help="JSON output (%(default)s)")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
+    from common.codecs import GaussianHeatmapCodec
+    from stage2_visible_keypoints.pipeline import load_stage2_model
 
     model = load_stage2_model(args.model)
     cache = load_cache(args.cache_dir, args.split)

@@ -23,20 +23,16 @@ import os
 import platform
 import time
 
-import keras
 import numpy as np
 
 from common.camera import speed_camera
 from common.data_io import save_json
 from common.geometry import to_original
 from common.mesh import load_obj
-from common.training import set_precision
 from stage2_visible_keypoints.config import DataConfig, ModelConfig
 from stage2_visible_keypoints.data import ObjectModel
-from stage2_visible_keypoints.model import build_model
-from stage2_visible_keypoints.pipeline import estimate_poses
+from stage2_visible_keypoints.predictor import estimate_poses
 from stage2_visible_keypoints.render import DEFAULT_MESH
-from stage2_accuracy import device_name  # bench/ is on the path when run as a script
 from stage2_pose_sensitivity import draw_views, perturb
 
 
@@ -95,6 +91,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="(%(default)s)")
     parser.add_argument("--out", default="results/stage2_inference.json", help="JSON output (%(default)s)")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
+    import keras
+    from common.training import set_precision
+    from stage2_visible_keypoints.model import build_model
+    from stage2_accuracy import device_name
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:

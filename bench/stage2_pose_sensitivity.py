@@ -33,7 +33,7 @@ from common.mesh import load_obj, visible_vertices
 from common.pose import pose_error_summary
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import ObjectModel
-from stage2_visible_keypoints.pipeline import estimate_poses
+from stage2_visible_keypoints.predictor import estimate_poses
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, sample_pose
 
 
@@ -118,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     parser.add_argument("--out", default="results/stage2_pose_sensitivity.json", help="JSON output (%(default)s)")
     args = parser.parse_args(argv)
+    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
     if args.poses < 1 or min(args.mean_px) < 0 or not all(0 <= w <= 1 for w in args.wrong) or args.ransac_px <= 0:
         parser.error("--poses must be >= 1, --mean-px >= 0, --wrong in [0, 1] and --ransac-px > 0")
 

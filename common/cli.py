@@ -1,4 +1,5 @@
-"""Command-line edge shared by every script: config flags, quiet logs, one-line errors.
+"""Command-line edge shared by every script: config flags, the flags every script spells
+the same way, quiet logs, one-line errors.
 
 Import this module first in a script: it quietens TensorFlow's C++ start-up logs
 before Keras imports TensorFlow.
@@ -12,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common.config import add_config_arguments, load_config  # noqa: E402
 from common.errors import DataError  # noqa: E402
+from common.run_config import load_run_config  # noqa: E402
 
 
 def config_from_args(cls, args, shortcuts=()):
@@ -19,10 +21,62 @@ def config_from_args(cls, args, shortcuts=()):
 
     shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
     """
+    overrides, _ = _overrides(args, shortcuts)
+    return load_config(cls, args.config, overrides)
+
+
+def run_config_from_args(cls, args, shortcuts, model_path, trained):
+    """`config_from_args`, then what the model was trained with from the run's config.json
+    beside `model_path` (`common.run_config.load_run_config`): a flag, `--set` or
+    --config value that contradicts a `trained` setting is an error naming it.
+
+    Returns (cfg, path of the run's config.json or None).
+    """
+    overrides, sources = _overrides(args, shortcuts)
+    return load_run_config(cls, model_path, args.config, overrides, trained, override_sources=sources)
+
+
+def _overrides(args, shortcuts):
+    """The shortcut flags and --set as `key=value` overrides, and how errors name each."""
+    flags = [(dest, key) for dest, key in shortcuts if getattr(args, dest) is not None]
     # JSON is YAML: a path with '#' or a value like 'yes' stays a string.
-    overrides = [f"{key}={json.dumps(getattr(args, dest))}" for dest, key in shortcuts
-                 if getattr(args, dest) is not None]
-    return load_config(cls, args.config, overrides + list(args.set))
+    overrides = [f"{key}={json.dumps(getattr(args, dest))}" for dest, key in flags] + list(args.set)
+    sources = [f"--{dest.replace('_', '-')} {getattr(args, dest)}" for dest, _ in flags]
+    return overrides, sources + [f"--set {text}" for text in args.set]
+
+
+# --- flags every script spells the same way ---
+
+DEFAULT_SEED = 0
+
+
+def add_output_dir(parser, help, **kwargs):
+    """`--output-dir DIR`. The old `--out` still parses: argparse takes it as an abbreviation."""
+    parser.add_argument("--output-dir", help=help, **kwargs)
+
+
+def add_seed(parser, help="random seed"):
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"{help} (%(default)s)")
+
+
+def add_workers(parser, help="processes working in parallel", default=1):
+    parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
+
+
+def add_quiet(parser):
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_images(parser):
+    """`--images`: what every use_* script runs on instead of a labelled cache."""
+    parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "
+                        "(no evaluation)")
+
+
+def add_model(parser, default="{train.output_dir}/best.keras"):
+    """`--model`: a trained model; the config.json beside it says what it was trained with."""
+    parser.add_argument("--model", help=f"trained model (default: {default}); the run's config.json beside it "
+                        "gives the settings it was trained with")
 
 
 def run(main, argv=None):
@@ -45,4 +99,4 @@ def run(main, argv=None):
         return 130
 
 
-__all__ = ["add_config_arguments", "config_from_args", "run"]
+__all__ = ["add_config_arguments", "config_from_args", "run", "run_config_from_args"]

@@ -161,6 +161,12 @@ class UseConfig:
     max_overlays: int = 12
 
 
+# What a trained centre detector depends on: use_centres.py reads these from the run's
+# config.json and refuses a config that says otherwise (`common.run_config`).
+TRAINED_SETTINGS = ("data.categories", "data.single_class", "data.tile_size", "data.input_size", "data.sigma",
+                    "model")
+
+
 @dataclasses.dataclass
 class CentresConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)

@@ -19,11 +19,12 @@ import common.augment  # noqa: F401  (registers the layers for loading)
 from common.backbones import has_pretrained_weights
 from common.codecs import CentreHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
+from common.data_io import atomic_path, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
 from common.plots import plot_heatmaps, save_overlay
+from common.run_config import model_record
 from common.training import make_batches, resolve_jit, set_precision, standard_callbacks
 from detection.centres import build_model, compile_model
 from detection.centres_data import load_cache
@@ -221,7 +222,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
               "seconds": round(seconds, 2), "output_dir": str(out_dir)}
     if y is not None:
         summary = evaluate(found, y, cfg)
-        summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
+        summary["model"] = model_record(model_path)
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split), "config_hash": str(y["config_hash"]),
                            "source_hash": str(y["source_hash"]) if "source_hash" in y else ""}
         summary["config"] = to_dict(cfg)

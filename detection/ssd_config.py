@@ -187,6 +187,11 @@ class UseConfig:
                              f"{self.pre_nms_top_k}, {self.max_detections}")
 
 
+# What a trained detector depends on: use_det.py reads these from the run's config.json and
+# refuses a config that says otherwise (`common.run_config`).
+TRAINED_SETTINGS = ("data.input_size", "model")
+
+
 @dataclasses.dataclass
 class DetConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)

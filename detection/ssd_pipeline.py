@@ -15,8 +15,9 @@ from keras import ops
 from tqdm import tqdm
 
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, load_json, read_image_rgb, save_json
+from common.data_io import atomic_path, image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
+from common.run_config import model_record
 from common.training import (ArrayBatches, make_batches, resolve_jit, set_precision, split_indices,
                              standard_callbacks)
 from detection.anchors import generate_anchors
@@ -221,10 +222,16 @@ def predict(detector, images, batch_size, progress=True):
 
 
 def _class_names(model_path, cache):
-    if cache is not None:
-        return cache.category_names
+    """The cache's categories, which must be those of the run (categories.json beside the
+    model) where it saved them; without a cache, the run's; None without either."""
     path = Path(model_path).parent / "categories.json"
-    return tuple(load_json(path).get("names", [])) if path.is_file() else None
+    run = tuple(load_json(path).get("names", [])) if path.is_file() else None
+    if cache is None:
+        return run
+    if run is not None and tuple(cache.category_names) != run:
+        raise DataError(f"the detector was trained on categories {list(run)} but the cache has "
+                        f"{list(cache.category_names)}", path)
+    return cache.category_names
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
@@ -286,7 +293,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     summary["counts"] = {"images": len(names), "ground_truth": int(sum(len(b) for b, _ in truth)),
                          "detections_at_operating_point": int(sum((d["scores"] >= uc.overlay_threshold).sum()
                                                                   for d in detections))}
-    summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
+    summary["model"] = model_record(model_path)
     summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split), "config_hash": str(cache.y["config_hash"]),
                        "source_hash": str(cache.y.get("source_hash", ""))}
     summary["config"] = to_dict(cfg)

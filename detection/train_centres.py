@@ -14,11 +14,11 @@ import json
 
 from common import cli
 from detection.centres_config import WEIGHTS_HELP, CentresConfig
-from detection.centres_pipeline import train
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("weights", "model.weights"), ("max_steps", "train.max_steps"), ("precision", "train.precision"))
+             ("weights", "model.weights"), ("max_steps", "train.max_steps"), ("precision", "train.precision"),
+             ("seed", "train.seed"))
 
 
 def main(argv=None):
@@ -32,8 +32,10 @@ def main(argv=None):
     parser.add_argument("--weights", help=f"model.weights: {WEIGHTS_HELP}")
     parser.add_argument("--max-steps", type=int, help="train.max_steps: batches per epoch (0 = all)")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.centres_pipeline import train  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
     summary = train(cfg, progress=not args.quiet)
     print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_tiles']} tiles "

@@ -14,11 +14,10 @@ import argparse
 
 from common import cli
 from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("optimizer", "train.optimizer"), ("precision", "train.precision"))
+             ("optimizer", "train.optimizer"), ("precision", "train.precision"), ("seed", "train.seed"))
 
 
 def main(argv=None):
@@ -32,8 +31,10 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, help="train.learning_rate (peak of the cosine schedule)")
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), help="train.optimizer")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.ssd_pipeline import train  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
     summary = train(cfg, split=args.split, progress=not args.quiet)
     last = {k: round(v[-1], 5) for k, v in summary["history"].items() if v and k != "learning_rate"}

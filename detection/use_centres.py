@@ -3,7 +3,9 @@
     python detection/use_centres.py --config configs/centres_aerial.yaml --split test
     python detection/use_centres.py --config configs/centres_aerial.yaml --images my_images/
 
-Large images are cut into the same overlapping tiles as in preprocessing; peaks
+What the model was trained with (classes, tile and input size, sigma, model) comes from
+the run's config.json beside --model; a config, flag or --set that says otherwise is an
+error. Large images are cut into the same overlapping tiles as in preprocessing; peaks
 (3x3 NMS, score threshold, sub-pixel refinement) are mapped to original pixels and
 duplicates across tile borders merged. Writes into use.output_dir: detections/*.json,
 overlays/ (truth green rings, detections red crosses), heatmaps/ and, on a cache
@@ -15,8 +17,7 @@ import argparse
 from pathlib import Path
 
 from common import cli
-from detection.centres_config import CentresConfig
-from detection.centres_pipeline import use
+from detection.centres_config import TRAINED_SETTINGS, CentresConfig
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
              ("threshold", "use.score_threshold"))
@@ -25,17 +26,21 @@ SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser)
-    parser.add_argument("--model", help="trained model (default: {train.output_dir}/best.keras)")
+    cli.add_model(parser)
     parser.add_argument("--split", default="test", help="labelled cache split: train|val|test (default: test)")
-    parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "
-                        "(no evaluation)")
+    cli.add_images(parser)
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="use.output_dir")
+    cli.add_output_dir(parser, "use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.score_threshold on the peak height")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.centres_pipeline import use  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
     model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
+    cfg, run_config = cli.run_config_from_args(CentresConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    if run_config is not None:
+        print(f"trained with: classes {', '.join(cfg.data.class_names)}; {cfg.data.tile_size} px tiles at "
+              f"{cfg.data.input_size[0]} px ({run_config})")
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"{result['images']} images ({result['tiles']} tiles): {result['detections']} centres "
           f"in {result['seconds']} s; outputs in {result['output_dir']}")

@@ -3,6 +3,8 @@
     python detection/use_det.py --config configs/det_shapes.yaml --split test
     python detection/use_det.py --config configs/det_shapes.yaml --images my_images/
 
+What the detector was trained with (input size, anchors, model) comes from the run's
+config.json beside --model; a config, flag or --set that says otherwise is an error.
 Writes into use.output_dir: detections.json (boxes in original and input pixels),
 overlays/ (prediction red, ground truth green) and, on a labelled cache,
 evaluation.json (mAP@0.5 VOC all-point, COCO mAP@[.5:.95], per-class AP, per-scale
@@ -14,8 +16,7 @@ import argparse
 from pathlib import Path
 
 from common import cli
-from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import use
+from detection.ssd_config import TRAINED_SETTINGS, DetConfig
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
              ("threshold", "use.score_threshold"))
@@ -24,17 +25,21 @@ SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser)
-    parser.add_argument("--model", help="trained model (default: {train.output_dir}/best.keras)")
+    cli.add_model(parser)
     parser.add_argument("--split", default="test", help="labelled cache split (default: test)")
-    parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "
-                        "(no evaluation)")
+    cli.add_images(parser)
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="use.output_dir")
+    cli.add_output_dir(parser, "use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.score_threshold for detections.json")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.ssd_pipeline import use  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
     model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
+    cfg, run_config = cli.run_config_from_args(DetConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    if run_config is not None:
+        print(f"trained with: input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, anchor sizes "
+              f"{cfg.model.anchor_sizes}, {cfg.train.objectness_loss} objectness loss ({run_config})")
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"detected on {result['images']} images; outputs in {result['output_dir']}")
     if "summary" in result:

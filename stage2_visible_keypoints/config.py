@@ -180,6 +180,12 @@ class UseConfig:
                              f"mesh={self.mesh!r}")
 
 
+# What a trained model depends on: use_vis.py and the predictor read these from the run's
+# config.json and refuse a config that says otherwise (`common.run_config`).
+TRAINED_SETTINGS = ("data.canvas_size", "data.crop_size", "data.input_size", "data.heatmap_size", "data.sigma",
+                    "model")
+
+
 @dataclasses.dataclass
 class Stage2Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)

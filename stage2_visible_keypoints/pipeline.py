@@ -7,30 +7,29 @@ maps between them with each image's stored transform.
 
 import math
 import time
-import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
-import common.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
+from common.camera import body_to_camera, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
+from common.data_io import atomic_path, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.mesh import default_keypoint_names, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.pose import pose_error_summary, pose_errors, solve_pnp
+from common.pose import pose_error_summary, pose_errors
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
+from common.run_config import model_record
 from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
-from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh,
-                                           load_cache, preprocess_folder, read_keypoint_names)
+from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
+from stage2_visible_keypoints.predictor import (KeypointPredictor, estimate_poses, load_object_model,
+                                                load_stage2_model, num_keypoints, run_keypoint_names)
+from stage2_visible_keypoints.predictor import predict_arrays  # noqa: F401  (bench/ imports it from here)
 
 
 def keypoint_targets(y):
@@ -105,92 +104,48 @@ def train(cfg, split="train", progress=True, callbacks=()):
             "last": last}
 
 
-def load_stage2_model(path, input_size=None):
-    """Load a saved stage-2 model with Keras safe mode (no arbitrary code).
-
-    input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_vis.py)", path)
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
-        raise DataError("not a Keras model file (.keras, as train_vis.py writes)", path)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DataError(f"cannot load the model ({first_line})", path) from None
-    model_hw = tuple(model.input.shape[1:3])
-    if input_size is not None and model_hw != tuple(input_size[::-1]):
-        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
-                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
-                        "(saved beside it as config.json)", path)
-    return model
-
-
-def run_keypoint_names(model_path):
-    """The keypoint names saved beside a trained model (`train` writes them), or None."""
-    path = Path(model_path).parent / KEYPOINT_NAMES_FILE
-    return read_keypoint_names(path) if path.is_file() else None
-
-
-def predict_arrays(model, images, batch_size, progress=True):
-    """Run the model batch by batch (compiled predict step; images may be a memory map).
-
-    Returns xy_norm (N, K, 2), confidence (N, K) and the heatmap logits (N, h, w, K),
-    stored as float16 to halve their memory.
-    """
-    xy, conf, logits = [], [], []
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
-        out = model.predict_on_batch(np.asarray(images[start:start + batch_size]))
-        xy.append(np.asarray(out["keypoints"]))
-        conf.append(np.asarray(out["confidence"]))
-        logits.append(np.asarray(out["heatmap_logits"]).astype(np.float16))
-    return np.concatenate(xy), np.concatenate(conf), np.concatenate(logits)
-
-
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
     """Predict on a cache split (with evaluation) or on a folder of images or one image
-    file, `images_dir` (without).
+    file, `images_dir` (without): the `KeypointPredictor` of the model, then writers and
+    evaluation.
 
+    cfg: the config to run with; `use_vis.py` takes what the model was trained with
+    from the run's config.json beside `model_path` (`common.run_config`).
     Writes under `cfg.use.output_dir`: overlays/ (input frame), original_overlays/,
     heatmaps/, per_image/*.json, and evaluation_summary.json when labels exist.
     """
     uc = cfg.use
     out_dir = Path(uc.output_dir)
     model = load_stage2_model(model_path, cfg.data.input_size)
-    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    count = num_keypoints(model)
+    run_names = run_keypoint_names(model_path, count)
     if images_dir is not None:
         paths = image_paths(images_dir)
         images, transforms, sizes = preprocess_folder(paths, cfg.data)
-        names, y, keypoint_names = [p.name for p in paths], None, run_keypoint_names(model_path)
-        source_paths = paths
+        names, y, keypoint_names, source_paths = [p.name for p in paths], None, run_names, paths
+        where = paths
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, transforms, y = cache.images, cache.y["transforms"], cache.y
         names, keypoint_names = [str(n) for n in y["filenames"]], cache.keypoint_names
-        source_paths, sizes = None, y["image_sizes"]
-    num_keypoints = model.get_layer("keypoints").output.shape[1]
-    if keypoint_names is not None and len(keypoint_names) != num_keypoints:
-        source = "the cache has" if y is not None else f"{KEYPOINT_NAMES_FILE} beside it has"
-        raise DataError(f"model predicts {num_keypoints} keypoints but {source} {len(keypoint_names)}", model_path)
+        source_paths, sizes, where = None, y["image_sizes"], [str(p) for p in y["image_paths"]]
+        if len(keypoint_names) != count:
+            raise DataError(f"model predicts {count} keypoints but the cache has {len(keypoint_names)}", model_path)
+        if run_names is not None and tuple(run_names) != tuple(keypoint_names):
+            raise DataError(f"the model was trained on keypoints {', '.join(run_names[:3])}, ... but the cache has "
+                            f"{', '.join(keypoint_names[:3])}, ...", Path(model_path).parent / KEYPOINT_NAMES_FILE)
     # On a folder the run's keypoint names order the mesh, as a cache's names do.
-    object_model = load_object_model(uc, y, num_keypoints, keypoint_names)  # before predicting: fail fast
-    if object_model is not None:
-        check_camera_size(object_model.camera, sizes, source_paths or [str(p) for p in y["image_paths"]],
-                           uc.camera or "camera.json")
-    xy_norm, confidence, logits = predict_arrays(model, images, uc.batch_size, progress)
-    keypoint_names = (keypoint_names or (object_model.names if object_model is not None else None)
-                      or default_keypoint_names(num_keypoints))
-    xy_input = xy_norm * input_size
-    xy_original = to_original(xy_input, transforms)
-    visible_pred = confidence >= uc.visibility_threshold
-    poses = (estimate_poses(xy_original, visible_pred, transforms, object_model, uc.pnp_ransac_px)
-             if object_model is not None else None)
+    object_model = load_object_model(uc, y, count, keypoint_names)  # before predicting: fail fast
+    predictor = KeypointPredictor(model, cfg, keypoint_names, object_model, camera_name=uc.camera or "camera.json")
+    out = predictor.predict_input(images, transforms, sizes, where, progress=progress)
+    keypoint_names = predictor.names_for(count)
+    xy_norm, xy_input, xy_original = out["xy_norm"], out["xy_input"], out["xy_original"]
+    confidence, visible_pred, logits, poses = out["confidence"], out["visible_pred"], out["heatmap_logits"], \
+        out["poses"]
 
     for i, name in enumerate(names):
         record = {"filename": name, "keypoint_names": list(keypoint_names),
@@ -200,6 +155,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
             record["pose"] = _pose_record(poses, i)
         save_json(out_dir / "per_image" / f"{name}.json", record)
 
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
     for i in range(min(uc.max_overlays, len(names))):
@@ -231,7 +187,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
         decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
         summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
-        summary["model"] = {"path": str(model_path), "sha256_16": file_hash(model_path)}
+        summary["model"] = model_record(model_path)
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         if poses is not None and "pose_q" in y:
@@ -244,55 +200,6 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots", poses)
         result["summary"] = summary
     return result
-
-
-def load_object_model(uc, y, num_keypoints, keypoint_names=None):
-    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set, else the
-    cache's (`y`); None when neither has them.
-
-    The mesh from use.mesh is put in keypoint order: the order of `keypoint_names` (a
-    run's `keypoint_names.json`), else of the cache's names; its vertex names must be
-    those names, in any order. With no names at all it is taken in vertex order.
-    """
-    if uc.camera:
-        mesh = load_obj(uc.mesh)
-        if len(mesh.vertices) != num_keypoints:
-            raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
-                            "keypoints", uc.mesh)
-        if keypoint_names is None and y is not None:
-            keypoint_names = y["keypoint_names"]
-        if keypoint_names is not None:
-            names = tuple(str(n) for n in keypoint_names)
-            mesh = keypoint_mesh(mesh, names)
-            if mesh is None:
-                raise DataError(f"mesh vertex names are not the keypoint names ({', '.join(names[:3])}, "
-                                "...)", uc.mesh)
-        return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces, mesh.vertex_names)
-    if y is not None and "keypoints_3d" in y and "camera" in y:
-        return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"],
-                           tuple(str(n) for n in y["keypoint_names"]))
-    return None
-
-
-def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
-    """PnP for every image from the keypoints in `mask` (N, K).
-
-    ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
-    original pixels follows from its transform. Returns found (N,) bool, q (N, 4) and
-    r (N, 3) (NaN rows where no pose was found), inliers (N, K) bool and reprojection_px
-    (N,) RMS in original pixels.
-    """
-    count, num_keypoints = mask.shape
-    poses = {"found": np.zeros(count, bool), "q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
-             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
-    for i in range(count):
-        scale = float(np.mean(transforms[i, :2]))  # input px per original px
-        threshold = None if ransac_px is None else ransac_px / scale
-        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
-        if result is not None:
-            poses["found"][i], poses["q"][i], poses["r"][i] = True, result.q, result.r
-            poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
-    return poses
 
 
 def pose_summary(poses, y, ransac_px):

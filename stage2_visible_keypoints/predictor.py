@@ -18,23 +18,21 @@ for a cache split or a folder.
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from common.config import load_config
+from common.camera import Camera, load_camera_json
 from common.errors import DataError
 from common.geometry import to_original, warp_image, warp_image_file
-from common.mesh import default_keypoint_names
-from common.pose import PnPResult
-from stage2_visible_keypoints.config import Stage2Config
-from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, check_camera_size
-from stage2_visible_keypoints.pipeline import (
-    estimate_poses,
-    load_object_model,
-    load_stage2_model,
-    run_keypoint_names,
-)
+from common.mesh import default_keypoint_names, load_obj
+from common.pose import PnPResult, solve_pnp
+from common.run_config import load_run_config
+from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
+from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh, \
+    read_keypoint_names
 
 
 @dataclasses.dataclass
@@ -59,14 +57,15 @@ class KeypointPrediction:
 
 
 class KeypointPredictor:
-    """A trained stage-2 model with its preprocessing, for images one by one or in batches.
+    """A trained stage-2 model with its preprocessing, for images one by one or in batches:
+    the one inference path (`use_vis.py` is this predictor plus writers and evaluation).
 
     Image files are decoded as `preprocess_vis.py` decodes them (a JPEG at a reduced size
     where that keeps two source pixels per input pixel); an array is resampled from its
     full size, so the same image can differ by a grey level or two between the two.
 
     Args:
-        model: a loaded stage-2 model (`pipeline.load_stage2_model`), or anything whose
+        model: a loaded stage-2 model (`load_stage2_model`), or anything whose
             `predict_on_batch` returns `keypoints` (normalised) and `confidence`.
         cfg: the run's `Stage2Config` (input sizes, `use.visibility_threshold`,
             `use.pnp_ransac_px`, `use.batch_size`).
@@ -87,13 +86,15 @@ class KeypointPredictor:
         self.object_model, self.camera_name = object_model, camera_name
 
     @classmethod
-    def from_run(cls, run, camera=None, mesh=None):
+    def from_run(cls, run, camera=None, mesh=None, overrides=()):
         """Load `run/best.keras` (or the `.keras` file `run`) and the `config.json` and
         `keypoint_names.json` beside it. A fine-tuned run is in `run/fine_tune/`.
 
         camera, mesh: `camera.json` and `mesh.obj` for poses (both or neither); the mesh's
         vertices are put in keypoint order by name when the run saved its names (they
         must then be its vertex names), else taken in order.
+        overrides: inference settings, e.g. `["use.visibility_threshold=0.5"]`; one that
+        contradicts what the model was trained with is a `DataError`.
         """
         if (camera is None) != (mesh is None):
             raise ValueError(f"poses need both camera and mesh. Received: camera={camera}, mesh={mesh}")
@@ -101,20 +102,17 @@ class KeypointPredictor:
         model_path = run / "best.keras" if run.is_dir() else run
         if not model_path.is_file():
             raise DataError("model file not found (a run folder holds best.keras)", model_path)
-        config_path = model_path.parent / "config.json"
-        if not config_path.is_file():
-            raise DataError("config.json not found beside the model (train_vis.py writes it)", config_path)
-        cfg = load_config(Stage2Config, str(config_path))
+        cfg, config_path = load_run_config(Stage2Config, model_path, overrides=list(overrides),
+                                           trained=TRAINED_SETTINGS)
+        if config_path is None:
+            raise DataError("config.json not found beside the model (train_vis.py writes it)",
+                            model_path.parent / "config.json")
         model = load_stage2_model(model_path, cfg.data.input_size)
-        num_keypoints = int(model.get_layer("keypoints").output.shape[1])
-        names = run_keypoint_names(model_path)
-        if names is not None and len(names) != num_keypoints:
-            raise DataError(f"{len(names)} keypoint names for a model of {num_keypoints} keypoints",
-                            model_path.parent / KEYPOINT_NAMES_FILE)
+        names = run_keypoint_names(model_path, num_keypoints(model))
         object_model = None
         if camera is not None:
             use_cfg = dataclasses.replace(cfg.use, camera=str(camera), mesh=str(mesh))
-            object_model = load_object_model(use_cfg, None, num_keypoints, names)
+            object_model = load_object_model(use_cfg, None, num_keypoints(model), names)
             names = names or object_model.names
         return cls(model, cfg, names, object_model, camera_name=Path(camera).name if camera else "camera")
 
@@ -135,6 +133,34 @@ class KeypointPredictor:
 
     __call__ = predict
 
+    def predict_input(self, images, transforms, image_sizes=None, image_names=None, progress=False):
+        """Keypoints (and poses) of images already in the model input frame: a cache's, or
+        `data.preprocess_folder`'s. What `use_vis.py` writes and evaluates.
+
+        images: (N, h, w, 3) uint8 (may be a memory map); transforms: (N, 4) image ->
+        input frame (`common.geometry`); image_sizes: (N, 2) (width, height) and
+        image_names: N names, for the check that the images fit the camera (poses only).
+        Returns a dict of xy_norm, xy_input, xy_original (N, K, 2), confidence (N, K),
+        visible_pred (N, K) bool, heatmap_logits ((N, h/2, w/2, K) float16, or None when
+        the model has no such output) and poses (`estimate_poses`' dict, or None).
+        """
+        if self.object_model is not None:  # before predicting: a wrong image fails fast
+            check_camera_size(self.object_model.camera, image_sizes, image_names, self.camera_name)
+        xy_norm, confidence, logits = predict_arrays(self.model, images, self.cfg.use.batch_size, progress)
+        xy_input = xy_norm.astype(np.float64) * np.asarray(self.cfg.data.input_size, dtype=np.float64)
+        xy_original = to_original(xy_input, transforms)
+        visible = confidence >= self.cfg.use.visibility_threshold
+        poses = None
+        if self.object_model is not None:
+            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px)
+        return {"xy_norm": xy_norm, "xy_input": xy_input, "xy_original": xy_original, "confidence": confidence,
+                "visible_pred": visible, "heatmap_logits": logits, "poses": poses}
+
+    def names_for(self, num_keypoints):
+        """The keypoint names of the predictions: the run's, the object model's, or kp00, kp01, ..."""
+        return (self.keypoint_names or (self.object_model.names if self.object_model is not None else None)
+                or default_keypoint_names(num_keypoints))
+
     def _prepare(self, item, index):
         data = self.cfg.data
         if isinstance(item, (str, os.PathLike)):
@@ -149,20 +175,10 @@ class KeypointPredictor:
     def _predict_batch(self, items, offset):
         prepared = [self._prepare(item, offset + i) for i, item in enumerate(items)]
         sizes, transforms = np.array([p[2] for p in prepared]), np.stack([p[1] for p in prepared])
-        if self.object_model is not None:  # before predicting: a wrong image fails fast
-            where = [item if isinstance(item, (str, os.PathLike)) else f"image {offset + i}"
-                     for i, item in enumerate(items)]
-            check_camera_size(self.object_model.camera, sizes, where, self.camera_name)
-        out = self.model.predict_on_batch(np.stack([p[0] for p in prepared]))
-        xy_norm = np.asarray(out["keypoints"], dtype=np.float64)
-        confidence = np.asarray(out["confidence"], dtype=np.float64)
-        xy_input = xy_norm * np.asarray(self.cfg.data.input_size, dtype=np.float64)
-        xy_original = to_original(xy_input, transforms)
-        visible = confidence >= self.cfg.use.visibility_threshold
-        names = self.keypoint_names or default_keypoint_names(xy_norm.shape[1])
-        poses = None
-        if self.object_model is not None:
-            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px)
+        where = [item if isinstance(item, (str, os.PathLike)) else f"image {offset + i}"
+                 for i, item in enumerate(items)]
+        out = self.predict_input(np.stack([p[0] for p in prepared]), transforms, sizes, where)
+        names, poses = self.names_for(out["xy_norm"].shape[1]), out["poses"]
         results = []
         for i in range(len(items)):
             pose = None
@@ -170,7 +186,115 @@ class KeypointPredictor:
                 pose = PnPResult(q=poses["q"][i], r=poses["r"][i], inliers=poses["inliers"][i],
                                  reprojection_px=float(poses["reprojection_px"][i]))
             results.append(KeypointPrediction(
-                keypoints_original=xy_original[i], keypoints_input=xy_input[i], confidence=confidence[i],
-                visible_pred=visible[i], keypoint_names=names, transform=transforms[i],
-                image_size=tuple(int(v) for v in sizes[i]), pose=pose))
+                keypoints_original=out["xy_original"][i], keypoints_input=out["xy_input"][i],
+                confidence=out["confidence"][i].astype(np.float64), visible_pred=out["visible_pred"][i],
+                keypoint_names=names, transform=transforms[i], image_size=tuple(int(v) for v in sizes[i]), pose=pose))
         return results
+
+
+def load_stage2_model(path, input_size=None):
+    """Load a saved stage-2 model with Keras safe mode (no arbitrary code).
+
+    input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
+    """
+    # Keras only here: the pose functions of this module serve scripts that need no model.
+    import keras
+
+    import stage2_visible_keypoints.model  # noqa: F401  (registers the model's layers and metric for loading)
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("model file not found (train first: train_vis.py)", path)
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
+        raise DataError("not a Keras model file (.keras, as train_vis.py writes)", path)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"cannot load the model ({first_line})", path) from None
+    model_hw = tuple(model.input.shape[1:3])
+    if input_size is not None and model_hw != tuple(input_size[::-1]):
+        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
+                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
+                        "(saved beside it as config.json)", path)
+    return model
+
+
+def num_keypoints(model):
+    """K, the keypoints a stage-2 model predicts."""
+    return int(model.get_layer("keypoints").output.shape[1])
+
+
+def run_keypoint_names(model_path, count=None):
+    """The keypoint names saved beside a trained model (`train` writes them), or None.
+    count: the model's K; names of another count are a `DataError`."""
+    path = Path(model_path).parent / KEYPOINT_NAMES_FILE
+    names = read_keypoint_names(path) if path.is_file() else None
+    if names is not None and count is not None and len(names) != count:
+        raise DataError(f"{len(names)} keypoint names for a model of {count} keypoints", path)
+    return names
+
+
+def predict_arrays(model, images, batch_size, progress=True):
+    """Run the model batch by batch (compiled predict step; images may be a memory map).
+
+    Returns xy_norm (N, K, 2), confidence (N, K) and the heatmap logits (N, h, w, K),
+    stored as float16 to halve their memory (None for a model without them).
+    """
+    xy, conf, logits = [], [], []
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
+        out = model.predict_on_batch(np.asarray(images[start:start + batch_size]))
+        xy.append(np.asarray(out["keypoints"]))
+        conf.append(np.asarray(out["confidence"]))
+        if "heatmap_logits" in out:
+            logits.append(np.asarray(out["heatmap_logits"]).astype(np.float16))
+    return np.concatenate(xy), np.concatenate(conf), np.concatenate(logits) if logits else None
+
+
+def load_object_model(uc, y, num_keypoints, keypoint_names=None):
+    """The camera and 3-D keypoints for PnP: use.camera/use.mesh when set, else the
+    cache's (`y`); None when neither has them.
+
+    The mesh from use.mesh is put in keypoint order: the order of `keypoint_names` (a
+    run's `keypoint_names.json`), else of the cache's names; its vertex names must be
+    those names, in any order. With no names at all it is taken in vertex order.
+    """
+    if uc.camera:
+        mesh = load_obj(uc.mesh)
+        if len(mesh.vertices) != num_keypoints:
+            raise DataError(f"mesh has {len(mesh.vertices)} vertices but the model predicts {num_keypoints} "
+                            "keypoints", uc.mesh)
+        if keypoint_names is None and y is not None:
+            keypoint_names = y["keypoint_names"]
+        if keypoint_names is not None:
+            names = tuple(str(n) for n in keypoint_names)
+            mesh = keypoint_mesh(mesh, names)
+            if mesh is None:
+                raise DataError(f"mesh vertex names are not the keypoint names ({', '.join(names[:3])}, "
+                                "...)", uc.mesh)
+        return ObjectModel(load_camera_json(uc.camera), mesh.vertices, mesh.faces, mesh.vertex_names)
+    if y is not None and "keypoints_3d" in y and "camera" in y:
+        return ObjectModel(Camera.from_array(y["camera"]), y["keypoints_3d"], y["mesh_faces"],
+                           tuple(str(n) for n in y["keypoint_names"]))
+    return None
+
+
+def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
+    """PnP for every image from the keypoints in `mask` (N, K).
+
+    ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
+    original pixels follows from its transform. Returns found (N,) bool, q (N, 4) and
+    r (N, 3) (NaN rows where no pose was found), inliers (N, K) bool and reprojection_px
+    (N,) RMS in original pixels.
+    """
+    count, num_keypoints = mask.shape
+    poses = {"found": np.zeros(count, bool), "q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
+             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
+    for i in range(count):
+        scale = float(np.mean(transforms[i, :2]))  # input px per original px
+        threshold = None if ransac_px is None else ransac_px / scale
+        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
+        if result is not None:
+            poses["found"][i], poses["q"][i], poses["r"][i] = True, result.q, result.r
+            poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
+    return poses

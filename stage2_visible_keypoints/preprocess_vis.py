@@ -24,8 +24,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{split}/ (data.cache_dir)")
     parser.add_argument("--heatmaps", action="store_const", const=True,
                         help="also cache the Gaussian heatmap targets (data.cache_heatmaps)")
-    parser.add_argument("--workers", type=int, default=1, help="processes decoding and resizing images (%(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_workers(parser, "processes decoding and resizing images")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)

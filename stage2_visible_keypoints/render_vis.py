@@ -1,9 +1,9 @@
 """Render a synthetic SPEED-like split of the keypoint mesh.
 
-    python -m stage2_visible_keypoints.render_vis --out runs/render --num-images 200
+    python -m stage2_visible_keypoints.render_vis --output-dir runs/render --num-images 200
 
 Writes images/, {split}.json, camera.json, mesh.obj, keypoint_names.json and
-render_config_{split}.json into --out (see `render_split`).
+render_config_{split}.json into --output-dir (see `render_split`).
 """
 
 import argparse
@@ -26,13 +26,14 @@ def main(argv=None):
 def _render(argv):
     defaults = RenderConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder")
+    cli.add_output_dir(parser, "output folder", required=True)
     parser.add_argument("--num-images", type=int, default=defaults.num_images, help="images to render (%(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (%(default)s)")
+    cli.add_seed(parser)
     parser.add_argument("--split", default="train", help="name of the label file, {split}.json (%(default)s)")
     parser.add_argument("--camera", default=None, help="SPEED camera.json (default: the SPEED camera)")
     parser.add_argument("--mesh", default=None, help="keypoint mesh .obj (default: the bundled spacecraft)")
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (%(default)s)")
+    cli.add_workers(parser, "processes rendering in parallel")
+    cli.add_quiet(parser)
     scene = parser.add_argument_group("scene and image (RenderConfig)")
     scene.add_argument("--distance-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                        default=defaults.distance_range, help="camera-to-body distance, metres (%g %g)" % defaults.distance_range)
@@ -61,7 +62,8 @@ def _render(argv):
     start = time.perf_counter()
     with warnings.catch_warnings():  # one line per warning (a symmetric mesh), like the errors
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
-        split_path = render_split(args.out, config, split=args.split, workers=args.workers)
+        split_path = render_split(args.output_dir, config, split=args.split, workers=args.workers,
+                                  progress=not args.quiet)
     records = load_json(split_path)
     visible = np.array([record["visible"] for record in records], dtype=bool)
     print(f"wrote {len(records)} images to {split_path.parent / 'images' / args.split} and labels to {split_path}")

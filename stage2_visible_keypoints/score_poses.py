@@ -10,7 +10,7 @@ name, exactly. A labelled image with no predicted pose counts as unsolved (it lo
 `solved_fraction`; the errors are over the solved ones); predictions for unlabelled
 images are counted and left out. The score is the plain metric (rotation in radians +
 translation error over distance), with no error floor. Prints the errors and writes them
-as JSON to --out (default: `{pred}_scores.json` beside --pred).
+as JSON to `{output_dir}/{pred}_scores.json` (default: beside --pred).
 """
 
 import argparse
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from common import cli
 from common.data_io import save_json
-from common.errors import DataError
 from stage2_visible_keypoints.data import score_poses
 
 
@@ -26,11 +25,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pred", required=True, help="predicted poses (use_vis.py's poses.json)")
     parser.add_argument("--labels", required=True, help="label file ({split}.json of the data folder)")
-    parser.add_argument("--out", help="JSON output (default: {pred}_scores.json beside --pred)")
+    cli.add_output_dir(parser, "where {pred}_scores.json goes (default: the folder of --pred)")
     args = parser.parse_args(argv)
-    out = Path(args.out) if args.out else Path(args.pred).with_name(Path(args.pred).stem + "_scores.json")
-    if out.is_dir():
-        raise DataError("--out is a folder; give a file name", out)
+    pred = Path(args.pred)
+    out = Path(args.output_dir or pred.parent) / f"{pred.stem}_scores.json"
     summary = score_poses(args.pred, args.labels)
     print(f"{summary['solved']} of {summary['images']} labelled images have a pose"
           + (f" ({summary['predicted_not_labelled']} predicted images are not labelled)"

@@ -20,7 +20,8 @@ from stage2_visible_keypoints.config import BACKBONE_WEIGHTS_HELP, Stage2Config
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("weights", "model.weights"), ("fine_tune", "train.fine_tune"), ("precision", "train.precision"))
+             ("weights", "model.weights"), ("fine_tune", "train.fine_tune"), ("precision", "train.precision"),
+             ("seed", "train.seed"))
 
 
 def main(argv=None):
@@ -35,7 +36,8 @@ def main(argv=None):
     parser.add_argument("--weights", help=f"model.weights: {BACKBONE_WEIGHTS_HELP}")
     parser.add_argument("--fine-tune", action="store_const", const=True, help="train.fine_tune")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import train  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)

@@ -3,6 +3,9 @@
     python stage2_visible_keypoints/use_vis.py --config configs/stage2_demo.yaml --split test
     python stage2_visible_keypoints/use_vis.py --model runs/demo/model/best.keras --images my_images/
 
+What the model was trained with (sizes, backbone, decoder) comes from the run's
+config.json beside --model; a config, flag or --set that says otherwise is an error.
+
 Writes into use.output_dir: overlays/ (input frame; truth green, prediction red),
 original_overlays/ (on the source image), heatmaps/ (per-keypoint maps), per_image/*.json
 (keypoints in original and input pixels, confidence, predicted visibility, pose) and, on
@@ -19,7 +22,7 @@ import argparse
 from pathlib import Path
 
 from common import cli
-from stage2_visible_keypoints.config import Stage2Config
+from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
              ("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"))
@@ -28,21 +31,24 @@ SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser)
-    parser.add_argument("--model", help="trained model (default: {train.output_dir}/best.keras)")
+    cli.add_model(parser)
     parser.add_argument("--split", default="test", help="labelled cache split to run on (default: test)")
-    parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "
-                        "(no evaluation)")
+    cli.add_images(parser)
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="use.output_dir")
+    cli.add_output_dir(parser, "use.output_dir")
     parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
     parser.add_argument("--camera", help="use.camera: SPEED camera JSON, for the pose of --images")
     parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images "
                         "(vertex names: those in the run's keypoint_names.json, in any order)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import use  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
+    cfg, run_config = cli.run_config_from_args(Stage2Config, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    if run_config is not None:
+        print(f"trained with: backbone {cfg.model.backbone}, input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}"
+              f", SoftArgMax beta {cfg.model.beta:g}{' debiased' if cfg.model.debias else ''} ({run_config})")
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"predicted {result['images']} images; outputs in {result['output_dir']}")
     if "poses_found" in result:

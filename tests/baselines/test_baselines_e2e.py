@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from baselines.config import DataConfig
 from common import cli
 from common.data_io import load_json
 from tests.scripts import ROOT, check, run_script
@@ -41,6 +42,7 @@ def test_run_study_tiny_under_tensorflow(tmp_path):
 # programs JAX compiled for train_base's (every initializer and step is compiled once).
 JAX_DRIVER = """
 import sys
+from baselines.config import DataConfig
 from common import cli
 from baselines import train_base, use_base
 train_args, use_args = sys.argv[1].split("|"), sys.argv[2].split("|")
@@ -53,8 +55,8 @@ def test_train_and_use_under_jax_without_tensorflow(tmp_path):
     from baselines import preprocess_base, render_base  # neither imports Keras: run in-process
 
     data, cache = tmp_path / "data", tmp_path / "cache"
-    render_base.main(["--out", str(data), "--num-images", "24", "--seed", "3"])
-    render_base.main(["--out", str(data), "--split", "test", "--num-images", "4"])
+    render_base.main(["--output-dir", str(data), "--num-images", "24", "--seed", "3"])
+    render_base.main(["--output-dir", str(data), "--split", "test", "--num-images", "4"])
     common = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--cache-dir", str(cache), "--quiet"]
     for split in ("train", "test"):
         preprocess_base.main(["--data-dir", str(data), "--split", split, *common])
@@ -74,6 +76,53 @@ def test_train_and_use_under_jax_without_tensorflow(tmp_path):
     assert summary["decoder"] == "argmax_refine" and summary["images"] == 4
     with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
         assert p["xy_norm"].shape == (4, 5, 2)
+
+
+@pytest.mark.slow
+def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsys):
+    """A focal-loss model (logit heatmaps) at a 64 px input: use_base.py without --loss or
+    sizes decodes it as focal, reports it, and refuses a --loss that says otherwise."""
+    from baselines import preprocess_base, render_base, train_base, use_base
+    from baselines.data import load_cache
+    from baselines.pipeline import decode, load_model, predict
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    render_base.main(["--output-dir", str(data), "--num-images", "8", "--seed", "3"])
+    render_base.main(["--output-dir", str(data), "--split", "test", "--num-images", "3"])
+    sizes = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32"]
+    for split in ("train", "test"):
+        preprocess_base.main(["--data-dir", str(data), "--split", split, "--cache-dir", str(cache), "--quiet", *sizes])
+    model = tmp_path / "m" / "best.keras"
+    assert cli.run(train_base.main, ["--cache-dir", str(cache), "--output-dir", str(model.parent), "--quiet",
+                                     "--loss", "focal", "--epochs", "1", "--set", "train.batch_size=4",
+                                     "--set", "train.validation_split=0", "--set", "model.filters=[4,8,8,8]",
+                                     *sizes]) == 0
+    capsys.readouterr()
+    assert cli.run(use_base.main, ["--model", str(model), "--cache-dir", str(cache), "--output-dir",
+                                   str(tmp_path / "p"), "--quiet"]) == 0
+    assert "trained with: model heatmap, loss focal, input 64 px" in capsys.readouterr().out
+    summary = load_json(tmp_path / "p" / "evaluation.json")
+    assert summary["config"]["train"]["loss"] == "focal" and summary["config"]["data"]["input_size"] == 64
+    assert summary["config"]["train"]["epochs"] == 1 and summary["decoder"] == "argmax_refine"
+    assert summary["model"]["run_config"] == str(model.parent / "config.json")
+    # Decoded as logits: the sub-pixel refinement differs from decoding the raw maps.
+    images, y = load_cache(cache, "test", DataConfig(input_size=64, heatmap_size=32))
+    outputs = predict(load_model(model), images)
+    with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
+        np.testing.assert_allclose(p["xy_norm"], decode(outputs, "argmax_refine", logits=True), atol=1e-6)
+        assert not np.allclose(p["xy_norm"], decode(outputs, "argmax_refine", logits=False), atol=1e-6)
+        xy_original = p["xy_original"]
+    # The same images from their files (--images): the same keypoints, in the files' pixels.
+    assert cli.run(use_base.main, ["--model", str(model), "--images", str(data / "images" / "test"),
+                                   "--output-dir", str(tmp_path / "f"), "--quiet"]) == 0
+    with np.load(tmp_path / "f" / "predictions.npz", allow_pickle=False) as p:
+        np.testing.assert_allclose(p["xy_original"], xy_original, atol=1e-4)
+    assert not (tmp_path / "f" / "evaluation.json").exists()
+    # A loss that contradicts the run: one line naming it.
+    assert cli.run(use_base.main, ["--model", str(model), "--cache-dir", str(cache), "--loss", "mse"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {model.parent / 'config.json'}: train.loss=\"mse\" (--loss mse) contradicts the run, trained "
+        "with train.loss=\"focal\"; leave it out: it is read from the run")
 
 
 def test_scripts_help_and_one_line_errors(tmp_path, capsys):

@@ -20,7 +20,7 @@ def workspace(tmp_path_factory):
     """8 train + 4 test shapes images, cached at 64x64, with a tiny model."""
     root = tmp_path_factory.mktemp("det")
     for split, count in (("train", 8), ("test", 4)):
-        assert render_det.main(["--out", str(root / "shapes"), "--split", split, "--num-images", str(count),
+        assert render_det.main(["--output-dir", str(root / "shapes"), "--split", split, "--num-images", str(count),
                                 "--quiet"]) is None
     config = {
         "data": {"data_dir": str(root / "shapes"), "cache_dir": str(root / "cache"), "input_size": [64, 64]},

@@ -179,17 +179,17 @@ def test_config_checks_echo_bad_value():
 
 
 def test_script(small_camera_json, tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--num-images", "2", "--camera", small_camera_json, "--seed", "3"]) == 0
+    assert main(["--output-dir", str(tmp_path), "--num-images", "2", "--camera", small_camera_json, "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "train.json" in out and "keypoints per image: 19" in out
     assert len(json.loads((tmp_path / "train.json").read_text())) == 2
-    assert main(["--out", str(tmp_path), "--camera", str(tmp_path / "missing_cam.json")]) == 2
+    assert main(["--output-dir", str(tmp_path), "--camera", str(tmp_path / "missing_cam.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "missing_cam.json" in err and err.count("\n") == 1
 
 
 def test_script_scene_options_reach_the_render_config(small_camera_json, tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--num-images", "1", "--camera", small_camera_json, "--split", "val",
+    assert main(["--output-dir", str(tmp_path), "--num-images", "1", "--camera", small_camera_json, "--split", "val",
                  "--distance-range", "10", "12", "--max-offset-px", "5", "--backgrounds", "stars=1",
                  "--blur-prob", "0", "--noise-std", "0", "--ambient", "0.2", "--format", "png"]) == 0
     config = json.loads((tmp_path / "render_config_val.json").read_text())
@@ -204,7 +204,7 @@ def test_script_scene_options_reach_the_render_config(small_camera_json, tmp_pat
                          (["--backgrounds", "stars=nan"], "backgrounds must map some of"),
                          (["--blur-prob", "2"], "blur_prob must be in [0, 1]")):
         with pytest.raises(SystemExit) as exit_info:
-            main(["--out", str(tmp_path / "bad"), *bad])
+            main(["--output-dir", str(tmp_path / "bad"), *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
@@ -214,7 +214,7 @@ def test_script_warns_about_a_symmetric_mesh(small_camera_json, tmp_path, capsys
     faces = [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
              [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]]
     save_obj(tmp_path / "box.obj", Mesh(corners, faces, [f"box_{i}" for i in range(8)]))
-    assert main(["--out", str(tmp_path / "out"), "--num-images", "1", "--camera", small_camera_json,
+    assert main(["--output-dir", str(tmp_path / "out"), "--num-images", "1", "--camera", small_camera_json,
                  "--mesh", str(tmp_path / "box.obj")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: ") and "box.obj: the mesh maps onto itself" in err and "180-degree" in err

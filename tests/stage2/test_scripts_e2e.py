@@ -99,12 +99,12 @@ def test_train_then_use(workspace, backend, block):
     # score_poses.py on poses.json and the labels gives the summary's pose errors; the
     # labels against themselves score zero on every image.
     check(run_script(S2 / "score_poses.py", "--pred", root / "renders" / "test.json", "--labels",
-                     root / "renders" / "test.json", "--out", pred_dir / "self_scores.json"))
-    scores = json.loads((pred_dir / "self_scores.json").read_text())
+                     root / "renders" / "test.json", "--output-dir", pred_dir))
+    scores = json.loads((pred_dir / "test_scores.json").read_text())
     assert scores["solved"] == 3 and scores["speed_score"]["mean"] < 1e-6
     check(run_script(S2 / "score_poses.py", "--pred", pred_dir / "poses.json", "--labels",
-                     root / "renders" / "test.json", "--out", pred_dir / "pose_scores.json"))
-    scores = json.loads((pred_dir / "pose_scores.json").read_text())
+                     root / "renders" / "test.json"))
+    scores = json.loads((pred_dir / "poses_scores.json").read_text())
     assert (scores["images"], scores["solved"]) == (3, summary["pose"]["solved"])
     for key in ("rotation_deg", "translation_rel", "speed_score"):
         if scores["solved"]:  # an untrained model may find no pose: then both are None
@@ -152,6 +152,29 @@ def test_use_on_a_folder_of_images(workspace):
             np.testing.assert_allclose(result.pose.q, record["pose"]["q_vbs2tango"], atol=1e-6)
 
 
+def test_use_reads_what_the_run_was_trained_with(workspace):
+    """No --config: the 64x64 input, the ResNet-18 backbone and the training settings
+    come from the run's config.json, and the numbers are those with the config given."""
+    root, config_path = workspace
+    model = root / "model_tensorflow" / "best.keras"
+    if not (root / "pred_tensorflow" / "evaluation_summary.json").is_file():
+        pytest.skip("needs the TensorFlow training run")
+    out_dir = root / "pred_run_config"
+    used = check(run_script(S2 / "use_vis.py", "--model", model, "--cache-dir", root / "cache", "--output-dir",
+                            out_dir, "--quiet"))
+    assert "trained with: backbone resnet18, input 64x64, SoftArgMax beta 15" in used.stdout
+    summary = json.loads((out_dir / "evaluation_summary.json").read_text())
+    assert summary["config"]["model"]["backbone"] == "resnet18" and summary["config"]["data"]["input_size"] == [64, 64]
+    assert (summary["config"]["train"]["epochs"], summary["config"]["train"]["batch_size"]) == (1, 3)
+    assert summary["model"]["run_config"] == str(model.parent / "config.json")
+    given = json.loads((root / "pred_tensorflow" / "evaluation_summary.json").read_text())
+    for key in ("input_frame", "original_frame", "input_frame_argmax_refine", "visibility"):
+        assert summary[key] == given[key], key
+    # A setting given as the run has it is no contradiction.
+    check(run_script(S2 / "use_vis.py", "--model", model, "--cache-dir", root / "cache", "--output-dir", out_dir,
+                     "--quiet", "--set", "model.backbone=resnet18", "--set", "use.max_overlays=0"))
+
+
 def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     root, config_path = workspace
     # A corrupt image.
@@ -163,10 +186,14 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
                         "--cache-dir", tmp_path / "cache", "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr
-    # A model used with a config of another input size.
-    result = run_script(S2 / "use_vis.py", "--model", root / "model_jax" / "best.keras", "--quiet")
-    if (root / "model_jax" / "best.keras").is_file():
-        assert result.returncode == 2 and "data.input_size is 128x128" in result.stderr
+    # A model used with a config that contradicts what it was trained with (its config.json).
+    model = root / "model_jax" / "best.keras"
+    if model.is_file():
+        result = run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--quiet",
+                            "--set", "data.input_size=[128,128]", "--set", "data.heatmap_size=[64,64]")
+        assert result.returncode == 2 and result.stderr.strip() == (
+            f"error: {model.parent / 'config.json'}: data.input_size=[128, 128] (--set data.input_size=[128,128]) "
+            "contradicts the run, trained with data.input_size=[64, 64]; leave it out: it is read from the run")
     # A cache from another config.
     result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
     assert result.returncode == 2

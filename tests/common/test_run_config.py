@@ -1,0 +1,71 @@
+"""The run's config.json decides what a model was trained with; a contradiction is an error."""
+
+import pytest
+
+from baselines.config import BaselinesConfig
+from common.config import load_config, save_config
+from common.errors import DataError
+from common.run_config import load_run_config
+from stage2_visible_keypoints.config import Stage2Config
+
+TRAINED = ("data.input_size", "data.heatmap_size", "model")
+
+
+@pytest.fixture()
+def run(tmp_path):
+    """A run trained with a non-default backbone, input size and epochs."""
+    cfg = load_config(Stage2Config, overrides=["model.backbone=resnet18", "data.input_size=[64,64]",
+                                               "data.heatmap_size=[32,32]", "train.epochs=2", "train.batch_size=8"])
+    save_config(cfg, tmp_path / "model" / "config.json")
+    return tmp_path / "model" / "best.keras"
+
+
+def test_trained_and_recorded_settings_come_from_the_run(run, tmp_path):
+    user = tmp_path / "use.yaml"
+    user.write_text("data:\n  cache_dir: elsewhere\nuse:\n  batch_size: 4\ntrain:\n  epochs: 30\n")
+    cfg, path = load_run_config(Stage2Config, run, user, ["use.visibility_threshold=0.5"], TRAINED)
+    assert path == run.parent / "config.json"
+    assert cfg.model.backbone == "resnet18" and cfg.data.input_size == (64, 64)
+    # What the run was trained with is recorded, whatever the use config says of it.
+    assert (cfg.train.epochs, cfg.train.batch_size) == (2, 8)
+    # Inference settings and data locations stay the user's.
+    assert cfg.data.cache_dir == "elsewhere" and cfg.use.batch_size == 4 and cfg.use.visibility_threshold == 0.5
+
+
+def test_a_given_setting_that_agrees_with_the_run_is_fine(run):
+    cfg, _ = load_run_config(Stage2Config, run, overrides=["model.backbone=resnet18"], trained=TRAINED)
+    assert cfg.model.backbone == "resnet18"
+
+
+@pytest.mark.parametrize("where", ["file", "set", "flag"])
+def test_a_contradiction_is_one_error_naming_setting_and_source(run, tmp_path, where):
+    config, overrides, sources = None, ["model.backbone=resnet50"], None
+    if where == "file":
+        config, overrides = tmp_path / "c.yaml", []
+        config.write_text("model:\n  backbone: resnet50\n")
+    elif where == "flag":
+        sources = ["--backbone resnet50"]
+    with pytest.raises(DataError) as err:
+        load_run_config(Stage2Config, run, config, overrides, TRAINED, override_sources=sources)
+    source = {"file": str(config), "set": "--set model.backbone=resnet50", "flag": "--backbone resnet50"}[where]
+    assert str(err.value) == (f"{run.parent / 'config.json'}: model.backbone=\"resnet50\" ({source}) contradicts "
+                              "the run, trained with model.backbone=\"resnet18\"; leave it out: it is read from "
+                              "the run")
+
+
+def test_a_whole_section_given_is_checked_key_by_key(run):
+    with pytest.raises(DataError, match=r"data.input_size=\[128, 128\]"):
+        load_run_config(Stage2Config, run, overrides=["data={input_size: [128, 128], heatmap_size: [64, 64]}"],
+                        trained=TRAINED)
+
+
+def test_without_a_run_config_the_given_config_is_used(tmp_path):
+    cfg, path = load_run_config(BaselinesConfig, tmp_path / "best.keras", overrides=["train.loss=focal"],
+                                trained=("train.loss",))
+    assert path is None and cfg.train.loss == "focal"
+
+
+def test_a_bad_run_config_names_its_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"model": {"backbone": "vgg"}}')
+    with pytest.raises(DataError, match="config.json: model.backbone must be one of"):
+        load_run_config(Stage2Config, tmp_path / "best.keras", trained=TRAINED)
