@@ -12,7 +12,6 @@ run's config.json beside --model; a config, flag or --set that says otherwise is
 
 import argparse
 import json
-from pathlib import Path
 
 from common import cli
 from baselines.config import TRAINED_SETTINGS, BaselinesConfig
@@ -32,10 +31,8 @@ def main(argv=None):
                         "(focal: heatmaps are logits)")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    from baselines.pipeline import use  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
-    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
-    cfg, run_config = cli.run_config_from_args(BaselinesConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, SHORTCUTS, TRAINED_SETTINGS)
+    from baselines.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: model {cfg.model.kind}, loss {cfg.train.loss}, input {cfg.data.input_size} px, "
               f"heatmap {cfg.data.heatmap_size} px ({run_config})")

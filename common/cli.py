@@ -8,6 +8,7 @@ before Keras imports TensorFlow.
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,15 +26,23 @@ def config_from_args(cls, args, shortcuts=()):
     return load_config(cls, args.config, overrides)
 
 
-def run_config_from_args(cls, args, shortcuts, model_path, trained):
-    """`config_from_args`, then what the model was trained with from the run's config.json
-    beside `model_path` (`common.run_config.load_run_config`): a flag, `--set` or
-    --config value that contradicts a `trained` setting is an error naming it.
+def run_config_from_args(cls, args, shortcuts, trained):
+    """For a use_* script: the model to run and the config to run it with.
 
-    Returns (cfg, path of the run's config.json or None).
+    The model is `--model`, default `{train.output_dir}/best.keras` of the config as
+    given (`fine_tune/best.keras` in it with train.fine_tune). What it was trained with
+    comes from the run's config.json beside it (`common.run_config.load_run_config`): a
+    flag, `--set` or --config value that contradicts a `trained` setting is an error
+    naming it.
+    Returns (cfg, model path, path of the run's config.json or None).
     """
+    given = config_from_args(cls, args, shortcuts)
+    # Fine-tuning writes its run into fine_tune/ (the first run's model stays as it was).
+    run_dir = Path(given.train.output_dir) / ("fine_tune" if getattr(given.train, "fine_tune", False) else "")
+    model_path = Path(args.model) if args.model else run_dir / "best.keras"
     overrides, sources = _overrides(args, shortcuts)
-    return load_run_config(cls, model_path, args.config, overrides, trained, override_sources=sources)
+    cfg, run_config = load_run_config(cls, model_path, args.config, overrides, trained, override_sources=sources)
+    return cfg, model_path, run_config
 
 
 def _overrides(args, shortcuts):

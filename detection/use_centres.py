@@ -34,10 +34,8 @@ def main(argv=None):
     parser.add_argument("--threshold", type=float, help="use.score_threshold on the peak height")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    from detection.centres_pipeline import use  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
-    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
-    cfg, run_config = cli.run_config_from_args(CentresConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(CentresConfig, args, SHORTCUTS, TRAINED_SETTINGS)
+    from detection.centres_pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: classes {', '.join(cfg.data.class_names)}; {cfg.data.tile_size} px tiles at "
               f"{cfg.data.input_size[0]} px ({run_config})")

@@ -33,10 +33,8 @@ def main(argv=None):
     parser.add_argument("--threshold", type=float, help="use.score_threshold for detections.json")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    from detection.ssd_pipeline import use  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
-    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
-    cfg, run_config = cli.run_config_from_args(DetConfig, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(DetConfig, args, SHORTCUTS, TRAINED_SETTINGS)
+    from detection.ssd_pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, anchor sizes "
               f"{cfg.model.anchor_sizes}, {cfg.train.objectness_loss} objectness loss ({run_config})")

@@ -126,8 +126,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     if images_dir is not None:
         paths = image_paths(images_dir)
         images, transforms, sizes = preprocess_folder(paths, cfg.data)
-        names, y, keypoint_names, source_paths = [p.name for p in paths], None, run_names, paths
-        where = paths
+        names, y, keypoint_names, source_paths, where = [p.name for p in paths], None, run_names, paths, paths
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, transforms, y = cache.images, cache.y["transforms"], cache.y

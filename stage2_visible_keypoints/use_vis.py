@@ -31,7 +31,7 @@ SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser)
-    cli.add_model(parser)
+    cli.add_model(parser, "{train.output_dir}/best.keras; with train.fine_tune, fine_tune/best.keras in it")
     parser.add_argument("--split", default="test", help="labelled cache split to run on (default: test)")
     cli.add_images(parser)
     parser.add_argument("--cache-dir", help="data.cache_dir")
@@ -42,10 +42,8 @@ def main(argv=None):
                         "(vertex names: those in the run's keypoint_names.json, in any order)")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    from stage2_visible_keypoints.pipeline import use  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
-    model_path = Path(args.model) if args.model else Path(cfg.train.output_dir) / "best.keras"
-    cfg, run_config = cli.run_config_from_args(Stage2Config, args, SHORTCUTS, model_path, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, SHORTCUTS, TRAINED_SETTINGS)
+    from stage2_visible_keypoints.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: backbone {cfg.model.backbone}, input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}"
               f", SoftArgMax beta {cfg.model.beta:g}{' debiased' if cfg.model.debias else ''} ({run_config})")

@@ -69,3 +69,22 @@ def test_a_bad_run_config_names_its_file(tmp_path):
     (tmp_path / "config.json").write_text('{"model": {"backbone": "vgg"}}')
     with pytest.raises(DataError, match="config.json: model.backbone must be one of"):
         load_run_config(Stage2Config, tmp_path / "best.keras", trained=TRAINED)
+
+
+def test_a_use_script_finds_the_fine_tuned_run_and_names_the_flag(tmp_path):
+    import argparse
+
+    from common import cli
+
+    run = load_config(Stage2Config, overrides=[f"train.output_dir={tmp_path}", "train.fine_tune=true",
+                                               "model.backbone=resnet18"])
+    save_config(run, tmp_path / "fine_tune" / "config.json")
+    args = argparse.Namespace(config=None, set=[f"train.output_dir={tmp_path}", "train.fine_tune=true"], model=None,
+                              backbone=None)
+    cfg, model_path, config_path = cli.run_config_from_args(Stage2Config, args, (("backbone", "model.backbone"),),
+                                                            TRAINED)
+    assert model_path == tmp_path / "fine_tune" / "best.keras" and config_path == tmp_path / "fine_tune" / "config.json"
+    assert cfg.model.backbone == "resnet18"
+    args.backbone = "resnet50"
+    with pytest.raises(DataError, match=r"model.backbone=\"resnet50\" \(--backbone resnet50\) contradicts"):
+        cli.run_config_from_args(Stage2Config, args, (("backbone", "model.backbone"),), TRAINED)
