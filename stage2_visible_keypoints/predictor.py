@@ -133,20 +133,22 @@ class KeypointPredictor:
 
     __call__ = predict
 
-    def predict_input(self, images, transforms, image_sizes=None, image_names=None, progress=False):
+    def predict_input(self, images, transforms, image_sizes=None, image_names=None, batch_size=None, progress=False):
         """Keypoints (and poses) of images already in the model input frame: a cache's, or
         `data.preprocess_folder`'s. What `use_vis.py` writes and evaluates.
 
         images: (N, h, w, 3) uint8 (may be a memory map); transforms: (N, 4) image ->
         input frame (`common.geometry`); image_sizes: (N, 2) (width, height) and
         image_names: N names, for the check that the images fit the camera (poses only).
+        batch_size: images per model call (default `use.batch_size`).
         Returns a dict of xy_norm, xy_input, xy_original (N, K, 2), confidence (N, K),
         visible_pred (N, K) bool, heatmap_logits ((N, h/2, w/2, K) float16, or None when
         the model has no such output) and poses (`estimate_poses`' dict, or None).
         """
         if self.object_model is not None:  # before predicting: a wrong image fails fast
             check_camera_size(self.object_model.camera, image_sizes, image_names, self.camera_name)
-        xy_norm, confidence, logits = predict_arrays(self.model, images, self.cfg.use.batch_size, progress)
+        xy_norm, confidence, logits = predict_arrays(self.model, images, batch_size or self.cfg.use.batch_size,
+                                                     progress)
         xy_input = xy_norm.astype(np.float64) * np.asarray(self.cfg.data.input_size, dtype=np.float64)
         xy_original = to_original(xy_input, transforms)
         visible = confidence >= self.cfg.use.visibility_threshold
@@ -177,7 +179,7 @@ class KeypointPredictor:
         sizes, transforms = np.array([p[2] for p in prepared]), np.stack([p[1] for p in prepared])
         where = [item if isinstance(item, (str, os.PathLike)) else f"image {offset + i}"
                  for i, item in enumerate(items)]
-        out = self.predict_input(np.stack([p[0] for p in prepared]), transforms, sizes, where)
+        out = self.predict_input(np.stack([p[0] for p in prepared]), transforms, sizes, where, len(items))
         names, poses = self.names_for(out["xy_norm"].shape[1]), out["poses"]
         results = []
         for i in range(len(items)):
