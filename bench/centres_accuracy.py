@@ -50,7 +50,8 @@ def main(argv=None):
     parser.add_argument("--test-images", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="training time budget")
-    parser.add_argument("--workers", type=int, default=2)
+    cli.add_workers(parser, "render / preprocess processes", default=2)
+    cli.add_quiet(parser)
     parser.add_argument("--out", default="bench/results/centres_accuracy.json")
     args = parser.parse_args(argv)
     # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
@@ -64,24 +65,24 @@ def main(argv=None):
         f"use.output_dir={work / 'predictions'}", *args.set])
     timings = {}
     start = time.perf_counter()
-    render_folder(work / "train_images", args.train_images, seed=1, workers=args.workers)
-    render_folder(work / "test_images", args.test_images, seed=2, workers=args.workers)
+    render_folder(work / "train_images", args.train_images, seed=1, workers=args.workers, progress=not args.quiet)
+    render_folder(work / "test_images", args.test_images, seed=2, workers=args.workers, progress=not args.quiet)
     timings["render_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    preprocess(cfg.data, workers=args.workers)
+    preprocess(cfg.data, workers=args.workers, progress=not args.quiet)
     test_cfg = load_config(CentresConfig, args.config, [
         f"data.data_dir={work / 'test_images'}", f"data.cache_dir={work / 'test_cache'}", "data.split=[0,0,1]",
         f"use.output_dir={work / 'predictions'}", *args.set])
-    preprocess(test_cfg.data, workers=args.workers)
+    preprocess(test_cfg.data, workers=args.workers, progress=not args.quiet)
     timings["preprocess_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    trained = train(cfg, callbacks=[time_budget(args.budget_minutes * 60)])
+    trained = train(cfg, progress=not args.quiet, callbacks=[time_budget(args.budget_minutes * 60)])
     timings["train_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    result = use(test_cfg, Path(cfg.train.output_dir) / "best.keras", split="test", progress=True)
+    result = use(test_cfg, Path(cfg.train.output_dir) / "best.keras", split="test", progress=not args.quiet)
     timings["evaluate_s"] = round(time.perf_counter() - start, 1)
     s = result["summary"]
 

@@ -31,11 +31,11 @@ from detection.shapes import ShapesConfig, write_shapes
 from detection.ssd_config import DetConfig
 
 
-def _render_if_missing(shapes_dir, split, count, seed, workers):
+def _render_if_missing(shapes_dir, split, count, seed, workers, progress=True):
     path = shapes_dir / f"{split}.json"
     if path.is_file() and len(load_json(path)["images"]) == count:
         return
-    write_shapes(shapes_dir, ShapesConfig(num_images=count, seed=seed), split, workers=workers)
+    write_shapes(shapes_dir, ShapesConfig(num_images=count, seed=seed), split, workers=workers, progress=progress)
 
 
 def main(argv=None):
@@ -48,6 +48,7 @@ def main(argv=None):
     cli.add_seed(parser, "render seed")
     cli.add_workers(parser, "render / preprocess processes", default=2)
     parser.add_argument("--out", default="bench/results/det_accuracy.json", help="%(default)s")
+    cli.add_quiet(parser)
     parser.add_argument("--skip-training", action="store_true",
                         help="evaluate the finished run in train.output_dir (its training_log.json gives the times)")
     args = parser.parse_args(argv)
@@ -59,8 +60,8 @@ def main(argv=None):
                  f"train.output_dir={work / 'model'}", f"use.output_dir={work / 'predictions'}"]
     cfg = load_config(DetConfig, args.config, overrides + list(args.set))
     for split, count in (("train", args.train_images), ("test", args.test_images)):
-        _render_if_missing(work / "shapes", split, count, args.seed, args.workers)
-        preprocess(cfg.data, split, workers=args.workers)
+        _render_if_missing(work / "shapes", split, count, args.seed, args.workers, not args.quiet)
+        preprocess(cfg.data, split, workers=args.workers, progress=not args.quiet)
     model_dir = Path(cfg.train.output_dir)
     if args.skip_training:
         trained = load_json(model_dir / "training_log.json")
@@ -69,9 +70,9 @@ def main(argv=None):
         if model_dir.exists() and not (model_dir / "backup").exists():
             shutil.rmtree(model_dir)  # a finished earlier run: train afresh (a killed one resumes)
         start = time.perf_counter()
-        trained = train(cfg)
+        trained = train(cfg, progress=not args.quiet)
         train_minutes = (time.perf_counter() - start) / 60
-    result = use(cfg, Path(cfg.train.output_dir) / "best.keras", split="test")
+    result = use(cfg, Path(cfg.train.output_dir) / "best.keras", split="test", progress=not args.quiet)
     s = result["summary"]
     bands = s["scale_statistics"]["size_bands"]
     rows = [("training minutes (wall, incl. validation)", f"{train_minutes:.1f}"),
