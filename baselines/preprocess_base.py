@@ -10,7 +10,6 @@ import argparse
 
 from common import cli
 from baselines.config import BaselinesConfig
-from baselines.data import preprocess
 
 SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"))
 
@@ -23,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="data.cache_dir")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from baselines.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
     out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet)
     print(f"cache in {out}")

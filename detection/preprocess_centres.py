@@ -14,7 +14,6 @@ import argparse
 
 from common import cli
 from detection.centres_config import CentresConfig
-from detection.centres_data import SPLITS, preprocess
 
 SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"))
 
@@ -27,6 +26,7 @@ def main(argv=None):
     cli.add_workers(parser, "processes reading and tiling images")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.centres_data import SPLITS, preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
     summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers)
     for split in SPLITS:

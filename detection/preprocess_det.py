@@ -12,7 +12,6 @@ An unchanged config and unchanged inputs reuse the cache.
 import argparse
 
 from common import cli
-from detection.box_cache import preprocess
 from detection.ssd_config import DetConfig
 
 SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"), ("bbox_format", "data.bbox_format"))
@@ -28,6 +27,7 @@ def main(argv=None):
     cli.add_workers(parser, "processes decoding and resizing")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from detection.box_cache import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
     if summary["note"]:

@@ -11,7 +11,6 @@ import argparse
 
 from common import cli
 from stage2_visible_keypoints.config import Stage2Config
-from stage2_visible_keypoints.data import preprocess
 
 SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"), ("heatmaps", "data.cache_heatmaps"))
 
@@ -27,6 +26,7 @@ def main(argv=None):
     cli.add_workers(parser, "processes decoding and resizing images")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
+    from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from common import cli
 from common.data_io import save_json
-from stage2_visible_keypoints.data import score_poses
 
 
 def main(argv=None):
@@ -27,6 +26,7 @@ def main(argv=None):
     parser.add_argument("--labels", required=True, help="label file ({split}.json of the data folder)")
     cli.add_output_dir(parser, "where {pred}_scores.json goes (default: the folder of --pred)")
     args = parser.parse_args(argv)
+    from stage2_visible_keypoints.data import score_poses  # after parsing: --help starts at once
     pred = Path(args.pred)
     out = Path(args.output_dir or pred.parent) / f"{pred.stem}_scores.json"
     summary = score_poses(args.pred, args.labels)
