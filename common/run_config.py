@@ -52,7 +52,15 @@ def load_run_config(cls, model_path, config=None, overrides=(), trained=(), reco
     path = run_config_path(model_path)
     if not path.is_file():
         return user, None
-    run = to_dict(from_dict(cls, load_json(path), str(path)))
+    saved = load_json(path)
+    # A run written by an older version may hold recorded settings since renamed or
+    # dropped: what inference does not depend on must not make its model unusable.
+    known = to_dict(cls())
+    for key in recorded:
+        section = _get(saved, key) if _has(saved, key) else None
+        if isinstance(section, dict):
+            _set(saved, key, {k: v for k, v in section.items() if k in _get(known, key)})
+    run = to_dict(from_dict(cls, saved, str(path)))
     values = to_dict(user)
     given = _given(config, overrides, override_sources)
     for key in trained:
@@ -87,6 +95,14 @@ def _get(values, dotted):
     for key in dotted.split("."):
         values = values[key]
     return values
+
+
+def _has(values, dotted):
+    for key in dotted.split("."):
+        if not isinstance(values, dict) or key not in values:
+            return False
+        values = values[key]
+    return True
 
 
 def _set(values, dotted, value):

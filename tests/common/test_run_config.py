@@ -1,5 +1,7 @@
 """The run's config.json decides what a model was trained with; a contradiction is an error."""
 
+import json
+
 import pytest
 
 from baselines.config import BaselinesConfig
@@ -63,6 +65,14 @@ def test_without_a_run_config_the_given_config_is_used(tmp_path):
     cfg, path = load_run_config(BaselinesConfig, tmp_path / "best.keras", overrides=["train.loss=focal"],
                                 trained=("train.loss",))
     assert path is None and cfg.train.loss == "focal"
+
+
+def test_an_old_run_config_with_a_training_setting_since_dropped_still_loads(run):
+    saved = json.loads((run.parent / "config.json").read_text())
+    saved["train"]["lr_warmup"] = 3  # a setting of another version
+    (run.parent / "config.json").write_text(json.dumps(saved))
+    cfg, _ = load_run_config(Stage2Config, run, trained=TRAINED)
+    assert cfg.model.backbone == "resnet18" and cfg.train.epochs == 2
 
 
 def test_a_bad_run_config_names_its_file(tmp_path):
