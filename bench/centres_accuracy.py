@@ -24,19 +24,7 @@ from common.data_io import save_json
 from detection.aerial import render_folder
 from detection.centres_config import CentresConfig
 from detection.centres_data import preprocess
-from detection.centres_pipeline import train, use
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training after the epoch in which `seconds` have passed."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds, self.start = seconds, time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
+from detection.centres_pipeline import train_from_cache, use
 
 
 def main(argv=None):
@@ -56,6 +44,7 @@ def main(argv=None):
     cfg = load_config(CentresConfig, args.config, [
         f"data.data_dir={work / 'train_images'}", f"data.cache_dir={work / 'cache'}", "data.split=[0.95,0.05,0.0]",
         f"train.output_dir={work / 'model'}", f"train.epochs={args.epochs}",
+        f"train.budget_minutes={args.budget_minutes}",
         f"use.output_dir={work / 'predictions'}", *args.set])
     timings = {}
     start = time.perf_counter()
@@ -72,7 +61,7 @@ def main(argv=None):
     timings["preprocess_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    trained = train(cfg, callbacks=[TimeBudget(args.budget_minutes * 60)])
+    trained = train_from_cache(cfg)
     timings["train_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
@@ -91,7 +80,7 @@ def main(argv=None):
         "command": "python bench/centres_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "backend": keras.backend.backend(), "train_images": args.train_images, "epochs_run": trained["epochs_run"],
         "training_images_seen": trained["epochs_run"] * trained["train_tiles"],
-        "train_tiles_per_second": trained["tiles_per_second"], "last_epoch": trained["last"],
+        "train_tiles_per_second": trained["images_per_second"], "last_epoch": trained["last"],
         "timings": timings, "result": row, "groups": groups, "per_class": {
             name: {"f1": c["f1"], "pck": c["pck"]} for name, c in s["per_class"].items()},
         "bar": {"pck10": 0.95, "f1_at_10px": 0.95},
@@ -107,7 +96,7 @@ def main(argv=None):
     for name, g in groups.items():
         print(f"  {name:10s} {g['objects']:5d} objects  recall {_f(g['recall'])}  PCK@10 {_f(g['pck']['10'])}  "
               f"MAE {_f(g['mae_px'])}")
-    print(f"training: {trained['epochs_run']} epochs, {trained['tiles_per_second']} tiles/s; timings {timings}")
+    print(f"training: {trained['epochs_run']} epochs, {trained['images_per_second']} tiles/s; timings {timings}")
     print(f"wrote {args.out}")
     print(json.dumps(report["bar_met"]))
 

@@ -6,7 +6,7 @@
 
 Renders --train-images and --test-images shapes images into --work-dir/shapes (kept
 when a split of the same size is there), preprocesses them (caches are reused), trains
-with `detection.ssd_pipeline.train` (the same call as train_det.py; a finished run in
+with `detection.ssd_pipeline.train_from_cache` (the same call as train_det.py; a finished run in
 --work-dir/model is started afresh) and evaluates with `use` (as use_det.py). Prints a
 table (training minutes, images/s, mAP@0.5 VOC all-point, COCO mAP@[.5:.95], per-class
 AP@0.5, recall per size band and the share of each band's true positives found by its
@@ -30,7 +30,7 @@ from common.data_io import load_json, save_json
 from detection.box_cache import preprocess
 from detection.shapes import ShapesConfig, write_shapes
 from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train, use
+from detection.ssd_pipeline import train_from_cache, use
 
 
 def _render_if_missing(shapes_dir, split, count, seed, workers):
@@ -68,7 +68,7 @@ def main(argv=None):
         if model_dir.exists() and not (model_dir / "backup").exists():
             shutil.rmtree(model_dir)  # a finished earlier run: train afresh (a killed one resumes)
         start = time.perf_counter()
-        trained = train(cfg)
+        trained = train_from_cache(cfg)
         train_minutes = (time.perf_counter() - start) / 60
     result = use(cfg, Path(cfg.train.output_dir) / "best.keras", split="test")
     s = result["summary"]

@@ -13,6 +13,7 @@ With the defaults (512 px tiles -> 256 px input -> 64 px heatmap) one heatmap pi
 import dataclasses
 import math
 
+from common.config import TrainingConfig
 from detection.dota import DOTA_CATEGORIES
 
 WEIGHTS_HELP = "none (random init), imagenet (a local file, nothing is downloaded) or a .weights.h5 file"
@@ -113,35 +114,30 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """AdamW with a StepLR-style schedule: the rate is multiplied by lr_gamma every
-    lr_step_epochs epochs. alpha, beta: the focal-weighted MSE exponents. precision:
-    auto (mixed on GPU, float32 on CPU) | float32 | mixed_float16 | mixed_bfloat16.
-    max_steps: stop each epoch after that many batches (0 = all; for smoke tests)."""
+class TrainConfig(TrainingConfig):
+    """AdamW with a StepLR-style schedule (the rate is multiplied by lr_gamma every
+    lr_step_epochs epochs); the shared settings are `common.config.TrainingConfig`'s.
+    Validation is on the val cache when preprocessing made one, else on a
+    validation_split of the training tiles (0 = none). alpha, beta: the focal-weighted
+    MSE exponents. max_steps: stop each epoch after that many batches (0 = all; for smoke
+    tests)."""
 
     output_dir: str = "runs/centres/model"
     epochs: int = 40
     batch_size: int = 16
+    optimizer: str = "adamw"
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    lr_step_epochs: int = 15
-    lr_gamma: float = 0.1
+    lr_schedule: str = "step"
+    validation_split: float = 0.0
     alpha: float = 2.0
     beta: float = 4.0
-    precision: str = "auto"
-    jit_compile: str = "auto"
-    seed: int = 0
     max_steps: int = 0
-    tensorboard_images: int = 4
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr_step_epochs < 1:
-            raise ValueError(f"epochs, batch_size and lr_step_epochs must be >= 1. Received: epochs={self.epochs}, "
-                             f"batch_size={self.batch_size}, lr_step_epochs={self.lr_step_epochs}")
-        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. Received: {self.precision!r}")
-        if self.jit_compile not in ("auto", "true", "false"):
-            raise ValueError(f"jit_compile must be auto|true|false. Received: {self.jit_compile!r}")
+        super().__post_init__()
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0. Received: max_steps={self.max_steps}")
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Centre-detector library calls behind the scripts: `train(cfg)` and `use(cfg, ...)`.
+"""Centre-detector library calls behind the scripts: `train_from_cache(cfg)` and `use(cfg, ...)`.
 
 Frames: a tile's `xy_norm` is normalised to the model input, `xy_input` is in input
 pixels (256 x 256 by default), `xy_original` in source-image pixels; each tile's
@@ -7,7 +7,6 @@ overlapping tiles are mapped to original pixels and merged (`detection.tiling`);
 evaluation is in original pixels, per image.
 """
 
-import math
 import time
 from pathlib import Path
 
@@ -19,27 +18,27 @@ import common.augment  # noqa: F401  (registers the layers for loading)
 from common.backbones import has_pretrained_weights
 from common.codecs import CentreHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
+from common.data_io import file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
 from common.plots import plot_heatmaps, save_overlay
-from common.training import make_batches, resolve_jit, set_precision, standard_callbacks
+from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
 from detection.centres import build_model, compile_model
 from detection.centres_data import load_cache
 from detection.tiling import cut_tiles, merge_detections, tile_grid, tile_transform
 
 
-def train(cfg, progress=True, callbacks=()):
-    """Train on the train cache (validation on the val cache when it exists).
+def train_from_cache(cfg, progress=True, callbacks=()):
+    """Train on the train cache through `common.training.train` (validation on the val
+    cache when it exists, else on train.validation_split of the tiles).
 
     Writes best.keras, model.keras, config.json, history.csv, plots/, logs/ into
     train.output_dir. A run that stops early resumes from its last finished epoch
-    when called again with the same config (BackupAndRestore).
+    when called again with the same config.
     """
     tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)
-    policy = set_precision(tc.precision)
+    start_run(tc)
     cache = load_cache(cfg.data.cache_dir, "train", cfg.data)
     val_dir = Path(cfg.data.cache_dir) / "val"
     val = load_cache(cfg.data.cache_dir, "val", cfg.data) if (val_dir / "Y_data.npz").is_file() else None
@@ -48,62 +47,27 @@ def train(cfg, progress=True, callbacks=()):
     save_config(cfg, out_dir / "config.json")
 
     count = len(cache.y["objects"])
-    steps = math.ceil(count / tc.batch_size)
-    if tc.max_steps:
-        steps = min(steps, tc.max_steps)
+    if val is None:
+        train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    else:
+        train_idx, val_idx = np.arange(count), np.arange(len(val.y["objects"]))
+    plan = plan_run(tc, len(train_idx), max_steps=tc.max_steps)
     model = build_model(len(cache.class_names), cfg.data, cfg.model, seed=tc.seed)
     if has_pretrained_weights(cfg.model.weights):
         model.get_layer("backbone").trainable = False  # a frozen random backbone learns nothing
-    compile_model(model, cfg.data, tc, steps, resolve_jit(tc.jit_compile))
+    compile_model(model, cfg.data, tc, make_optimizer(tc, plan), resolve_jit(tc.jit_compile))
 
-    train_ds = make_batches(cache.images, {"heatmaps": cache.y["objects"]}, np.arange(count), tc.batch_size,
-                            shuffle=True, seed=tc.seed)
-    val_ds = None
-    if val is not None:
-        val_ds = make_batches(val.images, {"heatmaps": val.y["objects"]}, np.arange(len(val.y["objects"])),
-                              tc.batch_size, shuffle=False)
-    monitor = "val_loss" if val_ds is not None else "loss"
-    sample = np.asarray((val or cache).images[:tc.tensorboard_images])
-    callbacks = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Centre detector training",
-                                   tensorboard_images=sample) + list(callbacks)
-    # The learning rate follows the optimizer's StepLR-style schedule: drop the plateau rule.
-    callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
-    _use_probability_images(callbacks)
-    start_time = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks, verbose=0,
-                        steps_per_epoch=steps if tc.max_steps else None, shuffle=False)
-    seconds = time.perf_counter() - start_time
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    epochs_run = len(history.history.get("loss", []))
-    return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(),
-            "train_tiles": count, "val_tiles": 0 if val is None else len(val.y["objects"]), "epochs_run": epochs_run,
-            "seconds": round(seconds, 1),
-            "tiles_per_second": round(epochs_run * min(count, steps * tc.batch_size) / seconds, 2) if seconds else None,
-            "last": {k: float(v[-1]) for k, v in history.history.items() if v}}
-
-
-def _use_probability_images(callbacks):
-    """Swap the TensorBoard image callback (which expects logits) for one that shows
-    this model's sigmoid heatmaps."""
-    from common.training import HeatmapImages
-
-    class ProbabilityImages(HeatmapImages):
-        def on_epoch_end(self, epoch, logs=None):
-            tf = self.tf
-            probs = self.model(self.images, training=False)["heatmaps"]
-            peak = tf.reduce_max(tf.cast(probs, tf.float32), axis=-1, keepdims=True)
-            heat = tf.image.resize(tf.repeat(peak, 3, axis=-1), self.images.shape[1:3], method="nearest")
-            panel = tf.concat([tf.cast(self.images, tf.float32) / 255.0, heat], axis=2)
-            with self.writer.as_default():
-                tf.summary.image("tile | max heatmap", panel, step=epoch, max_outputs=len(self.images))
-            self.writer.flush()
-
-    for i, callback in enumerate(callbacks):
-        if isinstance(callback, HeatmapImages):
-            replacement = ProbabilityImages.__new__(ProbabilityImages)
-            replacement.__dict__.update(callback.__dict__)
-            callbacks[i] = replacement
+    train_ds = make_batches(cache.images, {"heatmaps": cache.y["objects"]}, train_idx, tc.batch_size,
+                            shuffle=True, seed=tc.seed, repeat=plan.repeat, steps=plan.steps_per_epoch)
+    held_out = val or cache
+    val_ds = (make_batches(held_out.images, {"heatmaps": held_out.y["objects"]}, val_idx, tc.batch_size,
+                           shuffle=False) if len(val_idx) else None)
+    sample = np.asarray(held_out.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
+    summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Centre detector training",
+                    callbacks=callbacks, tensorboard_images=(sample, "heatmaps", False),
+                    train_count=len(train_idx), val_count=len(val_idx))
+    summary["train_tiles"], summary["val_tiles"] = summary["train_images"], summary["val_images"]
+    return summary
 
 
 def load_centres_model(path):

@@ -10,7 +10,7 @@ scales from `model.strides`, the anchors from `model.anchor_sizes` and
 import dataclasses
 import math
 
-from common.config import size_pair
+from common.config import TrainingConfig, size_pair
 
 
 @dataclasses.dataclass
@@ -98,14 +98,15 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """Training: target assignment, losses, optimiser, augmentation.
+class TrainConfig(TrainingConfig):
+    """Training: target assignment, losses, augmentation; the optimiser and schedule are
+    `common.config.TrainingConfig`'s (here AdamW, a warm-up, then a cosine decay).
 
     positive_iou / negative_iou: anchors with best IoU >= positive_iou are positive,
     < negative_iou negative, ignored between (and every box's best anchor is positive).
     objectness_loss: bce (with hard-negative mining: the `neg_pos_ratio` hardest
     negatives per positive in each image; 0 keeps all) or focal (alpha, gamma).
-    optimizer: adamw | sgd (momentum 0.9). flip: random horizontal flips;
+    flip: random horizontal flips;
     scale_jitter: (min, max) zoom factors (1, 1 = off); both move the boxes with the image.
     """
 
@@ -115,9 +116,8 @@ class TrainConfig:
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    momentum: float = 0.9
+    lr_schedule: str = "cosine"
     warmup_steps: int = 100
-    validation_split: float = 0.1
     positive_iou: float = 0.5
     negative_iou: float = 0.4
     objectness_loss: str = "bce"
@@ -128,32 +128,17 @@ class TrainConfig:
     class_weight: float = 1.0
     flip: bool = True
     scale_jitter: tuple = (0.8, 1.2)
-    precision: str = "auto"
-    jit_compile: str = "auto"
-    seed: int = 0
-    max_images: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         self.scale_jitter = tuple(float(s) for s in self.scale_jitter)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1. Received: epochs={self.epochs}, "
-                             f"batch_size={self.batch_size}")
-        if not 0 <= self.validation_split < 1:
-            raise ValueError(f"validation_split must be in [0, 1). Received: {self.validation_split}")
         if not 0 < self.negative_iou <= self.positive_iou <= 1:
             raise ValueError(f"need 0 < negative_iou <= positive_iou <= 1. Received: negative_iou="
                              f"{self.negative_iou}, positive_iou={self.positive_iou}")
         if self.objectness_loss not in ("bce", "focal"):
             raise ValueError(f"objectness_loss must be bce|focal. Received: {self.objectness_loss!r}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be adamw|sgd. Received: optimizer={self.optimizer!r}")
         if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1] < math.inf:
             raise ValueError(f"scale_jitter must be (min, max) with 0 < min <= max. Received: {self.scale_jitter}")
-        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            raise ValueError(f"precision must be auto|float32|mixed_float16|mixed_bfloat16. "
-                             f"Received: precision={self.precision!r}")
-        if self.jit_compile not in ("auto", "true", "false"):
-            raise ValueError(f"jit_compile must be auto|true|false. Received: {self.jit_compile!r}")
         if not 0 <= self.neg_pos_ratio < math.inf:
             raise ValueError(f"neg_pos_ratio must be a finite number >= 0. Received: {self.neg_pos_ratio}")
 

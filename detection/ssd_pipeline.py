@@ -1,12 +1,10 @@
-"""Library calls behind the detector's scripts: `train(cfg)` and `use(cfg, ...)`.
+"""Library calls behind the detector's scripts: `train_from_cache(cfg)` and `use(cfg, ...)`.
 
 Frames: boxes in caches and predictions are xyxy in model-input pixels
 (`data.input_size`); `boxes_original = boxes_input / (sx, sy, sx, sy)` with each
 image's stored scale.
 """
 
-import math
-import time
 from pathlib import Path
 
 import keras
@@ -15,10 +13,10 @@ from keras import ops
 from tqdm import tqdm
 
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, load_json, read_image_rgb, save_json
+from common.data_io import file_hash, image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
-from common.training import (ArrayBatches, make_batches, resolve_jit, set_precision, split_indices,
-                             standard_callbacks)
+from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, resolve_jit, split_indices,
+                             start_run, train)
 from detection.anchors import generate_anchors
 from detection.box_cache import load_cache, resize_image
 from detection.evaluation import band_edges_from_anchors, evaluate_detections, scale_statistics
@@ -125,32 +123,21 @@ def make_loss(num_classes, cfg):
                    class_weight=tc.class_weight)
 
 
-def make_optimizer(tc, total_steps):
-    """AdamW or SGD (momentum), warm-up then cosine decay over the whole run (by step,
-    so a resumed run continues the same schedule)."""
-    warmup = min(tc.warmup_steps, max(total_steps - 1, 0))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        tc.learning_rate * 0.1, decay_steps=max(total_steps - warmup, 1), alpha=0.01,
-        warmup_target=tc.learning_rate, warmup_steps=warmup)
-    if tc.optimizer == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=tc.momentum, weight_decay=tc.weight_decay or None)
-    return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
-
-
-def train(cfg, split="train", progress=True, callbacks=()):
-    """Train on the `split` cache; writes best.keras, model.keras, config.json,
-    categories.json, history.csv, training_log.json, plots/, logs/ into train.output_dir.
+def train_from_cache(cfg, split="train", progress=True, callbacks=()):
+    """Train on the `split` cache through `common.training.train`; writes best.keras,
+    model.keras, config.json, categories.json, history.csv, training_log.json, plots/,
+    logs/ into train.output_dir.
 
     A run that stops early resumes from its last finished epoch when called again
-    with the same config (BackupAndRestore).
+    with the same config.
     """
     tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)
-    policy = set_precision(tc.precision)
+    start_run(tc)
     cache = load_cache(cfg.data.cache_dir, split, cfg.data)
     total = len(cache.y["counts"])
     count = min(tc.max_images, total) if tc.max_images else total
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
@@ -158,29 +145,15 @@ def train(cfg, split="train", progress=True, callbacks=()):
     save_json(out_dir / "categories.json", {"names": list(names), "ids": [str(c) for c in cache.y["category_ids"]]})
 
     model = build_detector(len(names), cfg.data, cfg.model, seed=tc.seed)
-    steps = math.ceil(len(train_idx) / tc.batch_size)
-    model.compile(optimizer=make_optimizer(tc, steps * tc.epochs), loss={"predictions": make_loss(len(names), cfg)},
+    model.compile(optimizer=make_optimizer(tc, plan), loss={"predictions": make_loss(len(names), cfg)},
                   jit_compile=resolve_jit(tc.jit_compile))
     targets = {"predictions": cache.targets()}
-    train_ds = augmented(make_batches(cache.images, targets, train_idx, tc.batch_size, shuffle=True, seed=tc.seed), tc)
+    train_ds = augmented(make_batches(cache.images, targets, train_idx, tc.batch_size, shuffle=True, seed=tc.seed,
+                                      repeat=plan.repeat, steps=plan.steps_per_epoch), tc)
     val_ds = make_batches(cache.images, targets, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
-    monitor = "val_loss" if val_ds is not None else "loss"
-    # The learning rate follows a schedule, which ReduceLROnPlateau cannot change.
-    standard = [c for c in standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Detector training")
-                if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
-    start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=standard + list(callbacks),
-                        shuffle=False, verbose=0)
-    seconds = time.perf_counter() - start
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    epochs_run = len(history.history.get("loss", []))
-    summary = {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(),
-               "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
-               "seconds": round(seconds, 1),
-               "images_per_second": round(epochs_run * len(train_idx) / seconds, 2) if seconds > 0 else None,
-               "history": {k: [float(v) for v in values] for k, values in history.history.items()},
-               "parameters": int(model.count_params()), "classes": list(names)}
+    summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Detector training",
+                    callbacks=callbacks, train_count=len(train_idx), val_count=len(val_idx))
+    summary["classes"] = list(names)
     save_json(out_dir / "training_log.json", summary)
     return summary
 

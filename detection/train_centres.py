@@ -14,7 +14,7 @@ import json
 
 from common import cli
 from detection.centres_config import WEIGHTS_HELP, CentresConfig
-from detection.centres_pipeline import train
+from detection.centres_pipeline import train_from_cache
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
@@ -35,10 +35,10 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
-    summary = train(cfg, progress=not args.quiet)
+    summary = train_from_cache(cfg, progress=not args.quiet)
     print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_tiles']} tiles "
           f"({summary['val_tiles']} validation), {summary['backend']} backend, {summary['policy']}, "
-          f"{summary['seconds']} s ({summary['tiles_per_second']} tiles/s)")
+          f"{summary['seconds']} s ({summary['images_per_second']} tiles/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
     print(f"models, history, plots and logs in {summary['output_dir']}")
 

@@ -14,7 +14,7 @@ import argparse
 
 from common import cli
 from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train
+from detection.ssd_pipeline import train_from_cache
 
 SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
              ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
-    summary = train(cfg, split=args.split, progress=not args.quiet)
+    summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     last = {k: round(v[-1], 5) for k, v in summary["history"].items() if v and k != "learning_rate"}
     print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
           f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
