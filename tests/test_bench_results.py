@@ -95,3 +95,20 @@ def test_a_bench_script_writes_its_file_into_output_dir(tmp_path):
     record = json.loads((tmp_path / "softargmax_bias.json").read_text())
     assert record["run"]["command"].startswith("python bench/softargmax_bias.py --sizes 16")
     assert record["settings"]["samples"] == 4 and len(record["rows"]) == 3  # one cell, three decoders
+
+
+def test_the_curve_figure_draws_every_row_and_refuses_a_file_without_rows(tmp_path, capsys):
+    import plot_accuracy_curve
+
+    rows = [{"images_seen": n, "euclidean_mean_px": 30.0 / n, "euclidean_median_px": 20.0 / n, "train_loss": 1.0 / n,
+             "pck": {"2": 0.1 * n, "5": 0.15 * n, "10": 0.2 * n}} for n in (1, 2, 3)]
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps({"rows": rows}))
+    assert plot_accuracy_curve.main([str(source)]) == 0
+    assert (tmp_path / "run_curve.png").stat().st_size > 1000
+
+    source.write_text(json.dumps({"rows": []}))
+    from common import cli
+
+    assert cli.run(plot_accuracy_curve.main, [str(source)]) == 2
+    assert "run.json" in capsys.readouterr().err
