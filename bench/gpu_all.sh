@@ -48,7 +48,7 @@ stage2=$!
 
 (
     XLA_PYTHON_CLIENT_MEM_FRACTION=.25 timeout $(( left - 40 )) $PY bench/centres_accuracy.py --work-dir "$work/centres" \
-        $ce --budget-minutes 3 --workers "$side" --out "$out/centres_accuracy.json" > "$out/centres.log" 2>&1
+        $ce --budget-minutes 3 --workers "$side" --output-dir "$out" > "$out/centres.log" 2>&1
     echo "centres done at ${SECONDS}s (exit $?)"
 ) &
 (
