@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from common import cli  # quiet TensorFlow logs first (before keras)
-import keras
 
 from common.config import load_config, to_dict
 from detection.aerial import render_folder

@@ -45,7 +45,7 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
-def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None):
+def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, keypoint_names.json, history, plots, logs into
     train.output_dir (train.output_dir/fine_tune with train.fine_tune).
@@ -54,7 +54,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     exception) resumes from its last finished epoch when called again with the same config.
     cache: a loaded `Cache` instead of `cfg.data.cache_dir/split`; batches: a function
     (images, targets, indices, plan) -> training batches instead of `make_batches` (the
-    benchmark's training set that grows while it trains).
+    benchmark's training set that grows while it trains). on_evaluation: called after
+    each `train.eval_split` evaluation (`HeldOutEvaluation.on_result`).
     """
     tc = cfg.train
     start_run(tc)
@@ -93,7 +94,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
     if tc.eval_split:
         held_out = load_cache(cfg.data.cache_dir, tc.eval_split, cfg.data)
-        callbacks = [HeldOutEvaluation(held_out, cfg)] + list(callbacks)
+        callbacks = [HeldOutEvaluation(held_out, cfg, on_evaluation)] + list(callbacks)
     sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
     return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Stage 2 training",
                  callbacks=callbacks, tensorboard_images=(sample, "heatmap_logits", True),
