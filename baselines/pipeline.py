@@ -167,7 +167,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
 def training_statement(cfg):
     """What was trained how, for the outputs (the study states it per arm)."""
     losses, weights = losses_for(cfg, cfg.data.sigma)
-    return {"optimizer": f"{cfg.train.optimizer}(learning_rate={cfg.train.learning_rate}"
+    optimizer = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}[cfg.train.optimizer]
+    return {"optimizer": f"{optimizer}(learning_rate={cfg.train.learning_rate}"
                          f"{f', clipnorm={cfg.train.clipnorm}' if cfg.train.clipnorm else ''})",
             "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "losses": {k: {"class": type(v).__name__,
