@@ -11,6 +11,7 @@ from common.backbones import has_pretrained_weights, resnet50_pyramid
 from common.errors import DataError
 from common.keras_metrics import MeanKeypointError
 from common.training import ArrayBatches, BestModelCheckpoint, make_batches, read_history, set_precision
+from tests.harness import StopAtEpoch
 
 
 def _arrays(n=10):
@@ -138,16 +139,6 @@ def _tiny_run(tmp_path, epochs=3, **settings):
     return model, data, tc, plan
 
 
-class _KillAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     from common.training import train
 
@@ -157,7 +148,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
 
     model, data, tc, plan = _tiny_run(tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
-        train(model, data, None, tc, tmp_path / "killed", plan, progress=False, callbacks=[_KillAtEpoch(2)])
+        train(model, data, None, tc, tmp_path / "killed", plan, progress=False, callbacks=[StopAtEpoch(2)])
     assert (tmp_path / "killed" / "backup" / "state.json").is_file()
     model, data, tc, plan = _tiny_run(tmp_path / "killed")  # a new process: fresh weights
     summary = train(model, data, None, tc, tmp_path / "killed", plan, progress=False)
@@ -173,7 +164,7 @@ def test_history_rows_after_the_backup_are_dropped_on_resume(tmp_path):
 
     model, data, tc, plan = _tiny_run(tmp_path, epochs=3)
     with pytest.raises(KeyboardInterrupt):
-        train(model, data, None, tc, tmp_path, plan, progress=False, callbacks=[_KillAtEpoch(2)])
+        train(model, data, None, tc, tmp_path, plan, progress=False, callbacks=[StopAtEpoch(2)])
     # A kill between epoch 1's CSV row and its backup: the row is there, the backup says 1 epoch.
     with open(tmp_path / "history.csv", "a") as f:
         f.write("1,9.0\n")

@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 
-import keras
 import pytest
 
 from common.camera import Camera, save_camera_json
@@ -11,20 +10,9 @@ from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import preprocess
 from stage2_visible_keypoints.pipeline import train_from_cache
 from stage2_visible_keypoints.render import RenderConfig, render_split
+from tests.harness import StopAtEpoch
 
 pytestmark = pytest.mark.slow
-
-
-class StopAtEpoch(keras.callbacks.Callback):
-    """Simulates a kill: raises as epoch `epoch` begins (the previous one is backed up)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
