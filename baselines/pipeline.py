@@ -23,7 +23,7 @@ from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import atomic_path, save_json
 from common.errors import DataError
-from common.landmarks import curriculum_segments
+from baselines.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
 from common.training import ArrayBatches, make_batches, set_precision, split_indices, standard_callbacks
@@ -125,7 +125,7 @@ def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     A killed run resumes from its last finished epoch when called again (BackupAndRestore).
     TensorBoard logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False.
     With `train.sigma_curriculum` the model is compiled once per sigma and fitted for
-    that sigma's epochs (`common.landmarks.curriculum_segments`).
+    that sigma's epochs (`baselines.landmarks.curriculum_segments`).
     """
     tc = cfg.train
     keras.utils.set_random_seed(tc.seed)
