@@ -21,11 +21,11 @@ from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import save_json
 from common.errors import DataError
-from common.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
 from common.training import ArrayBatches, make_batches, make_optimizer, plan_run, split_indices, start_run, train
 from baselines.data import load_cache
+from baselines.landmarks import curriculum_segments
 from baselines.models import build_model
 
 PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
@@ -128,7 +128,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False (the study
     trains dozens of arms; their curves are in history.csv). With `train.sigma_curriculum`
     the model is compiled once per sigma and trained for that sigma's epochs
-    (`common.landmarks.curriculum_segments`), one optimizer throughout.
+    (`baselines.landmarks.curriculum_segments`), one optimizer throughout.
     """
     tc = cfg.train
     start_run(tc)

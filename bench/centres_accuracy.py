@@ -19,10 +19,10 @@ from pathlib import Path
 from common import cli  # quiet TensorFlow logs first (before keras)
 
 from common.config import load_config, to_dict
-from detection.aerial import render_folder
-from detection.centres_config import CentresConfig
-from detection.centres_data import preprocess
-from detection.centres_pipeline import train_from_cache, use
+from detection.centres.aerial import render_folder
+from detection.centres.centres_config import CentresConfig
+from detection.centres.centres_data import preprocess
+from detection.centres.centres_pipeline import train_from_cache, use
 from results_io import write_result  # bench/ is on the path when run as a script
 
 

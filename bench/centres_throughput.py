@@ -21,11 +21,11 @@ from pathlib import Path
 from common import cli  # quiet TensorFlow logs first (before keras)
 import numpy as np
 
-from detection.aerial import AerialConfig, render_image
-from detection.centres import build_model
-from detection.centres_config import CentresConfig
-from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
-from detection.tiling import cut_tiles, tile_transform
+from detection.centres.aerial import AerialConfig, render_image
+from detection.centres.centres import build_model
+from detection.centres.centres_config import CentresConfig
+from detection.centres.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
+from detection.centres.tiling import cut_tiles, tile_transform
 from results_io import write_result  # bench/ is on the path when run as a script
 
 

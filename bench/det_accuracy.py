@@ -6,7 +6,7 @@
 
 Renders --train-images and --test-images shapes images into --work-dir/shapes (kept
 when a split of the same size is there), preprocesses them (caches are reused), trains
-with `detection.ssd_pipeline.train_from_cache` (the same call as train_det.py; a finished run in
+with `detection.ssd.ssd_pipeline.train_from_cache` (the same call as train_det.py; a finished run in
 --work-dir/model is started afresh) and evaluates with `use` (as use_det.py). Prints a
 table (training minutes, images/s, mAP@0.5 VOC all-point, COCO mAP@[.5:.95], per-class
 AP@0.5, recall per size band and the share of each band's true positives found by its
@@ -27,10 +27,10 @@ import keras
 from common import cli
 from common.config import load_config, to_dict
 from common.data_io import load_json
-from detection.box_cache import preprocess
-from detection.shapes import ShapesConfig, write_shapes
-from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train_from_cache, use
+from detection.ssd.box_cache import preprocess
+from detection.ssd.shapes import ShapesConfig, write_shapes
+from detection.ssd.ssd_config import DetConfig
+from detection.ssd.ssd_pipeline import train_from_cache, use
 from results_io import write_result  # bench/ is on the path when run as a script
 
 

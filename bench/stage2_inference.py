@@ -27,12 +27,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.camera import speed_camera
 from common.geometry import to_original
-from common.mesh import load_obj
 from common.training import set_precision
+from stage2_visible_keypoints.camera import speed_camera
 from stage2_visible_keypoints.config import DataConfig, ModelConfig
 from stage2_visible_keypoints.data import ObjectModel
+from stage2_visible_keypoints.mesh import load_obj
 from stage2_visible_keypoints.model import build_model
 from stage2_visible_keypoints.pipeline import estimate_poses
 from stage2_visible_keypoints.render import DEFAULT_MESH

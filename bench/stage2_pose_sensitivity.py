@@ -11,7 +11,7 @@ Each cell then perturbs the keypoints visible in that frame as a model would err
 Gaussian noise whose mean Euclidean error is --mean-px input pixels (sigma per axis =
 mean / sqrt(pi / 2)), and a --wrong fraction of them moved onto another visible keypoint's
 true position (identity errors). The pose is solved from those keypoints, mapped back to
-original pixels, exactly as `use_vis.py` does (`common.pose.solve_pnp`, SQPnP + LM
+original pixels, exactly as `use_vis.py` does (`stage2_visible_keypoints.pose.solve_pnp`, SQPnP + LM
 refinement), with RANSAC (--ransac-px input pixels) and without, and compared with the
 true pose: median and mean rotation error (degrees), median relative translation error,
 mean SPEED score (rotation in radians + translation error / distance), and the fraction
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.camera import body_to_camera, project_points, speed_camera
 from common.geometry import inside, letterbox_crop_transform, to_input, to_original
-from common.mesh import load_obj, visible_vertices
-from common.pose import pose_error_summary
+from stage2_visible_keypoints.camera import body_to_camera, project_points, speed_camera
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import ObjectModel
+from stage2_visible_keypoints.mesh import load_obj, visible_vertices
 from stage2_visible_keypoints.pipeline import estimate_poses
+from stage2_visible_keypoints.pose import pose_error_summary
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, sample_pose
 from results_io import write_result  # bench/ is on the path when run as a script
 

@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
-from common.pose import pose_error_summary
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
+from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
+from stage2_visible_keypoints.pose import pose_error_summary
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
               "heatmap_size", "sigma", "config_hash", "config_json")
@@ -83,7 +83,7 @@ class Annotations:
 class ObjectModel:
     """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
     vertices in keypoint order), plus the mesh faces, the edges drawn from them
-    (`common.mesh.feature_edges`, computed here once) and the keypoint names."""
+    (`stage2_visible_keypoints.mesh.feature_edges`, computed here once) and the keypoint names."""
 
     camera: Camera
     keypoints_3d: np.ndarray
@@ -180,7 +180,7 @@ def read_poses(label_path):
 
 def score_poses(pred_path, label_path):
     """SPEED errors of the poses in `pred_path` against those in `label_path` (both read
-    by `read_poses`), matched by file name: `common.pose.pose_error_summary` over the
+    by `read_poses`), matched by file name: `stage2_visible_keypoints.pose.pose_error_summary` over the
     labelled images, where one with no predicted pose counts as unsolved, plus
     `predicted_not_labelled`, the predictions left out."""
     predicted, labels = read_poses(pred_path), read_poses(label_path)

@@ -14,9 +14,9 @@ import keras
 from keras import layers
 
 from common.backbones import resnet18_pyramid, resnet50_pyramid
-from common.keras_metrics import MeanKeypointError
 from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
 from common.losses import FocalHeatmapLoss, MaskedL1
+from stage2_visible_keypoints.keras_metrics import MeanKeypointError
 
 
 def build_model(num_keypoints, data_cfg, model_cfg, seed=None):

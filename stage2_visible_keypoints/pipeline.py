@@ -12,23 +12,23 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import common.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.mesh import default_keypoint_names, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh,
                                            load_cache, preprocess_folder, read_keypoint_names)
+from stage2_visible_keypoints.mesh import default_keypoint_names, load_obj
 from stage2_visible_keypoints.model import build_model, compile_model
+from stage2_visible_keypoints.pose import pose_error_summary, pose_errors, solve_pnp
 
 
 def keypoint_targets(y):
@@ -316,7 +316,7 @@ def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
 
 
 def pose_summary(poses, y, ransac_px):
-    """`common.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
+    """`stage2_visible_keypoints.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
     summary = pose_error_summary(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
     found = poses["found"]
     summary["inliers_mean"] = float(poses["inliers"][found].sum(axis=1).mean()) if found.any() else None

@@ -54,7 +54,7 @@ def _shell_lines():
 def _docstring_lines():
     """The usage lines of every script's docstring (run from the repository root)."""
     lines = []
-    for folder in ("stage2_visible_keypoints", "detection", "baselines", "bench"):
+    for folder in ("stage2_visible_keypoints", "detection/ssd", "detection/centres", "baselines", "bench"):
         for script in sorted((REPO / folder).glob("*.py")):
             doc = ast.get_docstring(ast.parse(script.read_text())) or ""
             for line in doc.replace("\\\n", " ").splitlines():
@@ -197,7 +197,7 @@ def test_readme_paths_exist():
             if "=" in token:
                 continue
             if "/" not in token and not token.endswith(PATH_SUFFIXES) and "." in token:
-                if not _python_name_exists(token):  # a dotted name: common.mesh.visible_vertices
+                if not _python_name_exists(token):  # a dotted name: stage2_visible_keypoints.mesh.visible_vertices
                     missing.append(token)
             elif not (REPO / token).exists():
                 missing.append(token)

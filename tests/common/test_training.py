@@ -1,4 +1,4 @@
-"""Input pipeline, callbacks and the pixel-error metric (TensorFlow backend here;
+"""Input pipeline and callbacks (TensorFlow backend here;
 the JAX path runs in tests/stage2/test_scripts_e2e.py)."""
 
 import math
@@ -9,7 +9,6 @@ import pytest
 
 from common.backbones import has_pretrained_weights, resnet50_pyramid
 from common.errors import DataError
-from common.keras_metrics import MeanKeypointError
 from common.training import ArrayBatches, BestModelCheckpoint, make_batches, read_history, set_precision
 from tests.harness import StopAtEpoch
 
@@ -45,16 +44,6 @@ def test_array_batches_reshuffle_each_epoch():
     first = ds.order.copy()
     ds.on_epoch_end()
     assert sorted(ds.order) == list(range(50)) and not np.array_equal(first, ds.order)
-
-
-def test_mean_keypoint_error_counts_visible_keypoints_in_pixels():
-    metric = MeanKeypointError(frame_size=(100, 50))
-    y_true = np.array([[[0.5, 0.5, 1.0], [0.1, 0.1, 1.0], [0.9, 0.9, 0.0]]], np.float32)
-    # Errors: (0.03 * 100, 0.08 * 50) = (3, 4) -> 5 px; 0 px; the invisible one is ignored.
-    y_pred = np.array([[[0.53, 0.58], [0.1, 0.1], [0.0, 0.0]]], np.float32)
-    metric.update_state(y_true, y_pred)
-    assert float(metric.result()) == pytest.approx(2.5, abs=1e-4)
-    assert MeanKeypointError.from_config(metric.get_config()).frame_size == (100, 50)
 
 
 def test_best_checkpoint_saves_only_improvements_atomically(tmp_path):

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import load_cache, preprocess
 from stage2_visible_keypoints.pipeline import train_from_cache, training_targets

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import preprocess
 from stage2_visible_keypoints.pipeline import train_from_cache
