@@ -60,8 +60,7 @@ def build_model(num_classes, data_cfg, model_cfg, seed=None):
 def compile_model(model, data_cfg, train_cfg, steps_per_epoch, jit_compile):
     """Focal-weighted MSE on the heatmaps; AdamW with a staircase (StepLR-style) decay."""
     num_classes = model.output["heatmaps"].shape[-1] if isinstance(model.output, dict) else model.output.shape[-1]
-    loss = FocalMSEHeatmapLoss(alpha=train_cfg.alpha, beta=train_cfg.beta, heatmap_size=data_cfg.heatmap_size[::-1],
-                               num_classes=num_classes, sigma=data_cfg.sigma)
+    loss = FocalMSEHeatmapLoss(alpha=train_cfg.alpha, beta=train_cfg.beta, **data_cfg.codec(num_classes).get_config())
     schedule = keras.optimizers.schedules.ExponentialDecay(
         train_cfg.learning_rate, decay_steps=max(1, train_cfg.lr_step_epochs * steps_per_epoch),
         decay_rate=train_cfg.lr_gamma, staircase=True)
