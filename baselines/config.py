@@ -33,6 +33,13 @@ class DataConfig:
         if not self.sigma > 0:
             raise ValueError(f"sigma must be positive. Received: sigma={self.sigma}")
 
+    def codec(self, sigma=None):
+        """The heatmap codec of these square maps, `(heatmap_size, heatmap_size)` (width, height);
+        `sigma` overrides `data.sigma` (a sigma curriculum recompiles with each)."""
+        from common.codecs import GaussianHeatmapCodec  # imports Keras: not at config-parsing time
+
+        return GaussianHeatmapCodec((self.heatmap_size, self.heatmap_size), self.sigma if sigma is None else sigma)
+
 
 @dataclasses.dataclass
 class ModelConfig:

@@ -17,7 +17,6 @@ import numpy as np
 from tqdm import tqdm
 
 from common.augment import KeypointAffineAugment
-from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import save_json
 from common.errors import DataError
@@ -45,18 +44,18 @@ def decoder_name(cfg):
     return "soft_argmax" if model_kind(cfg) == "integral" else "argmax_refine"
 
 
-def heatmap_loss(name, heatmap_size, sigma, tc):
-    size = (heatmap_size, heatmap_size)
+def heatmap_loss(name, codec, tc):
+    """The heatmap loss `name`, building its targets with `codec` (`DataConfig.codec`)."""
+    targets = codec.get_config()  # heatmap_size (width, height) and sigma
     if name == "mse":
-        return HeatmapPeakLoss(alpha=1.0, beta=0.0, heatmap_size=size, sigma=sigma,
-                               foreground_weight=tc.foreground_weight)
+        return HeatmapPeakLoss(alpha=1.0, beta=0.0, foreground_weight=tc.foreground_weight, **targets)
     if name == "mse_peak":
-        return HeatmapPeakLoss(alpha=1.0, beta=1e-3 * tc.coordinate_weight, heatmap_size=size, sigma=sigma,
-                               foreground_weight=tc.foreground_weight)
+        return HeatmapPeakLoss(alpha=1.0, beta=1e-3 * tc.coordinate_weight, foreground_weight=tc.foreground_weight,
+                               **targets)
     if name == "focal":
-        return FocalHeatmapLoss(heatmap_size=size, sigma=sigma)
+        return FocalHeatmapLoss(**targets)
     if name == "adaptive_wing":
-        return AdaptiveWingLoss(heatmap_size=size, sigma=sigma)
+        return AdaptiveWingLoss(**targets)
     raise ValueError(f"no heatmap loss {name!r}")
 
 
@@ -67,7 +66,7 @@ def losses_for(cfg, sigma):
         return {"keypoints": MaskedL1()}, {"keypoints": 1.0}
     if tc.loss == "wing":
         return {"keypoints": WingLoss(scale=float(hs))}, {"keypoints": 1.0}
-    losses = {"heatmaps": heatmap_loss(tc.loss, hs, sigma, tc)}
+    losses = {"heatmaps": heatmap_loss(tc.loss, cfg.data.codec(sigma), tc)}
     weights = {"heatmaps": 1.0}
     if cfg.model.kind == "integral":
         losses["keypoints"], weights["keypoints"] = MaskedL1(), tc.coordinate_weight
@@ -204,14 +203,15 @@ def predict(model, images, batch_size=64, progress=False):
     return {key: np.concatenate(value) for key, value in outputs.items()}
 
 
-def decode(outputs, decoder, sigma=2.0, logits=False):
-    """Keypoints `(N, K, 2)` normalised from the model outputs with `decoder`."""
+def decode(outputs, decoder, codec, logits=False):
+    """Keypoints `(N, K, 2)` normalised from the model outputs with `decoder`; argmax+refine
+    decodes with `codec` (`DataConfig.codec`, which also checks the maps' size)."""
     if decoder in ("regression", "soft_argmax"):
         return outputs["keypoints"]
     maps = outputs["heatmaps"]
     if logits:
         maps = 1.0 / (1.0 + np.exp(-maps))
-    return GaussianHeatmapCodec(maps.shape[1:3], sigma).decode(maps)[0]
+    return codec.decode(maps)[0]
 
 
 def evaluate(xy_norm, y, input_size, spacing_mm=1.0):
@@ -239,7 +239,7 @@ def use(cfg, model_path, split="test", progress=True):
     outputs = predict(model, images, cfg.use.batch_size, progress)
     decoder = "regression" if "heatmaps" not in outputs else (
         "soft_argmax" if "keypoints" in outputs else "argmax_refine")
-    xy_norm = decode(outputs, decoder, cfg.data.sigma, logits=cfg.train.loss == "focal")
+    xy_norm = decode(outputs, decoder, cfg.data.codec(), logits=cfg.train.loss == "focal")
     size = cfg.data.input_size
     summary = evaluate(xy_norm, y, size, cfg.study.spacing_mm)
     summary.update({"decoder": decoder, "model": str(model_path), "split": split, "config": to_dict(cfg)})

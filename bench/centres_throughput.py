@@ -50,6 +50,7 @@ def main(argv=None):
     tiles = np.concatenate([cut_tiles(image, [(0, 0)], tile, size) for image in originals])
     transforms = np.repeat(tile_transform((0, 0), tile, size)[None], len(tiles), axis=0)
     tile_image = np.arange(len(tiles))
+    codec = cfg.data.codec(int(model.output["heatmaps"].shape[-1]))
     rows = []
 
     def run(name, batch, fn, count):
@@ -58,7 +59,8 @@ def main(argv=None):
         found = 0
         for s in range(0, count, batch):
             heat = fn(tiles[s:s + batch])
-            peaks = tile_peaks(heat, np.arange(len(heat)), transforms[s:s + batch], size, cfg.use, cfg.data.sigma)
+            peaks = tile_peaks(heat, np.arange(len(heat)), transforms[s:s + batch], cfg.data.input_size, cfg.use,
+                               codec)
             found += len(merge_per_image(peaks, tile_image[s:s + batch] - s, cfg.use.merge_distance)["image"])
         seconds = time.perf_counter() - start
         rows.append({"method": name, "batch": batch, "images": count, "seconds": round(seconds, 3),

@@ -48,7 +48,8 @@ def main(argv=None):
     truth, visible = cache.y["xy_norm"] * input_size, cache.y["visible"].astype(bool)
     out = model.predict(np.asarray(cache.images), batch_size=args.batch_size, verbose=0)
     probs = 1.0 / (1.0 + np.exp(-np.asarray(out["heatmap_logits"], np.float32)))
-    codec = GaussianHeatmapCodec(probs.shape[1:3], float(cache.y["sigma"]))
+    # The codec the cache was built with ((width, height) as stored); it checks the maps' shape.
+    codec = GaussianHeatmapCodec(tuple(int(v) for v in cache.y["heatmap_size"]), float(cache.y["sigma"]))
     argmax_xy, _ = codec.decode(probs)
     decoded = {
         "model keypoints output": out["keypoints"],

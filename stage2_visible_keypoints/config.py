@@ -50,6 +50,12 @@ class DataConfig:
                              f"Received: input_size={self.input_size}")
         _check_range(self, "sigma", low=0.0)
 
+    def codec(self):
+        """The heatmap codec of these maps: the loss, the cached targets and the argmax decode share it."""
+        from common.codecs import GaussianHeatmapCodec  # imports Keras: not at config-parsing time
+
+        return GaussianHeatmapCodec(self.heatmap_size, self.sigma)
+
 
 BACKBONES = ("resnet50", "resnet18")
 

@@ -425,8 +425,9 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
     streamed = None
     if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
-        shape = (count, *data_cfg.heatmap_size[::-1], len(annotations.keypoint_names))
-        streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, data_cfg))}
+        codec = data_cfg.codec()
+        shape = (count, *codec.map_shape, len(annotations.keypoint_names))
+        streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, codec))}
     save_npz(y_path, streamed=streamed, **arrays)  # written last: its hash marks the cache complete
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
@@ -446,13 +447,10 @@ def _warp_file(job):
     return image, transform
 
 
-def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
-    """The Gaussian heatmap targets, float16, `chunk` images at a time."""
+def _encode_heatmaps(xy_norm, visible, codec, chunk=256):
+    """The Gaussian heatmap targets of `codec` (the data config's), float16, `chunk` images at a time."""
     import keras  # only needed for cached heatmaps
 
-    from common.codecs import GaussianHeatmapCodec
-
-    codec = GaussianHeatmapCodec(data_cfg.heatmap_size[::-1], data_cfg.sigma)
     for i in range(0, len(xy_norm), chunk):
         heatmaps = codec.encode(xy_norm[i:i + chunk], visible[i:i + chunk])[0]
         yield keras.ops.convert_to_numpy(heatmaps).astype(np.float16)

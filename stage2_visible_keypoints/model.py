@@ -59,8 +59,8 @@ def compile_model(model, data_cfg, train_cfg, optimizer, jit_compile):
     """Focal heatmap loss (summed or averaged over the K maps) + coord_weight * masked L1 on
     visible keypoints, with `optimizer` (`common.training.make_optimizer`)."""
     heatmap_loss = FocalHeatmapLoss(alpha=train_cfg.focal_alpha, gamma=train_cfg.focal_gamma,
-                                    heatmap_size=data_cfg.heatmap_size[::-1], sigma=data_cfg.sigma,
-                                    keypoint_reduction=train_cfg.focal_keypoint_reduction)
+                                    keypoint_reduction=train_cfg.focal_keypoint_reduction,
+                                    **data_cfg.codec().get_config())
     model.compile(
         optimizer=optimizer,
         loss={"heatmap_logits": heatmap_loss, "keypoints": MaskedL1(), "confidence": None},

@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
-from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
@@ -140,9 +139,9 @@ def load_stage2_model(path, input_size=None):
     except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataError(f"cannot load the model ({first_line})", path) from None
-    model_hw = tuple(model.input.shape[1:3])
-    if input_size is not None and model_hw != tuple(input_size[::-1]):
-        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
+    model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
+    if input_size is not None and model_size != tuple(input_size):
+        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
                         f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
                         "(saved beside it as config.json)", path)
     return model
@@ -376,8 +375,7 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
     truth_input = y["xy_norm"] * input_size
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, y["transforms"])
-    codec = GaussianHeatmapCodec(cfg.data.heatmap_size[::-1], cfg.data.sigma)
-    argmax_norm, _ = codec.decode(_sigmoid(logits))
+    argmax_norm, _ = cfg.data.codec().decode(_sigmoid(logits))
     frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
     return {
         "counts": {"images": int(len(visible)), "keypoints_per_image": int(visible.shape[1]),

@@ -61,7 +61,6 @@ def compile_model(model, data_cfg, train_cfg, optimizer, jit_compile):
     """Focal-weighted MSE on the heatmaps, with `optimizer` (`common.training.make_optimizer`:
     AdamW with a StepLR-style decay by default)."""
     num_classes = model.output["heatmaps"].shape[-1] if isinstance(model.output, dict) else model.output.shape[-1]
-    loss = FocalMSEHeatmapLoss(alpha=train_cfg.alpha, beta=train_cfg.beta, heatmap_size=data_cfg.heatmap_size[::-1],
-                               num_classes=num_classes, sigma=data_cfg.sigma)
+    loss = FocalMSEHeatmapLoss(alpha=train_cfg.alpha, beta=train_cfg.beta, **data_cfg.codec(num_classes).get_config())
     model.compile(optimizer=optimizer, loss={"heatmaps": loss}, jit_compile=jit_compile)
     return model

@@ -84,6 +84,13 @@ class DataConfig:
         """Names of the heatmap channels."""
         return ("object",) if self.single_class else self.categories
 
+    def codec(self, num_classes=None):
+        """The centre codec of these maps (loss targets and decoding share it); `num_classes`
+        defaults to one map per class name (a model's own channel count may be given)."""
+        from common.codecs import CentreHeatmapCodec  # imports Keras: not at config-parsing time
+
+        return CentreHeatmapCodec(self.heatmap_size, num_classes or len(self.class_names), self.sigma)
+
 
 @dataclasses.dataclass
 class ModelConfig:

@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 import common.augment  # noqa: F401  (registers the layers for loading)
 from common.backbones import has_pretrained_weights
-from common.codecs import CentreHeatmapCodec
 from common.config import save_config, to_dict
 from common.data_io import file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
@@ -78,34 +77,34 @@ def load_centres_model(path):
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, sigma, keep_heatmaps=(), progress=True):
-    """Run the model on tiles batch by batch and decode every batch at once, so memory
-    holds the detections, not the heatmaps of a whole split.
+def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec, keep_heatmaps=(), progress=True):
+    """Run the model on tiles batch by batch and decode every batch at once with `codec`
+    (the data config's), so memory holds the detections, not the heatmaps of a whole split.
 
     Returns (detections, heatmaps): detections as `detect` returns them; heatmaps
     {tile index: (h, w, C) float32} for the tiles listed in `keep_heatmaps` (overlays).
     """
-    size = int(model.input.shape[1])
+    input_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
     parts, kept = [], {}
     keep_heatmaps = set(int(t) for t in keep_heatmaps)
     batch = use_cfg.batch_size
     for start in tqdm(range(0, len(tiles), batch), desc="predict", unit="batch", disable=not progress):
         heat = np.asarray(model.predict_on_batch(np.asarray(tiles[start:start + batch]))["heatmaps"], np.float32)
-        parts.append(tile_peaks(heat, np.arange(start, start + len(heat)), tile_transforms, size, use_cfg, sigma))
+        parts.append(tile_peaks(heat, np.arange(start, start + len(heat)), tile_transforms, input_size, use_cfg, codec))
         kept.update({t: heat[t - start] for t in keep_heatmaps if start <= t < start + len(heat)})
     peaks = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else None
     return merge_per_image(peaks, tile_image, use_cfg.merge_distance), kept
 
 
-def tile_peaks(heatmaps, tile_index, tile_transforms, input_size, use_cfg, sigma=1.5):
-    """Peaks of a batch of tiles' heatmaps (3x3 NMS, score threshold, sub-pixel refinement)
-    in original pixels. tile_index (B,): the tiles' rows in `tile_transforms` (T, 4).
+def tile_peaks(heatmaps, tile_index, tile_transforms, input_size, use_cfg, codec):
+    """Peaks of a batch of tiles' `(B, H, W, C)` heatmaps (`codec.decode`: 3x3 NMS, score
+    threshold, sub-pixel refinement) in original pixels. tile_index (B,): the tiles' rows in
+    `tile_transforms` (T, 4); input_size: (width, height) of the tiles the model took;
+    codec: a `CentreHeatmapCodec` (`DataConfig.codec`).
     Returns flat arrays {tile (P,), class (P,), xy (P, 2) original px, score (P,)}."""
-    _, height, width, channels = heatmaps.shape
-    codec = CentreHeatmapCodec((height, width), channels, sigma)
     peaks = codec.decode(heatmaps, threshold=use_cfg.score_threshold, max_peaks=use_cfg.max_peaks)
     tile = np.asarray(tile_index)[peaks["image"]]
-    xy_input = peaks["xy_norm"].astype(np.float64) * input_size
+    xy_input = peaks["xy_norm"].astype(np.float64) * np.asarray(input_size, np.float64)
     xy = to_original(xy_input[:, None, :], tile_transforms[tile])[:, 0, :]
     return {"tile": tile, "class": peaks["class"], "xy": xy, "score": peaks["score"]}
 
@@ -163,7 +162,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     shown = min(uc.max_overlays, len(names))
     first_tiles = [int(np.flatnonzero(tile_image == i)[0]) for i in range(shown)]
     start = time.perf_counter()
-    found, heatmaps = predict_and_detect(model, tiles, tile_image, transforms, uc, cfg.data.sigma,
+    found, heatmaps = predict_and_detect(model, tiles, tile_image, transforms, uc, cfg.data.codec(channels),
                                          keep_heatmaps=first_tiles, progress=progress)
     seconds = time.perf_counter() - start
 

@@ -23,7 +23,7 @@ def test_objects_seen_by_two_overlapping_tiles_come_back_once_in_original_pixels
         objects[t, :, :2], objects[t, :, 2], objects[t, :, 3] = xy_norm, classes, inside
     heatmaps = ops.convert_to_numpy(codec.encode(objects))
     use = UseConfig(score_threshold=0.5, merge_distance=8.0)
-    peaks = tile_peaks(heatmaps, np.arange(2), transforms, 64, use)
+    peaks = tile_peaks(heatmaps, np.arange(2), transforms, (64, 64), use, codec)
     assert len(peaks["tile"]) == 4  # the shared object once per tile
     found = merge_per_image(peaks, np.zeros(2, np.int64), use.merge_distance)
     order = np.argsort(found["xy"][:, 0])
@@ -32,3 +32,12 @@ def test_objects_seen_by_two_overlapping_tiles_come_back_once_in_original_pixels
     assert (found["image"] == 0).all()
     empty = merge_per_image(None, np.zeros(2, np.int64), 8.0)
     assert empty["xy"].shape == (0, 2)
+
+
+def test_the_data_config_builds_the_codec_of_its_maps():
+    from detection.centres_config import DataConfig
+
+    data = DataConfig(input_size=(64, 64), categories=("a", "b", "c"), sigma=2.0)
+    codec = data.codec()
+    assert codec.get_config() == {"heatmap_size": (16, 16), "num_classes": 3, "sigma": 2.0}
+    assert data.codec(1).num_classes == 1  # a model's own channel count
