@@ -35,7 +35,7 @@ def test_objects_seen_by_two_overlapping_tiles_come_back_once_in_original_pixels
 
 
 def test_the_data_config_builds_the_codec_of_its_maps():
-    from detection.centres_config import DataConfig
+    from detection.centres.centres_config import DataConfig
 
     data = DataConfig(input_size=(64, 64), categories=("a", "b", "c"), sigma=2.0)
     codec = data.codec()
