@@ -65,18 +65,19 @@ def run_arm(cfg, name, progress=False, callbacks=()):
     cfg = _replace(cfg, train={"output_dir": str(run_dir)})
     keras.backend.clear_session()
     start = time.perf_counter()
-    summary = pipeline.train(cfg, progress=progress, callbacks=callbacks, tensorboard=False)
+    summary = pipeline.train_from_cache(cfg, progress=progress, callbacks=callbacks, tensorboard=False)
     model = pipeline.load_model(run_dir / "best.keras")
     images, y = load_cache(cfg.data.cache_dir, "test", cfg.data)
     outputs = pipeline.predict(model, images, cfg.use.batch_size)
     decoder = pipeline.decoder_name(cfg)
-    xy_norm = pipeline.decode(outputs, decoder, cfg.data.sigma, logits=cfg.train.loss == "focal")
+    codec = cfg.data.codec()
+    xy_norm = pipeline.decode(outputs, decoder, codec, logits=cfg.train.loss == "focal")
     record = {"name": name, "config_hash": key, "training": summary["training"],
               "train_seconds": summary["seconds"], "seconds": round(time.perf_counter() - start, 1),
               "images_per_second": summary["images_per_second"], "seed": cfg.train.seed,
               "test": pipeline.evaluate(xy_norm, y, cfg.data.input_size, cfg.study.spacing_mm)}
     if decoder == "soft_argmax" and "heatmaps" in outputs:
-        argmax = pipeline.decode(outputs, "argmax_refine", cfg.data.sigma, logits=cfg.train.loss == "focal")
+        argmax = pipeline.decode(outputs, "argmax_refine", codec, logits=cfg.train.loss == "focal")
         record["test_argmax_refine"] = pipeline.evaluate(argmax, y, cfg.data.input_size, cfg.study.spacing_mm)
     np.save(run_dir / "test_xy_norm.npy", xy_norm.astype(np.float32))
     save_json(record_path, record)

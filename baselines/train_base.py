@@ -5,7 +5,7 @@
 Writes best.keras, model.keras, config.json, history.csv, plots/ into train.output_dir.
 A killed run resumes from its last finished epoch when the same command is run again.
 Options beyond the flags (every key is in baselines/config.py): --set train.loss=focal,
-train.augment=true, train.clipnorm=1.0, train.reduce_lr=false, train.sigma_curriculum=[4,3,2].
+train.augment=true, train.clipnorm=1.0, train.lr_schedule=constant, train.sigma_curriculum=[4,3,2].
 """
 
 import argparse
@@ -30,9 +30,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, help="train.seed (default 0)")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    from baselines.pipeline import train  # after parsing: --help needs no Keras
+    from baselines.pipeline import train_from_cache  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
-    summary = train(cfg, split=args.split, progress=not args.quiet)
+    summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     print(f"trained {summary['kind']} net: {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
           f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
           f"{summary['seconds']} s ({summary['images_per_second']} images/s)")

@@ -6,29 +6,29 @@
 
 Renders --train-images and --test-images shapes images into --work-dir/shapes (kept
 when a split of the same size is there), preprocesses them (caches are reused), trains
-with `detection.ssd_pipeline.train` (the same call as train_det.py; a finished run in
+with `detection.ssd.ssd_pipeline.train_from_cache` (the same call as train_det.py; a finished run in
 --work-dir/model is started afresh) and evaluates with `use` (as use_det.py). Prints a
 table (training minutes, images/s, mAP@0.5 VOC all-point, COCO mAP@[.5:.95], per-class
 AP@0.5, recall per size band and the share of each band's true positives found by its
-main scale) and writes it with the settings, backend, precision and machine to --out.
+main scale) and writes it with the resolved config to --output-dir/det_accuracy.json
+(`results_io.write_result`: command, backend, device, precision, versions, commit).
 --skip-training evaluates a run finished earlier in train.output_dir instead (e.g. one
 made by train_det.py with the same config), taking its times from training_log.json.
 """
 
 import argparse
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
-
 from common import cli
 from common.config import load_config, to_dict
-from common.data_io import load_json, save_json
-from detection.box_cache import preprocess
-from detection.shapes import ShapesConfig, write_shapes
-from detection.ssd_config import DetConfig
+from common.data_io import load_json
+from detection.ssd.box_cache import preprocess
+from detection.ssd.shapes import ShapesConfig, write_shapes
+from detection.ssd.ssd_config import DetConfig
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def _render_if_missing(shapes_dir, split, count, seed, workers, progress=True):
@@ -47,14 +47,14 @@ def main(argv=None):
     parser.add_argument("--test-images", type=int, default=500, help="%(default)s")
     cli.add_seed(parser, "render seed")
     cli.add_workers(parser, "render / preprocess processes", default=2)
-    parser.add_argument("--out", default="bench/results/det_accuracy.json", help="%(default)s")
+    parser.add_argument("--output-dir", default="results", help="folder for det_accuracy.json (%(default)s)")
     cli.add_quiet(parser)
     parser.add_argument("--skip-training", action="store_true",
                         help="evaluate the finished run in train.output_dir (its training_log.json gives the times)")
     args = parser.parse_args(argv)
     # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
     import keras
-    from detection.ssd_pipeline import train, use
+    from detection.ssd.ssd_pipeline import train_from_cache, use
     work = Path(args.work_dir)
     overrides = [f"data.data_dir={work / 'shapes'}", f"data.cache_dir={work / 'cache'}",
                  f"train.output_dir={work / 'model'}", f"use.output_dir={work / 'predictions'}"]
@@ -70,7 +70,7 @@ def main(argv=None):
         if model_dir.exists() and not (model_dir / "backup").exists():
             shutil.rmtree(model_dir)  # a finished earlier run: train afresh (a killed one resumes)
         start = time.perf_counter()
-        trained = train(cfg, progress=not args.quiet)
+        trained = train_from_cache(cfg, progress=not args.quiet)
         train_minutes = (time.perf_counter() - start) / 60
     result = use(cfg, Path(cfg.train.output_dir) / "best.keras", split="test", progress=not args.quiet)
     s = result["summary"]
@@ -88,16 +88,15 @@ def main(argv=None):
     print(f"\nbackend {keras.backend.backend()}, {trained['policy']}, {os.cpu_count()} CPU cores")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    save_json(args.out, {
-        "command": "python bench/det_accuracy.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
-        "backend": keras.backend.backend(), "precision": trained["policy"], "machine": platform.machine(),
-        "cpu_cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "train_minutes": round(train_minutes, 2),
+    path = write_result(Path(args.output_dir) / "det_accuracy.json", {
+        "training_precision": trained["policy"], "load_average_at_end": os.getloadavg(),
+        "train_minutes": round(train_minutes, 2),
         "train_images": trained["train_images"], "val_images": trained["val_images"],
         "test_images": args.test_images, "epochs_run": trained["epochs_run"],
         "images_per_second": trained["images_per_second"], "map50_voc": s["map50"], "coco_map": s["coco_map"],
         "coco_map50": s["coco_map50"], "per_class": s["per_class"], "scale_statistics": s["scale_statistics"],
-        "history": trained["history"], "config": to_dict(cfg)})
-    print(f"written: {args.out}")
+        "history": trained["history"]}, settings={"args": vars(args), "config": to_dict(cfg)}, argv=argv)
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

@@ -183,12 +183,12 @@ def affine_matrices(angle, scale, shift, image_size):
             clockwise on screen, as y points down).
         scale: `(batch,)` zoom factors.
         shift: `(batch, 2)` translation `(tx, ty)` in pixels.
-        image_size: `(height, width)`.
+        image_size: `(width, height)` in pixels.
     """
     angle = ops.cast(ops.convert_to_tensor(angle), "float32")
     scale = ops.cast(ops.convert_to_tensor(scale), "float32")
     shift = ops.cast(ops.convert_to_tensor(shift), "float32")
-    height, width = image_size
+    width, height = image_size
     cx, cy = width / 2.0, height / 2.0
     cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
     tx = cx + shift[:, 0] - (cos * cx - sin * cy)
@@ -199,9 +199,8 @@ def affine_matrices(angle, scale, shift, image_size):
 
 
 def transform_keypoints(xy_norm, matrices, image_size):
-    """Move `(batch, K, 2)` normalised keypoints with the forward matrices."""
-    height, width = image_size
-    size = ops.convert_to_tensor([width, height], dtype="float32")
+    """Move `(batch, K, 2)` normalised keypoints with the forward matrices; image_size: `(width, height)`."""
+    size = ops.convert_to_tensor(image_size, dtype="float32")
     xy = ops.cast(ops.convert_to_tensor(xy_norm), "float32") * size
     moved = ops.einsum("bij,bkj->bki", matrices[:, :, :2], xy) + matrices[:, None, :, 2]
     return moved / size
@@ -254,19 +253,19 @@ class KeypointAffineAugment:
         self.fill_mode = fill_mode
 
     def matrices(self, uniform, image_size):
-        """`(batch, 4)` uniforms -> `(batch, 2, 3)` forward matrices."""
+        """`(batch, 4)` uniforms -> `(batch, 2, 3)` forward matrices; image_size: `(width, height)`."""
         u = ops.cast(ops.convert_to_tensor(uniform), "float32")
         angle = (2.0 * u[:, 0] - 1.0) * math.radians(self.rotation_degrees)
         low, high = self.scale_range
         scale = low + (high - low) * u[:, 1]
-        size = ops.convert_to_tensor([image_size[1], image_size[0]], dtype="float32")
+        size = ops.convert_to_tensor(image_size, dtype="float32")
         shift = (2.0 * u[:, 2:4] - 1.0) * self.translation * size
         return affine_matrices(angle, scale, shift, image_size)
 
     def __call__(self, images, xy_norm, visible, uniform):
         """Returns (images in the input dtype, xy_norm (batch, K, 2), visible (batch, K) float32)."""
         dtype = keras.backend.standardize_dtype(images.dtype)
-        image_size = tuple(images.shape[1:3])
+        image_size = (images.shape[2], images.shape[1])  # (width, height) of (batch, H, W, C)
         matrices = self.matrices(uniform, image_size)
         warped = warp_images(images, matrices, self.fill_mode)
         if "int" in dtype:

@@ -5,6 +5,10 @@ One codec object builds the training targets (`encode`) and decodes the predicti
 
 Conventions (stated once here; every heatmap function in the package follows them):
 
+- Sizes passed between functions are `(width, height)`, as in the configs, PIL and
+  `common.geometry`: `heatmap_size=(48, 32)` is 48 pixels wide and 32 high. Arrays keep
+  numpy's shapes, so that codec's maps are `(batch, 32, 48, K)`; `map_shape` gives the
+  `(H, W)` of an array, and that is the one place the two orders meet.
 - Heatmaps are channels-last: `(batch, H, W, K)`, one map per keypoint.
 - Keypoints are `xy_norm`, `(batch, K, 2)` as `(x, y)` normalised to `[0, 1]` of the
   frame. Coordinates are continuous: pixel `i` covers `[i, i + 1)` and its centre is
@@ -27,7 +31,7 @@ class GaussianHeatmapCodec:
     """Unnormalised Gaussian heatmaps with argmax + log-parabola decoding.
 
     Args:
-        heatmap_size: `(H, W)` of the heatmaps in pixels.
+        heatmap_size: `(width, height)` of the heatmaps in pixels.
         sigma: standard deviation of the Gaussian in heatmap pixels.
     """
 
@@ -40,13 +44,32 @@ class GaussianHeatmapCodec:
             or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in heatmap_size)
         ):
             raise ValueError(
-                "`heatmap_size` must be two positive integers (H, W). "
+                "`heatmap_size` must be two positive integers (width, height). "
                 f"Received: heatmap_size={heatmap_size}"
             )
         if not sigma > 0:
             raise ValueError(f"`sigma` must be positive. Received: sigma={sigma}")
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
+
+    @property
+    def map_shape(self):
+        """`(H, W)`: the array shape of one map (numpy order, the reverse of `heatmap_size`)."""
+        width, height = self.heatmap_size
+        return (height, width)
+
+    def check_maps(self, heatmaps, name="heatmaps"):
+        """Raise unless `(batch, H, W, K)` maps are of this codec's size (a static `None` passes).
+
+        A map decoded or scored with the wrong codec would give keypoints scaled by the
+        wrong side; a swapped width and height fails here instead.
+        """
+        shape = tuple(heatmaps.shape)
+        if len(shape) != 4:
+            raise ValueError(f"`{name}` must have shape (batch, H, W, K). Received: shape={shape}")
+        if None not in shape[1:3] and tuple(int(s) for s in shape[1:3]) != self.map_shape:
+            raise ValueError(f"`{name}` maps are (H, W) = {tuple(shape[1:3])} but the codec's "
+                             f"heatmap_size={self.heatmap_size} (width, height) gives {self.map_shape}")
 
     def encode(self, xy_norm, visible=None):
         """Build Gaussian target heatmaps (keras.ops; numpy or backend tensors).
@@ -61,10 +84,10 @@ class GaussianHeatmapCodec:
             visible: `(batch, K)` visibility, or None for all visible.
 
         Returns:
-            heatmaps: `(batch, H, W, K)` float32.
+            heatmaps: `(batch, H, W, K)` float32, `(H, W) = map_shape`.
             weights: `(batch, K)` float32, 1 for a keypoint with a target peak.
         """
-        height, width = self.heatmap_size
+        width, height = self.heatmap_size
         xy_norm = ops.cast(ops.convert_to_tensor(xy_norm), "float32")
         x_norm, y_norm = xy_norm[..., 0], xy_norm[..., 1]
         inside = (x_norm >= 0.0) & (x_norm <= 1.0) & (y_norm >= 0.0) & (y_norm <= 1.0)
@@ -93,17 +116,14 @@ class GaussianHeatmapCodec:
         neighbourhood (e.g. an all-zero map) keeps the pixel centre.
 
         Args:
-            heatmaps: `(batch, H, W, K)` numpy array or backend tensor.
+            heatmaps: `(batch, H, W, K)` numpy array or backend tensor, `(H, W) = map_shape`.
 
         Returns:
             xy_norm: `(batch, K, 2)` float32 keypoints in `[0, 1]`.
             scores: `(batch, K)` float32 peak values.
         """
         heatmaps = np.asarray(ops.convert_to_numpy(heatmaps), dtype=np.float32)
-        if heatmaps.ndim != 4:
-            raise ValueError(
-                f"`heatmaps` must have shape (batch, H, W, K). Received: shape={heatmaps.shape}"
-            )
+        self.check_maps(heatmaps)
         batch, height, width, num_keypoints = heatmaps.shape
         maps = heatmaps.transpose(0, 3, 1, 2)  # (batch, K, H, W)
         flat_index = maps.reshape(batch, num_keypoints, -1).argmax(axis=-1)
@@ -162,7 +182,7 @@ class CentreHeatmapCodec:
     log-parabola sub-pixel refinement of `GaussianHeatmapCodec.decode` at each peak.
 
     Args:
-        heatmap_size: `(H, W)` of the heatmaps in pixels.
+        heatmap_size: `(width, height)` of the heatmaps in pixels.
         num_classes: C, the number of maps.
         sigma: standard deviation of the Gaussians in heatmap pixels.
     """
@@ -172,7 +192,15 @@ class CentreHeatmapCodec:
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
         self.heatmap_size, self.sigma = self.gaussian.heatmap_size, self.gaussian.sigma
+        self.map_shape = self.gaussian.map_shape
         self.num_classes = int(num_classes)
+
+    def check_maps(self, heatmaps, name="heatmaps"):
+        """Raise unless `(B, H, W, C)` maps have this codec's `map_shape` and C classes."""
+        self.gaussian.check_maps(heatmaps, name)
+        channels = heatmaps.shape[-1]
+        if channels is not None and int(channels) != self.num_classes:
+            raise ValueError(f"`{name}` have {channels} maps but the codec has num_classes={self.num_classes}")
 
     def encode(self, objects):
         """`(B, M, 4)` objects -> `(B, H, W, C)` float32 target heatmaps (keras.ops).
@@ -195,8 +223,7 @@ class CentreHeatmapCodec:
         (peak height). `max_peaks` keeps at most that many per image (highest first).
         """
         heatmaps = np.asarray(ops.convert_to_numpy(heatmaps), dtype=np.float32)
-        if heatmaps.ndim != 4:
-            raise ValueError(f"`heatmaps` must have shape (B, H, W, C). Received: shape={heatmaps.shape}")
+        self.check_maps(heatmaps)
         batch, height, width, _ = heatmaps.shape
         b, row, col, cls = np.nonzero(peak_mask(heatmaps) & (heatmaps >= threshold))
         score = heatmaps[b, row, col, cls]

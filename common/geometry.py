@@ -6,6 +6,13 @@ image. Normalised coordinates are pixels divided by the frame size, so a point a
 centre of pixel j of a W-wide map has x_norm = (j + 0.5) / W. Pillow's `resize` uses the
 same convention, which is why the image warp below and the point transform agree.
 
+Sizes: every size passed between functions of the package (image, canvas, crop, input
+and heatmap sizes, in configs, caches and arguments) is `(width, height)`, as Pillow's
+`Image.size`; points are `(x, y)` in the same order. Arrays keep numpy's shapes:
+images `(H, W, 3)` or `(N, H, W, 3)`, heatmaps `(N, H, W, K)`. The one place that turns a
+heatmap size into an array shape is `common.codecs` (`map_shape`); a model's input
+size is read from its `(batch, H, W, 3)` input as `(shape[2], shape[1])`.
+
 Arrays carry their frame in their name: `xy_original` (source image pixels),
 `xy_input` (model input pixels), `xy_norm` ([0, 1] of the input frame).
 

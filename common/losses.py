@@ -3,6 +3,19 @@
 Shapes follow `common.codecs`: heatmaps `(batch, H, W, K)`, keypoints `(batch, K, 3)`
 as normalised `(x, y, visible)`. Predictions are cast to float32 first, so the losses
 are computed in float32 under mixed precision.
+
+The losses that build Gaussian targets take the codec's config, `heatmap_size`
+`(width, height)` and `sigma` (`FocalHeatmapLoss(**codec.get_config())`), and build their
+codec from it, so that `get_config` alone restores them.
+
+Saved models: until the size convention was made one, these losses stored
+`heatmap_size` as `(H, W)`. A loss restored from such a file reads it as
+`(width, height)`. That is harmless, so no conversion is kept: the package loads models
+with `compile=False` and recompiles them from the run's config (`grep load_model`; only
+`bench/stage2_inference.py` restores the compiled loss, and it only predicts); square
+maps (the defaults, and every shipped config) read the same either way; and a
+non-square one fails the loss's shape check on its first call instead of training on
+swapped targets.
 """
 
 import math
@@ -42,7 +55,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
     Args:
         alpha: weight of the positive (target 1) term.
         gamma: focusing exponent.
-        heatmap_size: `(H, W)` of the targets built from keypoints.
+        heatmap_size: `(width, height)` of the targets built from keypoints.
         sigma: Gaussian sigma in heatmap pixels for targets built from keypoints.
         from_logits: whether `y_pred` are logits (True) or probabilities.
         keypoint_reduction: `"mean"` or `"sum"` over the K maps.
@@ -77,20 +90,7 @@ class FocalHeatmapLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
         y_true = ops.cast(y_true, "float32")
-        if len(y_true.shape) == 3:
-            if tuple(y_pred.shape[1:3]) != self.heatmap_size and None not in y_pred.shape[1:3]:
-                raise ValueError(
-                    f"`y_pred` heatmaps are {tuple(y_pred.shape[1:3])} but the loss builds "
-                    f"targets of heatmap_size={self.heatmap_size}"
-                )
-            targets, _ = self.codec.encode(y_true[..., :2], y_true[..., 2])
-        elif len(y_true.shape) == 4:
-            targets = y_true
-        else:
-            raise ValueError(
-                "`y_true` must be keypoints (batch, K, 3) or heatmaps (batch, H, W, K). "
-                f"Received: shape={y_true.shape}"
-            )
+        targets = _keypoint_targets(y_true, self.codec, y_pred)
 
         if self.from_logits:
             probs = ops.sigmoid(y_pred)
@@ -166,7 +166,7 @@ class FocalMSEHeatmapLoss(keras.losses.Loss):
     Args:
         alpha: focusing exponent on the prediction (2 in CenterNet).
         beta: exponent of the penalty reduction near centres (4 in CenterNet).
-        heatmap_size: `(H, W)` of targets built from objects.
+        heatmap_size: `(width, height)` of targets built from objects.
         num_classes: C, for targets built from objects.
         sigma: Gaussian sigma in heatmap pixels, for targets built from objects.
     """
@@ -194,10 +194,7 @@ class FocalMSEHeatmapLoss(keras.losses.Loss):
         y_pred = ops.clip(ops.cast(y_pred, "float32"), 0.0, 1.0)
         y_true = ops.cast(y_true, "float32")
         if len(y_true.shape) == 3:
-            expected = self.heatmap_size + (self.num_classes,)
-            if tuple(y_pred.shape[1:]) != expected and None not in y_pred.shape[1:]:
-                raise ValueError(f"`y_pred` is {tuple(y_pred.shape[1:])} per image but the loss builds targets "
-                                 f"of heatmap_size + (num_classes,) = {expected}")
+            self.codec.check_maps(y_pred, "y_pred")
             targets = self.codec.encode(y_true)
         elif len(y_true.shape) == 4:
             targets = y_true
@@ -224,9 +221,7 @@ class FocalMSEHeatmapLoss(keras.losses.Loss):
 def _keypoint_targets(y_true, codec, y_pred):
     """Target heatmaps from `(batch, K, 3)` keypoints, or `y_true` itself when it is heatmaps."""
     if len(y_true.shape) == 3:
-        if tuple(y_pred.shape[1:3]) != codec.heatmap_size and None not in y_pred.shape[1:3]:
-            raise ValueError(f"`y_pred` heatmaps are {tuple(y_pred.shape[1:3])} but the loss builds "
-                             f"targets of heatmap_size={codec.heatmap_size}")
+        codec.check_maps(y_pred, "y_pred")
         return codec.encode(y_true[..., :2], y_true[..., 2])[0]
     if len(y_true.shape) == 4:
         return y_true
@@ -342,7 +337,8 @@ class HeatmapPeakLoss(keras.losses.Loss):
         beta: weight of the peak-distance term (per heatmap pixel).
         foreground_weight: extra weight of the pixels under the target Gaussians.
         softargmax_beta, debias: soft-argmax temperature and bias correction.
-        heatmap_size, sigma: target heatmaps of `GaussianHeatmapCodec`.
+        heatmap_size, sigma: target heatmaps of `GaussianHeatmapCodec`; `heatmap_size` is
+            `(width, height)`.
     """
 
     def __init__(self, alpha=1.0, beta=1e-3, softargmax_beta=15.0, debias=False, heatmap_size=(64, 64),
@@ -369,7 +365,7 @@ class HeatmapPeakLoss(keras.losses.Loss):
         if self.beta == 0.0:
             return loss
         visible = ops.cast(y_true[..., 2] > 0, "float32")
-        size = ops.convert_to_tensor([self.heatmap_size[1], self.heatmap_size[0]], dtype="float32")
+        size = ops.convert_to_tensor(self.heatmap_size, dtype="float32")  # (width, height), as xy
         xy = soft_argmax(y_pred, beta=self.softargmax_beta, debias=self.debias)
         delta = (xy - ops.where(visible[..., None] > 0, y_true[..., :2], 0.5)) * size
         # sqrt(x + tiny): the gradient stays finite at a distance of exactly 0.

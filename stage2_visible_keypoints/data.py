@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.config import check_cache_config, config_hash
 from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
-from common.pose import pose_error_summary
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
+from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
+from stage2_visible_keypoints.pose import pose_error_summary
 
 CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
               "heatmap_size", "sigma", "config_hash", "config_json")
@@ -83,7 +83,7 @@ class Annotations:
 class ObjectModel:
     """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
     vertices in keypoint order), plus the mesh faces, the edges drawn from them
-    (`common.mesh.feature_edges`, computed here once) and the keypoint names."""
+    (`stage2_visible_keypoints.mesh.feature_edges`, computed here once) and the keypoint names."""
 
     camera: Camera
     keypoints_3d: np.ndarray
@@ -180,7 +180,7 @@ def read_poses(label_path):
 
 def score_poses(pred_path, label_path):
     """SPEED errors of the poses in `pred_path` against those in `label_path` (both read
-    by `read_poses`), matched by file name: `common.pose.pose_error_summary` over the
+    by `read_poses`), matched by file name: `stage2_visible_keypoints.pose.pose_error_summary` over the
     labelled images, where one with no predicted pose counts as unsolved, plus
     `predicted_not_labelled`, the predictions left out."""
     predicted, labels = read_poses(pred_path), read_poses(label_path)
@@ -425,8 +425,9 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
     streamed = None
     if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
-        shape = (count, *data_cfg.heatmap_size[::-1], len(annotations.keypoint_names))
-        streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, data_cfg))}
+        codec = data_cfg.codec()
+        shape = (count, *codec.map_shape, len(annotations.keypoint_names))
+        streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, codec))}
     save_npz(y_path, streamed=streamed, **arrays)  # written last: its hash marks the cache complete
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
 
@@ -446,13 +447,10 @@ def _warp_file(job):
     return image, transform
 
 
-def _encode_heatmaps(xy_norm, visible, data_cfg, chunk=256):
-    """The Gaussian heatmap targets, float16, `chunk` images at a time."""
+def _encode_heatmaps(xy_norm, visible, codec, chunk=256):
+    """The Gaussian heatmap targets of `codec` (the data config's), float16, `chunk` images at a time."""
     import keras  # only needed for cached heatmaps
 
-    from common.codecs import GaussianHeatmapCodec
-
-    codec = GaussianHeatmapCodec(data_cfg.heatmap_size[::-1], data_cfg.sigma)
     for i in range(0, len(xy_norm), chunk):
         heatmaps = codec.encode(xy_norm[i:i + chunk], visible[i:i + chunk])[0]
         yield keras.ops.convert_to_numpy(heatmaps).astype(np.float16)

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.camera import Camera, load_camera_json
 from common.errors import DataError
 from common.geometry import to_original, warp_image, warp_image_file
-from common.mesh import default_keypoint_names, load_obj
-from common.pose import PnPResult, solve_pnp
 from common.run_config import load_run_config
+from stage2_visible_keypoints.camera import Camera, load_camera_json
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh, \
     read_keypoint_names
+from stage2_visible_keypoints.mesh import default_keypoint_names, load_obj
+from stage2_visible_keypoints.pose import PnPResult, solve_pnp
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ class KeypointPrediction:
     keypoints_original: (K, 2) in the image's own pixels; keypoints_input: (K, 2) in the
     model input frame; confidence: (K,) peak heights; visible_pred: (K,) bool, confidence
     >= `use.visibility_threshold`; keypoint_names: K names; transform: (4,) image -> input
-    frame (`common.geometry`); image_size: (width, height); pose: `common.pose.PnPResult`
+    frame (`common.geometry`); image_size: (width, height); pose: `stage2_visible_keypoints.pose.PnPResult`
     from the predicted-visible keypoints, or None (no camera and mesh, or no pose found).
     """
 
@@ -214,9 +214,9 @@ def load_stage2_model(path, input_size=None):
     except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataError(f"cannot load the model ({first_line})", path) from None
-    model_hw = tuple(model.input.shape[1:3])
-    if input_size is not None and model_hw != tuple(input_size[::-1]):
-        raise DataError(f"model takes {model_hw[1]}x{model_hw[0]} images but data.input_size is "
+    model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
+    if input_size is not None and model_size != tuple(input_size):
+        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
                         f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
                         "(saved beside it as config.json)", path)
     return model

@@ -106,11 +106,14 @@ def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsy
     assert summary["config"]["train"]["epochs"] == 1 and summary["decoder"] == "argmax_refine"
     assert summary["model"]["run_config"] == str(model.parent / "config.json")
     # Decoded as logits: the sub-pixel refinement differs from decoding the raw maps.
-    images, y = load_cache(cache, "test", DataConfig(input_size=64, heatmap_size=32))
+    data_cfg = DataConfig(input_size=64, heatmap_size=32)
+    images, y = load_cache(cache, "test", data_cfg)
     outputs = predict(load_model(model), images)
     with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
-        np.testing.assert_allclose(p["xy_norm"], decode(outputs, "argmax_refine", logits=True), atol=1e-6)
-        assert not np.allclose(p["xy_norm"], decode(outputs, "argmax_refine", logits=False), atol=1e-6)
+        np.testing.assert_allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=True),
+                                   atol=1e-6)
+        assert not np.allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=False),
+                               atol=1e-6)
         xy_original = p["xy_original"]
     # The same images from their files (--images): the same keypoints, in the files' pixels.
     assert cli.run(use_base.main, ["--model", str(model), "--images", str(data / "images" / "test"),

@@ -120,6 +120,22 @@ def test_scale_about_the_centre_keeps_a_blob_on_its_keypoint():
     np.testing.assert_allclose(_centroid(warped), moved[0, 0] * 32, atol=0.05)
 
 
+def test_non_square_image_keeps_a_blob_on_its_keypoint():
+    """A 48 wide x 32 high image through KeypointAffineAugment (which reads (width, height)
+    from the (batch, H, W, C) images): a quarter turn about the centre (24, 16) maps
+    (x, y) -> (24 - (y - 16), 16 + (x - 24)), so (30.5, 12.5) lands on (27.5, 22.5)."""
+    ys, xs = np.mgrid[:32, :48] + 0.5
+    blob = np.exp(-((xs - 30.5) ** 2 + (ys - 12.5) ** 2) / (2 * 1.5**2)).astype(np.float32)
+    augment = KeypointAffineAugment(rotation_degrees=90, scale_range=(1.0, 1.0), translation=0.0, fill_mode="constant")
+    quarter_turn = np.array([[1.0, 0.5, 0.5, 0.5]], np.float32)  # angle +90 deg, scale 1, no shift
+    xy_norm = np.array([[[30.5 / 48, 12.5 / 32]]], np.float32)
+    warped, moved, visible = augment(blob[None, ..., None], xy_norm, np.ones((1, 1)), quarter_turn)
+    moved_px = ops.convert_to_numpy(moved)[0, 0] * (48, 32)
+    np.testing.assert_allclose(moved_px, [27.5, 22.5], atol=1e-4)
+    np.testing.assert_allclose(_centroid(ops.convert_to_numpy(warped)[0, ..., 0]), moved_px, atol=0.05)
+    assert ops.convert_to_numpy(visible)[0, 0] == 1.0
+
+
 def test_augment_identity_uint8_and_outside_keypoints_become_invisible():
     augment = KeypointAffineAugment(rotation_degrees=10, scale_range=(0.5, 1.5), translation=0.5)
     images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1)).astype(np.uint8)

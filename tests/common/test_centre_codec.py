@@ -43,10 +43,30 @@ def test_peak_mask_keeps_one_pixel_of_a_plateau_and_decode_options():
     maps[0, 0, 5, 0] = 0.4    # a corner peak
     mask = peak_mask(maps)
     assert (mask & (maps > 0)).sum() == 2 and mask[0, 2, 2, 0] and mask[0, 0, 5, 0]  # the first of the plateau
-    codec = CentreHeatmapCodec((5, 6))
+    codec = CentreHeatmapCodec((6, 5))  # (width, height) of the (5, 6) maps
     assert len(codec.decode(maps, threshold=0.5)["score"]) == 1
     two = codec.decode(np.concatenate([maps, maps]), threshold=0.3, max_peaks=1)
     np.testing.assert_array_equal(two["image"], [0, 1])
     np.testing.assert_allclose(two["score"], [0.8, 0.8])
     # The parabola through the plateau's log values puts the centre midway between its two pixels.
     np.testing.assert_allclose(two["xy_norm"][0], [3.0 / 6, 2.5 / 5], atol=1e-6)
+
+
+def test_non_square_round_trip_and_config():
+    """48 wide x 32 high: peaks at (col x, row y), decoded x and y each right; swapped maps refused."""
+    codec = CentreHeatmapCodec((48, 32), num_classes=2, sigma=1.5)
+    xy_heatmap = np.array([[40.5, 5.5], [7.25, 26.8]])
+    rows = np.concatenate([xy_heatmap / [48, 32], [[1, 1], [0, 1]]], axis=1)
+    targets = ops.convert_to_numpy(codec.encode(_objects(rows)))
+    assert targets.shape == (1, 32, 48, 2)
+    assert targets[0, 5, 40, 1] == pytest.approx(1.0)  # row 5 = y, column 40 = x, class 1
+    peaks = codec.decode(targets, threshold=0.5)
+    order = np.argsort(peaks["class"])[::-1]  # class 1 first, as in xy_heatmap
+    np.testing.assert_allclose(peaks["xy_norm"][order, 0] * 48, xy_heatmap[:, 0], atol=0.02)
+    np.testing.assert_allclose(peaks["xy_norm"][order, 1] * 32, xy_heatmap[:, 1], atol=0.02)
+    restored = CentreHeatmapCodec.from_config(codec.get_config())
+    assert restored.get_config() == {"heatmap_size": (48, 32), "num_classes": 2, "sigma": 1.5}
+    with pytest.raises(ValueError, match="heatmap_size=\\(48, 32\\)"):
+        codec.decode(np.zeros((1, 48, 32, 2), np.float32))
+    with pytest.raises(ValueError, match="num_classes=2"):
+        codec.decode(np.zeros((1, 32, 48, 3), np.float32))

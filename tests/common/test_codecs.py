@@ -7,23 +7,22 @@ from keras import ops
 from common.codecs import GaussianHeatmapCodec
 
 
-def _px_to_norm(xy_px, size_hw):
-    """(batch, K, 2) heatmap pixels -> normalised, with (H, W) = size_hw."""
-    height, width = size_hw
-    return (np.asarray(xy_px, np.float32) / np.array([width, height], np.float32)).astype(np.float32)
+def _px_to_norm(xy_px, size):
+    """(batch, K, 2) heatmap pixels -> normalised, with size = (width, height)."""
+    return (np.asarray(xy_px, np.float32) / np.array(size, np.float32)).astype(np.float32)
 
 
-@pytest.mark.parametrize("size_hw", [(64, 64), (48, 80)])
-def test_encode_decode_round_trip_centre_between_pixels_border(size_hw):
-    height, width = size_hw
-    codec = GaussianHeatmapCodec(size_hw, sigma=2.0)
+@pytest.mark.parametrize("size", [(64, 64), (80, 48)])
+def test_encode_decode_round_trip_centre_between_pixels_border(size):
+    width, height = size
+    codec = GaussianHeatmapCodec(size, sigma=2.0)
     xy_px = [[
         [width / 2, height / 2],  # between the two middle pixel centres
         [10.3, 20.7],  # between pixel centres
         [0.7, height - 0.8],  # peak in the first column / last row
         [width - 0.5, 0.5],  # exactly on the last / first pixel centre
     ]]
-    xy_norm = _px_to_norm(xy_px, size_hw)
+    xy_norm = _px_to_norm(xy_px, size)
     heatmaps, weights = codec.encode(xy_norm)
     heatmaps = ops.convert_to_numpy(heatmaps)
     assert heatmaps.shape == (1, height, width, 4) and heatmaps.dtype == np.float32
@@ -94,8 +93,40 @@ def test_bad_arguments_echo_the_value():
 
 
 def test_config_round_trip():
-    codec = GaussianHeatmapCodec([32, 48], sigma=1.5)
-    assert GaussianHeatmapCodec.from_config(codec.get_config()).get_config() == {
-        "heatmap_size": (32, 48),
-        "sigma": 1.5,
-    }
+    codec = GaussianHeatmapCodec([48, 32], sigma=1.5)  # a JSON list, (width, height)
+    restored = GaussianHeatmapCodec.from_config(codec.get_config())
+    assert restored.get_config() == {"heatmap_size": (48, 32), "sigma": 1.5}
+    assert restored.map_shape == (32, 48)
+
+
+# --- Non-square maps: 48 wide x 32 high. Each test fails if width and height are swapped. ---
+
+WIDE = (48, 32)  # (width, height)
+
+
+def test_non_square_encode_puts_the_peak_at_column_x_row_y():
+    codec = GaussianHeatmapCodec(WIDE, sigma=1.0)
+    xy_px = [[[40.5, 5.5], [3.5, 28.5]]]  # on pixel centres: (col 40, row 5) and (col 3, row 28)
+    heatmaps = ops.convert_to_numpy(codec.encode(_px_to_norm(xy_px, WIDE))[0])
+    assert heatmaps.shape == (1, 32, 48, 2)  # (batch, H, W, K)
+    for k, (col, row) in enumerate([(40, 5), (3, 28)]):
+        assert np.unravel_index(heatmaps[0, :, :, k].argmax(), (32, 48)) == (row, col)
+        assert heatmaps[0, row, col, k] == pytest.approx(1.0)
+    # One pixel right is 1 px away (exp(-1/2)); one pixel down, also; a swapped scale would not be.
+    assert heatmaps[0, 5, 41, 0] == pytest.approx(math.exp(-0.5), rel=1e-5)
+    assert heatmaps[0, 6, 40, 0] == pytest.approx(math.exp(-0.5), rel=1e-5)
+
+
+def test_non_square_round_trip_checks_x_and_y_separately():
+    codec = GaussianHeatmapCodec(WIDE, sigma=1.5)
+    xy_px = np.array([[[43.2, 3.7], [7.9, 26.3], [24.0, 16.0], [0.6, 31.4]]], np.float32)
+    decoded, _ = codec.decode(codec.encode(_px_to_norm(xy_px, WIDE))[0])
+    decoded_px = decoded * np.array(WIDE, np.float32)
+    np.testing.assert_allclose(decoded_px[..., 0], xy_px[..., 0], atol=0.02)  # x, in pixels of the 48 wide map
+    np.testing.assert_allclose(decoded_px[..., 1], xy_px[..., 1], atol=0.02)  # y, in pixels of the 32 high map
+
+
+def test_decode_refuses_maps_of_the_swapped_size():
+    codec = GaussianHeatmapCodec(WIDE)
+    with pytest.raises(ValueError, match=r"\(H, W\) = \(48, 32\).*heatmap_size=\(48, 32\)"):
+        codec.decode(np.zeros((1, 48, 32, 1), np.float32))

@@ -57,3 +57,18 @@ def test_focal_mse_objects_path_equals_heatmap_path_and_serialises():
     with pytest.raises(ValueError, match="num_classes"):
         loss(objects, np.zeros((2, 16, 16, 3), np.float32))
     assert math.isfinite(_value(loss, objects, np.zeros_like(probs)))
+
+
+def test_non_square_targets_peak_at_x_y():
+    """48 wide x 32 high: the loss's targets from objects are the codec's maps, peak at (col x, row y)."""
+    codec = CentreHeatmapCodec((48, 32), num_classes=1, sigma=1.5)
+    loss = FocalMSEHeatmapLoss(**codec.get_config())
+    objects = np.array([[[40.5 / 48, 5.5 / 32, 0, 1]]], np.float32)
+    cols, rows = np.meshgrid(np.arange(48) + 0.5, np.arange(32) + 0.5)
+    targets = np.exp(-((cols - 40.5) ** 2 + (rows - 5.5) ** 2) / (2 * 1.5**2))[None, :, :, None].astype(np.float32)
+    probs = np.random.default_rng(2).uniform(0, 1, targets.shape).astype(np.float32)
+    assert _value(loss, objects, probs) == pytest.approx(_value(loss, targets, probs), rel=1e-5)
+    restored = FocalMSEHeatmapLoss.from_config(loss.get_config())
+    assert restored.get_config()["heatmap_size"] == (48, 32)
+    with pytest.raises(ValueError, match=r"heatmap_size=\(48, 32\)"):
+        loss(objects, np.zeros((1, 48, 32, 1), np.float32))

@@ -11,7 +11,7 @@ import pytest
 from keras import ops
 
 from common.codecs import GaussianHeatmapCodec
-from common.losses import FocalHeatmapLoss, MaskedL1
+from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1
 from tests.harness import run_loss_test
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +109,54 @@ def test_focal_fit_step_with_keypoint_targets():
     keypoints = np.array([[[0.3, 0.6, 1.0], [0.5, 0.5, 0.0]]] * 2, np.float32)
     history = model.fit(np.ones((2, 8, 8, 1), np.float32), keypoints, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# --- Non-square maps: the losses' targets (built from keypoints) on a 48 wide x 32 high map ---
+
+WIDE = (48, 32)  # (width, height)
+
+
+def _gaussians(xy_px, visible, size, sigma):
+    """Hand-built (1, H, W, K) targets, independent of the codec: column c is x, row r is y."""
+    width, height = size
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)  # (H, W) each
+    maps = [np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma**2)) * v for (x, y), v in zip(xy_px, visible)]
+    return np.stack(maps, axis=-1)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("make_loss, on_maps", [
+    (lambda codec: FocalHeatmapLoss(**codec.get_config()), _value),
+    (lambda codec: AdaptiveWingLoss(**codec.get_config()), _value),
+    # HeatmapPeakLoss takes keypoints only: its MSE on the maps by hand.
+    (lambda codec: HeatmapPeakLoss(alpha=1.0, beta=0.0, **codec.get_config()),
+     lambda loss, targets, y_pred: float(np.mean((y_pred - targets) ** 2))),
+], ids=["focal", "adaptive_wing", "mse"])
+def test_non_square_targets_peak_at_x_y_and_config_round_trip(make_loss, on_maps):
+    codec = GaussianHeatmapCodec(WIDE, sigma=1.5)
+    loss = make_loss(codec)
+    xy_px = np.array([[40.5, 5.5], [6.3, 27.2]])  # x near the right, y near the top; and the reverse
+    keypoints = np.concatenate([xy_px / WIDE, [[1.0], [1.0]]], axis=-1)[None].astype(np.float32)
+    targets = _gaussians(xy_px, [1, 1], WIDE, 1.5)
+    assert targets.shape == (1, 32, 48, 2) and targets[0, 5, 40, 0] == pytest.approx(1.0)
+    y_pred = np.random.default_rng(1).uniform(0, 1, targets.shape).astype(np.float32)
+    # The loss on keypoints equals the loss on the hand-built targets: its targets are those maps.
+    assert _value(loss, keypoints, y_pred) == pytest.approx(on_maps(loss, targets, y_pred), rel=1e-5)
+    restored = type(loss).from_config(loss.get_config())
+    assert restored.get_config()["heatmap_size"] == WIDE and restored.codec.map_shape == (32, 48)
+    assert _value(restored, keypoints, y_pred) == pytest.approx(_value(loss, keypoints, y_pred), rel=1e-6)
+    with pytest.raises(ValueError, match=r"heatmap_size=\(48, 32\)"):  # maps of the swapped size
+        loss(keypoints, np.zeros((1, 48, 32, 2), np.float32))
+
+
+def test_non_square_peak_distance_is_in_pixels_along_each_axis():
+    """A 3 px shift is 3 px along x (of 48) and along y (of 32); swapped scales give 2 and 4.5."""
+    codec = GaussianHeatmapCodec(WIDE, sigma=1.0)
+    peak_term = HeatmapPeakLoss(alpha=0.0, beta=1.0, debias=True, **codec.get_config())
+    keypoint = np.array([[[24.5 / 48, 16.5 / 32, 1.0]]], np.float32)
+    for shift_px in ([3.0, 0.0], [0.0, 3.0]):
+        moved = keypoint[..., :2] + np.array(shift_px, np.float32) / WIDE
+        y_pred = ops.convert_to_numpy(codec.encode(moved)[0])
+        assert _value(peak_term, keypoint, y_pred) == pytest.approx(3.0, abs=0.05), shift_px
 
 
 # --- MaskedL1 ---

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from common.errors import DataError
 from common.geometry import to_input
-from common.mesh import load_obj, visible_vertices
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
     Cache,
@@ -28,6 +27,7 @@ from stage2_visible_keypoints.data import (
     preprocess,
     preprocess_folder,
 )
+from stage2_visible_keypoints.mesh import load_obj, visible_vertices
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 W, H = 320, 200
@@ -575,6 +575,23 @@ def test_cached_heatmaps(data_dir, tmp_path):
             np.testing.assert_allclose(heatmaps[i, ..., k].astype(np.float64), expected, atol=2e-3)
     # Keypoint 2 (outside the crop) and 3 (invisible) get empty maps.
     assert not heatmaps[..., 2:].any()
+
+
+def test_cached_heatmaps_non_square(data_dir, tmp_path):
+    """A 96x64 input: heatmaps 48 wide x 32 high, stored (N, 32, 48, K), each peak at (col x, row y)."""
+    cfg = small_config(tmp_path, crop_size=(240, 160), input_size=(96, 64), heatmap_size=(48, 32), cache_heatmaps=True)
+    preprocess(cfg, "train", progress=False)
+    y = load_cache(cfg.cache_dir, "train", cfg).y
+    assert y["heatmaps"].shape == (3, 32, 48, 4) and y["heatmap_size"].tolist() == [48, 32]
+    ys, xs = np.indices((32, 48)) + 0.5
+    xy_heatmap = y["xy_norm"].astype(np.float64) * (48, 32)
+    # Keypoints 0 and 1 are visible and off the diagonal, so a swapped x and y would not match.
+    assert y["visible"][:, :2].all() and (np.abs(xy_heatmap[:, :2, 0] - xy_heatmap[:, :2, 1]) > 1).all()
+    for i in range(3):
+        for k in range(2):
+            x, yy = xy_heatmap[i, k]
+            expected = np.exp(-((xs - x) ** 2 + (ys - yy) ** 2) / 2.0)
+            np.testing.assert_allclose(y["heatmaps"][i, ..., k].astype(np.float64), expected, atol=2e-3)
 
 
 # ---------------------------------------------------------------- load_cache

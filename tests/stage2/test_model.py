@@ -35,7 +35,7 @@ def test_outputs_shapes_and_float32_dtypes(policy):
 
 def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
     cfg = Stage2Config()
-    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, cfg.train, 1e-3, jit_compile=False)
+    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, cfg.train, keras.optimizers.Adam(1e-3), jit_compile=False)
     before = model.predict(IMAGES, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
@@ -67,9 +67,36 @@ def test_focal_loss_is_summed_over_the_keypoint_maps_unless_configured():
     """lambda = 5 was set against a focal loss summed over the maps (tensorflow-addons')."""
     train = Stage2Config().train
     model = build_model(3, DATA, ModelConfig(backbone="resnet18"))
-    compile_model(model, DATA, train, 1e-3, jit_compile=False)
+    compile_model(model, DATA, train, keras.optimizers.Adam(1e-3), jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "sum"
-    compile_model(model, DATA, dataclasses.replace(train, focal_keypoint_reduction="mean"), 1e-3, jit_compile=False)
+    compile_model(model, DATA, dataclasses.replace(train, focal_keypoint_reduction="mean"), keras.optimizers.Adam(1e-3), jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "mean"
     with pytest.raises(ValueError, match="focal_keypoint_reduction must be sum\\|mean"):
         dataclasses.replace(train, focal_keypoint_reduction="max")
+
+
+WIDE = dataclasses.replace(Stage2Config().data, input_size=(96, 64), heatmap_size=(48, 32))  # (width, height)
+
+
+def test_non_square_loss_and_evaluation_use_the_config_codec():
+    """96x64 input, 48 wide x 32 high maps: the compiled loss and evaluate's argmax+refine
+    decode with `data.codec()`; keypoints come back right along x and along y."""
+    from stage2_visible_keypoints.pipeline import evaluate
+
+    cfg = dataclasses.replace(Stage2Config(), data=WIDE)
+    model = build_model(2, WIDE, ModelConfig(backbone="resnet18"))
+    compile_model(model, WIDE, cfg.train, keras.optimizers.Adam(1e-3), jit_compile=False)
+    loss = model.loss["heatmap_logits"]
+    assert loss.heatmap_size == (48, 32) and tuple(model.output["heatmap_logits"].shape[1:3]) == (32, 48)
+    assert loss.get_config()["heatmap_size"] == WIDE.codec().get_config()["heatmap_size"]
+
+    xy_norm = np.array([[[0.8, 0.15], [0.1, 0.9]]])
+    maps = np.asarray(keras.ops.convert_to_numpy(WIDE.codec().encode(xy_norm)[0]), np.float64)
+    logits = np.log(np.clip(maps, 1e-6, 1 - 1e-6) / (1 - np.clip(maps, 1e-6, 1 - 1e-6)))
+    y = {"xy_norm": xy_norm, "visible": np.ones((1, 2), bool), "transforms": np.array([[1.0, 1.0, 0.0, 0.0]]),
+         "xy_original": xy_norm * (96, 64)}
+    summary = evaluate(xy_norm, np.ones((1, 2)), logits, y, cfg, ["a", "b"])
+    mae = summary["input_frame_argmax_refine"]["mae"]  # input px, per axis, on the 96x64 frame
+    assert mae["dx"] < 0.01 and mae["dy"] < 0.01, mae
+    with pytest.raises(ValueError, match=r"heatmap_size=\(48, 32\)"):  # maps of the swapped size
+        evaluate(xy_norm, np.ones((1, 2)), logits.transpose(0, 2, 1, 3), y, cfg, ["a", "b"])
