@@ -30,15 +30,6 @@ from common.data_io import load_json, require
 from common.errors import DataError
 from common.parallel import parallel_map
 
-LAYOUT = cache.Layout(
-    rebuild="preprocess_base.py --split {split}",
-    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "image_sizes": ("N", 2), "filenames": ("N",),
-            "keypoint_names": ("K",), "input_size": ()},
-    images=lambda y: ("N", int(y["input_size"]), int(y["input_size"]), 1),
-    required=("xy_norm", "visible", "image_sizes", "filenames", "keypoint_names", "input_size"),
-    finite=("xy_norm",),
-)
-
 
 def read_annotations(path):
     """Read a COCO-keypoints or list-format file.
@@ -129,6 +120,23 @@ def _numbers(values, path, where):
     return array
 
 
+def preprocess_config(data_cfg):
+    """What the cache depends on in the config (only the input size)."""
+    return {"input_size": data_cfg.input_size}
+
+
+LAYOUT = cache.Layout(
+    rebuild="preprocess_base.py --split {split}",
+    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "image_sizes": ("N", 2), "filenames": ("N",),
+            "keypoint_names": ("K",), "input_size": ()},
+    images=lambda y: ("N", int(y["input_size"]), int(y["input_size"]), 1),
+    settings=preprocess_config,
+    names="keypoint_names",
+    required=("xy_norm", "visible", "image_sizes", "filenames", "keypoint_names", "input_size"),
+    finite=("xy_norm",),
+)
+
+
 def _read_gray(job):
     """Read one image as grayscale and resize it to `size` x `size` (a process-pool task);
     returns the (1, size, size, 1) image and the file's (width, height)."""
@@ -182,11 +190,6 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
                        "filenames": np.array(labels["file_names"]),
                        "keypoint_names": np.array(labels["keypoint_names"]), "input_size": np.int64(size)})
     return out
-
-
-def preprocess_config(data_cfg):
-    """What the cache depends on in the config (only the input size)."""
-    return {"input_size": data_cfg.input_size}
 
 
 def load_cache(cache_dir, split, data_cfg):

@@ -50,11 +50,15 @@ class Layout:
     finite: float Y arrays that must hold no NaN or infinity (labels the loss reads).
     optional_settings: config settings that only add optional arrays, so that a cache
         built with or without them serves either config (preprocessing still rebuilds).
+    settings: the part's data config -> the JSON-ready settings that decide the content.
+    names: the Y array that names what the labels index (keypoints, classes): `Cache.names`.
     """
 
     rebuild: str
     shapes: dict
     images: Callable
+    settings: Callable
+    names: str = None
     required: tuple = ()
     mmap: tuple = ()
     finite: tuple = ()
@@ -234,9 +238,16 @@ class Cache:
     layout: ClassVar[Layout]
 
     @classmethod
-    def load(cls, cache_dir, split, config=None):
-        """`load` of `{cache_dir}/{split}` as this class."""
+    def load(cls, cache_dir, split, data_cfg=None):
+        """Open `{cache_dir}/{split}` (`load`); with the part's data config, a cache built
+        with another one is refused in one `DataError` line."""
+        config = None if data_cfg is None else cls.layout.settings(data_cfg)
         return cls(*load(Path(cache_dir) / split, cls.layout, config))
+
+    @property
+    def names(self):
+        """What the labels index (keypoints, classes), as a tuple of strings."""
+        return tuple(str(n) for n in self.y[self.layout.names])
 
     def _per_image(self):
         row = self.layout.images(self.y)[0]

@@ -23,22 +23,25 @@ from common.data_io import read_image_rgb
 from common.parallel import parallel_map
 from detection.coco import check_image_size, load_coco
 
+
+def preprocess_config(data_cfg):
+    """The part of the config that decides the cache's content (its hash)."""
+    return {"input_size": list(data_cfg.input_size), "max_boxes": data_cfg.max_boxes,
+            "bbox_format": data_cfg.bbox_format}
+
+
 LAYOUT = cache.Layout(
     rebuild="preprocess_det.py --split {split}",
     shapes={"boxes": ("N", "M", 4), "classes": ("N", "M"), "counts": ("N",), "scales": ("N", 2),
             "image_sizes": ("N", 2), "filenames": ("N",), "image_paths": ("N",), "image_ids": ("N",),
             "category_ids": ("C",), "category_names": ("C",), "input_size": (2,)},
     images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="category_names",
     required=("boxes", "classes", "counts", "scales", "image_sizes", "filenames", "category_ids",
               "category_names", "input_size"),
     finite=("boxes",),
 )
-
-
-def preprocess_config(data_cfg):
-    """The part of the config that decides the cache's content (its hash)."""
-    return {"input_size": list(data_cfg.input_size), "max_boxes": data_cfg.max_boxes,
-            "bbox_format": data_cfg.bbox_format}
 
 
 def resize_image(image, input_size):
@@ -107,10 +110,7 @@ class BoxCache(cache.Cache):
     """A loaded split: images (N, H, W, 3) uint8 memory map and the Y arrays (dict)."""
 
     layout = LAYOUT
-
-    @property
-    def category_names(self):
-        return tuple(str(n) for n in self.y["category_names"])
+    category_names = cache.Cache.names
 
     def targets(self):
         """(N, M, 5) float32 = (x1, y1, x2, y2, class), class -1 = padding: the loss's y_true."""
@@ -122,6 +122,4 @@ class BoxCache(cache.Cache):
         return self.y["boxes"][index, :n].astype(np.float64), self.y["classes"][index, :n].astype(np.int64)
 
 
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    return BoxCache.load(cache_dir, split, None if data_cfg is None else preprocess_config(data_cfg))
+load_cache = BoxCache.load  # (cache_dir, split, data_cfg=None)

@@ -35,6 +35,15 @@ from detection.dota import DOTA_CATEGORIES, DOTA_V1_5, find_dota_pairs, read_dot
 from detection.tiling import cut_tiles, tile_grid, tile_transform
 
 SPLITS = ("train", "val", "test")
+
+
+def preprocess_config(data_cfg):
+    """The part of the config that decides the caches' content (its hash names them)."""
+    keys = ("categories", "single_class", "split", "split_seed", "tile_size", "tile_overlap", "input_size",
+            "sigma", "small_size", "cluster_distance", "skip_difficult")
+    return json.loads(json.dumps({key: getattr(data_cfg, key) for key in keys}))
+
+
 LAYOUT = cache.Layout(
     rebuild="preprocess_centres.py",
     shapes={"objects": ("T", "M", 4), "tile_image": ("T",), "tile_transforms": ("T", 4), "filenames": ("I",),
@@ -43,17 +52,12 @@ LAYOUT = cache.Layout(
             "gt_small": ("G",), "gt_clustered": ("G",), "gt_border": ("G",), "class_names": ("C",),
             "input_size": (2,), "heatmap_size": (2,), "sigma": (), "tile_size": ()},
     images=lambda y: ("T", int(y["input_size"][0]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="class_names",
     required=("objects", "tile_image", "tile_transforms", "filenames", "image_sizes", "gt_image", "gt_class",
               "gt_xy_original", "class_names", "input_size", "heatmap_size", "sigma"),
     finite=("objects", "tile_transforms"),
 )
-
-
-def preprocess_config(data_cfg):
-    """The part of the config that decides the caches' content (its hash names them)."""
-    keys = ("categories", "single_class", "split", "split_seed", "tile_size", "tile_overlap", "input_size",
-            "sigma", "small_size", "cluster_distance", "skip_difficult")
-    return json.loads(json.dumps({key: getattr(data_cfg, key) for key in keys}))
 
 
 def split_names(count, fractions, seed):
@@ -231,12 +235,7 @@ class Cache(cache.Cache):
     """A loaded split: tiles (T, S, S, 3) uint8 memory map and the Y arrays (dict)."""
 
     layout = LAYOUT
-
-    @property
-    def class_names(self):
-        return tuple(str(n) for n in self.y["class_names"])
+    class_names = cache.Cache.names
 
 
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    return Cache.load(cache_dir, split, None if data_cfg is None else preprocess_config(data_cfg))
+load_cache = Cache.load  # (cache_dir, split, data_cfg=None)

@@ -16,7 +16,7 @@ is visible when it lies inside the image. The side files (`camera.json`, `mesh.o
 `keypoint_names.json`) are taken from the data folder, else from its parent: SPEED+
 keeps one `camera.json` beside its `synthetic/`, `lightbox/` and `sunlamp/` folders.
 
-Cache `{cache_dir}/{split}/`:
+Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, H_in, W_in, 3) uint8, model input frame (ResNet preprocessing is in the model)
     Y_data.npz   xy_norm (N, K, 2) float32 normalised input frame; visible (N, K) bool
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
@@ -52,20 +52,6 @@ KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and be
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
 # Raised when the cache gains arrays (2: poses and the object model), so older caches rebuild.
 CACHE_FORMAT = 2
-LAYOUT = cache.Layout(
-    rebuild="preprocess_vis.py --split {split}",
-    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "transforms": ("N", 4), "filenames": ("N",),
-            "keypoint_names": ("K",), "input_size": (2,), "heatmap_size": (2,), "sigma": (),
-            "xy_original": ("N", "K", 2), "visible_original": ("N", "K"), "image_sizes": ("N", 2),
-            "image_paths": ("N",), "heatmaps": ("N", "h", "w", "K"), "pose_q": ("N", 4), "pose_r": ("N", 3),
-            "camera": (11,), "keypoints_3d": ("K", 3), "mesh_faces": ("F", 3)},
-    images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
-    required=("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size", "heatmap_size",
-              "sigma"),
-    mmap=("heatmaps",),
-    # Whether the heatmaps were cached does not matter to training (it builds them when absent).
-    optional_settings=("cache_heatmaps",),
-)
 
 
 @dataclasses.dataclass
@@ -359,6 +345,24 @@ def preprocess_config(data_cfg):
     return {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
 
 
+LAYOUT = cache.Layout(
+    rebuild="preprocess_vis.py --split {split}",
+    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "transforms": ("N", 4), "filenames": ("N",),
+            "keypoint_names": ("K",), "input_size": (2,), "heatmap_size": (2,), "sigma": (),
+            "xy_original": ("N", "K", 2), "visible_original": ("N", "K"), "image_sizes": ("N", 2),
+            "image_paths": ("N",), "heatmaps": ("N", "h", "w", "K"), "pose_q": ("N", 4), "pose_r": ("N", 3),
+            "camera": (11,), "keypoints_3d": ("K", 3), "mesh_faces": ("F", 3)},
+    images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="keypoint_names",
+    required=("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size", "heatmap_size",
+              "sigma"),
+    mmap=("heatmaps",),
+    # Whether the heatmaps were cached does not matter to training (it builds them when absent).
+    optional_settings=("cache_heatmaps",),
+)
+
+
 def preprocess(data_cfg, split, progress=True, workers=1):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
@@ -469,15 +473,10 @@ class Cache(cache.Cache):
     """A loaded split: images (N, H, W, 3) uint8 memory map and the Y arrays (dict)."""
 
     layout = LAYOUT
-
-    @property
-    def keypoint_names(self):
-        return tuple(str(n) for n in self.y["keypoint_names"])
+    keypoint_names = cache.Cache.names
 
 
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    return Cache.load(cache_dir, split, None if data_cfg is None else preprocess_config(data_cfg))
+load_cache = Cache.load  # (cache_dir, split, data_cfg=None)
 
 
 def preprocess_folder(paths, data_cfg):

@@ -16,6 +16,8 @@ LAYOUT = cache.Layout(
     rebuild="prep.py --split {split}",
     shapes={"xy": ("N", "K", 2), "names": ("K",), "size": (2,), "extra": ("N",)},
     images=lambda y: ("N", int(y["size"][1]), int(y["size"][0]), 3),
+    settings=dict,  # the toy's data config is its settings
+    names="names",
     required=("xy", "names", "size"),
     mmap=("xy",),
     finite=("xy",),
@@ -218,7 +220,7 @@ def test_cache_first_take_and_concatenate_pick_per_image_rows(tmp_path):
     assert isinstance(both, ToyCache) and len(both.images) == 5
     np.testing.assert_array_equal(both.images, np.concatenate([toy_images(3), toy_images(2, 100)]))
     np.testing.assert_array_equal(both.y["xy"], np.concatenate([toy_labels(3)["xy"], toy_labels(2)["xy"]]))
-    assert list(both.y["names"]) == ["kp0", "kp1"]  # split-wide: kept once
+    assert both.names == ("kp0", "kp1")  # split-wide: kept once
     assert "extra" not in both.y  # a per-image array that one split lacks
     picked = both.take([4, 0])
     np.testing.assert_array_equal(picked.images, both.images[[4, 0]])
