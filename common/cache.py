@@ -165,7 +165,7 @@ def _open(folder, layout, config, source):
     """`load`'s checks, plus the source hash and the exact config when `source` is given."""
     y_path = folder / Y_FILE
     y = load_npz(y_path, mmap=layout.mmap)
-    for key in ("config_hash", "config_json", *(("source_hash",) if source else ()), *layout.required):
+    for key in ("config_hash", "config_json", *(("source_hash",) if source is not None else ()), *layout.required):
         if key not in y:
             raise DataError(f"missing array '{key}' (a stale or foreign cache)", y_path)
     if source is not None and str(y["source_hash"]) != source:
