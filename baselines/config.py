@@ -6,9 +6,10 @@ each script takes `--config FILE` plus `--set section.key=value`.
 
 import dataclasses
 
+from common.config import TrainingConfig
+
 MODEL_KINDS = ("heatmap", "regression", "integral")
 HEATMAP_LOSSES = ("mse", "focal", "mse_peak", "wing", "adaptive_wing")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -57,8 +58,9 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """Optimiser Adam(learning_rate, clipnorm); loss (heatmap and integral models):
+class TrainConfig(TrainingConfig):
+    """Adam(learning_rate, clipnorm) halved on a plateau by default; the optimiser, schedule
+    and length are `common.config.TrainingConfig`'s. loss (heatmap and integral models):
     mse | focal | mse_peak | wing | adaptive_wing. coordinate_weight: weight of the
     coordinate loss of the integral model (and of the peak term of mse_peak).
     foreground_weight: mse and mse_peak weigh each pixel's squared error by
@@ -66,10 +68,7 @@ class TrainConfig:
     epochs).
     augment: random rotation (+-rotation degrees), scale, translation (fraction of the
     image) moving image and keypoints together. sigma_curriculum: sigma per epoch
-    (the last value holds for the remaining epochs); empty = data.sigma throughout.
-    reduce_lr: ReduceLROnPlateau(factor 0.5, patience 3) on the validation loss.
-    lr_schedule: constant (the rate, halved by reduce_lr on a plateau) | cosine (the
-    rate decays along a cosine to 1 % of it over all epochs; reduce_lr is then off)."""
+    (the last value holds for the remaining epochs); empty = data.sigma throughout."""
 
     output_dir: str = "runs/baselines/model"
     epochs: int = 12
@@ -78,39 +77,21 @@ class TrainConfig:
     loss: str = "mse"
     coordinate_weight: float = 1.0
     foreground_weight: float = 10.0
-    clipnorm: float = 0.0
-    reduce_lr: bool = True
-    lr_schedule: str = "constant"
+    lr_schedule: str = "plateau"
     augment: bool = False
     rotation: float = 20.0
     scale_range: tuple = (0.85, 1.15)
     translation: float = 0.08
     sigma_curriculum: tuple = ()
-    validation_split: float = 0.1
-    max_images: int = 0
-    seed: int = 0
-    precision: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         self.scale_range = tuple(float(s) for s in self.scale_range)
         self.sigma_curriculum = tuple(float(s) for s in self.sigma_curriculum)
         if self.loss not in HEATMAP_LOSSES:
             raise ValueError(f"train.loss must be one of {HEATMAP_LOSSES}. Received: loss={self.loss!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}. Received: {self.lr_schedule!r}")
-        if self.clipnorm < 0:
-            raise ValueError(f"clipnorm must be >= 0 (0 = off). Received: clipnorm={self.clipnorm}")
-        if not 0 <= self.validation_split < 1:
-            raise ValueError(f"validation_split must be in [0, 1). Received: {self.validation_split}")
         if any(s <= 0 for s in self.sigma_curriculum):
             raise ValueError(f"sigma_curriculum values must be positive. Received: {self.sigma_curriculum}")
-
-    @property
-    def plateau_halving(self):
-        """Whether ReduceLROnPlateau runs: reduce_lr, and only with the constant rate."""
-        return self.reduce_lr and self.lr_schedule == "constant"
 
 
 @dataclasses.dataclass

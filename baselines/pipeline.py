@@ -1,4 +1,4 @@
-"""Baselines library calls behind the scripts: `train(cfg)`, `predict`, `evaluate`, `use`.
+"""Baselines library calls behind the scripts: `train_from_cache(cfg)`, `predict`, `evaluate`, `use`.
 
 Frames: `xy_norm` is normalised to the model input; `xy_input` is in input pixels
 (128 x 128 by default). Every model trains with the same optimiser (Adam,
@@ -10,8 +10,6 @@ Frames: `xy_norm` is normalised to the model input; `xy_input` is in input pixel
     loss=wing   (heatmap kind) Wing on the soft-argmax "keypoints" only, in heatmap pixels
 """
 
-import math
-import time
 from pathlib import Path
 
 import keras
@@ -21,13 +19,13 @@ from tqdm import tqdm
 from common.augment import KeypointAffineAugment
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, save_json
+from common.data_io import save_json
 from common.errors import DataError
-from common.landmarks import curriculum_segments
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
-from common.training import ArrayBatches, make_batches, set_precision, split_indices, standard_callbacks
+from common.training import ArrayBatches, make_batches, make_optimizer, plan_run, split_indices, start_run, train
 from baselines.data import load_cache
+from baselines.landmarks import curriculum_segments
 from baselines.models import build_model
 
 PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
@@ -81,14 +79,16 @@ def keypoint_targets(y):
     return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
 
 
-def training_batches(images, keypoints, names, indices, tc, shuffle, augment=None):
+def training_batches(images, keypoints, names, indices, tc, shuffle, augment=None, plan=None):
     """Batches of (uint8 images, {output: (B, K, 3) keypoints}), optionally augmented.
 
     The augmentation is `KeypointAffineAugment` (keras.ops): in the `tf.data` map under
     TensorFlow (uniforms from `tf.random`), in the batch iterator under JAX (numpy).
+    plan: the run's `common.training.Plan` (a repeating stream when its epochs are not passes).
     """
+    stream = {"repeat": plan.repeat, "steps": plan.steps_per_epoch} if plan is not None else {}
     if keras.backend.backend() == "tensorflow":
-        ds = make_batches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed)
+        ds = make_batches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed, **stream)
         if augment is None:
             return ds.map(lambda x, t: (x, {n: t["kp"] for n in names}))
         import tensorflow as tf
@@ -100,12 +100,13 @@ def training_batches(images, keypoints, names, indices, tc, shuffle, augment=Non
             return x, {n: kp for n in names}
 
         return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    return _AugmentedBatches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed, names, augment)
+    return _AugmentedBatches(images, {"kp": keypoints}, indices, tc.batch_size, shuffle, tc.seed, names, augment,
+                             **stream)
 
 
 class _AugmentedBatches(ArrayBatches):
-    def __init__(self, images, targets, indices, batch_size, shuffle, seed, names, augment):
-        super().__init__(images, targets, indices, batch_size, shuffle, seed)
+    def __init__(self, images, targets, indices, batch_size, shuffle, seed, names, augment, repeat=False, steps=None):
+        super().__init__(images, targets, indices, batch_size, shuffle, seed, repeat=repeat, steps=steps)
         self.names, self.augment = names, augment
 
     def __getitem__(self, index):
@@ -119,20 +120,22 @@ class _AugmentedBatches(ArrayBatches):
         return x, {n: kp for n in self.names}
 
 
-def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
-    """Train on the `split` cache; writes best.keras, model.keras, history, plots, config.
+def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
+    """Train on the `split` cache through `common.training.train`; writes best.keras,
+    model.keras, history, plots, config into train.output_dir.
 
-    A killed run resumes from its last finished epoch when called again (BackupAndRestore).
-    TensorBoard logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False.
-    With `train.sigma_curriculum` the model is compiled once per sigma and fitted for
-    that sigma's epochs (`common.landmarks.curriculum_segments`).
+    A killed run resumes from its last finished epoch when called again. TensorBoard
+    logs (TensorFlow backend) go to `logs/` unless `tensorboard` is False (the study
+    trains dozens of arms; their curves are in history.csv). With `train.sigma_curriculum`
+    the model is compiled once per sigma and trained for that sigma's epochs
+    (`baselines.landmarks.curriculum_segments`), one optimizer throughout.
     """
     tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)
-    policy = set_precision(tc.precision)
+    start_run(tc)
     images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
     count = len(y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(y["xy_norm"]))
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
@@ -143,62 +146,35 @@ def train(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     names = list(model.output.keys())
     keypoints = keypoint_targets(y)
     augment = KeypointAffineAugment(tc.rotation, tc.scale_range, tc.translation) if tc.augment else None
-    train_ds = training_batches(images, keypoints, names, train_idx, tc, True, augment)
+    train_ds = training_batches(images, keypoints, names, train_idx, tc, True, augment, plan)
     val_ds = training_batches(images, keypoints, names, val_idx, tc, False) if len(val_idx) else None
-    monitor = "val_loss" if val_ds is not None else "loss"
-    steps = math.ceil(len(train_idx) / tc.batch_size)
-    standard = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title=f"{kind} net")
-    if not tc.plateau_halving:
-        standard = [c for c in standard if not isinstance(c, keras.callbacks.ReduceLROnPlateau)]
-    if not tensorboard:  # the study trains dozens of arms; their curves are in history.csv
-        standard = [c for c in standard if not isinstance(c, keras.callbacks.TensorBoard)]
-    backup = standard[-1]
-    all_callbacks = standard + list(callbacks)
 
-    optimizer = keras.optimizers.Adam(learning_rate(tc, steps), clipnorm=tc.clipnorm or None)
-    segments = curriculum_segments(tc.sigma_curriculum, tc.epochs, cfg.data.sigma)
-    start_time = time.perf_counter()
-    epochs_run = 0
-    history = {}
-    for i, (sigma, first, end) in enumerate(segments):
+    optimizer = make_optimizer(tc, plan)
+
+    def compile_for(sigma):
         losses, weights = losses_for(cfg, sigma)
-        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
-        backup.delete_checkpoint = i == len(segments) - 1  # keep the backup between segments
-        model._initial_epoch = None  # set again by BackupAndRestore when a backup exists
-        result = model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=end,
-                           callbacks=all_callbacks, shuffle=False, verbose=0)  # the pipeline shuffles
-        epochs_run += len(result.history.get("loss", []))
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(values)
-    seconds = time.perf_counter() - start_time
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(), "kind": kind,
-            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
-            "seconds": round(seconds, 1),
-            "images_per_second": round(epochs_run * len(train_idx) / seconds, 1) if seconds > 0 else None,
-            "sigma_segments": segments, "last": {k: float(v[-1]) for k, v in history.items() if v},
-            "training": training_statement(cfg)}
+        return lambda m: m.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
 
-
-def learning_rate(tc, steps_per_epoch):
-    """Adam's rate: `tc.learning_rate`, or a cosine decay from it to 1 % over all steps."""
-    if tc.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(tc.learning_rate, tc.epochs * steps_per_epoch, alpha=0.01)
-    return tc.learning_rate
+    segments = curriculum_segments(tc.sigma_curriculum, plan.epochs, cfg.data.sigma)
+    summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title=f"{kind} net",
+                    callbacks=callbacks, train_count=len(train_idx), val_count=len(val_idx),
+                    segments=[(first, end, compile_for(sigma)) for sigma, first, end in segments],
+                    tensorboard=tensorboard)
+    summary.update(kind=kind, sigma_segments=segments, training=training_statement(cfg))
+    return summary
 
 
 def training_statement(cfg):
     """What was trained how, for the outputs (the study states it per arm)."""
     losses, weights = losses_for(cfg, cfg.data.sigma)
-    return {"optimizer": f"Adam(learning_rate={cfg.train.learning_rate}"
+    optimizer = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}[cfg.train.optimizer]
+    return {"optimizer": f"{optimizer}(learning_rate={cfg.train.learning_rate}"
                          f"{f', clipnorm={cfg.train.clipnorm}' if cfg.train.clipnorm else ''})",
             "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "losses": {k: {"class": type(v).__name__,
                            **{c: w for c, w in v.get_config().items() if c not in ("name", "reduction")}}
                        for k, v in losses.items()},
             "loss_weights": weights, "lr_schedule": cfg.train.lr_schedule,
-            "reduce_lr_on_plateau": cfg.train.plateau_halving,
             "augment": cfg.train.augment,
             "sigma": cfg.data.sigma, "sigma_curriculum": list(cfg.train.sigma_curriculum),
             "decoder": decoder_name(cfg)}

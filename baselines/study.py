@@ -65,7 +65,7 @@ def run_arm(cfg, name, progress=False, callbacks=()):
     cfg = _replace(cfg, train={"output_dir": str(run_dir)})
     keras.backend.clear_session()
     start = time.perf_counter()
-    summary = pipeline.train(cfg, progress=progress, callbacks=callbacks, tensorboard=False)
+    summary = pipeline.train_from_cache(cfg, progress=progress, callbacks=callbacks, tensorboard=False)
     model = pipeline.load_model(run_dir / "best.keras")
     images, y = load_cache(cfg.data.cache_dir, "test", cfg.data)
     outputs = pipeline.predict(model, images, cfg.use.batch_size)

@@ -5,7 +5,7 @@
 Writes best.keras, model.keras, config.json, history.csv, plots/ into train.output_dir.
 A killed run resumes from its last finished epoch when the same command is run again.
 Options beyond the flags (every key is in baselines/config.py): --set train.loss=focal,
-train.augment=true, train.clipnorm=1.0, train.reduce_lr=false, train.sigma_curriculum=[4,3,2].
+train.augment=true, train.clipnorm=1.0, train.lr_schedule=constant, train.sigma_curriculum=[4,3,2].
 """
 
 import argparse
@@ -13,7 +13,7 @@ import json
 
 from common import cli
 from baselines.config import BaselinesConfig
-from baselines.pipeline import train
+from baselines.pipeline import train_from_cache
 
 SHORTCUTS = (("kind", "model.kind"), ("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
              ("epochs", "train.epochs"), ("loss", "train.loss"), ("seed", "train.seed"))
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
-    summary = train(cfg, split=args.split, progress=not args.quiet)
+    summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     print(f"trained {summary['kind']} net: {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
           f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
           f"{summary['seconds']} s ({summary['images_per_second']} images/s)")

@@ -1,42 +1,29 @@
 """Accuracy of the centre detector on held-out synthetic aerial images (the issue's bar).
 
     python bench/centres_accuracy.py --train-images 2000 --test-images 500 --epochs 12 \
-        --budget-minutes 30 --out bench/results/centres_accuracy.json
+        --budget-minutes 30 --output-dir bench/results
 
 Renders a training folder and a separate held-out folder (other seeds), preprocesses
 both (512 px image -> one tile -> data.input_size), trains from random init (stopping
 at --budget-minutes of training), then evaluates the best model on every held-out
 image in original pixels: P / R / F1 at 10 px, PCK at 5 / 10 / 20 px, MAE, count
-error, small and clustered objects separately. Prints a table, writes JSON.
+error, small and clustered objects separately. Prints a table, writes
+--output-dir/centres_accuracy.json with the resolved config (`results_io.write_result`).
 """
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from common import cli  # quiet TensorFlow logs first (before keras)
-import keras
 
-from common.config import load_config
-from common.data_io import save_json
-from detection.aerial import render_folder
-from detection.centres_config import CentresConfig
-from detection.centres_data import preprocess
-from detection.centres_pipeline import train, use
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training after the epoch in which `seconds` have passed."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds, self.start = seconds, time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
+from common.config import load_config, to_dict
+from detection.centres.aerial import render_folder
+from detection.centres.centres_config import CentresConfig
+from detection.centres.centres_data import preprocess
+from detection.centres.centres_pipeline import train_from_cache, use
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def main(argv=None):
@@ -49,13 +36,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="training time budget")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default="bench/results/centres_accuracy.json")
+    parser.add_argument("--output-dir", default="results", help="folder for centres_accuracy.json (%(default)s)")
     args = parser.parse_args(argv)
 
     work = Path(args.work_dir)
     cfg = load_config(CentresConfig, args.config, [
         f"data.data_dir={work / 'train_images'}", f"data.cache_dir={work / 'cache'}", "data.split=[0.95,0.05,0.0]",
         f"train.output_dir={work / 'model'}", f"train.epochs={args.epochs}",
+        f"train.budget_minutes={args.budget_minutes}",
         f"use.output_dir={work / 'predictions'}", *args.set])
     timings = {}
     start = time.perf_counter()
@@ -72,7 +60,7 @@ def main(argv=None):
     timings["preprocess_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    trained = train(cfg, callbacks=[TimeBudget(args.budget_minutes * 60)])
+    trained = train_from_cache(cfg)
     timings["train_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
@@ -87,18 +75,17 @@ def main(argv=None):
               for name, g in s["groups"].items()}
     report = {
         "what": "centre detector, synthetic aerial 512 px -> input "
-                f"{cfg.data.input_size[0]} px -> heatmap {cfg.data.heatmap_size[0]} px, random init, CPU",
-        "command": "python bench/centres_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "backend": keras.backend.backend(), "train_images": args.train_images, "epochs_run": trained["epochs_run"],
+                f"{cfg.data.input_size[0]} px -> heatmap {cfg.data.heatmap_size[0]} px, random init",
+        "train_images": args.train_images, "epochs_run": trained["epochs_run"],
         "training_images_seen": trained["epochs_run"] * trained["train_tiles"],
-        "train_tiles_per_second": trained["tiles_per_second"], "last_epoch": trained["last"],
+        "train_tiles_per_second": trained["images_per_second"], "last_epoch": trained["last"],
         "timings": timings, "result": row, "groups": groups, "per_class": {
             name: {"f1": c["f1"], "pck": c["pck"]} for name, c in s["per_class"].items()},
         "bar": {"pck10": 0.95, "f1_at_10px": 0.95},
         "bar_met": {"pck10": (s["pck"]["10"] or 0) >= 0.95, "f1_at_10px": (s["f1"] or 0) >= 0.95},
-        "config": cfg.__class__.__name__,
     }
-    save_json(args.out, report)
+    path = write_result(Path(args.output_dir) / "centres_accuracy.json", report,
+                        settings={"args": vars(args), "config": to_dict(cfg)}, argv=argv)
     print("\n| held-out images | objects | P | R | F1@10 | PCK@5 | PCK@10 | PCK@20 | MAE px | count err |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {s['images']} | {s['true']} | {_f(s['precision'])} | {_f(s['recall'])} | {_f(s['f1'])} | "
@@ -107,8 +94,8 @@ def main(argv=None):
     for name, g in groups.items():
         print(f"  {name:10s} {g['objects']:5d} objects  recall {_f(g['recall'])}  PCK@10 {_f(g['pck']['10'])}  "
               f"MAE {_f(g['mae_px'])}")
-    print(f"training: {trained['epochs_run']} epochs, {trained['tiles_per_second']} tiles/s; timings {timings}")
-    print(f"wrote {args.out}")
+    print(f"training: {trained['epochs_run']} epochs, {trained['images_per_second']} tiles/s; timings {timings}")
+    print(f"wrote {path}")
     print(json.dumps(report["bar_met"]))
 
 

@@ -1,7 +1,7 @@
 """Inference throughput of the centre detector: images/s at batch 1, 8, 32 and peak memory,
 against plain `model.predict` image by image, in the same run.
 
-    python bench/centres_throughput.py --images 64 --out bench/results/centres_throughput.json
+    python bench/centres_throughput.py --images 64 --output-dir bench/results
 
 Synthetic 512x512 aerial images (one tile each) go through the full path: the
 compiled predict step on a batch (`predict_on_batch`) + peak decoding (3x3 NMS,
@@ -9,25 +9,24 @@ threshold, sub-pixel refinement, mapping to original pixels). The baseline calls
 `model.predict` on one image at a time (what a first script would do) with the same
 decoding. A random-init model unless --model is given (speed does not depend on the
 weights). Peak memory is the process's peak resident set size after each setting
-(it only grows, so each row is "peak so far"). Prints a table, writes JSON.
+(it only grows, so each row is "peak so far"). Prints a table, writes
+--output-dir/centres_throughput.json (`results_io.write_result`).
 """
 
 import argparse
-import platform
 import resource
-import sys
 import time
+from pathlib import Path
 
 from common import cli  # quiet TensorFlow logs first (before keras)
-import keras
 import numpy as np
 
-from common.data_io import save_json
-from detection.aerial import AerialConfig, render_image
-from detection.centres import build_model
-from detection.centres_config import CentresConfig
-from detection.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
-from detection.tiling import cut_tiles, tile_transform
+from detection.centres.aerial import AerialConfig, render_image
+from detection.centres.centres import build_model
+from detection.centres.centres_config import CentresConfig
+from detection.centres.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
+from detection.centres.tiling import cut_tiles, tile_transform
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def peak_rss_mib():
@@ -40,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--baseline-images", type=int, default=16, help="images for the model.predict loop")
     parser.add_argument("--model", help="a trained .keras model (default: random init, default config)")
-    parser.add_argument("--out", default="bench/results/centres_throughput.json")
+    parser.add_argument("--output-dir", default="results", help="folder for centres_throughput.json (%(default)s)")
     args = parser.parse_args(argv)
 
     cfg = CentresConfig()
@@ -78,13 +77,10 @@ def main(argv=None):
     report = {
         "what": f"centre detector inference, {tile} px image -> {size} px input -> "
                 f"{cfg.data.heatmap_size[0]} px heatmaps, {len(cfg.data.class_names)} classes, decode included",
-        "command": "python bench/centres_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "backend": keras.backend.backend(), "dtype_policy": keras.config.dtype_policy().name,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": len(__import__("os").sched_getaffinity(0))},
         "model": args.model or "random init", "parameters": int(model.count_params()), "rows": rows,
     }
-    save_json(args.out, report)
-    print(f"wrote {args.out}")
+    path = write_result(Path(args.output_dir) / "centres_throughput.json", report, args=args, argv=argv)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

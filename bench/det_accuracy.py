@@ -6,18 +6,18 @@
 
 Renders --train-images and --test-images shapes images into --work-dir/shapes (kept
 when a split of the same size is there), preprocesses them (caches are reused), trains
-with `detection.ssd_pipeline.train` (the same call as train_det.py; a finished run in
+with `detection.ssd.ssd_pipeline.train_from_cache` (the same call as train_det.py; a finished run in
 --work-dir/model is started afresh) and evaluates with `use` (as use_det.py). Prints a
 table (training minutes, images/s, mAP@0.5 VOC all-point, COCO mAP@[.5:.95], per-class
 AP@0.5, recall per size band and the share of each band's true positives found by its
-main scale) and writes it with the settings, backend, precision and machine to --out.
+main scale) and writes it with the resolved config to --output-dir/det_accuracy.json
+(`results_io.write_result`: command, backend, device, precision, versions, commit).
 --skip-training evaluates a run finished earlier in train.output_dir instead (e.g. one
 made by train_det.py with the same config), taking its times from training_log.json.
 """
 
 import argparse
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -26,11 +26,12 @@ import keras
 
 from common import cli
 from common.config import load_config, to_dict
-from common.data_io import load_json, save_json
-from detection.box_cache import preprocess
-from detection.shapes import ShapesConfig, write_shapes
-from detection.ssd_config import DetConfig
-from detection.ssd_pipeline import train, use
+from common.data_io import load_json
+from detection.ssd.box_cache import preprocess
+from detection.ssd.shapes import ShapesConfig, write_shapes
+from detection.ssd.ssd_config import DetConfig
+from detection.ssd.ssd_pipeline import train_from_cache, use
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def _render_if_missing(shapes_dir, split, count, seed, workers):
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--test-images", type=int, default=500, help="%(default)s")
     parser.add_argument("--seed", type=int, default=1, help="render seed (%(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="render / preprocess processes (%(default)s)")
-    parser.add_argument("--out", default="bench/results/det_accuracy.json", help="%(default)s")
+    parser.add_argument("--output-dir", default="results", help="folder for det_accuracy.json (%(default)s)")
     parser.add_argument("--skip-training", action="store_true",
                         help="evaluate the finished run in train.output_dir (its training_log.json gives the times)")
     args = parser.parse_args(argv)
@@ -68,7 +69,7 @@ def main(argv=None):
         if model_dir.exists() and not (model_dir / "backup").exists():
             shutil.rmtree(model_dir)  # a finished earlier run: train afresh (a killed one resumes)
         start = time.perf_counter()
-        trained = train(cfg)
+        trained = train_from_cache(cfg)
         train_minutes = (time.perf_counter() - start) / 60
     result = use(cfg, Path(cfg.train.output_dir) / "best.keras", split="test")
     s = result["summary"]
@@ -86,16 +87,15 @@ def main(argv=None):
     print(f"\nbackend {keras.backend.backend()}, {trained['policy']}, {os.cpu_count()} CPU cores")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    save_json(args.out, {
-        "command": "python bench/det_accuracy.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
-        "backend": keras.backend.backend(), "precision": trained["policy"], "machine": platform.machine(),
-        "cpu_cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "train_minutes": round(train_minutes, 2),
+    path = write_result(Path(args.output_dir) / "det_accuracy.json", {
+        "training_precision": trained["policy"], "load_average_at_end": os.getloadavg(),
+        "train_minutes": round(train_minutes, 2),
         "train_images": trained["train_images"], "val_images": trained["val_images"],
         "test_images": args.test_images, "epochs_run": trained["epochs_run"],
         "images_per_second": trained["images_per_second"], "map50_voc": s["map50"], "coco_map": s["coco_map"],
         "coco_map50": s["coco_map50"], "per_class": s["per_class"], "scale_statistics": s["scale_statistics"],
-        "history": trained["history"], "config": to_dict(cfg)})
-    print(f"written: {args.out}")
+        "history": trained["history"]}, settings={"args": vars(args), "config": to_dict(cfg)}, argv=argv)
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

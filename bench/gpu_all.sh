@@ -27,7 +27,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     bs="--set study.train_images=40 --set study.test_images=10 --set study.comparison_epochs=1"
     side=1
 else
-    s2="--train-images 5000 --test-images 1000 --eval-every 25600 --budget-images 100000000"
+    s2="--train-images 5000 --test-images 1000 --eval-every 25600"
     ce="--train-images 3000 --test-images 500 --epochs 40 --set train.batch_size=32"
     bs="--set study.comparison_epochs=30"
     side=$(( cores > 4 ? cores / 2 : 1 ))
@@ -42,13 +42,13 @@ left=$(( deadline - SECONDS ))
 minutes=$(awk -v s="$left" 'BEGIN { m = (s - 75) / 60; print (m < 0.5 ? 0.5 : m) }')
 echo "stage 2 trains for ${minutes} min"
 XLA_PYTHON_CLIENT_MEM_FRACTION=.5 timeout $(( left - 10 )) $PY bench/stage2_accuracy.py --workers "$cores" \
-    --work-dir "$work/stage2" $s2 --budget-minutes "$minutes" --lr-schedule cosine \
-    --out "$out/stage2_accuracy.json" --quiet > "$out/stage2_accuracy.log" 2>&1 &
+    --work-dir "$work/stage2" $s2 --budget-minutes "$minutes" --budget-images ${BUDGET_IMAGES:-1200000} --lr-schedule cosine \
+    --output-dir "$out" --quiet > "$out/stage2_accuracy.log" 2>&1 &
 stage2=$!
 
 (
     XLA_PYTHON_CLIENT_MEM_FRACTION=.25 timeout $(( left - 40 )) $PY bench/centres_accuracy.py --work-dir "$work/centres" \
-        $ce --budget-minutes 3 --workers "$side" --out "$out/centres_accuracy.json" > "$out/centres.log" 2>&1
+        $ce --budget-minutes 3 --workers "$side" --output-dir "$out" > "$out/centres.log" 2>&1
     echo "centres done at ${SECONDS}s (exit $?)"
 ) &
 (

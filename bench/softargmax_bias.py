@@ -14,17 +14,18 @@ soft-argmax is pulled toward the map centre; the pull grows as the peak weakens 
 as the map grows, which is what the table shows.
 
 Prints one row per cell and method (mean / median / P95 / max error) and writes them
-with the settings to --out as JSON (atomically).
+with the settings to --output-dir/softargmax_bias.json (`results_io.write_result`).
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from common.codecs import GaussianHeatmapCodec
-from common.data_io import save_json
+from results_io import write_result  # bench/ is on the path when run as a script
 
 METHODS = ("argmax_refine", "soft_argmax", "soft_argmax_debiased")
 
@@ -88,7 +89,7 @@ def main(argv=None):
     parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma, heatmap pixels (%(default)s)")
     parser.add_argument("--beta", type=float, default=15.0, help="soft-argmax inverse temperature (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
-    parser.add_argument("--out", default="results/softargmax_bias.json", help="JSON output (%(default)s)")
+    parser.add_argument("--output-dir", default="results", help="folder for the JSON (%(default)s)")
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error(f"--samples must be >= 1. Received: {args.samples}")
@@ -99,9 +100,10 @@ def main(argv=None):
     print(f"decoding error in heatmap pixels (sigma {args.sigma:g}, beta {args.beta:g}, "
           f"{args.samples} keypoints per cell, {keras.backend.backend()} backend, {seconds:.1f} s)")
     print(format_table(rows))
-    save_json(args.out, {"settings": vars(args), "backend": keras.backend.backend(),
-                         "seconds": round(seconds, 2), "unit": "heatmap px (Euclidean)", "rows": rows})
-    print(f"wrote {args.out}")
+    path = write_result(Path(args.output_dir) / "softargmax_bias.json",
+                        {"seconds": round(seconds, 2), "unit": "heatmap px (Euclidean)", "rows": rows},
+                        args=args, argv=argv)
+    print(f"wrote {path}")
     return 0
 
 

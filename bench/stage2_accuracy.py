@@ -1,41 +1,40 @@
 """Stage-2 accuracy benchmark: a learning curve of the ResNet-50 U-Net trained from scratch.
 
-    KERAS_BACKEND=jax python bench/stage2_accuracy.py --budget-minutes 8
+    KERAS_BACKEND=jax python bench/stage2_accuracy.py --budget-images 600000
     python bench/stage2_accuracy.py --train-images 16 --test-images 8 --eval-every 16 \\
-        --budget-images 32 --batch-size 8          # a smoke test
+        --budget-images 32 --batch-size 8 --output-dir /tmp/s2      # a smoke test
 
 Renders --train-images and --test-images synthetic SPEED-like images into
 --work-dir/renders (skipped when a split with the same count and seed is there),
 preprocesses them with the stage-2 pipeline (caches are reused), then trains the
-full-size model from random init (weights none) with the stage-2 losses. With
---part-images the training renders come in parts: training starts on the first while a
-child process renders and preprocesses the others on the CPU, and each joins the
-training set at the next chunk once it is ready (column renders), so rendering costs
-little of a GPU's time. Training
-runs in chunks of --eval-every images (rounded to whole batches); the model is
-compiled once (Adam at a constant learning rate), so the optimizer state carries
-over. --lr-schedule cosine lowers the learning rate before each chunk along a cosine
-from --learning-rate to 1 % of it over the budget (whichever of --budget-images and
---budget-minutes is nearer to being spent); constant keeps it. After each chunk the
-held-out test split is evaluated in the 128x128 input frame and one row is printed:
-images seen, wall seconds (training + evaluation so far), training images/s of the
-chunk, train loss, soft-argmax Euclidean mean / median px, PCK@2/5/10, the
-argmax+refine mean px, the fraction of visible keypoints predicted on another keypoint
-with those keypoints' share of the summed error (`wrong_keypoint_summary`: identity
-errors), and the pose solved by PnP from the predicted-visible keypoints (as
-`use_vis.py` does): median rotation error in degrees and mean SPEED score (rotation in
-radians + translation error / distance) of the poses found, and the fraction found,
-over the first --pose-images held-out images (after the last chunk, over all of them:
-`pose` in the JSON). Stops at --budget-images or --budget-minutes. The rows, settings, backend, precision and device go to --out
-(JSON, rewritten atomically after every row, so a killed run keeps its rows); figures
-of the last held-out evaluation go to the folder beside it, `<out stem>_figures/`.
-Runs under KERAS_BACKEND=jax without TensorFlow.
+full-size model from random init (weights none) through the package's own trainer,
+`stage2_visible_keypoints.pipeline.train_from_cache`: `train_vis.py` with the same
+settings (`configs/stage2_gpu.yaml`) trains the same model. An epoch is --eval-every
+images (rounded to whole batches, `train.epoch_images`); the run is --budget-images
+(`train.budget_images`), or stops after the epoch that passes --budget-minutes. The
+learning rate follows --lr-schedule over the images seen (cosine: to 1 % at the budget).
+With --part-images the training renders come in parts: training starts on the first while
+a child process renders and preprocesses the others on the CPU, and each joins the
+training set at the next epoch once it is ready (column renders).
+
+After each epoch the held-out test split is evaluated in the 128x128 input frame
+(`train.eval_split`) and one row is printed: images seen, wall seconds, training images/s
+of the chunk, learning rate, train loss, soft-argmax Euclidean mean / median px,
+PCK@2/5/10, the argmax+refine mean px, the fraction of visible keypoints predicted on
+another keypoint with those keypoints' share of the summed error (identity errors), and
+the pose solved by PnP from the predicted-visible keypoints (as `use_vis.py` does): median
+rotation error in degrees, mean SPEED score and the fraction found, over the first
+--pose-images held-out images (after the last epoch, over all of them: `pose` in the
+JSON). Rows, settings, backend, precision, device and commit go to
+--output-dir/stage2_accuracy.json (rewritten atomically after every row, so a killed run
+keeps its rows); figures of the last held-out evaluation to stage2_accuracy_figures/
+beside it; the model and its history to --work-dir/model. Runs under KERAS_BACKEND=jax
+without TensorFlow.
 """
 
 import argparse
 import atexit
 import importlib.util
-import math
 import os
 import signal
 import subprocess
@@ -47,53 +46,23 @@ import keras
 import numpy as np
 
 from common.config import to_dict
-from common.data_io import load_json, save_json
+from common.data_io import load_json
 from common.errors import DataError
 from common.geometry import to_original
 from common.losses import KEYPOINT_REDUCTIONS
 from common.plots import save_overlay
 from common.parallel import default_workers
-from common.training import make_batches, resolve_jit, set_precision
+from common.training import ArrayBatches
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config, TrainConfig
 from stage2_visible_keypoints.data import Cache, load_cache
-from stage2_visible_keypoints.model import build_model, compile_model
-from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, plot_evaluation,
-                                               pose_summary, pose_wireframe, predict_arrays, training_targets)
-from stage2_parts import READY_FILE, data_config, prepare, train_parts  # bench/ is on the path as a script
+from stage2_visible_keypoints.pipeline import (estimate_poses, evaluate, load_object_model, load_stage2_model,
+                                               plot_evaluation, pose_summary, pose_wireframe, predict_arrays,
+                                               train_from_cache, training_targets)
+from results_io import device_name, write_result  # bench/ is on the path as a script
+from stage2_parts import READY_FILE, data_config, prepare, train_parts
 
 COLUMNS = ("images", "renders", "wall_s", "img/s", "lr", "loss", "mean_px", "median_px", "pck@2", "pck@5", "pck@10",
            "argmax_px", "wrong_kp", "wrong_err", "rot_deg", "speed", "found")
-
-
-def chunks(count, images_per_chunk, seed):
-    """Endless index chunks over `count` images: epoch after epoch of fresh permutations."""
-    rng = np.random.default_rng(seed)
-    pending = np.empty(0, dtype=np.int64)
-    while True:
-        while len(pending) < images_per_chunk:
-            pending = np.concatenate([pending, rng.permutation(count)])
-        yield pending[:images_per_chunk]
-        pending = pending[images_per_chunk:]
-
-
-def cosine_rate(base, progress, floor=0.01):
-    """The cosine schedule's rate at `progress` (0 -> base, 1 -> floor * base)."""
-    progress = min(max(progress, 0.0), 1.0)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def device_name():
-    if keras.backend.backend() == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return f"{device.platform}: {getattr(device, 'device_kind', device)}"
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return "gpu: " + tf.config.experimental.get_device_details(gpus[0]).get("device_name", "?") if gpus else "cpu"
-    return keras.backend.backend()
 
 
 def format_row(row):
@@ -115,13 +84,72 @@ def _pose_values(pose):
 
 
 def stage2_config(args):
+    """The stage-2 config the benchmark trains: `train_vis.py --config` with the same file
+    (see `configs/stage2_gpu.yaml`) trains the same model on the same schedule."""
     cfg = Stage2Config()
     cfg.data = data_config(args.work_dir)
     cfg.model = ModelConfig(weights="none", backbone=args.backbone, debias=args.debias)
     cfg.train = TrainConfig(output_dir=str(Path(args.work_dir) / "model"), batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, precision=args.precision, seed=args.seed,
-                            coord_weight=args.coord_weight, focal_keypoint_reduction=args.focal_reduction)
+                            learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, precision=args.precision,
+                            seed=args.seed, coord_weight=args.coord_weight, focal_keypoint_reduction=args.focal_reduction,
+                            validation_split=0.0, epoch_images=args.eval_every, budget_images=args.budget_images,
+                            budget_minutes=args.budget_minutes or 0.0, eval_split="test", tensorboard_images=0)
     return cfg
+
+
+class GrowingBatches(ArrayBatches):
+    """The training stream over the parts rendered so far: at each epoch end, parts that the
+    background process finished join it (a new permutation over all images from then on)."""
+
+    def __init__(self, cache, targets_of, indices, plan, seed, background, loaded, cache_dir, data_cfg, result):
+        super().__init__(cache.images, targets_of(cache.y), indices, plan.batch_size, shuffle=True, seed=seed,
+                         repeat=True, steps=plan.steps_per_epoch)
+        self.cache, self.targets_of, self.background, self.loaded = cache, targets_of, background, loaded
+        self.cache_dir, self.data_cfg, self.result = cache_dir, data_cfg, result
+
+    def on_epoch_end(self):
+        new = [split for split in self.background.ready() if split not in self.loaded]
+        if new:
+            self.loaded += new
+            self.cache = Cache.concatenate([self.cache] + [load_cache(self.cache_dir, split, self.data_cfg)
+                                                           for split in new])
+            self.images, self.targets = self.cache.images, self.targets_of(self.cache.y)
+            self.indices, self._pending = np.arange(len(self.cache.images)), np.empty(0, dtype=np.int64)
+            self.result["train_images"], self.result["parts"] = len(self.cache.images), {"loaded": list(self.loaded)}
+        if message := self.background.failure():
+            print(message, flush=True)
+        super().on_epoch_end()
+
+
+class Rows(keras.callbacks.Callback):
+    """One row per evaluation (`HeldOutEvaluation.on_result`): printed, and the JSON rewritten."""
+
+    def __init__(self, args, test, cfg, result, per_epoch):
+        super().__init__()
+        self.args, self.test, self.cfg, self.result, self.per_epoch = args, test, cfg, result, per_epoch
+        self.start, self.epoch_start, self.fit_seconds = time.perf_counter(), None, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.fit_seconds = time.perf_counter() - self.epoch_start  # the chunk's training, without evaluation
+
+    def record(self, epoch, logs, xy_norm, confidence, logits, summary):
+        pose = split_pose(xy_norm, confidence, self.test, self.cfg, self.args.pose_images)[0]
+        soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
+        rate = self.model.optimizer.learning_rate
+        row = {"images_seen": (epoch + 1) * self.per_epoch, "train_images": self.result["train_images"],
+               "wall_seconds": round(time.perf_counter() - self.start, 1),
+               "images_per_second": round(self.per_epoch / max(self.fit_seconds, 1e-9), 1),
+               "learning_rate": float(keras.ops.convert_to_numpy(rate)), "train_loss": float(logs["loss"]),
+               "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
+               "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
+               "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"],
+               "wrong_keypoint": summary["input_frame_wrong_keypoint"], "pose": pose}
+        self.result["rows"].append(row)
+        write_result(self.args.output_file, self.result, args=self.args)
+        print(format_row(row), flush=True)
 
 
 class BackgroundParts:
@@ -179,82 +207,42 @@ def run(args):
     if args.prepare_only:
         return None
 
-    keras.utils.set_random_seed(args.seed)
-    policy = set_precision(args.precision)
     test = load_cache(cfg.data.cache_dir, "test", cfg.data)
     loaded = [split for split, _, _ in first]
     train = Cache.concatenate([load_cache(cfg.data.cache_dir, split, cfg.data) for split in loaded])
-    model = build_model(len(train.keypoint_names), cfg.data, cfg.model, seed=args.seed)
-    compile_model(model, cfg.data, cfg.train, args.learning_rate, resolve_jit(cfg.train.jit_compile))
-    data = training_targets(train.y)
-    steps = max(1, round(args.eval_every / args.batch_size))
-    per_chunk = steps * args.batch_size  # whole batches: one compiled step shape
-    result = {"config": {"args": vars(args), "stage2": to_dict(cfg)}, "backend": keras.backend.backend(),
-              "precision": policy, "device": device_name(), "images_per_chunk": per_chunk,
-              "train_images": len(train.y["xy_norm"]), "test_images": len(test.y["xy_norm"]), "rows": []}
+    per_epoch = -(-args.eval_every // args.batch_size) * args.batch_size  # whole batches: one compiled step shape
+    result = {"config": {"args": vars(args), "stage2": to_dict(cfg)}, "images_per_chunk": per_epoch,
+              "train_images": len(train.images), "test_images": len(test.images), "rows": []}
     background = BackgroundParts(args) if streamed else None
+
+    def growing(images, targets, indices, plan):
+        return GrowingBatches(train, training_targets, indices, plan, args.seed, background, loaded,
+                              cfg.data.cache_dir, cfg.data, result)
+
     if background is not None:
         print(f"training starts on {len(train.images)} renders; {len(streamed)} more parts of "
               f"{args.part_images} are being prepared (log: {background.log})")
-    print(f"{result['backend']} backend, {policy}, {result['device']}; {per_chunk} images per chunk")
+    print(f"{keras.backend.backend()} backend, {device_name()}; {per_epoch} images per chunk")
     print(format_row(None))
-
-    start = time.perf_counter()
-    seen, last_chunk_seconds = 0, 0.0
-    budget_seconds = 60 * args.budget_minutes if args.budget_minutes else math.inf
-    order = chunks(len(train.images), per_chunk, args.seed)
-    for chunk in range(sys.maxsize):
-        new = [split for split in (background.ready() if background else []) if split not in loaded]
-        if new:  # parts finished in the background join the training set; a new epoch order over all
-            loaded += new
-            train = Cache.concatenate([train] + [load_cache(cfg.data.cache_dir, split, cfg.data) for split in new])
-            data, order = training_targets(train.y), chunks(len(train.images), per_chunk, args.seed + len(loaded))
-            result["train_images"], result["parts"] = len(train.images), {"loaded": list(loaded)}
-        if background is not None and (message := background.failure()):
-            print(message, flush=True)
-        indices = next(order)
-        rate = args.learning_rate
-        if args.lr_schedule == "cosine":
-            # Progress includes the chunk about to run, so the last chunk trains near the floor.
-            progress = max((seen + per_chunk) / args.budget_images,
-                           (time.perf_counter() - start + last_chunk_seconds) / budget_seconds)
-            rate = cosine_rate(args.learning_rate, progress)
-            model.optimizer.learning_rate = rate
-        batches = make_batches(train.images, data, indices, args.batch_size, shuffle=False)
-        fit_start = time.perf_counter()
-        history = model.fit(batches, initial_epoch=chunk, epochs=chunk + 1, verbose=0)
-        fit_seconds = time.perf_counter() - fit_start
-        seen += per_chunk
-        eval_start = time.perf_counter()
-        xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
-        summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
-        # PnP on a bad model's keypoints costs ~13 ms an image (RANSAC runs out its
-        # iterations), so the rows take the pose of the first --pose-images only.
-        summary["pose"] = split_pose(xy_norm, confidence, test, cfg, args.pose_images)[0]
-        soft, hard = summary["input_frame"], summary["input_frame_argmax_refine"]
-        row = {"images_seen": seen, "train_images": len(train.images),
-               "wall_seconds": round(time.perf_counter() - start, 1),
-               "images_per_second": round(per_chunk / fit_seconds, 1), "learning_rate": rate,
-               "train_loss": float(history.history["loss"][-1]),
-               "euclidean_mean_px": soft["euclidean"]["mean"], "euclidean_median_px": soft["euclidean"]["median"],
-               "pck": soft["pck"], "argmax_refine_mean_px": hard["euclidean"]["mean"],
-               "argmax_refine_pck": hard["pck"], "visibility": summary["visibility"],
-               "wrong_keypoint": summary["input_frame_wrong_keypoint"], "pose": summary["pose"]}
-        result["rows"].append(row)
-        save_json(args.out, result)
-        print(format_row(row), flush=True)
-        last_chunk_seconds = fit_seconds + time.perf_counter() - eval_start
-        if seen >= args.budget_images or (args.budget_minutes and time.perf_counter() - start >= 60 * args.budget_minutes):
-            break
+    rows = Rows(args, test, cfg, result, per_epoch)
+    # The same driver as train_vis.py: `configs/stage2_gpu.yaml` there trains this model.
+    trained = train_from_cache(cfg, cache=train, batches=growing if background else None, callbacks=[rows], on_evaluation=rows.record,
+                               progress=False)
+    result["precision"], result["training"] = trained["policy"], {k: v for k, v in trained.items() if k != "history"}
     if background is not None:
         code = background.stop()  # negative: stopped by a signal (still rendering), else its exit code
         result["parts"] = {"loaded": loaded, "of": len(parts), "background_exit_code": code}
-        print(f"trained on {len(loaded)} of {len(parts)} parts ({len(train.images)} renders)")
+        print(f"trained on {len(loaded)} of {len(parts)} parts")
+    model = load_stage2_model(Path(cfg.train.output_dir) / "model.keras")
     if args.save_model:
         model.save(args.save_model)
+    xy_norm, confidence, logits = predict_arrays(model, test.images, args.batch_size, progress=False)
+    summary = evaluate(xy_norm, confidence, logits, test.y, cfg, test.keypoint_names)
     result["pose"], poses = split_pose(xy_norm, confidence, test, cfg)  # the whole held-out split, once
-    save_figures(Path(args.out).with_name(Path(args.out).stem + "_figures"), test, xy_norm, summary, cfg, poses)
+    figures = Path(args.output_dir) / "stage2_accuracy_figures"
+    save_figures(figures, test, xy_norm, summary, cfg, poses)
     # The same metrics on (up to) as many training images, spread over all parts: the generalisation gap.
+    train = Cache.concatenate([load_cache(cfg.data.cache_dir, split, cfg.data) for split in loaded])
     subset = train.take(np.linspace(0, len(train.images) - 1, min(len(test.images), len(train.images))).astype(int))
     xy_norm, confidence, logits = predict_arrays(model, subset.images, args.batch_size, progress=False)
     seen_summary = evaluate(xy_norm, confidence, logits, subset.y, cfg, subset.keypoint_names)
@@ -264,7 +252,7 @@ def run(args):
                               "pck": seen_summary["input_frame"]["pck"],
                               "wrong_keypoint": seen_summary["input_frame_wrong_keypoint"],
                               "pose": split_pose(xy_norm, confidence, subset, cfg)[0]}
-    save_json(args.out, result)
+    write_result(args.output_file, result, args=args)
     train_row = result["train_subset"]
     print(f"on {len(subset.images)} training images: mean {train_row['euclidean_mean_px']:.3f} px, "
           f"PCK@2 {train_row['pck']['2']}, on another keypoint {train_row['wrong_keypoint']['fraction']}")
@@ -328,12 +316,13 @@ def main(argv=None):
                         help="the encoder (%(default)s; resnet18 for quick checks on a CPU)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="Adam learning rate (%(default)s)")
     parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
-                        help="constant, or cosine to 1 %% over the budget (%(default)s)")
+                        help="constant, or cosine to 1 %% over --budget-images (%(default)s)")
     parser.add_argument("--precision", default="auto",
                         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
                         help="auto = mixed on GPU, float32 on CPU (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="train renders and training seed; test uses seed + 1")
-    parser.add_argument("--out", default="results/stage2_accuracy.json", help="JSON output (%(default)s)")
+    parser.add_argument("--output-dir", default="results",
+                        help="stage2_accuracy.json and stage2_accuracy_figures/ go here (%(default)s)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes rendering and preprocessing (default: all cores, %(default)s here)")
     parser.add_argument("--debias", action="store_true",
@@ -348,6 +337,7 @@ def main(argv=None):
                         help="render and preprocess what training starts with (all of it without --part-images), "
                              "then stop")
     args = parser.parse_args(argv)
+    args.output_file = str(Path(args.output_dir) / "stage2_accuracy.json")
     for name in ("train_images", "test_images", "eval_every", "budget_images", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
@@ -359,7 +349,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result is not None:
-        print(f"{len(result['rows'])} rows in {args.out}")
+        print(f"{len(result['rows'])} rows in {args.output_file}")
     return 0
 
 

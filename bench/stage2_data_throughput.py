@@ -1,7 +1,6 @@
 """Stage-2 data throughput: renders/s and preprocessed images/s, by number of worker processes.
 
-    python bench/stage2_data_throughput.py --images 200 --workers 1,2 \
-        --out bench/results/stage2_data_throughput.json
+    python bench/stage2_data_throughput.py --images 200 --workers 1,2 --output-dir bench/results
 
 Renders --images synthetic 1920x1200 SPEED-like JPEGs with `render_split`, then builds
 the 128x128 cache from them with `preprocess` (a fresh cache each time), once per
@@ -9,23 +8,22 @@ worker count. A third row type times the two ways of cutting one JPEG down to th
 input frame, in one process: a full decode + `warp_image` (the array path), and
 `warp_image_file`, which lets libjpeg decode at 1/4 size first (the path
 `preprocess_vis.py` takes). Wall-clock seconds include process start-up, as a user sees
-them. Prints a table, writes JSON with the machine's core count.
+them. Prints a table, writes --output-dir/stage2_data_throughput.json (`results_io.write_result`).
 """
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from common.data_io import read_image_rgb, save_json
+from common.data_io import read_image_rgb
 from common.geometry import warp_image, warp_image_file
 from common.parallel import default_workers
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import preprocess
 from stage2_visible_keypoints.render import RenderConfig, render_split
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def main(argv=None):
@@ -33,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=200, help="renders per setting")
     parser.add_argument("--workers", default=f"1,{default_workers()}", help="comma-separated worker counts")
     parser.add_argument("--work-dir", help="scratch folder (default: a temporary one, removed at the end)")
-    parser.add_argument("--out", default="bench/results/stage2_data_throughput.json")
+    parser.add_argument("--output-dir", default="results", help="folder for stage2_data_throughput.json (%(default)s)")
     args = parser.parse_args(argv)
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="stage2_data_"))
@@ -69,10 +67,9 @@ def main(argv=None):
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
 
-    save_json(args.out, {"machine": {"cores": os.cpu_count(), "platform": platform.platform(),
-                                     "processor": platform.processor()},
-                         "images": args.images, "rows": rows})
-    print(f"wrote {args.out}")
+    path = write_result(Path(args.output_dir) / "stage2_data_throughput.json", {"images": args.images, "rows": rows},
+                        args=args, argv=argv)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

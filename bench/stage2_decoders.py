@@ -11,18 +11,19 @@ height of the visible keypoints' maps and the median background value, which dec
 the soft-argmax's pull toward the map centre (`bench/softargmax_bias.py`). On a model
 trained through the plain soft-argmax, argmax errors far above the soft-argmax ones say
 the heatmap peaks are not at the keypoints: the coordinate loss has shifted them to
-make up for that pull. Prints a table; writes --out (JSON).
+make up for that pull. Prints a table; writes --output-dir/stage2_decoders.json.
 """
 
 import argparse
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from common.codecs import GaussianHeatmapCodec
-from common.data_io import save_json
 from stage2_visible_keypoints.data import load_cache
 from stage2_visible_keypoints.pipeline import load_stage2_model
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def error_row(xy_norm, truth, visible, input_size):
@@ -38,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--split", default="test", help="(%(default)s)")
     parser.add_argument("--beta", type=float, default=15.0, help="soft-argmax inverse temperature (%(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="(%(default)s)")
-    parser.add_argument("--out", default="results/stage2_decoders.json", help="JSON output (%(default)s)")
+    parser.add_argument("--output-dir", default="results", help="folder for stage2_decoders.json (%(default)s)")
     args = parser.parse_args(argv)
 
     model = load_stage2_model(args.model)
@@ -69,9 +70,11 @@ def main(argv=None):
               f"{row['pck@2']:>8.3f}")
     print(f"peak height of the visible keypoints' maps: median {stats['peak_median']:.3f}, "
           f"10th percentile {stats['peak_p10']:.3f}; median background {stats['background_median']:.4f}")
-    save_json(args.out, {"settings": vars(args), "images": len(truth), "visible_keypoints": int(visible.sum()),
-                         "units": "Euclidean error, px in the input frame", "decoders": rows, "heatmaps": stats})
-    print(f"wrote {args.out}")
+    path = write_result(Path(args.output_dir) / "stage2_decoders.json",
+                        {"images": len(truth), "visible_keypoints": int(visible.sum()),
+                         "units": "Euclidean error, px in the input frame", "decoders": rows, "heatmaps": stats},
+                        args=args, argv=argv)
+    print(f"wrote {path}")
     return 0
 
 

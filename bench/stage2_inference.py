@@ -1,7 +1,7 @@
 """Stage-2 inference speed: the model's latency and throughput per batch size, and the pose step's.
 
     python bench/stage2_inference.py
-    KERAS_BACKEND=jax python bench/stage2_inference.py --out results/stage2_inference_jax.json
+    KERAS_BACKEND=jax python bench/stage2_inference.py --output-dir results/jax
     python bench/stage2_inference.py --model runs/demo/model/best.keras --batch-sizes 1,32
 
 Builds the full-size ResNet-50 U-Net with the bundled mesh's 19 keypoints and random
@@ -15,28 +15,28 @@ image) on --poses views drawn as the renderer draws them, their visible keypoint
 perturbed by Gaussian noise of the given mean error in the 128x128 input frame
 (`bench/stage2_pose_sensitivity.py` draws them): ms per image. A model near the goal errs
 by about 0.5 px; an untrained one by about 25 px, where RANSAC runs out its iterations.
-Prints a table; writes --out (JSON) with the backend, device and core count.
+Prints a table; writes --output-dir/stage2_inference.json (`results_io.write_result`: backend,
+device, precision, core count, versions, commit).
 """
 
 import argparse
 import os
-import platform
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
-from common.camera import speed_camera
-from common.data_io import save_json
 from common.geometry import to_original
-from common.mesh import load_obj
 from common.training import set_precision
+from stage2_visible_keypoints.camera import speed_camera
 from stage2_visible_keypoints.config import DataConfig, ModelConfig
 from stage2_visible_keypoints.data import ObjectModel
+from stage2_visible_keypoints.mesh import load_obj
 from stage2_visible_keypoints.model import build_model
 from stage2_visible_keypoints.pipeline import estimate_poses
 from stage2_visible_keypoints.render import DEFAULT_MESH
-from stage2_accuracy import device_name  # bench/ is on the path when run as a script
+from results_io import cpu_model, device_name, write_result  # bench/ is on the path when run as a script
 from stage2_pose_sensitivity import draw_views, perturb
 
 
@@ -93,7 +93,7 @@ def main(argv=None):
                         help="keypoint error of the pose step's input, 128x128 input px (%(default)s)")
     parser.add_argument("--ransac-px", type=float, default=3.0, help="RANSAC threshold, input px (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(%(default)s)")
-    parser.add_argument("--out", default="results/stage2_inference.json", help="JSON output (%(default)s)")
+    parser.add_argument("--output-dir", default="results", help="folder for stage2_inference.json (%(default)s)")
     args = parser.parse_args(argv)
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -109,8 +109,7 @@ def main(argv=None):
         model = build_model(len(load_obj(DEFAULT_MESH).vertices), DataConfig(), ModelConfig(), seed=args.seed)
     rows = model_rows(model, batch_sizes, args.warmup, args.repeats, args.seed)
     pose, visible_mean = pose_rows(args.mean_px, args.poses, args.ransac_px, args.seed)
-    where = (f"{keras.backend.backend()} backend, {policy}, {device_name()}, {os.cpu_count()} cores "
-             f"({platform.processor() or platform.machine()})")
+    where = f"{keras.backend.backend()} backend, {policy}, {device_name()}, {os.cpu_count()} cores ({cpu_model()})"
     print(f"{model.name} ({model.count_params():,} parameters), {where}")
     print(f"{'batch':>8} {'ms/batch':>10} {'p90 ms':>10} {'img/s':>10}")
     for row in rows:
@@ -120,13 +119,13 @@ def main(argv=None):
     print(f"{'kp err px':>10} {'ms/image':>10} {'solved':>10}")
     for row in pose:
         print(f"{row['mean_px']:>10g} {row['ms_per_image']:>10.2f} {row['solved_fraction']:>10.3f}")
-    save_json(args.out, {"settings": vars(args), "model": model.name, "parameters": model.count_params(),
-                         "backend": keras.backend.backend(), "precision": policy, "device": device_name(),
-                         "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    path = write_result(Path(args.output_dir) / "stage2_inference.json", {
+                         "model": model.name, "parameters": model.count_params(),
                          "units": {"ms_per_batch": "milliseconds per predict_on_batch call",
                                    "mean_px": "keypoint error fed to PnP, px in the 128x128 input frame"},
-                         "model_rows": rows, "pose_rows": pose, "visible_keypoints_mean": visible_mean})
-    print(f"wrote {args.out}")
+                         "model_rows": rows, "pose_rows": pose, "visible_keypoints_mean": visible_mean},
+                        args=args, argv=argv)
+    print(f"wrote {path}")
     return 0
 
 

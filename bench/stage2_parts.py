@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data_io import load_json, save_json
-from common.mesh import load_obj
+from stage2_visible_keypoints.mesh import load_obj
 from common.parallel import default_workers
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import preprocess

@@ -11,30 +11,32 @@ Each cell then perturbs the keypoints visible in that frame as a model would err
 Gaussian noise whose mean Euclidean error is --mean-px input pixels (sigma per axis =
 mean / sqrt(pi / 2)), and a --wrong fraction of them moved onto another visible keypoint's
 true position (identity errors). The pose is solved from those keypoints, mapped back to
-original pixels, exactly as `use_vis.py` does (`common.pose.solve_pnp`, SQPnP + LM
+original pixels, exactly as `use_vis.py` does (`stage2_visible_keypoints.pose.solve_pnp`, SQPnP + LM
 refinement), with RANSAC (--ransac-px input pixels) and without, and compared with the
 true pose: median and mean rotation error (degrees), median relative translation error,
 mean SPEED score (rotation in radians + translation error / distance), and the fraction
 of poses found ("kp err px" in the table: the measured mean keypoint error, wrong
 keypoints included). It answers what keypoint accuracy a pose target needs (the stage-2 goal,
-0.5 px mean, against the 25 px of the demo model). Prints a table; writes --out (JSON).
+0.5 px mean, against the 25 px of the demo model). Prints a table; writes
+--output-dir/stage2_pose_sensitivity.json.
 """
 
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
-from common.camera import body_to_camera, project_points, speed_camera
-from common.data_io import save_json
 from common.geometry import inside, letterbox_crop_transform, to_input, to_original
-from common.mesh import load_obj, visible_vertices
-from common.pose import pose_error_summary
+from stage2_visible_keypoints.camera import body_to_camera, project_points, speed_camera
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import ObjectModel
+from stage2_visible_keypoints.mesh import load_obj, visible_vertices
 from stage2_visible_keypoints.pipeline import estimate_poses
+from stage2_visible_keypoints.pose import pose_error_summary
 from stage2_visible_keypoints.render import DEFAULT_MESH, RenderConfig, sample_pose
+from results_io import write_result  # bench/ is on the path when run as a script
 
 
 def draw_views(mesh, camera, count, rng):
@@ -116,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--ransac-px", type=float, default=3.0, help="RANSAC threshold, input px (%(default)s)")
     parser.add_argument("--mesh", help="OBJ whose vertices are the keypoints (default: the bundled spacecraft)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
-    parser.add_argument("--out", default="results/stage2_pose_sensitivity.json", help="JSON output (%(default)s)")
+    parser.add_argument("--output-dir", default="results", help="folder for stage2_pose_sensitivity.json (%(default)s)")
     args = parser.parse_args(argv)
     if args.poses < 1 or min(args.mean_px) < 0 or not all(0 <= w <= 1 for w in args.wrong) or args.ransac_px <= 0:
         parser.error("--poses must be >= 1, --mean-px >= 0, --wrong in [0, 1] and --ransac-px > 0")
@@ -128,12 +130,12 @@ def main(argv=None):
     print(f"pose error from perturbed keypoints: {args.poses} poses per cell, {visible_mean:.1f} of "
           f"{len(mesh.vertices)} keypoints visible on average, SPEED camera, {seconds:.1f} s")
     print(format_table(rows))
-    save_json(args.out, {"settings": vars(args), "seconds": round(seconds, 2), "visible_keypoints_mean": visible_mean,
-                         "units": {"mean_px": "Euclidean, px in the 128x128 input frame",
-                                   "rotation_deg": "degrees", "translation_rel": "error / distance",
-                                   "speed_score": "rotation (rad) + translation_rel"},
-                         "rows": rows})
-    print(f"wrote {args.out}")
+    result = {"seconds": round(seconds, 2), "visible_keypoints_mean": visible_mean,
+              "units": {"mean_px": "Euclidean, px in the 128x128 input frame", "rotation_deg": "degrees",
+                        "translation_rel": "error / distance", "speed_score": "rotation (rad) + translation_rel"},
+              "rows": rows}
+    path = write_result(Path(args.output_dir) / "stage2_pose_sensitivity.json", result, args=args, argv=argv)
+    print(f"wrote {path}")
     return 0
 
 

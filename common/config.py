@@ -10,6 +10,7 @@ values are converted to the type of the field's default (YAML lists become tuple
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,93 @@ def size_pair(value, name):
     if len(value) != 2 or min(value) <= 0:
         raise ValueError(f"{name} must be (width, height) with positive entries. Received: {name}={value}")
     return value
+
+
+def check_range(config, name, low, high=math.inf, low_inclusive=False):
+    """`config.name` must be a finite number above `low` (or at it) and at most `high`;
+    written so that NaN fails too."""
+    value = getattr(config, name)
+    above = value >= low if low_inclusive else value > low
+    if not (math.isfinite(value) and above and value <= high):
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+        raise ValueError(f"{name} must be a finite number {bound}. Received: {name}={value}")
+
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "plateau", "step")
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """The `train` settings every part shares, checked here once; each part's
+    `TrainConfig` subclasses it, sets its own defaults and adds its losses' settings.
+    `common.training.train` is the driver that reads them.
+
+    output_dir: best.keras, model.keras, config.json, history.csv, plots/, logs/, backup/.
+    seed: weights, shuffling and the validation split. precision: auto (mixed on GPU,
+    float32 on CPU) | float32 | mixed_float16 | mixed_bfloat16. jit_compile: auto|true|false.
+    optimizer: adam | adamw | sgd (momentum); weight_decay (adamw, sgd); clipnorm (0 = off).
+    lr_schedule, all by optimizer step (images seen), so a resumed run continues it:
+      constant  learning_rate throughout
+      cosine    from learning_rate to lr_floor * learning_rate over the whole run
+      plateau   learning_rate, halved when the monitored loss stalls for 3 epochs
+      step      multiplied by lr_gamma every lr_step_epochs epochs
+    warmup_steps: a linear warm-up from 10 % of the rate first (constant and cosine).
+    Length: `epochs` passes over the training images, or with budget_images > 0 that many
+    images (epochs is then ignored). epoch_images > 0 makes an epoch (validation,
+    checkpoint, history row) that many images instead of one pass; the data then repeats.
+    budget_minutes > 0 stops after the first epoch that ends past that wall time.
+    validation_split: the share of the cache held out for validation.
+    max_images: train on the first N cached images (0 = all).
+    tensorboard_images: sample images shown with their heatmaps in TensorBoard (TF only).
+    """
+
+    output_dir: str = "runs/model"
+    seed: int = 0
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clipnorm: float = 0.0
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+    lr_floor: float = 0.01
+    lr_step_epochs: int = 15
+    lr_gamma: float = 0.1
+    budget_images: int = 0
+    epoch_images: int = 0
+    budget_minutes: float = 0.0
+    validation_split: float = 0.1
+    max_images: int = 0
+    tensorboard_images: int = 4
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "lr_step_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        for name in ("warmup_steps", "budget_images", "epoch_images", "max_images", "tensorboard_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
+        check_range(self, "learning_rate", low=0.0)
+        for name in ("weight_decay", "clipnorm", "budget_minutes"):
+            check_range(self, name, low=0.0, low_inclusive=True)
+        check_range(self, "momentum", low=0.0, high=1.0, low_inclusive=True)
+        check_range(self, "lr_floor", low=0.0, high=1.0, low_inclusive=True)
+        check_range(self, "lr_gamma", low=0.0, high=1.0)
+        if not (math.isfinite(self.validation_split) and 0 <= self.validation_split < 1):
+            raise ValueError(f"validation_split must be in [0, 1). Received: {self.validation_split}")
+        if self.warmup_steps and self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"warmup_steps works with lr_schedule constant|cosine. Received: "
+                             f"warmup_steps={self.warmup_steps}, lr_schedule={self.lr_schedule!r}")
+        for name, allowed in (("precision", PRECISIONS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                              ("jit_compile", ("auto", "true", "false"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be {'|'.join(allowed)}. Received: {name}={getattr(self, name)!r}")
 
 
 def to_dict(cfg):

@@ -37,13 +37,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.data_io import load_json, require
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
-from common.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from common.parallel import parallel_map
-from common.pose import pose_error_summary
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
+from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
+from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
@@ -74,7 +74,7 @@ class Annotations:
 class ObjectModel:
     """What PnP needs: the camera and the keypoints' body-frame positions (the mesh
     vertices in keypoint order), plus the mesh faces, the edges drawn from them
-    (`common.mesh.feature_edges`, computed here once) and the keypoint names."""
+    (`stage2_visible_keypoints.mesh.feature_edges`, computed here once) and the keypoint names."""
 
     camera: Camera
     keypoints_3d: np.ndarray
@@ -171,7 +171,7 @@ def read_poses(label_path):
 
 def score_poses(pred_path, label_path):
     """SPEED errors of the poses in `pred_path` against those in `label_path` (both read
-    by `read_poses`), matched by file name: `common.pose.pose_error_summary` over the
+    by `read_poses`), matched by file name: `stage2_visible_keypoints.pose.pose_error_summary` over the
     labelled images, where one with no predicted pose counts as unsolved, plus
     `predicted_not_labelled`, the predictions left out."""
     predicted, labels = read_poses(pred_path), read_poses(label_path)

@@ -14,9 +14,9 @@ import keras
 from keras import layers
 
 from common.backbones import resnet18_pyramid, resnet50_pyramid
-from common.keras_metrics import MeanKeypointError
 from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
 from common.losses import FocalHeatmapLoss, MaskedL1
+from stage2_visible_keypoints.keras_metrics import MeanKeypointError
 
 
 def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
@@ -55,14 +55,14 @@ def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
                        name=f"stage2_{model_cfg.backbone}_unet")
 
 
-def compile_model(model, data_cfg, train_cfg, learning_rate, jit_compile):
+def compile_model(model, data_cfg, train_cfg, optimizer, jit_compile):
     """Focal heatmap loss (summed or averaged over the K maps) + coord_weight * masked L1 on
-    visible keypoints; Adam."""
+    visible keypoints, with `optimizer` (`common.training.make_optimizer`)."""
     heatmap_loss = FocalHeatmapLoss(alpha=train_cfg.focal_alpha, gamma=train_cfg.focal_gamma,
                                     heatmap_size=data_cfg.heatmap_size[::-1], sigma=data_cfg.sigma,
                                     keypoint_reduction=train_cfg.focal_keypoint_reduction)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss={"heatmap_logits": heatmap_loss, "keypoints": MaskedL1(), "confidence": None},
         loss_weights={"heatmap_logits": 1.0, "keypoints": train_cfg.coord_weight, "confidence": 0.0},
         metrics={"keypoints": [MeanKeypointError(data_cfg.input_size)]},

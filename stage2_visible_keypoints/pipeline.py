@@ -1,12 +1,10 @@
-"""Stage-2 library calls behind the scripts: `train(cfg)` and `use(cfg, ...)`.
+"""Stage-2 library calls behind the scripts: `train_from_cache(cfg)` and `use(cfg, ...)`.
 
 Frames: `xy_norm` is normalised to the model input, `xy_input` is in input pixels
 (128 x 128 by default), `xy_original` in source-image pixels; `common.geometry`
 maps between them with each image's stored transform.
 """
 
-import math
-import time
 import zipfile
 from pathlib import Path
 
@@ -14,23 +12,23 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import common.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
-from common.camera import Camera, body_to_camera, load_camera_json, project_points
 from common.codecs import GaussianHeatmapCodec
 from common.config import save_config, to_dict
-from common.data_io import atomic_path, file_hash, image_paths, read_image_rgb, save_json
+from common.data_io import file_hash, image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.mesh import default_keypoint_names, load_obj
 from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.pose import pose_error_summary, pose_errors, solve_pnp
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
-from common.training import make_batches, resolve_jit, set_precision, split_indices, standard_callbacks
+from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.data import (KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh,
                                            load_cache, preprocess_folder, read_keypoint_names)
+from stage2_visible_keypoints.mesh import default_keypoint_names, load_obj
 from stage2_visible_keypoints.model import build_model, compile_model
+from stage2_visible_keypoints.pose import pose_error_summary, pose_errors, solve_pnp
 
 
 def keypoint_targets(y):
@@ -47,19 +45,25 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
-def train(cfg, split="train", progress=True, callbacks=()):
-    """Train on the `split` cache; writes best.keras, model.keras, history, plots, logs.
+def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
+    """Train on the `split` cache through `common.training.train`; writes best.keras,
+    model.keras, config.json, keypoint_names.json, history, plots, logs into
+    train.output_dir (train.output_dir/fine_tune with train.fine_tune).
 
-    callbacks: extra Keras callbacks, run after the standard ones. A run that stops
-    early (killed, interrupted, an exception) resumes from its last finished epoch
-    when called again with the same config (BackupAndRestore in train.output_dir).
+    callbacks: extra Keras callbacks. A run that stops early (killed, interrupted, an
+    exception) resumes from its last finished epoch when called again with the same config.
+    cache: a loaded `Cache` instead of `cfg.data.cache_dir/split`; batches: a function
+    (images, targets, indices, plan) -> training batches instead of `make_batches` (the
+    benchmark's training set that grows while it trains). on_evaluation: called after
+    each `train.eval_split` evaluation (`HeldOutEvaluation.on_result`).
     """
     tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)
-    policy = set_precision(tc.precision)
-    cache = load_cache(cfg.data.cache_dir, split, cfg.data)
-    count = len(cache.y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(cache.y["xy_norm"]))
+    start_run(tc)
+    cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
+    total = len(cache.y["xy_norm"])
+    count = min(tc.max_images, total) if tc.max_images else total
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    plan = plan_run(tc, len(train_idx))
     # Fine-tuning starts from the first run's best model and writes into fine_tune/,
     # so the starting point is never overwritten and a re-run starts from it again.
     out_dir = Path(tc.output_dir) / "fine_tune" if tc.fine_tune else Path(tc.output_dir)
@@ -67,42 +71,58 @@ def train(cfg, split="train", progress=True, callbacks=()):
     save_config(cfg, out_dir / "config.json")
     save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
 
-    pretrained = has_pretrained_weights(cfg.model.weights)
     if tc.fine_tune:
-        start = Path(tc.output_dir) / "best.keras"
-        if not start.is_file():
-            raise DataError("fine-tuning starts from the best model of a first run, which is missing", start)
-        model = keras.saving.load_model(start, safe_mode=True, compile=False)
+        first = Path(tc.output_dir) / "best.keras"
+        if not first.is_file():
+            raise DataError("fine-tuning starts from the best model of a first run, which is missing", first)
+        model = keras.saving.load_model(first, safe_mode=True, compile=False)
         model.get_layer("backbone").trainable = True
-        learning_rate, backup = tc.fine_tune_learning_rate, "backup"
+        learning_rate = tc.fine_tune_learning_rate
     else:
         model = build_model(len(cache.keypoint_names), cfg.data, cfg.model, seed=tc.seed)
         # A frozen random backbone learns nothing: freeze only pretrained weights.
-        model.get_layer("backbone").trainable = not pretrained
-        learning_rate, backup = tc.learning_rate, "backup"
-    compile_model(model, cfg.data, tc, learning_rate, resolve_jit(tc.jit_compile))
+        model.get_layer("backbone").trainable = not has_pretrained_weights(cfg.model.weights)
+        learning_rate = tc.learning_rate
+    compile_model(model, cfg.data, tc, make_optimizer(tc, plan, learning_rate), resolve_jit(tc.jit_compile))
 
     data = training_targets(cache.y)
-    train_ds = make_batches(cache.images, data, train_idx, tc.batch_size, shuffle=True, seed=tc.seed)
+    if batches is None:
+        train_ds = make_batches(cache.images, data, train_idx, tc.batch_size, shuffle=True, seed=tc.seed,
+                                repeat=plan.repeat, steps=plan.steps_per_epoch)
+    else:
+        train_ds = batches(cache.images, data, train_idx, plan)
     val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
-    monitor = "val_loss" if val_ds is not None else "loss"
-    steps = math.ceil(len(train_idx) / tc.batch_size)
+    if tc.eval_split:
+        held_out = load_cache(cfg.data.cache_dir, tc.eval_split, cfg.data)
+        callbacks = [HeldOutEvaluation(held_out, cfg, on_evaluation)] + list(callbacks)
     sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
-    callbacks = standard_callbacks(out_dir, monitor, tc.epochs, steps, progress, title="Stage 2 training",
-                                   backup_name=backup, tensorboard_images=sample) + list(callbacks)
-    start_time = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, callbacks=callbacks,
-                        shuffle=False, verbose=0)  # the input pipeline shuffles
-    seconds = time.perf_counter() - start_time
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    epochs_run = len(history.history.get("loss", []))
-    last = {k: float(v[-1]) for k, v in history.history.items() if v}
-    return {"output_dir": str(out_dir), "policy": policy, "backend": keras.backend.backend(),
-            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "epochs_run": epochs_run,
-            "seconds": round(seconds, 1),
-            "images_per_second": round(epochs_run * len(train_idx) / seconds, 2) if seconds > 0 else None,
-            "last": last}
+    return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Stage 2 training",
+                 callbacks=callbacks, tensorboard_images=(sample, "heatmap_logits", True),
+                 train_count=len(train_idx), val_count=len(val_idx))
+
+
+class HeldOutEvaluation(keras.callbacks.Callback):
+    """After every epoch, `evaluate` on a cached split (`train.eval_split`): its soft-argmax
+    errors in input-frame pixels go into the logs as eval_mean_px, eval_median_px and
+    eval_pck@T (so into history.csv); `self.last` keeps (xy_norm, confidence, logits,
+    summary) of the latest evaluation; `on_result(epoch, logs, *self.last)` may add more."""
+
+    def __init__(self, cache, cfg, on_result=None):
+        super().__init__()
+        self.cache, self.cfg, self.on_result, self.last = cache, cfg, on_result, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        xy_norm, confidence, logits = predict_arrays(self.model, self.cache.images, self.cfg.train.batch_size,
+                                                     progress=False)
+        summary = evaluate(xy_norm, confidence, logits, self.cache.y, self.cfg, self.cache.keypoint_names)
+        euclidean = summary["input_frame"]["euclidean"]
+        logs["eval_mean_px"], logs["eval_median_px"] = euclidean["mean"], euclidean["median"]
+        for threshold, value in summary["input_frame"]["pck"].items():
+            logs[f"eval_pck@{threshold}"] = value
+        self.last = (xy_norm, confidence, logits, summary)
+        if self.on_result is not None:
+            self.on_result(epoch, logs, *self.last)
 
 
 def load_stage2_model(path, input_size=None):
@@ -296,7 +316,7 @@ def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
 
 
 def pose_summary(poses, y, ransac_px):
-    """`common.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
+    """`stage2_visible_keypoints.pose.pose_error_summary` against the cache's poses, with the PnP settings."""
     summary = pose_error_summary(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
     found = poses["found"]
     summary["inliers_mean"] = float(poses["inliers"][found].sum(axis=1).mean()) if found.any() else None

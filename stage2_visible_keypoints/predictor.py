@@ -25,16 +25,16 @@ import numpy as np
 from common.config import load_config
 from common.errors import DataError
 from common.geometry import to_original, warp_image, warp_image_file
-from common.mesh import default_keypoint_names
-from common.pose import PnPResult
 from stage2_visible_keypoints.config import Stage2Config
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, check_camera_size
+from stage2_visible_keypoints.mesh import default_keypoint_names
 from stage2_visible_keypoints.pipeline import (
     estimate_poses,
     load_object_model,
     load_stage2_model,
     run_keypoint_names,
 )
+from stage2_visible_keypoints.pose import PnPResult
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ class KeypointPrediction:
     keypoints_original: (K, 2) in the image's own pixels; keypoints_input: (K, 2) in the
     model input frame; confidence: (K,) peak heights; visible_pred: (K,) bool, confidence
     >= `use.visibility_threshold`; keypoint_names: K names; transform: (4,) image -> input
-    frame (`common.geometry`); image_size: (width, height); pose: `common.pose.PnPResult`
+    frame (`common.geometry`); image_size: (width, height); pose: `stage2_visible_keypoints.pose.PnPResult`
     from the predicted-visible keypoints, or None (no camera and mesh, or no pose found).
     """
 

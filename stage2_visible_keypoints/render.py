@@ -5,7 +5,7 @@ star field or an Earth limb. Each image is labelled in SPEED's format (`q_vbs2ta
 `r_Vo2To_vbs_true`) plus the projected keypoints `xy_original` (K, 2) and their
 visibility (K,), where K = number of mesh vertices.
 
-Conventions (from `common.camera`): continuous pixel coordinates, (0, 0) is the
+Conventions (from `stage2_visible_keypoints.camera`): continuous pixel coordinates, (0, 0) is the
 top-left image corner, pixel i covers [i, i + 1) and its centre is i + 0.5; body
 points go to the camera frame as `quat2dcm(q).T @ p_body + r`.
 """
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from common.camera import (
+from common.data_io import save_image, save_json
+from common.parallel import parallel_map
+from stage2_visible_keypoints.camera import (
     body_to_camera,
     load_camera_json,
     project_points,
@@ -27,9 +29,7 @@ from common.camera import (
     save_camera_json,
     speed_camera,
 )
-from common.data_io import save_image, save_json
-from common.mesh import load_obj, save_obj, symmetry_warnings, visible_vertices
-from common.parallel import parallel_map
+from stage2_visible_keypoints.mesh import load_obj, save_obj, symmetry_warnings, visible_vertices
 
 DEFAULT_MESH = Path(__file__).parent / "assets" / "spacecraft.obj"
 
@@ -259,7 +259,7 @@ def render_image(mesh, q, r, camera, rng, config):
 
     Returns image (H, W, 3) uint8, xy_original (V, 2) projected vertices (pixels, the
     module's convention; may lie outside the image), visible (V,) bool from
-    `common.mesh.visible_vertices` (exact, independent of the raster).
+    `stage2_visible_keypoints.mesh.visible_vertices` (exact, independent of the raster).
     Blur (probability config.blur_prob) is applied to the object's box plus a margin
     only: it stands for defocus / motion of the target, and blurring a whole 1920x1200
     frame would triple the render time.
@@ -303,7 +303,7 @@ def render_split(out_dir, config, split="train", workers=1, progress=True):
     (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, split, i), so a
     split is reproducible (whatever `workers`, the number of processes); give each
     split its own seed. A mesh whose keypoint identities images cannot fix
-    (`common.mesh.symmetry_warnings`) gets a `UserWarning`. Returns the path of `{split}.json`.
+    (`stage2_visible_keypoints.mesh.symmetry_warnings`) gets a `UserWarning`. Returns the path of `{split}.json`.
     """
     out_dir = Path(out_dir)
     camera = speed_camera() if config.camera_json is None else load_camera_json(config.camera_json)

@@ -37,10 +37,11 @@ def main(argv=None):
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    from stage2_visible_keypoints.pipeline import train  # after parsing: --help needs no Keras
+    from stage2_visible_keypoints.pipeline import train_from_cache  # after parsing: --help needs no Keras
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
-    summary = train(cfg, split=args.split, progress=not args.quiet)
-    print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
+    summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
+    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} done) "
+          f"on {summary['train_images']} images "
           f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
           f"{summary['seconds']} s ({summary['images_per_second']} images/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))

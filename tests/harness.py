@@ -109,3 +109,16 @@ def run_loss_test(loss_obj, y_true, y_pred):
     assert deserialized.get_config() == config
     np.testing.assert_allclose(float(ops.convert_to_numpy(deserialized(y_true, y_pred))), value, rtol=1e-6)
     return value
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Simulates a kill: raises KeyboardInterrupt as epoch `epoch` begins (the previous
+    one has been checkpointed and backed up)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt

@@ -40,18 +40,19 @@ def test_loss_wiring_and_decoders():
         DataConfig(input_size=128, heatmap_size=48)
 
 
-def test_cosine_schedule_decays_to_one_percent_and_turns_off_plateau_halving():
-    from baselines.pipeline import learning_rate, training_statement
+def test_cosine_schedule_decays_to_one_percent_of_the_rate():
+    from baselines.pipeline import training_statement
+    from common.training import learning_rate_schedule, plan_run
 
-    tc = TrainConfig(learning_rate=1e-3, epochs=4, lr_schedule="cosine")
-    schedule = learning_rate(tc, steps_per_epoch=25)  # 100 steps in all
+    tc = TrainConfig(learning_rate=1e-3, epochs=4, lr_schedule="cosine", batch_size=4)
+    plan = plan_run(tc, train_count=100)  # 25 steps an epoch, 100 in all
+    schedule = learning_rate_schedule(tc, plan)
     assert float(schedule(0)) == pytest.approx(1e-3)
     assert float(schedule(50)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))  # half way: cos(pi / 2) = 0
     assert float(schedule(100)) == pytest.approx(1e-5)
-    assert learning_rate(TrainConfig(learning_rate=2e-3), 25) == 2e-3
+    assert learning_rate_schedule(TrainConfig(learning_rate=2e-3), plan) == 2e-3  # plateau: a plain rate
     cfg = BaselinesConfig()
     cfg.train = tc
-    statement = training_statement(cfg)
-    assert statement["lr_schedule"] == "cosine" and statement["reduce_lr_on_plateau"] is False
-    with pytest.raises(ValueError, match="lr_schedule must be one of"):
-        TrainConfig(lr_schedule="step")
+    assert training_statement(cfg)["lr_schedule"] == "cosine"
+    with pytest.raises(ValueError, match="lr_schedule must be constant"):
+        TrainConfig(lr_schedule="linear")

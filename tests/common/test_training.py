@@ -1,4 +1,4 @@
-"""Input pipeline, callbacks and the pixel-error metric (TensorFlow backend here;
+"""Input pipeline and callbacks (TensorFlow backend here;
 the JAX path runs in tests/stage2/test_scripts_e2e.py)."""
 
 import math
@@ -9,8 +9,8 @@ import pytest
 
 from common.backbones import has_pretrained_weights, resnet50_pyramid
 from common.errors import DataError
-from common.keras_metrics import MeanKeypointError
 from common.training import ArrayBatches, BestModelCheckpoint, make_batches, read_history, set_precision
+from tests.harness import StopAtEpoch
 
 
 def _arrays(n=10):
@@ -44,16 +44,6 @@ def test_array_batches_reshuffle_each_epoch():
     first = ds.order.copy()
     ds.on_epoch_end()
     assert sorted(ds.order) == list(range(50)) and not np.array_equal(first, ds.order)
-
-
-def test_mean_keypoint_error_counts_visible_keypoints_in_pixels():
-    metric = MeanKeypointError(frame_size=(100, 50))
-    y_true = np.array([[[0.5, 0.5, 1.0], [0.1, 0.1, 1.0], [0.9, 0.9, 0.0]]], np.float32)
-    # Errors: (0.03 * 100, 0.08 * 50) = (3, 4) -> 5 px; 0 px; the invisible one is ignored.
-    y_pred = np.array([[[0.53, 0.58], [0.1, 0.1], [0.0, 0.0]]], np.float32)
-    metric.update_state(y_true, y_pred)
-    assert float(metric.result()) == pytest.approx(2.5, abs=1e-4)
-    assert MeanKeypointError.from_config(metric.get_config()).frame_size == (100, 50)
 
 
 def test_best_checkpoint_saves_only_improvements_atomically(tmp_path):
@@ -118,20 +108,123 @@ def test_imagenet_offline_fails_with_a_clear_message(tmp_path):
     assert "--weights PATH" in out.stdout and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in out.stdout
 
 
-def test_a_new_run_starts_a_new_history_and_a_resumed_one_keeps_it(tmp_path):
-    from common.training import standard_callbacks
+def _tiny_run(tmp_path, epochs=3, **settings):
+    """A Dense model on 8 fixed samples, unshuffled: a run whose weights are a function of
+    the epochs trained and the optimizer state alone."""
+    from common.config import TrainingConfig
+    from common.training import make_optimizer, plan_run, start_run
 
-    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,3.0,1.5\n")
-    (tmp_path / "backup").mkdir()  # an unfinished run: resume, keep the history and its best
-    callbacks = standard_callbacks(tmp_path, "val_loss", epochs=2, steps=1, progress=False)
-    assert (tmp_path / "history.csv").is_file()
-    assert next(c for c in callbacks if isinstance(c, BestModelCheckpoint)).best == 1.5
-    assert isinstance(callbacks[-1], keras.callbacks.BackupAndRestore)  # runs after checkpoint and CSV
+    tc = TrainingConfig(output_dir=str(tmp_path), epochs=epochs, batch_size=4, learning_rate=0.05,
+                        lr_schedule="constant", validation_split=0.0, **settings)
+    start_run(tc)
+    x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(8, 2)
+    y = {"out": (x @ np.array([[2.0], [-1.0]], np.float32)) + 0.5}
+    plan = plan_run(tc, 8)
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, {"out": keras.layers.Dense(1, name="out")(inputs)})
+    model.compile(optimizer=make_optimizer(tc, plan), loss={"out": "mse"})
+    data = ArrayBatches(x, y, np.arange(8), tc.batch_size, shuffle=False, repeat=plan.repeat,
+                        steps=plan.steps_per_epoch)
+    return model, data, tc, plan
 
-    (tmp_path / "backup").rmdir()  # the run finished: the same command starts afresh
-    callbacks = standard_callbacks(tmp_path, "val_loss", epochs=2, steps=1, progress=False)
-    assert not (tmp_path / "history.csv").exists() and (tmp_path / "history_previous.csv").is_file()
-    assert next(c for c in callbacks if isinstance(c, BestModelCheckpoint)).best == math.inf
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    from common.training import train
+
+    model, data, tc, plan = _tiny_run(tmp_path / "whole")
+    train(model, data, None, tc, tmp_path / "whole", plan, progress=False)
+    expected = model.get_weights()
+
+    model, data, tc, plan = _tiny_run(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, None, tc, tmp_path / "killed", plan, progress=False, callbacks=[StopAtEpoch(2)])
+    assert (tmp_path / "killed" / "backup" / "state.json").is_file()
+    model, data, tc, plan = _tiny_run(tmp_path / "killed")  # a new process: fresh weights
+    summary = train(model, data, None, tc, tmp_path / "killed", plan, progress=False)
+    assert summary["epochs_run"] == 1 and summary["epochs_done"] == 3
+    for got, want in zip(model.get_weights(), expected):  # Adam's moments came back too
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert read_history(tmp_path / "killed" / "history.csv")["epoch"] == [0.0, 1.0, 2.0]
+    assert not (tmp_path / "killed" / "backup").exists()
+
+
+def test_history_rows_after_the_backup_are_dropped_on_resume(tmp_path):
+    from common.training import EpochBackup, train
+
+    model, data, tc, plan = _tiny_run(tmp_path, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, None, tc, tmp_path, plan, progress=False, callbacks=[StopAtEpoch(2)])
+    # A kill between epoch 1's CSV row and its backup: the row is there, the backup says 1 epoch.
+    with open(tmp_path / "history.csv", "a") as f:
+        f.write("1,9.0\n")
+    state = tmp_path / "backup" / EpochBackup.STATE
+    state.write_text(state.read_text().replace('"epoch": 2', '"epoch": 1'))
+    model, data, tc, plan = _tiny_run(tmp_path, epochs=3)
+    train(model, data, None, tc, tmp_path, plan, progress=False)
+    assert read_history(tmp_path / "history.csv")["epoch"] == [0.0, 1.0, 2.0]
+
+
+def test_a_new_run_starts_a_new_history(tmp_path):
+    from common.training import train
+
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,3.0\n")  # a finished earlier run
+    model, data, tc, plan = _tiny_run(tmp_path, epochs=1)
+    train(model, data, None, tc, tmp_path, plan, progress=False)
+    assert (tmp_path / "history_previous.csv").read_text() == "epoch,loss\n0,3.0\n"
+    assert read_history(tmp_path / "history.csv")["epoch"] == [0.0]
+    assert BestModelCheckpoint(tmp_path / "b.keras", "loss", history_csv=tmp_path / "history.csv").best < 3.0
+
+
+def test_an_image_budget_sets_the_epochs_and_epoch_images_the_steps():
+    from common.config import TrainingConfig
+    from common.training import plan_run
+
+    plan = plan_run(TrainingConfig(batch_size=8, epochs=5), 100)
+    assert (plan.steps_per_epoch, plan.epochs, plan.repeat) == (13, 5, False)  # 12 whole batches + 4
+    plan = plan_run(TrainingConfig(batch_size=8, budget_images=250), 100)
+    assert (plan.steps_per_epoch, plan.epochs) == (13, 3)  # 3 passes cover 250 images
+    plan = plan_run(TrainingConfig(batch_size=8, epoch_images=30, budget_images=100), 1000)
+    assert (plan.steps_per_epoch, plan.epochs, plan.repeat, plan.images_per_epoch) == (4, 4, True, 32)
+    assert plan_run(TrainingConfig(batch_size=8, epochs=2), 100, max_steps=3).steps_per_epoch == 3
+
+
+def test_schedules_follow_the_optimizer_steps():
+    from common.config import TrainingConfig
+    from common.training import learning_rate_schedule, plan_run
+
+    plan = plan_run(TrainingConfig(batch_size=10, epochs=10), 100)  # 10 steps an epoch, 100 in all
+    cosine = learning_rate_schedule(TrainingConfig(learning_rate=1.0, lr_schedule="cosine", warmup_steps=10), plan)
+    assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(5)) == pytest.approx(0.55)  # warm-up
+    assert float(cosine(10)) == pytest.approx(1.0) and float(cosine(100)) == pytest.approx(0.01)
+    step = learning_rate_schedule(TrainingConfig(learning_rate=1.0, lr_schedule="step", lr_step_epochs=3,
+                                                 lr_gamma=0.5), plan)
+    assert [float(step(s)) for s in (0, 29, 30, 60)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
+    flat = learning_rate_schedule(TrainingConfig(learning_rate=1.0, lr_schedule="constant", warmup_steps=4), plan)
+    assert [float(flat(s)) for s in (0, 2, 4, 90)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
+    with pytest.raises(ValueError, match="warmup_steps works with"):
+        TrainingConfig(lr_schedule="plateau", warmup_steps=5)
+
+
+@pytest.mark.parametrize("kind", ["backend", "pydataset"])
+def test_a_repeating_stream_gives_whole_batches_and_every_image_each_pass(kind):
+    images, targets = _arrays(10)
+    if kind == "backend":
+        stream = make_batches(images, targets, np.arange(10), batch_size=4, shuffle=True, seed=2, repeat=True)
+        batches = [b for _, b in zip(range(5), stream)]
+    else:
+        ds = ArrayBatches(images, targets, np.arange(10), batch_size=4, shuffle=True, seed=2, repeat=True, steps=5)
+        batches = [ds[i] for i in range(len(ds))]
+    seen = np.concatenate([np.asarray(x)[:, 0, 0, 0] for x, _ in batches])
+    assert [len(np.asarray(x)) for x, _ in batches] == [4] * 5
+    assert np.bincount(seen, minlength=10).tolist() == [2] * 10  # 20 images: two whole passes
+
+
+def test_a_time_budget_stops_after_the_epoch_that_spends_it(tmp_path):
+    from common.training import train
+
+    model, data, tc, plan = _tiny_run(tmp_path, epochs=50, budget_minutes=1e-9)
+    summary = train(model, data, None, tc, tmp_path, plan, progress=False)
+    assert summary["epochs_run"] == 1 and summary["epochs_planned"] == 50
 
 
 def test_split_indices_share_and_seed():

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import load_cache, preprocess
-from stage2_visible_keypoints.pipeline import train, training_targets
+from stage2_visible_keypoints.pipeline import train_from_cache, training_targets
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def test_cached_heatmaps_train_like_targets_built_on_the_fly(tmp_path):
         run = dataclasses.replace(cfg, data=dataclasses.replace(data, cache_heatmaps=False))
         run.train = dataclasses.replace(cfg.train, output_dir=str(tmp_path / name), epochs=1, batch_size=2,
                                         validation_split=0.5)
-        train(run, progress=False)
+        train_from_cache(run, progress=False)
         histories[name] = _first_epoch(tmp_path / name)
     heatmaps = load_cache(tmp_path / "cache_cached", "train").y["heatmaps"]
     assert isinstance(heatmaps, np.memmap) and heatmaps.shape == (4, 32, 32, 19)

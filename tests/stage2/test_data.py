@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from common.errors import DataError
 from common.geometry import to_input
-from common.mesh import load_obj, visible_vertices
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
     Cache,
@@ -28,6 +27,7 @@ from stage2_visible_keypoints.data import (
     preprocess,
     preprocess_folder,
 )
+from stage2_visible_keypoints.mesh import load_obj, visible_vertices
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 W, H = 320, 200

@@ -35,7 +35,7 @@ def test_outputs_shapes_and_float32_dtypes(policy):
 
 def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
     cfg = Stage2Config()
-    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, cfg.train, 1e-3, jit_compile=False)
+    model = compile_model(build_model(3, DATA, ModelConfig()), DATA, cfg.train, keras.optimizers.Adam(1e-3), jit_compile=False)
     before = model.predict(IMAGES, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
@@ -67,9 +67,9 @@ def test_focal_loss_is_summed_over_the_keypoint_maps_unless_configured():
     """lambda = 5 was set against a focal loss summed over the maps (tensorflow-addons')."""
     train = Stage2Config().train
     model = build_model(3, DATA, ModelConfig(backbone="resnet18"))
-    compile_model(model, DATA, train, 1e-3, jit_compile=False)
+    compile_model(model, DATA, train, keras.optimizers.Adam(1e-3), jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "sum"
-    compile_model(model, DATA, dataclasses.replace(train, focal_keypoint_reduction="mean"), 1e-3, jit_compile=False)
+    compile_model(model, DATA, dataclasses.replace(train, focal_keypoint_reduction="mean"), keras.optimizers.Adam(1e-3), jit_compile=False)
     assert model.loss["heatmap_logits"].keypoint_reduction == "mean"
     with pytest.raises(ValueError, match="focal_keypoint_reduction must be sum\\|mean"):
         dataclasses.replace(train, focal_keypoint_reduction="max")

@@ -4,12 +4,12 @@ model from files or the cache, and refusing images of another size than the came
 import numpy as np
 import pytest
 
-from common.camera import Camera, body_to_camera, project_points, save_camera_json
 from common.errors import DataError
-from common.mesh import Mesh, save_obj
+from stage2_visible_keypoints.camera import Camera, body_to_camera, project_points, save_camera_json
 from stage2_visible_keypoints.config import UseConfig
 from stage2_visible_keypoints.data import ObjectModel
 from stage2_visible_keypoints.data import check_camera_size
+from stage2_visible_keypoints.mesh import Mesh, save_obj
 from stage2_visible_keypoints.pipeline import estimate_poses, load_object_model, pose_wireframe
 
 CAMERA = Camera(fx=3003.4, fy=3003.4, cx=960.0, cy=600.0, width=1920, height=1200)

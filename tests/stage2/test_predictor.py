@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from common.camera import body_to_camera, project_points
 from common.errors import DataError
 from common.geometry import letterbox_crop_transform, to_input
+from stage2_visible_keypoints.camera import body_to_camera, project_points
 from stage2_visible_keypoints.config import Stage2Config
 from stage2_visible_keypoints.data import ObjectModel
 from stage2_visible_keypoints.predictor import KeypointPredictor

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from common.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from common.data_io import load_json, read_image_rgb
-from common.mesh import Mesh, feature_edges, load_obj, save_obj, symmetry_warnings, visible_vertices
+from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
+from stage2_visible_keypoints.mesh import Mesh, feature_edges, load_obj, save_obj, symmetry_warnings, visible_vertices
 from stage2_visible_keypoints.render import (
     DEFAULT_MESH,
     PART_ALBEDO,

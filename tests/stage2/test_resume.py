@@ -3,28 +3,16 @@
 import csv
 import dataclasses
 
-import keras
 import pytest
 
-from common.camera import Camera, save_camera_json
+from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.config import ModelConfig, Stage2Config
 from stage2_visible_keypoints.data import preprocess
-from stage2_visible_keypoints.pipeline import train
+from stage2_visible_keypoints.pipeline import train_from_cache
 from stage2_visible_keypoints.render import RenderConfig, render_split
+from tests.harness import StopAtEpoch
 
 pytestmark = pytest.mark.slow
-
-
-class StopAtEpoch(keras.callbacks.Callback):
-    """Simulates a kill: raises as epoch `epoch` begins (the previous one is backed up)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
@@ -42,10 +30,10 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
     preprocess(cfg.data, "train", progress=False)
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False, callbacks=[StopAtEpoch(1)])
+        train_from_cache(cfg, progress=False, callbacks=[StopAtEpoch(1)])
     assert (tmp_path / "model" / "backup").is_dir() and (tmp_path / "model" / "best.keras").is_file()
 
-    summary = train(cfg, progress=False)
+    summary = train_from_cache(cfg, progress=False)
     assert summary["epochs_run"] == 1  # only the second epoch was left
     with open(tmp_path / "model" / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]

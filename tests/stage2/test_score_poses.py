@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from common.camera import dcm2quat, quat2dcm
 from common.errors import DataError
+from stage2_visible_keypoints.camera import dcm2quat, quat2dcm
 from stage2_visible_keypoints.data import score_poses
 from tests.scripts import ROOT, check, run_script
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from common.camera import Camera, save_camera_json
-from common.mesh import Mesh, load_obj, save_obj
+from stage2_visible_keypoints.camera import Camera, save_camera_json
+from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj
 from stage2_visible_keypoints.predictor import KeypointPredictor
 from stage2_visible_keypoints.render import RenderConfig, render_split
 from tests.scripts import ROOT, check, run_script

@@ -1,0 +1,1 @@
+"""Centre keypoints for aerial images: DOTA labels, tiling, one heatmap per class."""

@@ -1,0 +1,43 @@
+"""Preprocess a DOTA-format folder into tiled train / val / test caches.
+
+    python detection/centres/preprocess_centres.py --config configs/centres_aerial.yaml --workers 2
+    python detection/centres/preprocess_centres.py --data-dir /data/DOTA/train --cache-dir runs/dota/cache \
+        --set data.categories=[dota-v1.0] --set data.tile_size=1024
+
+The folder holds images/NAME.png and labelTxt/NAME.txt (DOTA v1.0 / v1.5 lines). Its
+images are split train / val / test (data.split, 70/15/15), cut into overlapping tiles
+(data.tile_size, data.tile_overlap) resized to data.input_size. An unchanged config and
+unchanged inputs reuse the caches.
+"""
+
+import argparse
+
+from common import cli
+from detection.centres.centres_config import CentresConfig
+from detection.centres.centres_data import SPLITS, preprocess
+
+SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_config_arguments(parser)
+    parser.add_argument("--data-dir", help="DOTA folder with images/ and labelTxt/ (data.data_dir)")
+    parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{train,val,test}/ (data.cache_dir)")
+    parser.add_argument("--workers", type=int, default=1, help="processes reading and tiling images (%(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
+    summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers)
+    for split in SPLITS:
+        s = summary[split]
+        if s.get("rebuilt"):
+            print(f"rebuilding the {split} cache: {s['rebuilt']}")
+        state = "reused" if s["reused"] else ("written" if s["cache"] else "empty, skipped")
+        print(f"{split}: {s['images']} images, {s['tiles']} tiles, {s['objects']} objects; cache {state}"
+              + (f": {s['cache']}" if s["cache"] else ""))
+    print(f"seconds: {summary['seconds']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

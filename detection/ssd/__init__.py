@@ -1,0 +1,1 @@
+"""Anchor-based single-shot detector: COCO-format boxes, multi-scale anchors, NMS decoding, mAP."""

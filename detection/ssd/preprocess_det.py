@@ -1,0 +1,44 @@
+"""Preprocess a COCO-format detection split into the detector's caches.
+
+    python detection/ssd/preprocess_det.py --config configs/det_shapes.yaml --split train
+
+Reads {data_dir}/{split}.json (bbox [x, y, w, h], or [x1, y1, x2, y2] with
+--bbox-format xyxy; auto guesses only when unambiguous) and the images; writes
+{cache_dir}/{split}/X_data.npy (uint8 images resized to data.input_size) and
+Y_data.npz (padded boxes, classes, counts, scales, categories, config hash).
+An unchanged config and unchanged inputs reuse the cache.
+"""
+
+import argparse
+
+from common import cli
+from detection.ssd.box_cache import preprocess
+from detection.ssd.ssd_config import DetConfig
+
+SHORTCUTS = (("data_dir", "data.data_dir"), ("cache_dir", "data.cache_dir"), ("bbox_format", "data.bbox_format"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_config_arguments(parser)
+    parser.add_argument("--split", default="train", help="label file {data_dir}/{split}.json (default: train)")
+    parser.add_argument("--data-dir", help="folder with {split}.json and the images (data.data_dir)")
+    parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{split}/ (data.cache_dir)")
+    parser.add_argument("--bbox-format", choices=("xywh", "xyxy", "auto"), help="data.bbox_format")
+    parser.add_argument("--workers", type=int, default=1, help="processes decoding and resizing (%(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
+    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+    if summary["note"]:
+        print(summary["note"])
+    if summary["rebuilt"]:
+        print(f"rebuilding the cache: {summary['rebuilt']}")
+    state = "reused (config and inputs unchanged)" if summary["reused"] else "written"
+    print(f"cache {state}: {summary['cache']}")
+    print(f"images: {summary['images']}, boxes: {summary['boxes']}, classes: {', '.join(summary['classes'])}, "
+          f"bbox format: {summary['bbox_format']}, seconds: {summary['seconds']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

@@ -1,0 +1,92 @@
+"""The centre detector's data config checks and its DOTA reading (categories, image sizes)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.config import load_config
+from common.errors import DataError
+from detection.centres.centres_config import CentresConfig, DataConfig
+from detection.centres.centres_data import preprocess, read_labels
+from detection.centres.dota import DOTA_V1_0, find_dota_pairs
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.sigma=.nan", r"sigma must be a positive finite number. Received: sigma=nan"),
+    ("data.sigma=.inf", r"sigma must be a positive finite number. Received: sigma=inf"),
+    ("data.sigma=0", r"sigma must be a positive finite number. Received: sigma=0"),
+    ("data.split=[.nan, 0.5, 0.5]", r"split must be three fractions .* Received: \(nan, 0.5, 0.5\)"),
+    ("data.split=[1.5, -0.5, 0]", r"split must be three fractions .* Received: \(1.5, -0.5, 0.0\)"),
+    ("data.small_size=.nan", r"small_size and cluster_distance must be finite numbers >= 0. Received: small_size=nan"),
+    ("data.cluster_distance=-1", r"Received: small_size=30.0, cluster_distance=-1"),
+])
+def test_config_rejects_nan_infinity_and_bad_fractions(override, message):
+    with pytest.raises(DataError, match=message):
+        load_config(CentresConfig, None, [override])
+
+
+def _dota(root, objects, size=(220, 200)):
+    """A DOTA folder with one image per entry of `objects`: {name: [label lines]}."""
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for name, lines in objects.items():
+        Image.new("RGB", size).save(root / "images" / f"{name}.png")
+        (root / "labelTxt" / f"{name}.txt").write_text("\n".join(["imagesource:x", "gsd:0.5"] + lines) + "\n")
+    return find_dota_pairs(root)
+
+
+CAR = "10 10 40 10 40 30 10 30 small-vehicle 0"
+TRUCK = "100 100 150 100 150 140 100 140 large-vehicle 0"
+
+
+def test_a_category_that_matches_no_object_names_it(tmp_path):
+    pairs = _dota(tmp_path, {"P1": [CAR], "P2": [TRUCK]})
+    labels = read_labels(pairs, DataConfig(categories=("small-vehicle", "large-vehicle")))
+    assert [len(item.xy) for item in labels] == [1, 1]
+    for categories, absent in [(("small-vehicle", "foo"), "foo"), (("plane",), "plane"),
+                               (("dota-v2.0",), "dota-v2.0")]:
+        with pytest.raises(DataError, match=f"field 'data.categories': '{absent}' matches no object in the 2 label "
+                                            f"files \\(present: large-vehicle, small-vehicle; DOTA names: plane,") as err:
+            read_labels(pairs, DataConfig(categories=categories))
+        assert str(tmp_path / "labelTxt") in str(err.value)
+    # A whole DOTA list may meet a subset of its classes (here 2 of 15), not none of them.
+    assert DataConfig(categories=("dota-v1.0",)).categories == DOTA_V1_0
+    assert [len(item.xy) for item in read_labels(pairs, DataConfig(categories=("dota-v1.0",)))] == [1, 1]
+    pairs = _dota(tmp_path / "ships", {"P1": ["10 10 40 10 40 30 10 30 container-crane 0"]})
+    with pytest.raises(DataError, match="'plane' matches no object"):
+        read_labels(pairs, DataConfig(categories=("dota-v1.0",)))
+
+
+def test_objects_whose_centre_is_outside_the_image_are_left_out_with_a_warning(tmp_path):
+    # (5020, 5015) in a 220x200 image is left out; a box that only sticks out of the image is kept.
+    _dota(tmp_path, {"P1": [CAR], "P2": ["-10 10 10 10 10 30 -10 30 small-vehicle 0",
+                                         "5000 5000 5040 5000 5040 5030 5000 5030 small-vehicle 0"]})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32))
+    with pytest.warns(UserWarning, match=r"1 objects whose centre lies outside their image were left out "
+                                         r"\(first: .*P2.txt, line 4\)"):
+        labels = read_labels(find_dota_pairs(tmp_path), cfg)
+    np.testing.assert_allclose(labels[1].xy, [[0, 20]])
+
+
+def test_a_category_seen_only_as_difficult_objects_is_absent_when_they_are_skipped(tmp_path):
+    pairs = _dota(tmp_path, {"P1": [CAR], "P2": ["10 10 40 10 40 30 10 30 large-vehicle 1"]})
+    categories = ("small-vehicle", "large-vehicle")
+    assert [len(item.xy) for item in read_labels(pairs, DataConfig(categories=categories))] == [1, 1]
+    with pytest.raises(DataError, match="'large-vehicle' matches no object"):
+        read_labels(pairs, DataConfig(categories=categories, skip_difficult=True))
+
+
+def test_reused_caches_read_no_labels(tmp_path, monkeypatch):
+    _dota(tmp_path, {f"P{i}": [CAR] for i in range(4)})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.5, 0.25, 0.25))
+    first = preprocess(cfg, progress=False)
+    assert not any(first[split]["reused"] for split in ("train", "val", "test"))
+
+    def no_reading(*args):
+        raise AssertionError("labels read although every cache is current")
+
+    monkeypatch.setattr("detection.centres.centres_data.read_labels", no_reading)
+    again = preprocess(cfg, progress=False)
+    assert all(again[split]["reused"] for split in ("train", "val", "test"))
