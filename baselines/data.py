@@ -12,25 +12,23 @@ Two label formats are read, picked by their fields:
 Coordinates are read in the package convention (pixel i covers [i, i + 1), centre
 i + 0.5) in the pixels of the image file.
 
-Cache `{cache_dir}/{split}/`:
+Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, S, S, 1) uint8, images resized to data.input_size (grayscale)
     Y_data.npz   xy_norm (N, K, 2) float32 in [0, 1] of the image; visible (N, K) bool;
                  image_sizes (N, 2) (width, height) of the files; filenames (N,);
-                 keypoint_names (K,); config_hash; source_hash
+                 keypoint_names (K,); input_size; config_hash, config_json, source_hash
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from common.config import config_hash
-from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
+from common import cache
+from common.data_io import load_json, require
 from common.errors import DataError
-
-CACHE_KEYS = ("xy_norm", "visible", "image_sizes", "filenames", "keypoint_names", "config_hash")
+from common.parallel import parallel_map
 
 
 def read_annotations(path):
@@ -122,85 +120,88 @@ def _numbers(values, path, where):
     return array
 
 
-def _read_gray(path):
+def preprocess_config(data_cfg):
+    """What the cache depends on in the config (only the input size)."""
+    return {"input_size": data_cfg.input_size}
+
+
+LAYOUT = cache.Layout(
+    rebuild="preprocess_base.py --split {split}",
+    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "image_sizes": ("N", 2), "filenames": ("N",),
+            "keypoint_names": ("K",), "input_size": ()},
+    images=lambda y: ("N", int(y["input_size"]), int(y["input_size"]), 1),
+    settings=preprocess_config,
+    names="keypoint_names",
+    required=("xy_norm", "visible", "image_sizes", "filenames", "keypoint_names", "input_size"),
+    finite=("xy_norm",),
+)
+
+
+def _read_gray(job):
+    """Read one image as grayscale and resize it to `size` x `size` (a process-pool task);
+    returns the (1, size, size, 1) image and the file's (width, height)."""
+    path, size = job
     if not Path(path).is_file():
         raise DataError("image file not found", path)
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise DataError("cannot read image (corrupt or not an image)", path)
-    return image
+    h, w = image.shape
+    if (h, w) != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image[None, ..., None], (w, h)
 
 
 def read_images(paths, data_cfg):
     """Unlabelled image files as the cache holds images: (images (N, S, S, 1) uint8,
     grayscale, resized to `data_cfg.input_size`; sizes (N, 2) (width, height))."""
-    size, images, sizes = data_cfg.input_size, [], []
-    for path in paths:
-        image = _read_gray(path)
-        sizes.append(image.shape[::-1])
-        images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[..., None])
-    return np.stack(images), np.array(sizes, np.int32)
+    read = [_read_gray((path, data_cfg.input_size)) for path in paths]
+    return np.concatenate([image for image, _ in read]), np.array([size for _, size in read], np.int32)
 
 
-def preprocess(data_dir, split, cache_dir, data_cfg, progress=True):
+def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
     Images are looked up in `images/{split}/`, then `images/`. Each is read as
-    grayscale and resized to `data_cfg.input_size` (keypoints scaled with it).
-    Returns the cache folder.
+    grayscale and resized to `data_cfg.input_size` (keypoints scaled with it), by
+    `workers` processes. Returns the cache folder.
     """
-    from tqdm import tqdm
-
     data_dir, out = Path(data_dir), Path(cache_dir) / split
     labels_path = data_dir / f"{split}.json"
     labels = read_annotations(labels_path)
-    size = data_cfg.input_size
-    digest = hashlib.sha256(labels_path.read_bytes()).hexdigest()[:16]
-    want_hash = cache_hash(data_cfg)
-    if (out / "Y_data.npz").is_file() and (out / "X_data.npy").is_file():
-        old = load_npz(out / "Y_data.npz")
-        if str(old.get("config_hash")) == want_hash and str(old.get("source_hash")) == digest:
-            return out
     folders = [data_dir / "images" / split, data_dir / "images"]
-    n, k = labels["xy"].shape[:2]
-    images = np.empty((n, size, size, 1), np.uint8)
-    sizes = np.empty((n, 2), np.int32)
-    xy_norm = np.empty((n, k, 2), np.float32)
-    for i, name in enumerate(tqdm(labels["file_names"], desc=f"preprocess {split}", unit="img",
-                                  disable=not progress)):
-        path = next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
-        image = _read_gray(path)
-        h, w = image.shape
-        sizes[i] = (w, h)
-        images[i, ..., 0] = image if (h, w) == (size, size) else cv2.resize(image, (size, size),
-                                                                              interpolation=cv2.INTER_AREA)
-        xy_norm[i] = labels["xy"][i] / np.array([w, h], np.float32)
-    visible = labels["visible"] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "Y_data.npz").unlink(missing_ok=True)  # labels go first: a half-written cache is never "up to date"
-    with atomic_path(out / "X_data.npy") as tmp:
-        np.save(tmp, images)
-    save_npz(out / "Y_data.npz", xy_norm=xy_norm, visible=visible, image_sizes=sizes,
-             filenames=np.array(labels["file_names"]), keypoint_names=np.array(labels["keypoint_names"]),
-             config_hash=np.array(want_hash), source_hash=np.array(digest))
+    paths = [next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
+             for name in labels["file_names"]]
+    missing = next((path for path in paths if not path.is_file()), None)
+    if missing is not None:
+        raise DataError("image file not found", missing)
+    cfg_values = preprocess_config(data_cfg)
+    src_hash = cache.source_hash([labels_path], paths)
+    if cache.current(out, LAYOUT, cfg_values, src_hash)[0] is not None:
+        return out
+    size = data_cfg.input_size
+    sizes = np.zeros((len(paths), 2), np.int32)
+
+    def images():  # the resized images, keeping each file's size for the labels
+        jobs = [(path, size) for path in paths]
+        for i, (image, file_size) in enumerate(parallel_map(_read_gray, jobs, workers, f"preprocess {split}",
+                                                             progress=progress)):
+            sizes[i] = file_size
+            yield image
+
+    with cache.writing(out, cfg_values, src_hash) as writer:
+        writer.images((len(paths), size, size, 1), images())
+        xy_norm = labels["xy"] / sizes[:, None, :].astype(np.float32)  # resizing keeps xy_norm
+        visible = labels["visible"] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
+        writer.labels({"xy_norm": xy_norm, "visible": visible, "image_sizes": sizes,
+                       "filenames": np.array(labels["file_names"]),
+                       "keypoint_names": np.array(labels["keypoint_names"]), "input_size": np.int64(size)})
     return out
-
-
-def cache_hash(data_cfg):
-    """What the cache depends on in the config (only the input size)."""
-    return config_hash({"input_size": data_cfg.input_size})
 
 
 def load_cache(cache_dir, split, data_cfg):
     """(images (N, S, S, 1) uint8 memory map, labels dict); a stale cache is refused."""
-    folder = Path(cache_dir) / split
-    y = load_npz(folder / "Y_data.npz", CACHE_KEYS)
-    if str(y["config_hash"]) != cache_hash(data_cfg):
-        raise DataError("cache was built with another data.input_size; re-run preprocess_base.py",
-                        folder / "Y_data.npz")
-    size = data_cfg.input_size
-    images = open_image_cache(folder / "X_data.npy", (len(y["xy_norm"]), size, size, 1), "preprocess_base.py")
-    return images, y
+    return cache.load(Path(cache_dir) / split, LAYOUT, preprocess_config(data_cfg))
 
 
 def labels_json(labels):

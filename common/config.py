@@ -233,25 +233,6 @@ def config_hash(values):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def check_cache_config(stored, wanted, path, rebuild_hint, ignore=()):
-    """Refuse a cache built with another config.
-
-    stored: the cache's arrays, with `config_hash` and `config_json` (written from
-    `wanted` by the preprocessing); wanted: the JSON-ready settings the cache must match;
-    ignore: settings that may differ (say, whether optional arrays were cached).
-    The error names every setting that differs.
-    """
-    if str(stored["config_hash"]) == config_hash(wanted):
-        return
-    built, wanted = json.loads(str(stored["config_json"])), json.loads(json.dumps(wanted, default=str))
-    keys = list(wanted) + [k for k in built if k not in wanted]
-    differ = [k for k in keys if built.get(k) != wanted.get(k)]
-    if differ and all(k in ignore for k in differ):
-        return
-    diff = ", ".join(f"{k}={built.get(k)} (config: {wanted.get(k)})" for k in differ or keys)
-    raise DataError(f"cache was built with another config: {diff}; re-run {rebuild_hint}", path)
-
-
 def add_config_arguments(parser):
     """Add the `--config FILE` and repeatable `--set section.key=value` options."""
     parser.add_argument("--config", help="JSON or YAML config file (defaults are in code)")

@@ -140,25 +140,6 @@ def load_npz(path, required=(), mmap=()):
     return arrays
 
 
-def open_image_cache(path, shape, rebuild_hint):
-    """Memory-map a cached `X_data.npy`, refusing one that is not uint8 images of `shape`.
-
-    shape: the expected (N, H, W, C), from the labels stored beside it; a mismatch means
-    a stale cache. rebuild_hint: what to re-run, for the message ("preprocess_vis.py").
-    """
-    path, shape = Path(path), tuple(int(v) for v in shape)
-    if not path.is_file():
-        raise DataError(f"cache file not found (re-run {rebuild_hint})", path)
-    try:
-        images = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"cannot read cache ({err or type(err).__name__})", path) from None
-    if images.shape != shape or images.dtype != np.uint8:
-        raise DataError(f"holds {images.shape} {images.dtype}, expected {shape} uint8 to match Y_data.npz "
-                        f"(stale cache; re-run {rebuild_hint})", path)
-    return images
-
-
 def save_npz(path, streamed=None, **arrays):
     """Write arrays to an uncompressed `.npz` (as `np.savez` does), atomically.
 

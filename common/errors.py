@@ -11,4 +11,5 @@ class DataError(ValueError):
 
     def __init__(self, message, path=None):
         self.path = None if path is None else str(path)
+        self.message = message  # without the path, for a caller that adds to it
         super().__init__(f"{self.path}: {message}" if self.path else message)

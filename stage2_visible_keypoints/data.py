@@ -16,7 +16,7 @@ is visible when it lies inside the image. The side files (`camera.json`, `mesh.o
 `keypoint_names.json`) are taken from the data folder, else from its parent: SPEED+
 keeps one `camera.json` beside its `synthetic/`, `lightbox/` and `sunlamp/` folders.
 
-Cache `{cache_dir}/{split}/`:
+Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, H_in, W_in, 3) uint8, model input frame (ResNet preprocessing is in the model)
     Y_data.npz   xy_norm (N, K, 2) float32 normalised input frame; visible (N, K) bool
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
@@ -30,16 +30,14 @@ Cache `{cache_dir}/{split}/`:
 """
 
 import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.config import check_cache_config, config_hash
-from common.data_io import atomic_path, load_json, load_npz, open_image_cache, require, save_npz
+from common import cache
+from common.data_io import load_json, require
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
@@ -47,18 +45,11 @@ from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_
 from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
 from stage2_visible_keypoints.pose import pose_error_summary
 
-CACHE_KEYS = ("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size",
-              "heatmap_size", "sigma", "config_hash", "config_json")
-# The Y arrays with one row per image (the others describe the whole split).
-PER_IMAGE_KEYS = ("xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes",
-                  "filenames", "image_paths", "heatmaps", "pose_q", "pose_r")
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
-# Settings that add optional arrays to a cache: a cache built with or without them serves either config.
-OPTIONAL_CACHE_SETTINGS = ("cache_heatmaps",)
 # Raised when the cache gains arrays (2: poses and the object model), so older caches rebuild.
 CACHE_FORMAT = 2
 
@@ -354,50 +345,65 @@ def preprocess_config(data_cfg):
     return {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
 
 
-def _source_hash(annotations):
-    """Label file and side files by content, images by name, size and mtime."""
-    digest = hashlib.sha256(annotations.label_path.read_bytes())
-    for name in SIDE_FILES:  # names, and the pose projection, come from these too
-        path = side_file(annotations.label_path.parent, name)
-        digest.update(name.encode() + (path.read_bytes() if path is not None else b"-"))
-    for path in annotations.image_paths:
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+LAYOUT = cache.Layout(
+    rebuild="preprocess_vis.py --split {split}",
+    shapes={"xy_norm": ("N", "K", 2), "visible": ("N", "K"), "transforms": ("N", 4), "filenames": ("N",),
+            "keypoint_names": ("K",), "input_size": (2,), "heatmap_size": (2,), "sigma": (),
+            "xy_original": ("N", "K", 2), "visible_original": ("N", "K"), "image_sizes": ("N", 2),
+            "image_paths": ("N",), "heatmaps": ("N", "h", "w", "K"), "pose_q": ("N", 4), "pose_r": ("N", 3),
+            "camera": (11,), "keypoints_3d": ("K", 3), "mesh_faces": ("F", 3)},
+    images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="keypoint_names",
+    required=("xy_norm", "visible", "transforms", "filenames", "keypoint_names", "input_size", "heatmap_size",
+              "sigma"),
+    mmap=("heatmaps",),
+    # Whether the heatmaps were cached does not matter to training (it builds them when absent).
+    optional_settings=("cache_heatmaps",),
+)
 
 
 def preprocess(data_cfg, split, progress=True, workers=1):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
-    Streams images through a memory-mapped `.npy`, so memory does not grow with N;
-    writes to temporary names and renames at the end. An unchanged config and
-    unchanged inputs reuse the existing cache. `workers` processes decode and resize.
+    Streams images through a memory-mapped `.npy`, so memory does not grow with N
+    (`common.cache`). An unchanged config and unchanged inputs reuse the existing cache;
+    `rebuilt` in the summary says why an existing one was not. `workers` processes
+    decode and resize.
     """
     start = time.perf_counter()
     annotations = load_annotations(data_cfg.data_dir, split)
     out_dir = Path(data_cfg.cache_dir) / split
-    x_path, y_path = out_dir / "X_data.npy", out_dir / "Y_data.npz"
     cfg_values = preprocess_config(data_cfg)
-    cfg_hash, src_hash = config_hash(cfg_values), _source_hash(annotations)
-    count = len(annotations.image_paths)
-    current = _current_cache(x_path, y_path, cfg_hash, src_hash, count, data_cfg.input_size)
-    if current is not None:
-        return _summary(split, out_dir, current, reused=True, seconds=time.perf_counter() - start)
+    # Names, and the pose projection, come from the side files too.
+    src_hash = cache.source_hash([annotations.label_path, *(side_file(annotations.label_path.parent, name)
+                                                              for name in SIDE_FILES)], annotations.image_paths)
+    y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
+    if y is not None:
+        return _summary(split, out_dir, y, reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
+    count = len(annotations.image_paths)
     transforms = np.zeros((count, 4))
-    # Y marks a complete cache: remove it first, so a run killed after X is replaced
-    # cannot leave new images beside old labels.
-    y_path.unlink(missing_ok=True)
-    with atomic_path(x_path) as tmp_x:
-        images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
+
+    def warped():  # the images, keeping each one's transform for the labels
         jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
                 for path in annotations.image_paths]
         for i, (image, transform) in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
                                                             progress=progress)):
-            images[i], transforms[i] = image, transform
-        images.flush()
-        del images
+            transforms[i] = transform
+            yield image[None]
+
+    with cache.writing(out_dir, cfg_values, src_hash) as writer:
+        writer.images((count, height, width, 3), warped())
+        arrays, streamed = _label_arrays(annotations, transforms, data_cfg)
+        writer.labels(arrays, streamed)
+    return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start, rebuilt=stale)
+
+
+def _label_arrays(annotations, transforms, data_cfg):
+    """The Y arrays of a split whose images were warped by `transforms` (N, 4), and the
+    streamed heatmaps when they are cached."""
     xy_input = to_input(annotations.xy_original, transforms)
     overflow = ~(np.abs(xy_input) <= np.finfo(np.float32).max).all(axis=(1, 2))  # NaN fails too
     if overflow.any():
@@ -415,8 +421,6 @@ def preprocess(data_cfg, split, progress=True, workers=1):
         "keypoint_names": np.array(annotations.keypoint_names),
         "input_size": np.array(data_cfg.input_size), "heatmap_size": np.array(data_cfg.heatmap_size),
         "sigma": np.float32(data_cfg.sigma),
-        "config_hash": np.array(cfg_hash), "config_json": np.array(json.dumps(cfg_values)),
-        "source_hash": np.array(src_hash),
     }
     if annotations.pose_q is not None:
         arrays.update(pose_q=annotations.pose_q, pose_r=annotations.pose_r)
@@ -426,10 +430,9 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     streamed = None
     if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
         codec = data_cfg.codec()
-        shape = (count, *codec.map_shape, len(annotations.keypoint_names))
+        shape = (len(xy_norm), *codec.map_shape, len(annotations.keypoint_names))
         streamed = {"heatmaps": (shape, np.float16, _encode_heatmaps(xy_norm, visible, codec))}
-    save_npz(y_path, streamed=streamed, **arrays)  # written last: its hash marks the cache complete
-    return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start)
+    return arrays, streamed
 
 
 def check_camera_size(camera, sizes, paths, camera_name):
@@ -456,101 +459,22 @@ def _encode_heatmaps(xy_norm, visible, codec, chunk=256):
         yield keras.ops.convert_to_numpy(heatmaps).astype(np.float16)
 
 
-def _current_cache(x_path, y_path, cfg_hash, src_hash, count, input_size):
-    """The Y arrays of an up-to-date cache, or None when it must be rebuilt."""
-    if not (x_path.is_file() and y_path.is_file()):
-        return None
-    try:
-        y = load_npz(y_path, required=("config_hash", "source_hash", "visible"), mmap=("heatmaps",))
-        x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
-        return None
-    current = (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
-               and x.shape == (count, input_size[1], input_size[0], 3))
-    return y if current else None
-
-
-def _summary(split, out_dir, y, reused, seconds):
+def _summary(split, out_dir, y, reused, seconds, rebuilt=None):
     visible = y["visible"]
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
             "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
-            "reused": reused, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
 
 
-@dataclasses.dataclass
-class Cache:
+class Cache(cache.Cache):
     """A loaded split: images (N, H, W, 3) uint8 memory map and the Y arrays (dict)."""
 
-    images: np.ndarray
-    y: dict
-
-    @property
-    def keypoint_names(self):
-        return tuple(str(n) for n in self.y["keypoint_names"])
-
-    def first(self, count):
-        """The split's first `count` images and their labels, as a Cache."""
-        return Cache(self.images[:count], {k: v[:count] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
-
-    def take(self, indices):
-        """The images and labels at `indices` (an integer array), as a Cache (images copied)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        return Cache(self.images[indices], {k: v[indices] if k in PER_IMAGE_KEYS else v for k, v in self.y.items()})
-
-    @staticmethod
-    def concatenate(caches):
-        """Several splits' images and labels as one Cache, in order (the images are copied
-        into memory). The split-wide arrays come from the first; the splits must have the
-        same keypoints and cache config; a per-image array that some lack is left out."""
-        first = caches[0]
-        for cache in caches[1:]:
-            if not np.array_equal(cache.y["keypoint_names"], first.y["keypoint_names"]):
-                raise ValueError("cannot concatenate caches with different 'keypoint_names'")
-            if _content_config(cache.y) != _content_config(first.y):  # cached heatmaps or not
-                raise ValueError("cannot concatenate caches with different 'config_json'")
-        y = {key: value for key, value in first.y.items() if key not in PER_IMAGE_KEYS}
-        y.update({key: np.concatenate([cache.y[key] for cache in caches])
-                  for key in PER_IMAGE_KEYS if all(key in cache.y for cache in caches)})
-        return Cache(np.concatenate([cache.images for cache in caches]), y)
+    layout = LAYOUT
+    keypoint_names = cache.Cache.names
 
 
-def _content_config(y):
-    """A cache's preprocessing config, but for the settings that only add optional arrays."""
-    config = json.loads(str(y["config_json"]))
-    return {key: value for key, value in config.items() if key not in OPTIONAL_CACHE_SETTINGS}
-
-
-def _check_cache_shapes(y, path):
-    """Refuse a `Y_data.npz` whose arrays do not fit together (a foreign or damaged file)."""
-    xy = y["xy_norm"]
-    if xy.ndim != 3 or xy.shape[2] != 2:
-        raise DataError(f"array 'xy_norm' has shape {xy.shape}, expected (N, K, 2) (re-run preprocess_vis.py)", path)
-    n, k = xy.shape[:2]
-    expected = {"visible": (n, k), "transforms": (n, 4), "filenames": (n,), "keypoint_names": (k,),
-                "input_size": (2,), "heatmap_size": (2,), "xy_original": (n, k, 2), "visible_original": (n, k),
-                "image_sizes": (n, 2), "image_paths": (n,), "pose_q": (n, 4), "pose_r": (n, 3),
-                "keypoints_3d": (k, 3)}
-    for key, shape in expected.items():
-        if key in y and y[key].shape != shape:
-            raise DataError(f"array '{key}' has shape {y[key].shape}, expected {shape} to match 'xy_norm' "
-                            f"{xy.shape} (re-run preprocess_vis.py)", path)
-    if "heatmaps" in y and (y["heatmaps"].ndim != 4 or y["heatmaps"].shape[0] != n or y["heatmaps"].shape[3] != k):
-        raise DataError(f"array 'heatmaps' has shape {y['heatmaps'].shape}, expected ({n}, h, w, {k}) "
-                        "(re-run preprocess_vis.py)", path)
-
-
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    out_dir = Path(cache_dir) / split
-    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS, mmap=("heatmaps",))
-    _check_cache_shapes(y, out_dir / "Y_data.npz")
-    count, (width, height) = len(y["xy_norm"]), tuple(int(v) for v in y["input_size"])
-    images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_vis.py")
-    if data_cfg is not None:  # cached heatmaps or none, the rest of the cache is the same
-        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_vis.py",
-                           ignore=OPTIONAL_CACHE_SETTINGS)
-    return Cache(images, y)
+load_cache = Cache.load  # (cache_dir, split, data_cfg=None)
 
 
 def preprocess_folder(paths, data_cfg):

@@ -29,6 +29,8 @@ def main(argv=None):
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+    if summary["rebuilt"]:
+        print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"
     print(f"cache {state}: {summary['cache']}")
     print(f"images: {summary['images']}, keypoints: {summary['keypoints']}, "

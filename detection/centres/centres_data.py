@@ -15,13 +15,11 @@ overlapping tiles (`detection.centres.tiling`) resized to the model input, and w
                  gt_small, gt_clustered, gt_border; class_names, config_hash, config_json,
                  source_hash, input_size, heatmap_size, sigma, tile_size
 
-A tile's objects are those whose centre lies inside it. Writes go to temporary names
-renamed at the end (Y last: it marks a complete cache); an unchanged config and
-unchanged inputs reuse the caches.
+A tile's objects are those whose centre lies inside it. Written and read by
+`common.cache`: an unchanged config and unchanged inputs reuse the caches.
 """
 
 import dataclasses
-import hashlib
 import json
 import time
 import warnings
@@ -29,16 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import check_cache_config, config_hash
-from common.data_io import atomic_path, load_npz, open_image, open_image_cache, read_image_rgb, save_npz
+from common import cache
+from common.data_io import open_image, read_image_rgb
 from common.errors import DataError
 from common.parallel import parallel_map
 from detection.centres.dota import DOTA_CATEGORIES, DOTA_V1_5, find_dota_pairs, read_dota_labels
 from detection.centres.tiling import cut_tiles, tile_grid, tile_transform
 
 SPLITS = ("train", "val", "test")
-CACHE_KEYS = ("objects", "tile_image", "tile_transforms", "filenames", "image_sizes", "gt_image", "gt_class",
-              "gt_xy_original", "class_names", "config_hash", "config_json", "input_size", "heatmap_size", "sigma")
 
 
 def preprocess_config(data_cfg):
@@ -46,6 +42,22 @@ def preprocess_config(data_cfg):
     keys = ("categories", "single_class", "split", "split_seed", "tile_size", "tile_overlap", "input_size",
             "sigma", "small_size", "cluster_distance", "skip_difficult")
     return json.loads(json.dumps({key: getattr(data_cfg, key) for key in keys}))
+
+
+LAYOUT = cache.Layout(
+    rebuild="preprocess_centres.py",
+    shapes={"objects": ("T", "M", 4), "tile_image": ("T",), "tile_transforms": ("T", 4), "filenames": ("I",),
+            "image_paths": ("I",), "image_sizes": ("I", 2), "gt_image": ("G",), "gt_class": ("G",),
+            "gt_xy_original": ("G", 2), "gt_polygons": ("G", 4, 2), "gt_size": ("G",), "gt_difficult": ("G",),
+            "gt_small": ("G",), "gt_clustered": ("G",), "gt_border": ("G",), "class_names": ("C",),
+            "input_size": (2,), "heatmap_size": (2,), "sigma": (), "tile_size": ()},
+    images=lambda y: ("T", int(y["input_size"][0]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="class_names",
+    required=("objects", "tile_image", "tile_transforms", "filenames", "image_sizes", "gt_image", "gt_class",
+              "gt_xy_original", "class_names", "input_size", "heatmap_size", "sigma"),
+    finite=("objects", "tile_transforms"),
+)
 
 
 def split_names(count, fractions, seed):
@@ -113,21 +125,11 @@ def read_labels(pairs, data_cfg):
     return out
 
 
-def _source_hash(pairs):
-    """Label files by content, images by name, size and mtime."""
-    digest = hashlib.sha256()
-    for image_path, label_path in pairs:
-        stat = image_path.stat()
-        digest.update(f"{image_path.name}:{stat.st_size}:{stat.st_mtime_ns}:".encode() + label_path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def preprocess(data_cfg, progress=True, workers=1):
     """Build (or reuse) the train / val / test caches; returns {split: summary}."""
     start = time.perf_counter()
     pairs = find_dota_pairs(data_cfg.data_dir)
     cfg_values = preprocess_config(data_cfg)
-    cfg_hash = config_hash(cfg_values)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
     labels = None  # read, for all splits at once (the category check looks at every file), when one is rebuilt
     summaries = {}
@@ -137,20 +139,22 @@ def preprocess(data_cfg, progress=True, workers=1):
         if not split_pairs:
             summaries[split] = {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False}
             continue
-        src_hash = _source_hash(split_pairs)
-        current = _current_cache(out_dir, cfg_hash, src_hash)
-        if current is not None:
-            summaries[split] = _summary(out_dir, current, reused=True)
+        src_hash = cache.source_hash([label for _, label in split_pairs], [image for image, _ in split_pairs])
+        y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
+        if y is not None:
+            summaries[split] = _summary(out_dir, y, reused=True)
             continue
         labels = read_labels(pairs, data_cfg) if labels is None else labels
         split_labels = [labels[i] for i in np.sort(splits[split])]
-        y = _write_split(out_dir, split_labels, data_cfg, cfg_hash, cfg_values, src_hash, progress, workers, split)
-        summaries[split] = _summary(out_dir, y, reused=False)
+        with cache.writing(out_dir, cfg_values, src_hash) as writer:
+            y = _write_split(writer, split_labels, data_cfg, progress, workers, split)
+        summaries[split] = _summary(out_dir, y, reused=False, rebuilt=stale)
     summaries["seconds"] = round(time.perf_counter() - start, 2)
     return summaries
 
 
-def _write_split(out_dir, labels, data_cfg, cfg_hash, cfg_values, src_hash, progress, workers, split):
+def _write_split(writer, labels, data_cfg, progress, workers, split):
+    """Tile the images of `labels` into `writer` (a `common.cache.CacheWriter`); returns the Y arrays."""
     size, tile = data_cfg.input_size[0], data_cfg.tile_size
     origins = [tile_grid(item.size[0], item.size[1], tile, data_cfg.tile_overlap) for item in labels]
     tile_image = np.concatenate([np.full(len(o), i) for i, o in enumerate(origins)]).astype(np.int64)
@@ -170,17 +174,9 @@ def _write_split(out_dir, labels, data_cfg, cfg_hash, cfg_values, src_hash, prog
     for t, rows in enumerate(per_tile):
         objects[t, :len(rows)] = rows
 
-    x_path, y_path = out_dir / "X_data.npy", out_dir / "Y_data.npz"
-    y_path.unlink(missing_ok=True)  # Y marks a complete cache: never leave an old one beside new tiles
-    with atomic_path(x_path) as tmp_x:
-        images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
-        jobs = [(item.image_path, grid, tile, size) for item, grid in zip(labels, origins)]
-        row = 0
-        for tiles in parallel_map(_tile_file, jobs, workers, f"preprocess {split}", progress=progress):
-            images[row:row + len(tiles)] = tiles
-            row += len(tiles)
-        images.flush()
-        del images
+    jobs = [(item.image_path, grid, tile, size) for item, grid in zip(labels, origins)]
+    writer.images((count, size, size, 3), parallel_map(_tile_file, jobs, workers, f"preprocess {split}",
+                                                       progress=progress))
 
     gt_image = np.concatenate([np.full(len(item.xy), i) for i, item in enumerate(labels)]).astype(np.int64)
     gt_xy = np.concatenate([item.xy for item in labels]).reshape(-1, 2)
@@ -201,10 +197,8 @@ def _write_split(out_dir, labels, data_cfg, cfg_hash, cfg_values, src_hash, prog
         "class_names": np.array(data_cfg.class_names),
         "input_size": np.array(data_cfg.input_size), "heatmap_size": np.array(data_cfg.heatmap_size),
         "sigma": np.float32(data_cfg.sigma), "tile_size": np.int64(tile),
-        "config_hash": np.array(cfg_hash), "config_json": np.array(json.dumps(cfg_values)),
-        "source_hash": np.array(src_hash),
     }
-    save_npz(y_path, **y)  # written last: its hashes mark the cache complete
+    writer.labels(y)
     return y
 
 
@@ -232,44 +226,16 @@ def _near_border(xy, image_sizes, margin):
     return ((xy < margin) | (xy > image_sizes - margin)).any(axis=1)
 
 
-def _current_cache(out_dir, cfg_hash, src_hash):
-    """The Y arrays of an up-to-date cache, or None when it must be rebuilt."""
-    x_path, y_path = out_dir / "X_data.npy", out_dir / "Y_data.npz"
-    if not (x_path.is_file() and y_path.is_file()):
-        return None
-    try:
-        y = load_npz(y_path, required=CACHE_KEYS + ("source_hash",))
-        x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
-        return None
-    ok = (str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash
-          and x.shape[0] == len(y["objects"]))
-    return y if ok else None
-
-
-def _summary(out_dir, y, reused):
+def _summary(out_dir, y, reused, rebuilt=None):
     return {"images": int(len(y["filenames"])), "tiles": int(len(y["objects"])), "objects": int(len(y["gt_image"])),
-            "cache": str(out_dir), "reused": reused}
+            "cache": str(out_dir), "reused": reused, "rebuilt": rebuilt}
 
 
-@dataclasses.dataclass
-class Cache:
+class Cache(cache.Cache):
     """A loaded split: tiles (T, S, S, 3) uint8 memory map and the Y arrays (dict)."""
 
-    images: np.ndarray
-    y: dict
-
-    @property
-    def class_names(self):
-        return tuple(str(n) for n in self.y["class_names"])
+    layout = LAYOUT
+    class_names = cache.Cache.names
 
 
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    out_dir = Path(cache_dir) / split
-    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
-    size = int(y["input_size"][0])
-    images = open_image_cache(out_dir / "X_data.npy", (len(y["objects"]), size, size, 3), "preprocess_centres.py")
-    if data_cfg is not None:
-        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_centres.py")
-    return Cache(images, y)
+load_cache = Cache.load  # (cache_dir, split, data_cfg=None)

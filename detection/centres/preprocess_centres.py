@@ -31,6 +31,8 @@ def main(argv=None):
     summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers)
     for split in SPLITS:
         s = summary[split]
+        if s.get("rebuilt"):
+            print(f"rebuilding the {split} cache: {s['rebuilt']}")
         state = "reused" if s["reused"] else ("written" if s["cache"] else "empty, skipped")
         print(f"{split}: {s['images']} images, {s['tiles']} tiles, {s['objects']} objects; cache {state}"
               + (f": {s['cache']}" if s["cache"] else ""))

@@ -8,34 +8,40 @@ Cache `{cache_dir}/{split}/`:
                  filenames, image_paths, image_ids (as strings); category_ids, category_names;
                  bbox_format (as read); input_size; config_hash, config_json, source_hash.
 
-Written as in stage 2: images stream through a memory map under a temporary name, the
-labels last (they mark the cache complete); an unchanged config and unchanged inputs
-reuse the cache; training on a cache built with another config is refused.
+Written and read by `common.cache`: an unchanged config and unchanged inputs reuse the
+cache; training on a cache built with another config is refused.
 """
 
-import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common.config import check_cache_config, config_hash
-from common.data_io import atomic_path, load_npz, open_image_cache, read_image_rgb, save_npz
-from common.errors import DataError
+from common import cache
+from common.data_io import read_image_rgb
 from common.parallel import parallel_map
 from detection.ssd.coco import check_image_size, load_coco
-
-CACHE_KEYS = ("boxes", "classes", "counts", "scales", "image_sizes", "filenames", "category_ids",
-              "category_names", "input_size", "config_hash", "config_json")
 
 
 def preprocess_config(data_cfg):
     """The part of the config that decides the cache's content (its hash)."""
     return {"input_size": list(data_cfg.input_size), "max_boxes": data_cfg.max_boxes,
             "bbox_format": data_cfg.bbox_format}
+
+
+LAYOUT = cache.Layout(
+    rebuild="preprocess_det.py --split {split}",
+    shapes={"boxes": ("N", "M", 4), "classes": ("N", "M"), "counts": ("N",), "scales": ("N", 2),
+            "image_sizes": ("N", 2), "filenames": ("N",), "image_paths": ("N",), "image_ids": ("N",),
+            "category_ids": ("C",), "category_names": ("C",), "input_size": (2,)},
+    images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
+    settings=preprocess_config,
+    names="category_names",
+    required=("boxes", "classes", "counts", "scales", "image_sizes", "filenames", "category_ids",
+              "category_names", "input_size"),
+    finite=("boxes",),
+)
 
 
 def resize_image(image, input_size):
@@ -55,84 +61,56 @@ def _resize_file(job):
     return resize_image(image, input_size)[0]
 
 
-def _source_hash(labels):
-    digest = hashlib.sha256(labels.label_path.read_bytes())
-    for path in labels.image_paths:
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
 def preprocess(data_cfg, split, progress=True, workers=1):
     """Build (or reuse) the cache of one split from `{data_dir}/{split}.json`; returns a summary."""
     start = time.perf_counter()
     labels = load_coco(Path(data_cfg.data_dir) / f"{split}.json", data_cfg.data_dir, split,
                        data_cfg.bbox_format, data_cfg.max_boxes)
     out_dir = Path(data_cfg.cache_dir) / split
-    x_path, y_path = out_dir / "X_data.npy", out_dir / "Y_data.npz"
     cfg_values = preprocess_config(data_cfg)
-    cfg_hash, src_hash = config_hash(cfg_values), _source_hash(labels)
-    count = len(labels.image_paths)
-    width, height = data_cfg.input_size
-    if _is_current(x_path, y_path, cfg_hash, src_hash, (count, height, width, 3)):
+    src_hash = cache.source_hash([labels.label_path], labels.image_paths)
+    y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
+    if y is not None:
         return _summary(split, out_dir, labels, True, time.perf_counter() - start)
 
-    y_path.unlink(missing_ok=True)  # Y marks a complete cache: never beside half-new images
-    with atomic_path(x_path) as tmp_x:
-        images = np.lib.format.open_memmap(tmp_x, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
-        jobs = [(path, data_cfg.input_size, tuple(size), labels.label_path, f"images[{i}] ({path.name}): ")
-                for i, (path, size) in enumerate(zip(labels.image_paths, labels.image_sizes.tolist()))]
-        for i, image in enumerate(parallel_map(_resize_file, jobs, workers, f"preprocess {split}", progress=progress)):
-            images[i] = image
-        images.flush()
-        del images
+    count, (width, height) = len(labels.image_paths), data_cfg.input_size
+    jobs = [(path, data_cfg.input_size, tuple(size), labels.label_path, f"images[{i}] ({path.name}): ")
+            for i, (path, size) in enumerate(zip(labels.image_paths, labels.image_sizes.tolist()))]
     max_boxes = data_cfg.max_boxes
     boxes = np.zeros((count, max_boxes, 4), np.float32)
     classes = np.full((count, max_boxes), -1, np.int32)
-    counts = np.array([len(b) for b in labels.boxes], np.int32)
     scales = np.stack([width / labels.image_sizes[:, 0], height / labels.image_sizes[:, 1]], axis=1)
-    for i, (b, c) in enumerate(zip(labels.boxes, labels.classes)):
+    for i, (b, c) in enumerate(zip(labels.boxes, labels.classes)):  # ragged lists into padded rows
         boxes[i, :len(b)] = b * np.tile(scales[i], 2)
         classes[i, :len(c)] = c
-    save_npz(y_path, boxes=boxes, classes=classes, counts=counts, scales=scales, image_sizes=labels.image_sizes,
-             filenames=np.array([p.name for p in labels.image_paths]),
-             image_paths=np.array([str(p.resolve()) for p in labels.image_paths]),
-             image_ids=np.array([str(i) for i in labels.image_ids]),
-             category_ids=np.array([str(c) for c in labels.category_ids]),
-             category_names=np.array(labels.category_names), bbox_format=np.array(labels.bbox_format),
-             input_size=np.array(data_cfg.input_size), config_hash=np.array(cfg_hash),
-             config_json=np.array(json.dumps(cfg_values)), source_hash=np.array(src_hash))
-    return _summary(split, out_dir, labels, False, time.perf_counter() - start)
+    with cache.writing(out_dir, cfg_values, src_hash) as writer:
+        writer.images((count, height, width, 3),
+                      (image[None] for image in parallel_map(_resize_file, jobs, workers, f"preprocess {split}",
+                                                             progress=progress)))
+        writer.labels({
+            "boxes": boxes, "classes": classes, "counts": np.array([len(b) for b in labels.boxes], np.int32),
+            "scales": scales, "image_sizes": labels.image_sizes,
+            "filenames": np.array([p.name for p in labels.image_paths]),
+            "image_paths": np.array([str(p.resolve()) for p in labels.image_paths]),
+            "image_ids": np.array([str(i) for i in labels.image_ids]),
+            "category_ids": np.array([str(c) for c in labels.category_ids]),
+            "category_names": np.array(labels.category_names), "bbox_format": np.array(labels.bbox_format),
+            "input_size": np.array(data_cfg.input_size)})
+    return _summary(split, out_dir, labels, False, time.perf_counter() - start, rebuilt=stale)
 
 
-def _is_current(x_path, y_path, cfg_hash, src_hash, shape):
-    if not (x_path.is_file() and y_path.is_file()):
-        return False
-    try:
-        y = load_npz(y_path, required=("config_hash", "source_hash"))
-        x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    except (DataError, ValueError, OSError, EOFError):  # EOFError: an empty file
-        return False
-    return str(y["config_hash"]) == cfg_hash and str(y["source_hash"]) == src_hash and x.shape == shape
-
-
-def _summary(split, out_dir, labels, reused, seconds):
+def _summary(split, out_dir, labels, reused, seconds, rebuilt=None):
     counts = np.array([len(b) for b in labels.boxes])
     return {"split": split, "cache": str(out_dir), "images": len(labels.image_paths), "boxes": int(counts.sum()),
             "classes": list(labels.category_names), "bbox_format": labels.bbox_format, "note": labels.note,
-            "reused": reused, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
 
 
-@dataclasses.dataclass
-class BoxCache:
+class BoxCache(cache.Cache):
     """A loaded split: images (N, H, W, 3) uint8 memory map and the Y arrays (dict)."""
 
-    images: np.ndarray
-    y: dict
-
-    @property
-    def category_names(self):
-        return tuple(str(n) for n in self.y["category_names"])
+    layout = LAYOUT
+    category_names = cache.Cache.names
 
     def targets(self):
         """(N, M, 5) float32 = (x1, y1, x2, y2, class), class -1 = padding: the loss's y_true."""
@@ -144,18 +122,4 @@ class BoxCache:
         return self.y["boxes"][index, :n].astype(np.float64), self.y["classes"][index, :n].astype(np.int64)
 
 
-def load_cache(cache_dir, split, data_cfg=None):
-    """Open `{cache_dir}/{split}`; a cache from another config raises `DataError`."""
-    out_dir = Path(cache_dir) / split
-    y = load_npz(out_dir / "Y_data.npz", required=CACHE_KEYS)
-    count, (width, height) = len(y["counts"]), tuple(int(v) for v in y["input_size"])
-    images = open_image_cache(out_dir / "X_data.npy", (count, height, width, 3), "preprocess_det.py")
-    if y["boxes"].shape[:1] != (count,) or y["classes"].shape != y["boxes"].shape[:2]:
-        raise DataError(f"boxes {y['boxes'].shape} and classes {y['classes'].shape} do not match {count} images "
-                        "(stale cache; re-run preprocess_det.py)", out_dir / "Y_data.npz")
-    if not np.isfinite(y["boxes"]).all():
-        raise DataError("array 'boxes' holds NaN or infinite values (re-run preprocess_det.py)",
-                        out_dir / "Y_data.npz")
-    if data_cfg is not None:
-        check_cache_config(y, preprocess_config(data_cfg), out_dir / "Y_data.npz", "preprocess_det.py")
-    return BoxCache(images, y)
+load_cache = BoxCache.load  # (cache_dir, split, data_cfg=None)

@@ -32,6 +32,8 @@ def main(argv=None):
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
     if summary["note"]:
         print(summary["note"])
+    if summary["rebuilt"]:
+        print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"
     print(f"cache {state}: {summary['cache']}")
     print(f"images: {summary['images']}, boxes: {summary['boxes']}, classes: {', '.join(summary['classes'])}, "

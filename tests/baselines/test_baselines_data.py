@@ -84,7 +84,8 @@ def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
     stamp = (out / "X_data.npy").stat().st_mtime_ns
     preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
     assert (out / "X_data.npy").stat().st_mtime_ns == stamp  # up to date: reused
-    with pytest.raises(DataError, match="another data.input_size"):
+    with pytest.raises(DataError, match=r"Y_data.npz: cache was built with another config: input_size=64 \(config: 128\); "
+                                        r"to rebuild it, run preprocess_base.py --split train"):
         load_cache(tmp_path / "cache", "train", DataConfig())
     (tmp_path / "data" / "images" / "train" / "train_000001.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="train_000001.png: cannot read image"):

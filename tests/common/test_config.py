@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from common.config import check_cache_config, config_hash, load_config, parse_override, save_config, to_dict
+from common.config import config_hash, load_config, parse_override, save_config, to_dict
 from common.errors import DataError
 from stage2_visible_keypoints.config import DataConfig, Stage2Config
 
@@ -193,20 +193,6 @@ def test_yaml_booleans_and_shortcut_strings_stay_strings(tmp_path):
     args = argparse.Namespace(config=None, set=[], cache_dir="runs/exp #2", epochs=3)
     cfg = config_from_args(Stage2Config, args, (("cache_dir", "data.cache_dir"), ("epochs", "train.epochs")))
     assert cfg.data.cache_dir == "runs/exp #2" and cfg.train.epochs == 3
-
-
-def test_check_cache_config_ignores_only_what_it_is_told_to():
-    built = {"sigma": 2.0, "cached": False, "old_key": 1}
-    stored = {"config_hash": config_hash(built), "config_json": json.dumps(built)}
-    check_cache_config(stored, dict(built), "c.npz", "prep.py")  # same config
-    check_cache_config(stored, {**built, "cached": True}, "c.npz", "prep.py", ignore=("cached",))
-    for wanted, named in (({**built, "cached": True}, "cached=False (config: True)"),
-                          ({**built, "sigma": 3.0, "cached": True}, "sigma=2.0 (config: 3.0)"),
-                          ({"sigma": 2.0, "cached": False}, "old_key=1 (config: None)"),  # a key the config lost
-                          ({**built, "new_key": 5}, "new_key=None (config: 5)")):
-        ignore = () if "cached=" in named else ("cached",)
-        with pytest.raises(DataError, match=r"c\.npz: cache was built with another config: .*" + re.escape(named)):
-            check_cache_config(stored, wanted, "c.npz", "prep.py", ignore=ignore)
 
 
 @pytest.mark.parametrize("override, fragment", [

@@ -50,6 +50,11 @@ def test_preprocess_reuses_an_unchanged_cache(workspace):
     out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet",
                            "--cache-dir", root / "cache_sigma3", "--set", "data.sigma=3"))
     assert "cache written" in out.stdout
+    # A stale cache is rebuilt, and the one line says why.
+    out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet",
+                           "--cache-dir", root / "cache_sigma3", "--set", "data.sigma=4"))
+    assert (f"rebuilding the cache: {root / 'cache_sigma3' / 'train' / 'Y_data.npz'}: cache was built with another "
+            "config: sigma=3.0 (config: 4.0)\n") in out.stdout and "cache written" in out.stdout
 
 
 @pytest.mark.parametrize("backend, block", [("tensorflow", False), ("jax", True)], ids=["tensorflow", "jax-no-tf"])
@@ -204,7 +209,7 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     result = run_script(S2 / "preprocess_vis.py", "--config", config_path, "--cache-dir", tmp_path / "notes.keras",
                         "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'notes.keras' / 'train' / 'Y_data.npz'}: Not a directory"
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'notes.keras' / 'train'}: Not a directory"
 
 
 @pytest.mark.parametrize("script", ["render_vis.py", "preprocess_vis.py", "train_vis.py", "use_vis.py",
