@@ -39,8 +39,7 @@ def main(argv=None):
     parser.add_argument("--model", help="a trained .keras model (default: random init, default config)")
     parser.add_argument("--output-dir", default="results", help="folder for centres_throughput.json (%(default)s)")
     args = parser.parse_args(argv)
-    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
-    import keras
+    # The model code after parsing: --help starts at once and prints no TensorFlow start-up lines.
     from detection.centres.centres import build_model
     from detection.centres.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
 

@@ -120,7 +120,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     parser.add_argument("--output-dir", default="results", help="folder for stage2_pose_sensitivity.json (%(default)s)")
     args = parser.parse_args(argv)
-    # Keras after parsing: --help starts at once and prints no TensorFlow start-up lines.
     if args.poses < 1 or min(args.mean_px) < 0 or not all(0 <= w <= 1 for w in args.wrong) or args.ransac_px <= 0:
         parser.error("--poses must be >= 1, --mean-px >= 0, --wrong in [0, 1] and --ransac-px > 0")
 
