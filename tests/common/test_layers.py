@@ -82,6 +82,33 @@ def test_soft_argmax_weak_off_centre_peak_is_biased_and_debias_fixes_it(size):
     assert debiased_error.max() < 0.02 * np.abs(bias).min()
 
 
+def _gaussian_map_hw(height, width, x_px, y_px, sigma=2.0, peak=1.0):
+    """(1, height, width, 1) Gaussian of height `peak` at heatmap pixel (x_px, y_px).
+
+    Built here rather than by the codec so the test states height and width itself;
+    pixel j's centre is at j + 0.5.
+    """
+    xs = np.arange(width, dtype=np.float32) + 0.5
+    ys = np.arange(height, dtype=np.float32) + 0.5
+    d2 = (xs[None, :] - x_px) ** 2 + (ys[:, None] - y_px) ** 2
+    return (peak * np.exp(-d2 / (2 * sigma**2)))[None, :, :, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_non_square_map_x_by_width_y_by_height(debias):
+    # 32 high x 48 wide: x is normalised by the width and y by the height. A swapped
+    # axis (x / height) would put x at 10.3 * 48 / 32 = 15.45 px: 5 px off.
+    height, width = 32, 48
+    x_px, y_px = 10.3, 22.6
+    out = ops.convert_to_numpy(SoftArgMax(beta=15.0, debias=debias)(_gaussian_map_hw(height, width, x_px, y_px)))
+    assert out.shape == (1, 1, 2)
+    assert abs(out[0, 0, 0] * width - x_px) < 0.05, out[0, 0, 0] * width
+    assert abs(out[0, 0, 1] * height - y_px) < 0.05, out[0, 0, 1] * height
+    # A flat map gives the centre of each axis; the weak-peak bias is toward (W/2, H/2).
+    flat = ops.convert_to_numpy(SoftArgMax(debias=debias)(np.zeros((1, height, width, 1), np.float32)))
+    np.testing.assert_allclose(flat[0, 0], [0.5, 0.5], atol=1e-6)
+
+
 @pytest.mark.parametrize("debias", [False, True])
 def test_soft_argmax_all_zero_map_gives_centre(debias):
     out = ops.convert_to_numpy(SoftArgMax(debias=debias)(np.zeros((2, 16, 16, 3), np.float32)))

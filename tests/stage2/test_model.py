@@ -73,3 +73,23 @@ def test_focal_loss_is_summed_over_the_keypoint_maps_unless_configured():
     assert model.loss["heatmap_logits"].keypoint_reduction == "mean"
     with pytest.raises(ValueError, match="focal_keypoint_reduction must be sum\\|mean"):
         dataclasses.replace(train, focal_keypoint_reduction="max")
+
+
+def test_non_square_input_keypoints_are_x_over_width_y_over_height():
+    # 96 wide x 64 high (config sizes are (width, height)): heatmaps are 32 high x 48 wide,
+    # and the keypoints are SoftArgMax of sigmoid(logits) with x normalised by the width.
+    data = dataclasses.replace(Stage2Config().data, input_size=(96, 64), heatmap_size=(48, 32))
+    model_cfg = ModelConfig(backbone="resnet18")
+    images = np.random.default_rng(1).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    out = build_model(2, data, model_cfg)(images, training=False)
+    logits = keras.ops.convert_to_numpy(out["heatmap_logits"])
+    assert logits.shape == (1, 32, 48, 2)
+    assert tuple(out["keypoints"].shape) == (1, 2, 2)
+    # The same expectation written out in numpy (no debias in the default config).
+    assert not model_cfg.debias
+    weights = np.exp(model_cfg.beta * (1 / (1 + np.exp(-logits.astype(np.float64)))))
+    weights /= weights.sum(axis=(1, 2), keepdims=True)
+    x = ((np.arange(48) + 0.5) / 48)[None, None, :, None]
+    y = ((np.arange(32) + 0.5) / 32)[None, :, None, None]
+    expected = np.stack([(weights * x).sum(axis=(1, 2)), (weights * y).sum(axis=(1, 2))], axis=-1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["keypoints"]), expected, atol=1e-5)
