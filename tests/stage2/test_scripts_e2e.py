@@ -1,6 +1,7 @@
 """End to end: render -> preprocess_vis -> train_vis -> use_vis on a few tiny images,
 under TensorFlow and under JAX with TensorFlow blocked."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from common.layers import SoftArgMax
 from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj
 from stage2_visible_keypoints.predictor import KeypointPredictor
@@ -105,12 +107,90 @@ def test_train_then_use(workspace, backend, block):
     check(run_script(S2 / "score_poses.py", "--pred", pred_dir / "poses.json", "--labels",
                      root / "renders" / "test.json", "--out", pred_dir / "pose_scores.json"))
     scores = json.loads((pred_dir / "pose_scores.json").read_text())
+    # An untrained model may find no pose; test_use_with_the_true_keypoints_finds_every_pose
+    # compares the errors on poses that are found.
     assert (scores["images"], scores["solved"]) == (3, summary["pose"]["solved"])
+
+
+class TrueKeypointsModel:
+    """Stands in for a trained model: the cache's true keypoints (confidence 1 where
+    visible in the original image, else 0) for the cache's images, given first in cache order; an image seen
+    again (e.g. read from the folder) gets the keypoints of the nearest image seen."""
+
+    def __init__(self, xy_norm, visible, heatmap_hw):
+        self.xy_norm, self.visible, self.seen = xy_norm.astype(np.float32), visible, []
+        # Only the decoder layer's settings and output shape are read from the model.
+        maps = keras.Input((*heatmap_hw, xy_norm.shape[1]))
+        self.model = keras.Model(maps, SoftArgMax(name="keypoints")(maps))
+
+    def get_layer(self, name):
+        return self.model.get_layer(name)
+
+    def predict_on_batch(self, batch):
+        batch = np.asarray(batch, np.float32)
+        if len(self.seen) < len(self.xy_norm):
+            self.seen += list(batch)
+        distance = np.abs(batch[:, None] - np.array(self.seen)[None]).mean(axis=(2, 3, 4))
+        assert (distance.min(axis=1) < 1.0).all(), distance  # the same preprocessing: the same pixels
+        index = distance.argmin(axis=1)
+        height, width = self.get_layer("keypoints").input.shape[1:3]
+        return {"keypoints": self.xy_norm[index], "confidence": self.visible[index].astype(np.float32),
+                "heatmap_logits": np.full((len(batch), height, width, self.xy_norm.shape[1]), -4.0, np.float32)}
+
+
+def test_use_with_the_true_keypoints_finds_every_pose(workspace, tmp_path, monkeypatch):
+    # The pose path of use() (PnP, poses.json, the pose summary, score_poses) on known
+    # keypoints: every pose is found and is the labelled one.
+    from common.config import load_config
+    from stage2_visible_keypoints import pipeline
+    from stage2_visible_keypoints.config import Stage2Config
+    from stage2_visible_keypoints.data import score_poses
+
+    root, config_path = workspace
+    cfg = load_config(Stage2Config, config_path)
+    y = np.load(root / "cache" / "test" / "Y_data.npz")
+    # Visible in the original image, not only in the 64x64 crop (9, 2 and 1 keypoints): a
+    # stand-in can place keypoints outside the crop, and then every image has a pose.
+    stand_in = TrueKeypointsModel(y["xy_norm"], y["visible_original"], heatmap_hw=(32, 32))
+    monkeypatch.setattr(pipeline, "load_stage2_model", lambda path, input_size=None: stand_in)
+    model_path = tmp_path / "model" / "best.keras"  # hashed into the summary, never loaded
+    model_path.parent.mkdir()
+    model_path.write_bytes(b"stand-in")
+    (model_path.parent / "keypoint_names.json").write_text(json.dumps([str(n) for n in y["keypoint_names"]]))
+
+    pred_dir = tmp_path / "pred"
+    result = pipeline.use(dataclasses.replace(cfg, use=dataclasses.replace(cfg.use, output_dir=str(pred_dir))),
+                          model_path, progress=False)
+    summary = result["summary"]
+    assert result["poses_found"] == 3 and summary["pose"]["solved"] == 3
+    assert summary["input_frame"]["euclidean"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert summary["pose"]["rotation_deg"]["mean"] < 1e-2 and summary["pose"]["translation_m"]["mean"] < 1e-3
+    labels = {record["filename"]: record for record in json.loads((root / "renders" / "test.json").read_text())}
+    found = json.loads((pred_dir / "poses.json").read_text())
+    assert sorted(record["filename"] for record in found) == sorted(labels)
+    for record in found:  # the label layout, the image's own record, the labelled pose
+        image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
+        np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
+        q, q_true = np.array(record["q_vbs2tango"]), np.array(labels[record["filename"]]["q_vbs2tango"])
+        np.testing.assert_allclose(q * np.sign(q @ q_true), q_true, atol=1e-4)
+        np.testing.assert_allclose(record["r_Vo2To_vbs_true"], labels[record["filename"]]["r_Vo2To_vbs_true"],
+                                   atol=1e-3)
+    # score_poses on poses.json and the labels gives the summary's pose errors.
+    scores = score_poses(pred_dir / "poses.json", root / "renders" / "test.json")
+    assert (scores["images"], scores["solved"]) == (3, 3)
     for key in ("rotation_deg", "translation_rel", "speed_score"):
-        if scores["solved"]:  # an untrained model may find no pose: then both are None
-            assert scores[key] == pytest.approx(summary["pose"][key], abs=1e-4), key
-        else:
-            assert scores[key] == summary["pose"][key], key
+        assert scores[key] == pytest.approx(summary["pose"][key], abs=1e-4), key
+
+    # The same keypoints from the folder of images, with --camera and --mesh: the same poses.
+    folder_cfg = dataclasses.replace(cfg, use=dataclasses.replace(
+        cfg.use, output_dir=str(tmp_path / "pred_folder"), camera=str(root / "renders" / "camera.json"),
+        mesh=str(root / "renders" / "mesh.obj")))
+    result = pipeline.use(folder_cfg, model_path, images_dir=root / "renders" / "images" / "test", progress=False)
+    assert result["poses_found"] == 3
+    folder_found = json.loads((tmp_path / "pred_folder" / "poses.json").read_text())
+    for record, folder_record in zip(sorted(found, key=str), sorted(folder_found, key=str)):
+        assert record["filename"] == folder_record["filename"]
+        np.testing.assert_allclose(folder_record["q_vbs2tango"], record["q_vbs2tango"], atol=1e-6)
 
 
 def test_use_on_a_folder_of_images(workspace):
