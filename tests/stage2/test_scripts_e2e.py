@@ -45,6 +45,24 @@ def workspace(tmp_path_factory):
     return root, config_path
 
 
+@pytest.fixture(scope="module")
+def train_run(workspace):
+    """train_vis.py on the workspace, once per backend in this module, so that any test
+    needing a trained model runs alone: `train_run(backend)` -> (model_dir, train_vis.py's output)."""
+    root, config_path = workspace
+    runs = {}
+
+    def train(backend):
+        if backend not in runs:
+            model_dir = root / f"model_{backend}"
+            runs[backend] = model_dir, check(run_script(
+                S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
+                backend=backend, block_tensorflow=backend == "jax"))
+        return runs[backend]
+
+    return train
+
+
 def test_preprocess_reuses_an_unchanged_cache(workspace):
     root, config_path = workspace
     out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet"))
@@ -55,11 +73,9 @@ def test_preprocess_reuses_an_unchanged_cache(workspace):
 
 
 @pytest.mark.parametrize("backend, block", [("tensorflow", False), ("jax", True)], ids=["tensorflow", "jax-no-tf"])
-def test_train_then_use(workspace, backend, block):
+def test_train_then_use(workspace, train_run, backend, block):
     root, config_path = workspace
-    model_dir, pred_dir = root / f"model_{backend}", root / f"pred_{backend}"
-    out = check(run_script(S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
-                           backend=backend, block_tensorflow=block))
+    (model_dir, out), pred_dir = train_run(backend), root / f"pred_{backend}"
     assert f"{backend} backend" in out.stdout
     for name in ("best.keras", "model.keras", "config.json", "keypoint_names.json", "history.csv",
                  "plots/loss_curves.png"):
@@ -205,11 +221,9 @@ def test_use_with_the_true_keypoints_finds_every_pose(workspace, tmp_path, monke
         np.testing.assert_allclose(folder_record["q_vbs2tango"], record["q_vbs2tango"], atol=1e-6)
 
 
-def test_use_on_a_folder_of_images(workspace):
+def test_use_on_a_folder_of_images(workspace, train_run):
     root, config_path = workspace
-    model = root / "model_tensorflow" / "best.keras"
-    if not model.is_file():
-        pytest.skip("needs the TensorFlow training run")
+    model = train_run("tensorflow")[0] / "best.keras"
     out_dir = root / "pred_folder"
     check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
                      root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet",
@@ -217,7 +231,9 @@ def test_use_on_a_folder_of_images(workspace):
                      backend=keras.backend.backend()))  # the backend the predictor below runs on
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
-    assert "pose" in record  # None when too few keypoints are predicted visible
+    # None when too few keypoints are predicted visible; then the image is not in poses.json.
+    found = {pose["filename"] for pose in json.loads((out_dir / "poses.json").read_text())}
+    assert (record["pose"] is not None) == ("img000001.jpg" in found)
     assert record["keypoint_names"][0] == "body_000"  # named by the run's keypoint_names.json
     assert not (out_dir / "evaluation_summary.json").exists()
 
@@ -244,7 +260,7 @@ def test_use_on_a_folder_of_images(workspace):
             np.testing.assert_allclose(result.pose.q, record["pose"]["q_vbs2tango"], atol=1e-6)
 
 
-def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
+def test_bad_input_is_one_line_naming_the_file(workspace, train_run, tmp_path):
     root, config_path = workspace
     # A corrupt image.
     data = tmp_path / "data"
@@ -256,9 +272,8 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr
     # A model used with a config of another input size.
-    result = run_script(S2 / "use_vis.py", "--model", root / "model_jax" / "best.keras", "--quiet")
-    if (root / "model_jax" / "best.keras").is_file():
-        assert result.returncode == 2 and "data.input_size is 128x128" in result.stderr
+    result = run_script(S2 / "use_vis.py", "--model", train_run("tensorflow")[0] / "best.keras", "--quiet")
+    assert result.returncode == 2 and "data.input_size is 128x128" in result.stderr
     # A cache from another config.
     result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
     assert result.returncode == 2
