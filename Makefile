@@ -7,11 +7,17 @@ PY := $(VENV)/bin/python
 DEMO := runs/demo
 DEMO_CONFIG := configs/stage2_demo.yaml
 
-.PHONY: help install test demo clean
+# One fixed order for CI (`make test`): the tests run shuffled by pytest-randomly with this
+# seed, so a test leaning on an earlier one fails the same way on every run. Another order:
+# `make test TEST_SEED=123`; the one-by-one check: `make test-alone` (slow).
+TEST_SEED ?= 20261206
+
+.PHONY: help install test test-alone demo clean
 
 help:
 	@echo "make demo    install, then run stage 2 end to end on synthetic renders (< 15 min on 2 cores)"
-	@echo "make test    install, then run the tests"
+	@echo "make test    install, then run the tests (shuffled, seed TEST_SEED=$(TEST_SEED))"
+	@echo "make test-alone  each test in its own pytest process (slow; TESTS=path... for a part)"
 	@echo "make clean   remove runs/ (demo outputs); keeps .venv"
 
 install: $(VENV)/.installed
@@ -26,7 +32,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -p randomly --randomly-seed=$(TEST_SEED)
+
+TESTS ?= tests
+test-alone: install
+	PY=$(PY) scripts/test_each_alone.sh $(TESTS)
 
 MESH := stage2_visible_keypoints/assets/spacecraft.obj
 
