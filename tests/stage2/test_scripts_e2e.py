@@ -120,7 +120,7 @@ def test_train_then_use(workspace, train_run, backend, block):
     found = json.loads((pred_dir / "poses.json").read_text())
     assert len(found) == summary["pose"]["solved"]
     # An image has a pose in its record exactly when it is in poses.json.
-    assert [record["filename"] for record in records if record["pose"] is not None] == sorted(
+    assert sorted(record["filename"] for record in records if record["pose"] is not None) == sorted(
         record["filename"] for record in found)
     for record in found:  # the label layout, and the same pose as the image's own record
         image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
@@ -142,8 +142,9 @@ def test_train_then_use(workspace, train_run, backend, block):
 
 class TrueKeypointsModel:
     """Stands in for a trained model: the cache's true keypoints (confidence 1 where
-    visible in the original image, else 0) for the cache's images, given first in cache order; an image seen
-    again (e.g. read from the folder) gets the keypoints of the nearest image seen."""
+    visible in the original image, else 0) for the cache's images, which it must be given
+    first, in cache order; an image seen again (e.g. read from the folder) gets the
+    keypoints of the nearest image seen."""
 
     def __init__(self, xy_norm, visible, heatmap_hw):
         self.xy_norm, self.visible, self.seen = xy_norm.astype(np.float32), visible, []
