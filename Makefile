@@ -7,11 +7,18 @@ PY := $(VENV)/bin/python
 DEMO := runs/demo
 DEMO_CONFIG := configs/stage2_demo.yaml
 
-.PHONY: help install test demo clean
+# One fixed order for CI (`make test`): the tests run shuffled by pytest-randomly with this
+# seed, so a test leaning on an earlier one fails the same way on every run. Another order:
+# `make test TEST_SEED=123`; the one-by-one check: `make test-alone` (slow).
+TEST_SEED ?= 20261206
+
+.PHONY: help install test test-alone mutate demo clean
 
 help:
 	@echo "make demo    install, then run stage 2 end to end on synthetic renders (< 15 min on 2 cores)"
-	@echo "make test    install, then run the tests"
+	@echo "make test    install, then run the tests (shuffled, seed TEST_SEED=$(TEST_SEED))"
+	@echo "make test-alone  each test in its own pytest process (slow; TESTS=path... for a part)"
+	@echo "make mutate  mutation testing of the numeric core (slow; MUTANTS='common.geometry*' for one module)"
 	@echo "make clean   remove runs/ (demo outputs); keeps .venv"
 
 install: $(VENV)/.installed
@@ -26,7 +33,22 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -p randomly --randomly-seed=$(TEST_SEED)
+
+TESTS ?= tests
+test-alone: install
+	PY=$(PY) scripts/test_each_alone.sh $(TESTS)
+
+# Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml: the files and their
+# tests); not in CI. The surviving mutants go to bench/results/mutation/survivors.txt; each
+# needs a test, or a line in bench/results/mutation/*.md on why it changes nothing observable.
+MUTANTS ?=
+mutate: install
+	$(PY) -m pip install -q mutmut==3.8.1
+	$(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
+	mkdir -p bench/results/mutation
+	$(VENV)/bin/mutmut results | grep -v "not checked" > bench/results/mutation/survivors.txt || true
+	@echo "survivors: bench/results/mutation/survivors.txt (mutmut show NAME for the diff)"
 
 MESH := stage2_visible_keypoints/assets/spacecraft.obj
 

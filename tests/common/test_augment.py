@@ -14,12 +14,18 @@ from common.augment import (ColourJitter, FlipTranspose, KeypointAffineAugment, 
 from common.codecs import CentreHeatmapCodec
 from tests.harness import run_layer_test
 
-RNG = np.random.default_rng(0)
+
+@pytest.fixture
+def rng():
+    """Seeded per test: a test's inputs do not depend on which tests ran before it."""
+    return np.random.default_rng(0)
+
+
 ALL_FLAGS = np.array(list(itertools.product((0, 1), repeat=3)), np.float32)  # the 8 symmetries
 
 
-def test_random_flip_flags_harness_and_draws():
-    images = RNG.uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+def test_random_flip_flags_harness_and_draws(rng):
+    images = rng.uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
     # No training check: the flags do not depend on any weight, so there is no gradient to apply.
     out = run_layer_test(RandomFlipFlags, {"seed": 3}, images, (4, 3), run_training_check=False,
                          mixed_precision_output_dtype="float32")
@@ -30,8 +36,8 @@ def test_random_flip_flags_harness_and_draws():
     assert 0.4 < drawn[:, 0].mean() < 0.6 and 0.4 < drawn[:, 1].mean() < 0.6
 
 
-def test_colour_jitter_harness_identity_at_inference_and_range_in_training():
-    images = RNG.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+def test_colour_jitter_harness_identity_at_inference_and_range_in_training(rng):
+    images = rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     out = run_layer_test(ColourJitter, {"seed": 1}, images, (2, 8, 8, 3))
     np.testing.assert_array_equal(out, images)
     jittered = ops.convert_to_numpy(ColourJitter(seed=2)(images, training=True))
@@ -40,8 +46,8 @@ def test_colour_jitter_harness_identity_at_inference_and_range_in_training():
         ColourJitter(noise_std=-1)
 
 
-def test_flip_transpose_matches_numpy_and_inverse_undoes_it():
-    maps = RNG.normal(size=(8, 5, 5, 2)).astype(np.float32)
+def test_flip_transpose_matches_numpy_and_inverse_undoes_it(rng):
+    maps = rng.normal(size=(8, 5, 5, 2)).astype(np.float32)
     out = ops.convert_to_numpy(FlipTranspose()([maps, ALL_FLAGS]))
     for i, (fx, fy, tr) in enumerate(ALL_FLAGS):
         expected = maps[i].transpose(1, 0, 2) if tr else maps[i]
@@ -70,7 +76,7 @@ def test_flipping_the_targets_equals_the_targets_of_flipped_points():
     np.testing.assert_allclose(flipped, ops.convert_to_numpy(codec.encode(moved)), atol=1e-6)
 
 
-def test_flip_transpose_in_a_saved_model(tmp_path):
+def test_flip_transpose_in_a_saved_model(tmp_path, rng):
     images = keras.Input((6, 6, 3), dtype="uint8")
     flags = RandomFlipFlags(seed=0)(images)
     flipped = FlipTranspose()([images, flags])
@@ -81,7 +87,7 @@ def test_flip_transpose_in_a_saved_model(tmp_path):
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    data = RNG.integers(0, 255, (2, 6, 6, 3), dtype=np.uint8)
+    data = rng.integers(0, 255, (2, 6, 6, 3), dtype=np.uint8)
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(data)), ops.convert_to_numpy(model(data)), atol=1e-6)
     assert loaded.layers[2].get_config()["inverse"] is False
 

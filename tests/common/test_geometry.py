@@ -48,9 +48,31 @@ def test_rounded_resize_gives_slightly_different_sx_sy():
     np.testing.assert_allclose(transform, [0.5, 500 / 999, 0.0, 0.0], atol=1e-15)
 
 
-def test_non_positive_size_is_rejected():
+@pytest.mark.parametrize("zero", range(8))
+def test_non_positive_size_is_rejected(zero):
+    sizes = [100, 80, 120, 120, 100, 100, 64, 64]  # image, canvas, crop, input (w, h)
+    sizes[zero] = 0
     with pytest.raises(ValueError, match="positive"):
-        letterbox_crop_transform((0, 10), CANVAS, CROP, INPUT)
+        letterbox_crop_transform(*zip(sizes[::2], sizes[1::2]))
+
+
+def test_odd_margins_round_down_on_both_axes():
+    # Found by mutation testing (bench/results/mutation/): every earlier case had even
+    # margins, so `// 2` -> `/ 2` (a half-pixel shift) survived. Input = 2 x crop.
+    # Wide image: 101x50 -> 120x59 on 120x92 (pad_y = 33 // 2 = 16); crop 95x85 at (25 // 2, 7 // 2).
+    transform, plan = letterbox_crop_transform((101, 50), (120, 92), (95, 85), (190, 170))
+    assert plan["resized"] == (120, 59) and plan["offset"] == (0 - 12, 16 - 3)
+    np.testing.assert_allclose(transform, [120 / 101 * 2, 59 / 50 * 2, -24.0, 26.0], atol=1e-12)
+    # Tall image: 50x101 -> 59x120 on 94x120 (pad_x = 35 // 2 = 17); crop 85x95 at (9 // 2, 25 // 2).
+    transform, plan = letterbox_crop_transform((50, 101), (94, 120), (85, 95), (170, 190))
+    assert plan["resized"] == (59, 120) and plan["offset"] == (17 - 4, 0 - 12)
+    np.testing.assert_allclose(transform, [59 / 50 * 2, 120 / 101 * 2, 26.0, -24.0], atol=1e-12)
+
+
+def test_a_one_pixel_line_stays_one_pixel_thick():
+    # 1000x1 on 100x100: s = 0.1, the height rounds to 0 and is kept at 1 (sizes of 1 are valid).
+    assert letterbox_crop_transform((1000, 1), (100, 100), (100, 100), (100, 100))[1]["resized"] == (100, 1)
+    assert letterbox_crop_transform((1, 1000), (100, 100), (100, 100), (100, 100))[1]["resized"] == (1, 100)
 
 
 @pytest.mark.parametrize("image_size", [(1920, 1200), (1000, 2000), (640, 480), (333, 777)])

@@ -7,7 +7,11 @@ from common.codecs import GaussianHeatmapCodec
 from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
 from tests.harness import run_layer_test
 
-RNG = np.random.default_rng(0)
+
+@pytest.fixture
+def rng():
+    """Seeded per test: a test's inputs do not depend on which tests ran before it."""
+    return np.random.default_rng(0)
 
 
 def _gaussian_maps(xy_px, size, sigma=2.0, peak=1.0):
@@ -21,8 +25,8 @@ def _gaussian_maps(xy_px, size, sigma=2.0, peak=1.0):
 
 
 @pytest.mark.parametrize("debias", [False, True])
-def test_soft_argmax_harness(debias):
-    heatmaps = RNG.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+def test_soft_argmax_harness(debias, rng):
+    heatmaps = rng.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
     run_layer_test(
         SoftArgMax,
         {"beta": 10.0, "debias": debias},
@@ -32,14 +36,14 @@ def test_soft_argmax_harness(debias):
     )
 
 
-def test_heatmap_peak_harness_and_values():
-    heatmaps = RNG.uniform(0, 1, (2, 6, 5, 3)).astype(np.float32)
+def test_heatmap_peak_harness_and_values(rng):
+    heatmaps = rng.uniform(0, 1, (2, 6, 5, 3)).astype(np.float32)
     out = run_layer_test(HeatmapPeak, {}, heatmaps, (2, 3), mixed_precision_output_dtype="float32")
     np.testing.assert_allclose(out, heatmaps.max(axis=(1, 2)))
 
 
-def test_resnet_preprocess_harness_and_equals_keras():
-    images = RNG.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+def test_resnet_preprocess_harness_and_equals_keras(rng):
+    images = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     out = run_layer_test(ResNetPreprocess, {}, images, (2, 8, 8, 3))
     expected = keras.applications.resnet50.preprocess_input(images.astype(np.float32))
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
@@ -48,8 +52,8 @@ def test_resnet_preprocess_harness_and_equals_keras():
     np.testing.assert_allclose(one[0, 0, 0], [255 - 103.939, -116.779, -123.68], rtol=1e-6)
 
 
-def test_photometric_augment_harness():
-    images = RNG.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+def test_photometric_augment_harness(rng):
+    images = rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     out = run_layer_test(PhotometricAugment, {"seed": 1}, images, (2, 8, 8, 3))
     np.testing.assert_array_equal(out, images)  # inference: identity
 
@@ -80,6 +84,33 @@ def test_soft_argmax_weak_off_centre_peak_is_biased_and_debias_fixes_it(size):
     debiased_error = np.abs(debiased - xy_px)
     assert debiased_error.max() < 0.05, debiased_error
     assert debiased_error.max() < 0.02 * np.abs(bias).min()
+
+
+def _gaussian_map_hw(height, width, x_px, y_px, sigma=2.0, peak=1.0):
+    """(1, height, width, 1) Gaussian of height `peak` at heatmap pixel (x_px, y_px).
+
+    Built here rather than by the codec so the test states height and width itself;
+    pixel j's centre is at j + 0.5.
+    """
+    xs = np.arange(width, dtype=np.float32) + 0.5
+    ys = np.arange(height, dtype=np.float32) + 0.5
+    d2 = (xs[None, :] - x_px) ** 2 + (ys[:, None] - y_px) ** 2
+    return (peak * np.exp(-d2 / (2 * sigma**2)))[None, :, :, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_non_square_map_x_by_width_y_by_height(debias):
+    # 32 high x 48 wide: x is normalised by the width and y by the height. A swapped
+    # axis (x / height) would put x at 10.3 * 48 / 32 = 15.45 px: 5 px off.
+    height, width = 32, 48
+    x_px, y_px = 10.3, 22.6
+    out = ops.convert_to_numpy(SoftArgMax(beta=15.0, debias=debias)(_gaussian_map_hw(height, width, x_px, y_px)))
+    assert out.shape == (1, 1, 2)
+    assert abs(out[0, 0, 0] * width - x_px) < 0.05, out[0, 0, 0] * width
+    assert abs(out[0, 0, 1] * height - y_px) < 0.05, out[0, 0, 1] * height
+    # A flat map gives the centre of each axis; the weak-peak bias is toward (W/2, H/2).
+    flat = ops.convert_to_numpy(SoftArgMax(debias=debias)(np.zeros((1, height, width, 1), np.float32)))
+    np.testing.assert_allclose(flat[0, 0], [0.5, 0.5], atol=1e-6)
 
 
 @pytest.mark.parametrize("debias", [False, True])
@@ -118,11 +149,11 @@ def test_soft_argmax_gradients_finite_and_nonzero(debias):
     assert np.abs(grad[..., 0]).max() > 1e-4 and np.abs(grad[..., 1]).max() > 1e-4
 
 
-def test_soft_argmax_keypoints_are_independent():
+def test_soft_argmax_keypoints_are_independent(rng):
     # Each keypoint's coordinates come from its own map only: changing map 1 leaves 0 exact.
     heatmaps = _gaussian_maps([[20.3, 40.6], [32.0, 32.0]], 64, peak=0.6)
     changed = heatmaps.copy()
-    changed[..., 1] = RNG.uniform(0, 1, (1, 64, 64))
+    changed[..., 1] = rng.uniform(0, 1, (1, 64, 64))
     for debias in (False, True):
         a = ops.convert_to_numpy(SoftArgMax(debias=debias)(heatmaps))
         b = ops.convert_to_numpy(SoftArgMax(debias=debias)(changed))
@@ -151,8 +182,8 @@ def test_soft_argmax_masked_keypoint_gets_no_gradient(debias):
 # --- PhotometricAugment numbers ---
 
 
-def test_photometric_augment_training_changes_images_keeps_shape_and_range():
-    images = RNG.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+def test_photometric_augment_training_changes_images_keeps_shape_and_range(rng):
+    images = rng.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
     out = ops.convert_to_numpy(PhotometricAugment(seed=3)(images, training=True))
     assert out.shape == images.shape
     assert out.min() >= 0.0 and out.max() <= 255.0

@@ -102,10 +102,18 @@ def test_plot_pose_errors(tmp_path):
 
 
 def test_save_overlay(tmp_path):
-    image = np.random.default_rng(0).integers(0, 255, (24, 20, 3), dtype=np.uint8)
+    image = np.full((24, 20, 3), 40, np.uint8)
     xy = np.array([[3.0, 4.0], [10.0, 12.0]])
-    path = save_overlay(tmp_path / "overlay.png", image, xy + 1, xy, keypoint_names=["tip", "base"], scale=3)
+    path = save_overlay(tmp_path / "overlay.png", image, xy + 5, xy, keypoint_names=["tip", "base"], scale=3)
     _check_png(path, tmp_path, size=(60, 72))
+    # What a reader sees in the file: green truths at (3x, 3y), red predictions 15 px further
+    # right and down, the grey image elsewhere.
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    for x, y in xy * 3:
+        assert _is_green(pixels[int(y), int(x)]), (x, y)
+        assert _is_red(pixels[int(y) + 15, int(x) + 15]), (x, y)
+    assert tuple(pixels[70, 2]) == (40, 40, 40)
 
 
 def test_plot_heatmaps(tmp_path):
@@ -121,11 +129,40 @@ def test_plot_heatmaps(tmp_path):
         plot_heatmaps(image, heatmaps[..., 0], tmp_path / "bad.png")
 
 
-def test_plot_error_histogram(tmp_path):
+def _keep_figures(monkeypatch):
+    """The figures the plot functions save, kept for the test to read (list, in order)."""
+    import common.plots
+
+    figures, save = [], common.plots._save_figure
+
+    def keep(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(common.plots, "_save_figure", keep)
+    return figures
+
+
+def test_plot_error_histogram(tmp_path, monkeypatch):
+    figures = _keep_figures(monkeypatch)
     errors = np.abs(np.random.default_rng(1).normal(0, 3, 500))
     errors[:3] = 400.0  # wild outliers beyond the axis
     path = plot_error_histogram(errors, tmp_path / "errors.png", unit="px in the 128x128 input frame")
     _check_png(path, tmp_path)
+    # What a reader sees: each bar's height is the number of errors in its span, the 3
+    # outliers are off the axis and named in the legend, with the fraction within 2, 5, 10 px.
+    ax = figures[0].axes[0]
+    bars = ax.patches
+    assert len(bars) >= 10
+    for bar in bars:
+        left, right = bar.get_x(), bar.get_x() + bar.get_width()
+        inside = (errors >= left) & ((errors < right) | ((errors == right) & (bar is bars[-1])))
+        assert bar.get_height() == inside.sum(), (left, right)
+    assert sum(bar.get_height() for bar in bars) == 497
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend[0].startswith("500 keypoints (3 beyond")
+    for threshold, label in zip((2, 5, 10), legend[1:]):
+        assert label == f"≤ {threshold}: {100 * np.mean(errors <= threshold):.1f}%"
     empty = plot_error_histogram(np.zeros(0), tmp_path / "sub" / "empty.png")
     _check_png(empty, tmp_path / "sub")
 

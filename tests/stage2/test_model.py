@@ -13,6 +13,17 @@ DATA = dataclasses.replace(Stage2Config().data, input_size=(64, 64), heatmap_siz
 IMAGES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
 
 
+def _soft_argmax_of_sigmoid(logits, beta):
+    """(N, H, W, K) logits -> (N, K, 2): the expected pixel centre under softmax(beta * sigmoid),
+    written out in numpy, x over the width and y over the height."""
+    weights = np.exp(beta * (1 / (1 + np.exp(-logits.astype(np.float64)))))
+    weights /= weights.sum(axis=(1, 2), keepdims=True)
+    height, width = logits.shape[1:3]
+    x = ((np.arange(width) + 0.5) / width)[None, None, :, None]
+    y = ((np.arange(height) + 0.5) / height)[None, :, None, None]
+    return np.stack([(weights * x).sum(axis=(1, 2)), (weights * y).sum(axis=(1, 2))], axis=-1)
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_outputs_shapes_and_float32_dtypes(policy):
     keras.mixed_precision.set_global_policy(policy)
@@ -26,10 +37,11 @@ def test_outputs_shapes_and_float32_dtypes(policy):
     assert tuple(out["confidence"].shape) == (2, 5)
     for name in ("heatmap_logits", "keypoints", "confidence"):  # what feeds losses stays float32
         assert keras.backend.standardize_dtype(out[name].dtype) == "float32", name
-    xy = keras.ops.convert_to_numpy(out["keypoints"])
-    assert np.all((xy >= 0) & (xy <= 1))
-    # Confidence is the peak of sigmoid(logits).
-    peak = 1 / (1 + np.exp(-keras.ops.convert_to_numpy(out["heatmap_logits"]).max(axis=(1, 2))))
+    # Keypoints are the soft-argmax of sigmoid(logits); confidence is its peak.
+    logits = keras.ops.convert_to_numpy(out["heatmap_logits"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["keypoints"]),
+                               _soft_argmax_of_sigmoid(logits, ModelConfig().beta), atol=1e-4)
+    peak = 1 / (1 + np.exp(-logits.max(axis=(1, 2))))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["confidence"]), peak, rtol=1e-3)
 
 
@@ -100,3 +112,18 @@ def test_non_square_loss_and_evaluation_use_the_config_codec():
     assert mae["dx"] < 0.01 and mae["dy"] < 0.01, mae
     with pytest.raises(ValueError, match=r"heatmap_size=\(48, 32\)"):  # maps of the swapped size
         evaluate(xy_norm, np.ones((1, 2)), logits.transpose(0, 2, 1, 3), y, cfg, ["a", "b"])
+
+
+def test_non_square_input_keypoints_are_x_over_width_y_over_height():
+    # 96 wide x 64 high (config sizes are (width, height)): heatmaps are 32 high x 48 wide,
+    # and the keypoints are SoftArgMax of sigmoid(logits) with x normalised by the width.
+    data = dataclasses.replace(Stage2Config().data, input_size=(96, 64), heatmap_size=(48, 32))
+    model_cfg = ModelConfig(backbone="resnet18")
+    images = np.random.default_rng(1).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    out = build_model(2, data, model_cfg)(images, training=False)
+    logits = keras.ops.convert_to_numpy(out["heatmap_logits"])
+    assert logits.shape == (1, 32, 48, 2)
+    assert tuple(out["keypoints"].shape) == (1, 2, 2)
+    assert not model_cfg.debias  # the default: the plain expectation
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["keypoints"]),
+                               _soft_argmax_of_sigmoid(logits, model_cfg.beta), atol=1e-5)

@@ -1,6 +1,7 @@
 """End to end: render -> preprocess_vis -> train_vis -> use_vis on a few tiny images,
 under TensorFlow and under JAX with TensorFlow blocked."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from common.layers import SoftArgMax
 from stage2_visible_keypoints.camera import Camera, save_camera_json
 from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj
 from stage2_visible_keypoints.predictor import KeypointPredictor
@@ -43,6 +45,24 @@ def workspace(tmp_path_factory):
     return root, config_path
 
 
+@pytest.fixture(scope="module")
+def train_run(workspace):
+    """train_vis.py on the workspace, once per backend in this module, so that any test
+    needing a trained model runs alone: `train_run(backend)` -> (model_dir, train_vis.py's output)."""
+    root, config_path = workspace
+    runs = {}
+
+    def train(backend):
+        if backend not in runs:
+            model_dir = root / f"model_{backend}"
+            runs[backend] = model_dir, check(run_script(
+                S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
+                backend=backend, block_tensorflow=backend == "jax"))
+        return runs[backend]
+
+    return train
+
+
 def test_preprocess_reuses_an_unchanged_cache(workspace):
     root, config_path = workspace
     out = check(run_script(S2 / "preprocess_vis.py", "--config", config_path, "--split", "train", "--quiet"))
@@ -58,11 +78,9 @@ def test_preprocess_reuses_an_unchanged_cache(workspace):
 
 
 @pytest.mark.parametrize("backend, block", [("tensorflow", False), ("jax", True)], ids=["tensorflow", "jax-no-tf"])
-def test_train_then_use(workspace, backend, block):
+def test_train_then_use(workspace, train_run, backend, block):
     root, config_path = workspace
-    model_dir, pred_dir = root / f"model_{backend}", root / f"pred_{backend}"
-    out = check(run_script(S2 / "train_vis.py", "--config", config_path, "--output-dir", model_dir, "--quiet",
-                           backend=backend, block_tensorflow=block))
+    (model_dir, out), pred_dir = train_run(backend), root / f"pred_{backend}"
     assert f"{backend} backend" in out.stdout
     for name in ("best.keras", "model.keras", "config.json", "keypoint_names.json", "history.csv",
                  "plots/loss_curves.png"):
@@ -77,13 +95,23 @@ def test_train_then_use(workspace, backend, block):
                                  "visible_keypoints": int(visible.sum())}
     for frame in ("input_frame", "original_frame", "input_frame_argmax_refine"):
         assert set(summary[frame]["pck"]) == {"2", "5", "10"}
-        assert summary[frame]["euclidean"]["mean"] >= 0
+    # The errors are those of the per-image records (keypoints rounded to 0.001 px) against the cache.
+    y = np.load(root / "cache" / "test" / "Y_data.npz")
+    records = [json.loads((pred_dir / "per_image" / f"{name}.json").read_text()) for name in y["filenames"]]
+    pred = np.array([record["keypoints_input"] for record in records])
+    truth = y["xy_norm"] * 64.0
+    own = np.linalg.norm(pred - truth, axis=-1)  # (N, K)
+    assert summary["input_frame"]["euclidean"]["mean"] == pytest.approx(own[visible].mean(), abs=2e-3)
+    # Wrong keypoint: visible, more than 2 px off, and nearer another keypoint's truth than its own.
+    to_other = np.linalg.norm(pred[:, :, None] - truth[:, None], axis=-1)
+    to_other[:, np.arange(truth.shape[1]), np.arange(truth.shape[1])] = np.inf
+    expected_wrong = int((visible & (own > 2.0) & (to_other.min(axis=-1) < own)).sum())
     # Original-pixel errors are input-frame errors / 0.36: letterbox 320x200 -> 288x180 (x0.9), crop 160 -> 64 (x0.4).
     ratio = summary["original_frame"]["euclidean"]["mean"] / summary["input_frame"]["euclidean"]["mean"]
     assert ratio == pytest.approx(1 / 0.36, rel=1e-6)
     assert {"precision", "recall"} <= set(summary["visibility"])
     wrong = summary["input_frame_wrong_keypoint"]
-    assert wrong["count"] == int(visible.sum()) and 0 <= wrong["wrong"] <= wrong["count"]
+    assert (wrong["count"], wrong["wrong"]) == (int(visible.sum()), expected_wrong)
     assert "on another keypoint:" in used.stdout and (pred_dir / "plots" / "wrong_keypoints.png").is_file()
     for folder in ("overlays", "heatmaps", "original_overlays"):
         assert len(list((pred_dir / folder).iterdir())) == 2, folder
@@ -93,10 +121,12 @@ def test_train_then_use(workspace, backend, block):
     assert summary["pose"]["images"] == 3 and "pose (PnP on" in used.stdout
     oracle = summary["pose_from_true_keypoints"]
     assert oracle["solved"] == 3 and oracle["rotation_deg"]["mean"] < 1e-3 and oracle["translation_m"]["mean"] < 1e-5
-    assert "pose" in json.loads((pred_dir / "per_image" / "img000001.jpg.json").read_text())
     assert (pred_dir / "plots" / "pose_errors.png").is_file()
     found = json.loads((pred_dir / "poses.json").read_text())
     assert len(found) == summary["pose"]["solved"]
+    # An image has a pose in its record exactly when it is in poses.json.
+    assert sorted(record["filename"] for record in records if record["pose"] is not None) == sorted(
+        record["filename"] for record in found)
     for record in found:  # the label layout, and the same pose as the image's own record
         image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
         np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
@@ -110,19 +140,96 @@ def test_train_then_use(workspace, backend, block):
     check(run_script(S2 / "score_poses.py", "--pred", pred_dir / "poses.json", "--labels",
                      root / "renders" / "test.json"))
     scores = json.loads((pred_dir / "poses_scores.json").read_text())
+    # An untrained model may find no pose; test_use_with_the_true_keypoints_finds_every_pose
+    # compares the errors on poses that are found.
     assert (scores["images"], scores["solved"]) == (3, summary["pose"]["solved"])
-    for key in ("rotation_deg", "translation_rel", "speed_score"):
-        if scores["solved"]:  # an untrained model may find no pose: then both are None
-            assert scores[key] == pytest.approx(summary["pose"][key], abs=1e-4), key
-        else:
-            assert scores[key] == summary["pose"][key], key
 
 
-def test_use_on_a_folder_of_images(workspace):
+class TrueKeypointsModel:
+    """Stands in for a trained model: the cache's true keypoints (confidence 1 where
+    visible in the original image, else 0) for the cache's images, which it must be given
+    first, in cache order; an image seen again (e.g. read from the folder) gets the
+    keypoints of the nearest image seen."""
+
+    def __init__(self, xy_norm, visible, heatmap_hw):
+        self.xy_norm, self.visible, self.seen = xy_norm.astype(np.float32), visible, []
+        # Only the decoder layer's settings and output shape are read from the model.
+        maps = keras.Input((*heatmap_hw, xy_norm.shape[1]))
+        self.model = keras.Model(maps, SoftArgMax(name="keypoints")(maps))
+
+    def get_layer(self, name):
+        return self.model.get_layer(name)
+
+    def predict_on_batch(self, batch):
+        batch = np.asarray(batch, np.float32)
+        if len(self.seen) < len(self.xy_norm):
+            self.seen += list(batch)
+        distance = np.abs(batch[:, None] - np.array(self.seen)[None]).mean(axis=(2, 3, 4))
+        assert (distance.min(axis=1) < 1.0).all(), distance  # the same preprocessing: the same pixels
+        index = distance.argmin(axis=1)
+        height, width = self.get_layer("keypoints").input.shape[1:3]
+        return {"keypoints": self.xy_norm[index], "confidence": self.visible[index].astype(np.float32),
+                "heatmap_logits": np.full((len(batch), height, width, self.xy_norm.shape[1]), -4.0, np.float32)}
+
+
+def test_use_with_the_true_keypoints_finds_every_pose(workspace, tmp_path, monkeypatch):
+    # The pose path of use() (PnP, poses.json, the pose summary, score_poses) on known
+    # keypoints: every pose is found and is the labelled one.
+    from common.config import load_config
+    from stage2_visible_keypoints import pipeline
+    from stage2_visible_keypoints.config import Stage2Config
+    from stage2_visible_keypoints.data import score_poses
+
     root, config_path = workspace
-    model = root / "model_tensorflow" / "best.keras"
-    if not model.is_file():
-        pytest.skip("needs the TensorFlow training run")
+    cfg = load_config(Stage2Config, config_path)
+    y = np.load(root / "cache" / "test" / "Y_data.npz")
+    # Visible in the original image, not only in the 64x64 crop (9, 2 and 1 keypoints): a
+    # stand-in can place keypoints outside the crop, and then every image has a pose.
+    stand_in = TrueKeypointsModel(y["xy_norm"], y["visible_original"], heatmap_hw=(32, 32))
+    monkeypatch.setattr(pipeline, "load_stage2_model", lambda path, input_size=None: stand_in)
+    model_path = tmp_path / "model" / "best.keras"  # hashed into the summary, never loaded
+    model_path.parent.mkdir()
+    model_path.write_bytes(b"stand-in")
+    (model_path.parent / "keypoint_names.json").write_text(json.dumps([str(n) for n in y["keypoint_names"]]))
+
+    pred_dir = tmp_path / "pred"
+    result = pipeline.use(dataclasses.replace(cfg, use=dataclasses.replace(cfg.use, output_dir=str(pred_dir))),
+                          model_path, progress=False)
+    summary = result["summary"]
+    assert result["poses_found"] == 3 and summary["pose"]["solved"] == 3
+    assert summary["input_frame"]["euclidean"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert summary["pose"]["rotation_deg"]["mean"] < 1e-2 and summary["pose"]["translation_m"]["mean"] < 1e-3
+    labels = {record["filename"]: record for record in json.loads((root / "renders" / "test.json").read_text())}
+    found = json.loads((pred_dir / "poses.json").read_text())
+    assert sorted(record["filename"] for record in found) == sorted(labels)
+    for record in found:  # the label layout, the image's own record, the labelled pose
+        image = json.loads((pred_dir / "per_image" / f"{record['filename']}.json").read_text())
+        np.testing.assert_allclose(record["q_vbs2tango"], image["pose"]["q_vbs2tango"], atol=1e-6)
+        q, q_true = np.array(record["q_vbs2tango"]), np.array(labels[record["filename"]]["q_vbs2tango"])
+        np.testing.assert_allclose(q * np.sign(q @ q_true), q_true, atol=1e-4)
+        np.testing.assert_allclose(record["r_Vo2To_vbs_true"], labels[record["filename"]]["r_Vo2To_vbs_true"],
+                                   atol=1e-3)
+    # score_poses on poses.json and the labels gives the summary's pose errors.
+    scores = score_poses(pred_dir / "poses.json", root / "renders" / "test.json")
+    assert (scores["images"], scores["solved"]) == (3, 3)
+    for key in ("rotation_deg", "translation_rel", "speed_score"):
+        assert scores[key] == pytest.approx(summary["pose"][key], abs=1e-4), key
+
+    # The same keypoints from the folder of images, with --camera and --mesh: the same poses.
+    folder_cfg = dataclasses.replace(cfg, use=dataclasses.replace(
+        cfg.use, output_dir=str(tmp_path / "pred_folder"), camera=str(root / "renders" / "camera.json"),
+        mesh=str(root / "renders" / "mesh.obj")))
+    result = pipeline.use(folder_cfg, model_path, images_dir=root / "renders" / "images" / "test", progress=False)
+    assert result["poses_found"] == 3
+    folder_found = json.loads((tmp_path / "pred_folder" / "poses.json").read_text())
+    for record, folder_record in zip(sorted(found, key=str), sorted(folder_found, key=str)):
+        assert record["filename"] == folder_record["filename"]
+        np.testing.assert_allclose(folder_record["q_vbs2tango"], record["q_vbs2tango"], atol=1e-6)
+
+
+def test_use_on_a_folder_of_images(workspace, train_run):
+    root, config_path = workspace
+    model = train_run("tensorflow")[0] / "best.keras"
     out_dir = root / "pred_folder"
     check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--images",
                      root / "renders" / "images" / "test", "--output-dir", out_dir, "--quiet",
@@ -130,7 +237,9 @@ def test_use_on_a_folder_of_images(workspace):
                      backend=keras.backend.backend()))  # the backend the predictor below runs on
     record = json.loads((out_dir / "per_image" / "img000001.jpg.json").read_text())
     assert np.array(record["keypoints_original"]).shape == (len(record["keypoint_names"]), 2)
-    assert "pose" in record  # None when too few keypoints are predicted visible
+    # None when too few keypoints are predicted visible; then the image is not in poses.json.
+    found = {pose["filename"] for pose in json.loads((out_dir / "poses.json").read_text())}
+    assert (record["pose"] is not None) == ("img000001.jpg" in found)
     assert record["keypoint_names"][0] == "body_000"  # named by the run's keypoint_names.json
     assert not (out_dir / "evaluation_summary.json").exists()
 
@@ -157,14 +266,14 @@ def test_use_on_a_folder_of_images(workspace):
             np.testing.assert_allclose(result.pose.q, record["pose"]["q_vbs2tango"], atol=1e-6)
 
 
-def test_use_reads_what_the_run_was_trained_with(workspace):
+def test_use_reads_what_the_run_was_trained_with(workspace, train_run):
     """No --config: the 64x64 input, the ResNet-18 backbone and the training settings
     come from the run's config.json, and the numbers are those with the config given."""
     root, config_path = workspace
-    model = root / "model_tensorflow" / "best.keras"
-    if not (root / "pred_tensorflow" / "evaluation_summary.json").is_file():
-        pytest.skip("needs the TensorFlow training run")
-    out_dir = root / "pred_run_config"
+    model = train_run("tensorflow")[0] / "best.keras"
+    given_dir, out_dir = root / "pred_config_given", root / "pred_run_config"
+    check(run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--output-dir", given_dir,
+                     "--quiet"))
     used = check(run_script(S2 / "use_vis.py", "--model", model, "--cache-dir", root / "cache", "--output-dir",
                             out_dir, "--quiet"))
     assert "trained with: backbone resnet18, input 64x64, SoftArgMax beta 15" in used.stdout
@@ -172,12 +281,12 @@ def test_use_reads_what_the_run_was_trained_with(workspace):
     assert summary["config"]["model"]["backbone"] == "resnet18" and summary["config"]["data"]["input_size"] == [64, 64]
     assert (summary["config"]["train"]["epochs"], summary["config"]["train"]["batch_size"]) == (1, 3)
     assert summary["model"]["run_config"] == str(model.parent / "config.json")
-    given = json.loads((root / "pred_tensorflow" / "evaluation_summary.json").read_text())
+    given = json.loads((given_dir / "evaluation_summary.json").read_text())
     for key in ("input_frame", "original_frame", "input_frame_argmax_refine", "visibility"):
         assert summary[key] == given[key], key
 
 
-def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
+def test_bad_input_is_one_line_naming_the_file(workspace, train_run, tmp_path):
     root, config_path = workspace
     # A corrupt image.
     data = tmp_path / "data"
@@ -189,14 +298,13 @@ def test_bad_input_is_one_line_naming_the_file(workspace, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr
     # A model used with a config that contradicts what it was trained with (its config.json).
-    model = root / "model_jax" / "best.keras"
-    if model.is_file():
-        result = run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--quiet",
-                            "--set", "data.input_size=[128,128]", "--set", "data.heatmap_size=[64,64]")
-        # One line, before Keras is imported (no TensorFlow start-up lines).
-        assert result.returncode == 2 and result.stderr.strip() == (
-            f"error: {model.parent / 'config.json'}: data.input_size=[128, 128] (--set data.input_size=[128,128]) "
-            "contradicts the run, trained with data.input_size=[64, 64]; leave it out: it is read from the run")
+    model = train_run("tensorflow")[0] / "best.keras"
+    result = run_script(S2 / "use_vis.py", "--config", config_path, "--model", model, "--quiet",
+                        "--set", "data.input_size=[128,128]", "--set", "data.heatmap_size=[64,64]")
+    # One line, before Keras is imported (no TensorFlow start-up lines).
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {model.parent / 'config.json'}: data.input_size=[128, 128] (--set data.input_size=[128,128]) "
+        "contradicts the run, trained with data.input_size=[64, 64]; leave it out: it is read from the run")
     # A cache from another config.
     result = run_script(S2 / "train_vis.py", "--config", config_path, "--set", "data.sigma=3", "--quiet")
     assert result.returncode == 2

@@ -2,6 +2,8 @@
 (1 step) -> use_centres, under TensorFlow (in-process) and under JAX with TensorFlow blocked
 (subprocesses), without a change of code."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -49,10 +51,18 @@ def workspace(tmp_path_factory):
     return root, config_path
 
 
-def test_dota_folder_preprocess_train_use_tensorflow(workspace, capsys):
+@pytest.fixture(scope="module")
+def cache(workspace):
+    """The workspace's caches, built once here so that any test runs alone; what preprocess printed."""
     root, config_path = workspace
-    assert preprocess_centres.main(["--config", str(config_path), "--quiet"]) is None
-    out = capsys.readouterr().out
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert preprocess_centres.main(["--config", str(config_path), "--quiet"]) is None
+    return printed.getvalue()
+
+
+def test_dota_folder_preprocess_train_use_tensorflow(workspace, cache, capsys):
+    root, config_path = workspace
+    out = cache
     assert "train: 2 images" in out and "val: 1 images" in out and "test: 1 images" in out
     y = {split: np.load(root / "cache" / split / "Y_data.npz") for split in ("train", "val", "test")}
     assert sum(len(v["filenames"]) for v in y.values()) == 4
@@ -87,10 +97,8 @@ def test_dota_folder_preprocess_train_use_tensorflow(workspace, capsys):
     assert not (root / "folder" / "evaluation.json").exists()
 
 
-def test_train_and_use_on_jax_without_tensorflow(workspace):
+def test_train_and_use_on_jax_without_tensorflow(workspace, cache):
     root, config_path = workspace
-    if not (root / "cache" / "train" / "Y_data.npz").is_file():
-        check(run_script(DET / "preprocess_centres.py", "--config", config_path, "--quiet"))
     out = check(run_script(DET / "train_centres.py", "--config", config_path, "--output-dir", root / "model_jax",
                            "--quiet", backend="jax", block_tensorflow=True))
     assert "jax backend" in out.stdout
@@ -100,7 +108,7 @@ def test_train_and_use_on_jax_without_tensorflow(workspace):
     assert json.loads((root / "pred_jax" / "evaluation.json").read_text())["images"] == 1
 
 
-def test_bad_input_is_one_line_naming_file_and_line(workspace, tmp_path, capsys):
+def test_bad_input_is_one_line_naming_file_and_line(workspace, cache, tmp_path, capsys):
     root, config_path = workspace
     data = tmp_path / "dota"
     (data / "images").mkdir(parents=True)

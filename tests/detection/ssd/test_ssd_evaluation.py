@@ -54,6 +54,24 @@ def test_ap_curves_directly():
     assert coco_ap(precision, recall) == pytest.approx((26 * 1 + 25 * 2 / 3) / 101)
 
 
+def test_ap_needs_the_precision_envelope():
+    # Three boxes; ranked TP, FP, FP, TP, TP: precision 1, 1/2, 1/3, 1/2, 3/5 at recall
+    # 1/3, 1/3, 1/3, 2/3, 1. The envelope raises the 1/2 at recall 2/3 to the 3/5 after it.
+    precision, recall = precision_recall([0.9, 0.8, 0.7, 0.6, 0.5], [True, False, False, True, True], 3)
+    np.testing.assert_allclose(precision, [1, 1 / 2, 1 / 3, 1 / 2, 3 / 5], atol=1e-12)
+    assert voc_ap(precision, recall) == pytest.approx((1 + 3 / 5 + 3 / 5) / 3)  # not (1 + 1/2 + 3/5) / 3
+    # 101 recall points: 0..0.33 -> 1 (34), 0.34..0.66 -> 3/5 (33), 0.67..1 -> 3/5 (34).
+    assert coco_ap(precision, recall) == pytest.approx((34 * 1 + 67 * 3 / 5) / 101)
+    # The same through evaluate_detections: exact boxes, so every IoU threshold agrees.
+    truth = [(np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]), np.array([0, 0, 0]))]
+    dets = [_dets([[0, 0, 10, 10], [0, 50, 10, 60], [20, 50, 30, 60], [20, 0, 30, 10], [40, 0, 50, 10]],
+                  [0.9, 0.8, 0.7, 0.6, 0.5], [0, 0, 0, 0, 0])]
+    result = evaluate_detections(dets, truth, ["a"])
+    assert result["map50"] == pytest.approx((1 + 3 / 5 + 3 / 5) / 3)
+    assert result["coco_map50"] == pytest.approx((34 * 1 + 67 * 3 / 5) / 101)
+    assert result["coco_map"] == pytest.approx((34 * 1 + 67 * 3 / 5) / 101)
+
+
 def test_agrees_with_pycocotools():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
