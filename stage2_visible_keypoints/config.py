@@ -58,6 +58,9 @@ class DataConfig:
 
 
 BACKBONES = ("resnet50", "resnet18")
+# The focal loss over the K maps (common.losses.KEYPOINT_REDUCTIONS; repeated here so that
+# this module, which preprocessing and --help load, needs no Keras; a test keeps them equal).
+FOCAL_REDUCTIONS = ("sum", "mean")
 
 
 @dataclasses.dataclass
@@ -122,7 +125,7 @@ class TrainConfig(TrainingConfig):
         _check_range(self, "coord_weight", low=0.0, low_inclusive=True)
         _check_range(self, "focal_alpha", low=0.0, high=1.0, low_inclusive=True)
         _check_range(self, "focal_gamma", low=0.0, low_inclusive=True)
-        if self.focal_keypoint_reduction not in ("sum", "mean"):
+        if self.focal_keypoint_reduction not in FOCAL_REDUCTIONS:
             raise ValueError(f"focal_keypoint_reduction must be sum|mean. "
                              f"Received: {self.focal_keypoint_reduction!r}")
 

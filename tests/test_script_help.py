@@ -11,8 +11,8 @@ FOLDERS = ("stage2_visible_keypoints", "detection", "baselines", "bench")
 SCRIPTS = sorted(str(path.relative_to(ROOT)) for folder in FOLDERS for path in (ROOT / folder).rglob("*.py")
                  if "def main(" in path.read_text())
 
-# Imports Keras at the top, for now: its training loop moves to common.training (issue 18).
-KERAS_AT_IMPORT = {"bench/stage2_accuracy.py"}
+# Scripts allowed to import Keras before parsing: none.
+KERAS_AT_IMPORT = set()
 
 # One process runs every script's --help with `import keras` and `import tensorflow`
 # failing: a script that needs either before parsing fails here. Reports per script.

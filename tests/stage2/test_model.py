@@ -127,3 +127,10 @@ def test_non_square_input_keypoints_are_x_over_width_y_over_height():
     assert not model_cfg.debias  # the default: the plain expectation
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["keypoints"]),
                                _soft_argmax_of_sigmoid(logits, model_cfg.beta), atol=1e-5)
+
+
+def test_the_configs_focal_reductions_are_the_losses():
+    from common.losses import KEYPOINT_REDUCTIONS
+    from stage2_visible_keypoints.config import FOCAL_REDUCTIONS
+
+    assert sorted(FOCAL_REDUCTIONS) == sorted(KEYPOINT_REDUCTIONS)
