@@ -4,9 +4,9 @@
 # .whl/, see ../shared/gpu/README.md); then, through the device tool, with .whl carried:
 #     bash bench/gpu_all.sh
 # 1. stage 2: renders 5,000 + 1,000 images with all cores, then trains from random init
-#    with a cosine learning rate over the time that is left (bench/stage2_accuracy.py; the
-#    focal loss summed over the maps, the default since 2026-11-27: the README's table from
-#    this step used the mean, --focal-reduction mean);
+#    with a cosine learning rate over BUDGET_IMAGES images, stopped at the deadline
+#    (bench/stage2_accuracy.py through the package's trainer; the focal loss summed over the
+#    maps: the README's table from this step used the mean, --focal-reduction mean);
 # 2. at the same time on the same GPU: the aerial centre detector (bench/centres_accuracy.py)
 #    and the baselines comparison (baselines/run_study.py, comparison part, more epochs).
 # Each part writes its JSON and log under $OUT; a part that fails does not stop the others.
