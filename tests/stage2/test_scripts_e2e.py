@@ -52,7 +52,7 @@ def train_run(workspace):
     root, config_path = workspace
     runs = {}
 
-    def train(backend):
+    def trained(backend):
         if backend not in runs:
             model_dir = root / f"model_{backend}"
             runs[backend] = model_dir, check(run_script(
@@ -60,7 +60,7 @@ def train_run(workspace):
                 backend=backend, block_tensorflow=backend == "jax"))
         return runs[backend]
 
-    return train
+    return trained
 
 
 def test_preprocess_reuses_an_unchanged_cache(workspace):
