@@ -14,30 +14,21 @@ import json
 from common import cli
 from baselines.config import BaselinesConfig
 
-SHORTCUTS = (("kind", "model.kind"), ("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
-             ("epochs", "train.epochs"), ("loss", "train.loss"), ("seed", "train.seed"))
+SHORTCUTS = (("kind", "model.kind"), ("loss", "train.loss"))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    parser.add_argument("--split", default="train", help="cache split to train on (%(default)s)")
+    shortcuts = cli.add_training_arguments(parser) + SHORTCUTS
     parser.add_argument("--kind", help="model.kind: heatmap | regression | integral")
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="train.output_dir")
-    parser.add_argument("--epochs", type=int, help="train.epochs")
     parser.add_argument("--loss", help="train.loss: mse | focal | mse_peak | wing | adaptive_wing")
-    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from baselines.pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
+    cfg = cli.config_from_args(BaselinesConfig, args, shortcuts)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
-    print(f"trained {summary['kind']} net: {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
-          f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
-          f"{summary['seconds']} s ({summary['images_per_second']} images/s)")
+    print(f"{summary['kind']} net")
+    cli.print_training(summary)
     print("training:", json.dumps(summary["training"]))
-    print(f"models, history and plots in {summary['output_dir']}")
 
 
 if __name__ == "__main__":

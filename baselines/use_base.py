@@ -16,22 +16,16 @@ import json
 from common import cli
 from baselines.config import TRAINED_SETTINGS, BaselinesConfig
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"), ("loss", "train.loss"))
+SHORTCUTS = (("loss", "train.loss"),)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    cli.add_model(parser)
-    parser.add_argument("--split", default="test", help="cache split (%(default)s)")
-    cli.add_images(parser)
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    cli.add_output_dir(parser, "use.output_dir")
+    shortcuts = cli.add_use_arguments(parser) + SHORTCUTS
     parser.add_argument("--loss", help="train.loss, for a model without config.json beside it "
                         "(focal: heatmaps are logits)")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, SHORTCUTS, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, shortcuts, TRAINED_SETTINGS)
     from baselines.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: model {cfg.model.kind}, loss {cfg.train.loss}, input {cfg.data.input_size} px, "

@@ -76,6 +76,57 @@ def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# The shared `train` settings (common.config.TrainingConfig) as flags: (argparse dest, key).
+TRAINING_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
+                      ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
+                      ("learning_rate", "train.learning_rate"), ("precision", "train.precision"),
+                      ("seed", "train.seed"))
+
+
+def add_training_arguments(parser, split=True):
+    """The flags every train_*.py takes, spelled alike: --config/--set, --split (when the
+    part trains on a named cache split), the shared `train` settings, --quiet. Returns
+    their shortcuts for `config_from_args`; a part adds its own flags and shortcuts."""
+    add_config_arguments(parser)
+    if split:
+        parser.add_argument("--split", default="train", help="cache split to train on (%(default)s)")
+    parser.add_argument("--cache-dir", help="data.cache_dir")
+    parser.add_argument("--output-dir", help="train.output_dir")
+    parser.add_argument("--epochs", type=int, help="train.epochs")
+    parser.add_argument("--batch-size", type=int, help="train.batch_size")
+    parser.add_argument("--learning-rate", type=float, help="train.learning_rate")
+    parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    add_quiet(parser)
+    return TRAINING_SHORTCUTS
+
+
+USE_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"))
+
+
+def add_use_arguments(parser, model_default="{train.output_dir}/best.keras"):
+    """The flags every use_*.py takes, spelled alike: --config/--set, --model, --split (a
+    labelled cache split, test by default) or --images, --cache-dir, --output-dir, --quiet.
+    Returns their shortcuts for `run_config_from_args`; a part adds its own."""
+    add_config_arguments(parser)
+    add_model(parser, model_default)
+    parser.add_argument("--split", default="test", help="labelled cache split to run on (%(default)s)")
+    add_images(parser)
+    parser.add_argument("--cache-dir", help="data.cache_dir")
+    add_output_dir(parser, "use.output_dir")
+    add_quiet(parser)
+    return USE_SHORTCUTS
+
+
+def print_training(summary, unit="images"):
+    """What every trainer prints after `common.training.train`: epochs, data, speed, last losses."""
+    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} "
+          f"done) on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
+          f"backend, {summary['policy']}, {summary['seconds']} s ({summary['images_per_second']} {unit}/s)")
+    print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
+    print(f"models, history, plots and logs in {summary['output_dir']}")
+
+
 def add_images(parser):
     """`--images`: what every use_* script runs on instead of a labelled cache."""
     parser.add_argument("--images", help="run on a folder of images (or one image) instead of a cache "

@@ -13,41 +13,23 @@ train.fine_tune_learning_rate and writes into train.output_dir/fine_tune/.
 """
 
 import argparse
-import json
 
 from common import cli
 from stage2_visible_keypoints.config import BACKBONE_WEIGHTS_HELP, Stage2Config
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
-             ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("weights", "model.weights"), ("fine_tune", "train.fine_tune"), ("precision", "train.precision"),
-             ("seed", "train.seed"))
+SHORTCUTS = (("weights", "model.weights"), ("fine_tune", "train.fine_tune"))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    parser.add_argument("--split", default="train", help="cache split to train on (default: train)")
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="train.output_dir")
-    parser.add_argument("--epochs", type=int, help="train.epochs")
-    parser.add_argument("--batch-size", type=int, help="train.batch_size (spec default 128)")
-    parser.add_argument("--learning-rate", type=float, help="train.learning_rate (spec default 5e-4)")
+    shortcuts = cli.add_training_arguments(parser) + SHORTCUTS
     parser.add_argument("--weights", help=f"model.weights: {BACKBONE_WEIGHTS_HELP}")
     parser.add_argument("--fine-tune", action="store_const", const=True, help="train.fine_tune")
-    parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
+    cfg = cli.config_from_args(Stage2Config, args, shortcuts)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
-    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} done) "
-          f"on {summary['train_images']} images "
-          f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
-          f"{summary['seconds']} s ({summary['images_per_second']} images/s)")
-    print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
-    print(f"models, history, plots and logs in {summary['output_dir']}")
+    cli.print_training(summary)
 
 
 if __name__ == "__main__":

@@ -24,25 +24,19 @@ from pathlib import Path
 from common import cli
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
-             ("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"))
+SHORTCUTS = (("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    cli.add_model(parser, "{train.output_dir}/best.keras; with train.fine_tune, fine_tune/best.keras in it")
-    parser.add_argument("--split", default="test", help="labelled cache split to run on (default: test)")
-    cli.add_images(parser)
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    cli.add_output_dir(parser, "use.output_dir")
+    shortcuts = cli.add_use_arguments(
+        parser, "{train.output_dir}/best.keras; with train.fine_tune, fine_tune/best.keras in it") + SHORTCUTS
     parser.add_argument("--threshold", type=float, help="use.visibility_threshold on the peak height")
     parser.add_argument("--camera", help="use.camera: SPEED camera JSON, for the pose of --images")
     parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images "
                         "(vertex names: those in the run's keypoint_names.json, in any order)")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, SHORTCUTS, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, shortcuts, TRAINED_SETTINGS)
     from stage2_visible_keypoints.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: backbone {cfg.model.backbone}, input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}"

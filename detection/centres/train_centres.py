@@ -10,39 +10,23 @@ killed run resumes from its last finished epoch when the same command is run aga
 """
 
 import argparse
-import json
 
 from common import cli
 from detection.centres.centres_config import WEIGHTS_HELP, CentresConfig
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
-             ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("weights", "model.weights"), ("max_steps", "train.max_steps"), ("precision", "train.precision"),
-             ("seed", "train.seed"))
+SHORTCUTS = (("weights", "model.weights"), ("max_steps", "train.max_steps"))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="train.output_dir")
-    parser.add_argument("--epochs", type=int, help="train.epochs")
-    parser.add_argument("--batch-size", type=int, help="train.batch_size")
-    parser.add_argument("--learning-rate", type=float, help="train.learning_rate (AdamW, default 1e-3)")
+    shortcuts = cli.add_training_arguments(parser, split=False) + SHORTCUTS
     parser.add_argument("--weights", help=f"model.weights: {WEIGHTS_HELP}")
     parser.add_argument("--max-steps", type=int, help="train.max_steps: batches per epoch (0 = all)")
-    parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.centres.centres_pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
+    cfg = cli.config_from_args(CentresConfig, args, shortcuts)
     summary = train_from_cache(cfg, progress=not args.quiet)
-    print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_tiles']} tiles "
-          f"({summary['val_tiles']} validation), {summary['backend']} backend, {summary['policy']}, "
-          f"{summary['seconds']} s ({summary['images_per_second']} tiles/s)")
-    print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
-    print(f"models, history, plots and logs in {summary['output_dir']}")
+    cli.print_training(summary, unit="tiles")
 
 
 if __name__ == "__main__":

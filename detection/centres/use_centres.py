@@ -19,22 +19,15 @@ from pathlib import Path
 from common import cli
 from detection.centres.centres_config import TRAINED_SETTINGS, CentresConfig
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"),
-             ("threshold", "use.score_threshold"))
+SHORTCUTS = (("threshold", "use.score_threshold"),)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    cli.add_model(parser)
-    parser.add_argument("--split", default="test", help="labelled cache split: train|val|test (default: test)")
-    cli.add_images(parser)
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    cli.add_output_dir(parser, "use.output_dir")
+    shortcuts = cli.add_use_arguments(parser) + SHORTCUTS
     parser.add_argument("--threshold", type=float, help="use.score_threshold on the peak height")
-    cli.add_quiet(parser)
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(CentresConfig, args, SHORTCUTS, TRAINED_SETTINGS)
+    cfg, model_path, run_config = cli.run_config_from_args(CentresConfig, args, shortcuts, TRAINED_SETTINGS)
     from detection.centres.centres_pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: classes {', '.join(cfg.data.class_names)}; {cfg.data.tile_size} px tiles at "

@@ -15,33 +15,18 @@ import argparse
 from common import cli
 from detection.ssd.ssd_config import DetConfig
 
-SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"), ("epochs", "train.epochs"),
-             ("batch_size", "train.batch_size"), ("learning_rate", "train.learning_rate"),
-             ("optimizer", "train.optimizer"), ("precision", "train.precision"), ("seed", "train.seed"))
+SHORTCUTS = (("optimizer", "train.optimizer"),)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser)
-    parser.add_argument("--split", default="train", help="cache split to train on (default: train)")
-    parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="train.output_dir")
-    parser.add_argument("--epochs", type=int, help="train.epochs")
-    parser.add_argument("--batch-size", type=int, help="train.batch_size")
-    parser.add_argument("--learning-rate", type=float, help="train.learning_rate (peak of the cosine schedule)")
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"), help="train.optimizer")
-    parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
-    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
-    cli.add_quiet(parser)
+    shortcuts = cli.add_training_arguments(parser) + SHORTCUTS
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="train.optimizer")
     args = parser.parse_args(argv)
     from detection.ssd.ssd_pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
+    cfg = cli.config_from_args(DetConfig, args, shortcuts)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
-    last = {k: round(v[-1], 5) for k, v in summary["history"].items() if v and k != "learning_rate"}
-    print(f"trained {summary['epochs_run']} epoch(s) on {summary['train_images']} images "
-          f"({summary['val_images']} validation), {summary['backend']} backend, {summary['policy']}, "
-          f"{summary['seconds']} s ({summary['images_per_second']} images/s); last epoch: {last}")
-    print(f"models, history, plots and logs in {summary['output_dir']}")
+    cli.print_training(summary)
 
 
 if __name__ == "__main__":
