@@ -436,6 +436,10 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
             history.setdefault(key, []).extend(float(v) for v in values)
         if model.stop_training:  # a time budget or NaN ends the whole run, not just the segment
             break
+    if initial_epoch is None:  # killed after its last epoch, before the final save: the backup is the model
+        if segments[-1][2] is not None:
+            segments[-1][2](model)
+        EpochBackup.restore(model, backup_dir)
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)

@@ -152,6 +152,26 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     assert not (tmp_path / "killed" / "backup").exists()
 
 
+class _KillBeforeTheFinalSave(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_a_run_killed_after_its_last_epoch_saves_the_backed_up_model(tmp_path):
+    from common.training import train
+
+    model, data, tc, plan = _tiny_run(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, None, tc, tmp_path, plan, progress=False, callbacks=[_KillBeforeTheFinalSave()])
+    expected = model.get_weights()
+    model, data, tc, plan = _tiny_run(tmp_path)  # a new process: fresh weights, nothing left to train
+    summary = train(model, data, None, tc, tmp_path, plan, progress=False)
+    assert summary["epochs_run"] == 0 and summary["epochs_done"] == 3
+    saved = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    for got, want in zip(saved.get_weights(), expected):
+        np.testing.assert_allclose(got, want)
+
+
 def test_history_rows_after_the_backup_are_dropped_on_resume(tmp_path):
     from common.training import EpochBackup, train
 
