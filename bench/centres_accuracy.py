@@ -79,7 +79,7 @@ def main(argv=None):
         "what": "centre detector, synthetic aerial 512 px -> input "
                 f"{cfg.data.input_size[0]} px -> heatmap {cfg.data.heatmap_size[0]} px, random init",
         "train_images": args.train_images, "epochs_run": trained["epochs_run"],
-        "training_images_seen": trained["epochs_run"] * trained["train_tiles"],
+        "training_images_seen": trained["images_seen"],
         "train_tiles_per_second": trained["images_per_second"], "last_epoch": trained["last"],
         "timings": timings, "result": row, "groups": groups, "per_class": {
             name: {"f1": c["f1"], "pck": c["pck"]} for name, c in s["per_class"].items()},

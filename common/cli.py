@@ -91,7 +91,7 @@ def add_training_arguments(parser, split=True):
     if split:
         parser.add_argument("--split", default="train", help="cache split to train on (%(default)s)")
     parser.add_argument("--cache-dir", help="data.cache_dir")
-    parser.add_argument("--output-dir", help="train.output_dir")
+    add_output_dir(parser, "train.output_dir")
     parser.add_argument("--epochs", type=int, help="train.epochs")
     parser.add_argument("--batch-size", type=int, help="train.batch_size")
     parser.add_argument("--learning-rate", type=float, help="train.learning_rate")

@@ -148,7 +148,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Save the model whenever `monitor` improves, atomically (a kill never leaves a
-    truncated `.keras` file). Keeps its best value across a BackupAndRestore resume
+    truncated `.keras` file). Keeps its best value across a resumed run
     by reading the CSV history if one is given."""
 
     def __init__(self, path, monitor="val_loss", history_csv=None):

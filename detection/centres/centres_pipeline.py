@@ -63,11 +63,9 @@ def train_from_cache(cfg, progress=True, callbacks=()):
     val_ds = (make_batches(held_out.images, {"heatmaps": held_out.y["objects"]}, val_idx, tc.batch_size,
                            shuffle=False) if len(val_idx) else None)
     sample = np.asarray(held_out.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
-    summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Centre detector training",
-                    callbacks=callbacks, tensorboard_images=(sample, "heatmaps", False),
-                    train_count=len(train_idx), val_count=len(val_idx))
-    summary["train_tiles"], summary["val_tiles"] = summary["train_images"], summary["val_images"]
-    return summary
+    return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Centre detector training",
+                 callbacks=callbacks, tensorboard_images=(sample, "heatmaps", False),
+                 train_count=len(train_idx), val_count=len(val_idx))
 
 
 def load_centres_model(path):
