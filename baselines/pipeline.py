@@ -23,7 +23,8 @@ from common.errors import DataError
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
 from common.run_config import model_record
-from common.training import ArrayBatches, make_batches, make_optimizer, plan_run, split_indices, start_run, train
+from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, start_run, train,
+                             train_val_indices)
 from baselines.data import load_cache, read_images
 from baselines.landmarks import curriculum_segments
 from baselines.models import build_model
@@ -75,8 +76,9 @@ def losses_for(cfg, sigma):
 
 
 def keypoint_targets(y):
-    """(N, K, 3) float32 = (x_norm, y_norm, visible)."""
-    return np.concatenate([y["xy_norm"], y["visible"][..., None].astype(np.float32)], axis=-1)
+    """(N, K, 3) float32 = (x_norm, y_norm, labelled): COCO's labelled-but-hidden (v = 1)
+    keypoints are trained too."""
+    return np.concatenate([y["xy_norm"], y["labelled"][..., None].astype(np.float32)], axis=-1)
 
 
 def training_batches(images, keypoints, names, indices, tc, shuffle, augment=None, plan=None):
@@ -134,7 +136,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     start_run(tc)
     images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
     count = len(y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(y["xy_norm"]))
-    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    # train.val_split: validation on another cached split, else a share of this one.
+    val_images, val_y = load_cache(cfg.data.cache_dir, tc.val_split, cfg.data) if tc.val_split else (images, y)
+    train_idx, val_idx = train_val_indices(count, tc, len(val_images) if tc.val_split else None)
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +151,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     keypoints = keypoint_targets(y)
     augment = KeypointAffineAugment(tc.rotation, tc.scale_range, tc.translation) if tc.augment else None
     train_ds = training_batches(images, keypoints, names, train_idx, tc, True, augment, plan)
-    val_ds = training_batches(images, keypoints, names, val_idx, tc, False) if len(val_idx) else None
+    val_ds = (training_batches(val_images, keypoint_targets(val_y), names, val_idx, tc, False)
+              if len(val_idx) else None)
 
     optimizer = make_optimizer(tc, plan)
 
@@ -219,11 +224,11 @@ def evaluate(xy_norm, y, input_size, spacing_mm=1.0):
     """PCK of the bbox diagonal, mean error (input px), MRE/SDR at `spacing_mm` mm/px."""
     truth = y["xy_norm"] * input_size
     pred = xy_norm * input_size
-    errors = keypoint_errors(pred, truth, y["visible"])
-    return {"images": int(len(truth)), "pck": pck_bbox(pred, truth, y["visible"], PCK_FRACTIONS),
+    errors = keypoint_errors(pred, truth, y["labelled"])
+    return {"images": int(len(truth)), "pck": pck_bbox(pred, truth, y["labelled"], PCK_FRACTIONS),
             "mean_error_px": float(errors.mean()), "median_error_px": float(np.median(errors)),
             "p95_error_px": float(np.percentile(errors, 95)),
-            "mre_sdr": mre_sdr(pred, truth, y["visible"], spacing_mm)}
+            "mre_sdr": mre_sdr(pred, truth, y["labelled"], spacing_mm)}
 
 
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
@@ -242,9 +247,10 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         paths = image_paths(images_dir)
         images, sizes = read_images(paths, cfg.data)
         y, filenames = None, np.array([p.name for p in paths])
+        crops = np.concatenate([np.zeros_like(sizes), sizes], 1)
     else:
         images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
-        sizes, filenames = y["image_sizes"], y["filenames"]
+        crops, filenames = y["crop_boxes"], y["filenames"]
     if tuple(model.input.shape[1:]) != images.shape[1:]:
         raise DataError(f"model takes {tuple(model.input.shape[1:])} images, the data has {images.shape[1:]}",
                         model_path)
@@ -253,8 +259,10 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         "soft_argmax" if "keypoints" in outputs else "argmax_refine")
     xy_norm = decode(outputs, decoder, cfg.data.codec(), logits=cfg.train.loss == "focal")
     size = cfg.data.input_size
-    # xy_norm is normalised to the image: the file's pixels are xy_norm times its size.
-    xy_original = xy_norm * np.asarray(sizes, np.float32)[:, None, :]
+    # xy_norm is normalised to the sample's crop (x0, y0, w, h) of its file (the whole file
+    # for unlabelled images and the list format).
+    crops = np.asarray(crops, np.float32)
+    xy_original = crops[:, None, :2] + xy_norm * crops[:, None, 2:]
     save_npz(out_dir / "predictions.npz", xy_norm=xy_norm.astype(np.float32),
              xy_original=xy_original.astype(np.float32), filenames=filenames)
     # Unlabelled images have no keypoint names: number them (kp00, kp01, ...).
@@ -262,10 +270,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
              else [f"kp{k:02d}" for k in range(xy_norm.shape[1])])
     for i in range(min(cfg.use.max_overlays, len(images))):
         rgb = np.repeat(np.asarray(images[i]), 3, axis=-1)
-        name = str(filenames[i])
+        # A COCO image gives a sample per person: their overlays are numbered.
+        name = str(filenames[i]) if len(set(filenames.tolist())) == len(filenames) else f"{filenames[i]}_{i}"
         save_overlay(out_dir / "overlays" / f"{name}.png", rgb, xy_pred=xy_norm[i] * size,
                      xy_true=y["xy_norm"][i] * size if y is not None else None,
-                     visible_true=y["visible"][i] if y is not None else None, scale=4)
+                     visible_true=y["labelled"][i] if y is not None else None, scale=4)
         if "heatmaps" in outputs:
             plot_heatmaps(rgb, outputs["heatmaps"][i], out_dir / "heatmaps" / f"{name}.png", keypoint_names=names,
                           xy_pred_heatmap=xy_norm[i] * outputs["heatmaps"].shape[2])

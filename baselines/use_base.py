@@ -25,7 +25,8 @@ def main(argv=None):
     parser.add_argument("--loss", help="train.loss, for a model without config.json beside it "
                         "(focal: heatmaps are logits)")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, shortcuts, TRAINED_SETTINGS)
+    from baselines.data import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from baselines.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: model {cfg.model.kind}, loss {cfg.train.loss}, input {cfg.data.input_size} px, "

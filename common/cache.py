@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -287,3 +288,14 @@ class Cache:
 def _content_config(y, ignore):
     """A cache's config without the settings that only add optional arrays."""
     return {key: value for key, value in json.loads(str(y["config_json"])).items() if key not in ignore}
+
+
+def built_with(folder):
+    """The settings the cache in `folder` was built with (its stored `config_json`), or
+    None where there is no readable cache (its loading then says what is wrong)."""
+    y_path = Path(folder) / Y_FILE
+    try:
+        with np.load(y_path, allow_pickle=False) as y:  # an .npz reads one member at a time
+            return json.loads(str(y["config_json"])) if "config_json" in y.files else None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common.config import add_config_arguments, load_config  # noqa: E402
 from common.errors import DataError  # noqa: E402
-from common.run_config import load_run_config  # noqa: E402
+from common.run_config import apply_cache_settings, load_run_config  # noqa: E402
 
 
 def config_from_args(cls, args, shortcuts=()):
@@ -26,7 +26,16 @@ def config_from_args(cls, args, shortcuts=()):
     return load_config(cls, args.config, overrides)
 
 
-def run_config_from_args(cls, args, shortcuts, trained):
+def training_config_from_args(cls, args, shortcuts, layout, split):
+    """`config_from_args` for a trainer, with the data settings the `split` cache was
+    built with (`common.run_config.apply_cache_settings`): a cache built with
+    `--bbox-format xyxy` trains without it repeated; a flag that contradicts it is an error."""
+    cfg = config_from_args(cls, args, shortcuts)
+    overrides, sources = _overrides(args, shortcuts)
+    return apply_cache_settings(cls, cfg, Path(cfg.data.cache_dir) / split, layout, args.config, overrides, sources)
+
+
+def run_config_from_args(cls, args, shortcuts, trained, layout=None):
     """For a use_* script: the model to run and the config to run it with.
 
     The model is `--model`, default `{train.output_dir}/best.keras` of the config as
@@ -34,6 +43,8 @@ def run_config_from_args(cls, args, shortcuts, trained):
     comes from the run's config.json beside it (`common.run_config.load_run_config`): a
     flag, `--set` or --config value that contradicts a `trained` setting is an error
     naming it.
+    With the part's cache `layout`, a run on a cache split (no --images) also takes the
+    data settings that split was built with, but those the model fixes (`trained`).
     Returns (cfg, model path, path of the run's config.json or None).
     """
     given = config_from_args(cls, args, shortcuts)
@@ -42,6 +53,9 @@ def run_config_from_args(cls, args, shortcuts, trained):
     model_path = Path(args.model) if args.model else run_dir / "best.keras"
     overrides, sources = _overrides(args, shortcuts)
     cfg, run_config = load_run_config(cls, model_path, args.config, overrides, trained, override_sources=sources)
+    if layout is not None and not getattr(args, "images", None):
+        cfg = apply_cache_settings(cls, cfg, Path(cfg.data.cache_dir) / args.split, layout, args.config, overrides,
+                                   sources, keep=trained)
     return cfg, model_path, run_config
 
 
@@ -72,6 +86,14 @@ def add_workers(parser, help="processes working in parallel", default=1):
     parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
 
 
+def add_data_files(parser, labels="label file (default: {data_dir}/{split}.json)",
+                   images="image folder (default: {data_dir}/images/{split}/, then images/, then {data_dir})"):
+    """`--labels` and `--images` for a preprocess script: a data set laid out otherwise
+    than the split-name layout (`train_annotations.json` beside `train/`) is named as it is."""
+    parser.add_argument("--labels", metavar="FILE" if "file" in labels else "DIR", help=labels)
+    parser.add_argument("--images", metavar="DIR", help=images)
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -80,7 +102,7 @@ def add_quiet(parser):
 TRAINING_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("learning_rate", "train.learning_rate"), ("precision", "train.precision"),
-                      ("seed", "train.seed"))
+                      ("seed", "train.seed"), ("val_split", "train.val_split"))
 
 
 def add_training_arguments(parser, split=True):
@@ -97,6 +119,8 @@ def add_training_arguments(parser, split=True):
     parser.add_argument("--learning-rate", type=float, help="train.learning_rate")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
     parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    parser.add_argument("--val-split", metavar="NAME", help="train.val_split: validate on this cached split "
+                        "instead of holding out train.validation_split")
     add_quiet(parser)
     return TRAINING_SHORTCUTS
 

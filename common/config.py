@@ -63,6 +63,7 @@ class TrainingConfig:
     checkpoint, history row) that many images instead of one pass; the data then repeats.
     budget_minutes > 0 stops after the first epoch that ends past that wall time.
     validation_split: the share of the cache held out for validation.
+    val_split: validate on this other cached split instead ("" = hold out validation_split).
     max_images: train on the first N cached images (0 = all).
     tensorboard_images: sample images shown with their heatmaps in TensorBoard (TF only).
     """
@@ -87,6 +88,7 @@ class TrainingConfig:
     epoch_images: int = 0
     budget_minutes: float = 0.0
     validation_split: float = 0.1
+    val_split: str = ""
     max_images: int = 0
     tensorboard_images: int = 4
 

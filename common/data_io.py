@@ -79,6 +79,30 @@ def require(record, field, path, where=""):
     return record[field]
 
 
+def split_files(data_dir, split, labels=None, images=None):
+    """(label file, image folders searched in order) of one split.
+
+    The default layout: `{data_dir}/{split}.json`, images in `images/{split}/`, then
+    `images/`, then `data_dir`. `labels` (a file) and `images` (a folder) name them
+    instead, for a data set laid out otherwise (`train_annotations.json` beside `train/`);
+    `labels` alone: its images are looked up as in the default layout of its folder.
+    """
+    label_path = Path(labels) if labels else Path(data_dir) / f"{split}.json"
+    base = label_path.parent  # data_dir in the default layout
+    folders = [Path(images)] if images else [base / "images" / split, base / "images", base]
+    return label_path, folders
+
+
+def find_image(folders, filename, label_path, where=""):
+    """The first `folder/filename` that is a file; else a `DataError` on `label_path`
+    naming every folder searched."""
+    for folder in folders:
+        if (Path(folder) / filename).is_file():
+            return Path(folder) / filename
+    searched = ", ".join(f"{folder}/" for folder in folders)
+    raise DataError(f"{where}image '{filename}' not found in {searched}", label_path)
+
+
 def image_paths(source):
     """The image files of a folder (sorted), or the one image file `source`."""
     source = Path(source)

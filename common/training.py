@@ -489,3 +489,12 @@ def split_indices(count, validation_split, seed):
     if validation_split > 0 and count > 1:
         n_val = min(max(n_val, 1), count - 1)
     return order[:count - n_val], order[count - n_val:]
+
+
+def train_val_indices(count, tc, val_count=None):
+    """(train indices, validation indices) of a run: with a separate validation split
+    (`train.val_split`, of `val_count` images) every one of the `count` training images
+    and every validation image, else `split_indices` of the training split."""
+    if val_count is not None:
+        return np.arange(count), np.arange(val_count)
+    return split_indices(count, tc.validation_split, tc.seed)

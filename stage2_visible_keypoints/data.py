@@ -8,7 +8,8 @@ Label file `{data_dir}/{split}.json` is a list of records (the SPEED / SPEED+ la
      "keypoints": [[x, y], ...],                # K points, original image pixels (optional)
      "visible": [true, ...]}                    # K flags (optional)
 
-Images are looked up in `images/{split}/`, then `images/`. When a record has no
+Images are looked up in `images/{split}/`, `images/`, then the data folder (or in the
+folder `--images` names, with `--labels` naming the label file). When a record has no
 "keypoints", they are projected from its pose with `camera.json` and `mesh.obj`
 (whose vertices are the keypoints) and their visibility is ray-cast on the mesh, which
 is how real SPEED labels (poses only) are read. When "visible" is absent, a keypoint
@@ -37,7 +38,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.data_io import load_json, require
+from common.data_io import find_image, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
@@ -86,10 +87,13 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split):
-    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`."""
-    data_dir = Path(data_dir)
-    label_path = data_dir / f"{split}.json"
+def load_annotations(data_dir, split, labels=None, images=None):
+    """Read and check `{data_dir}/{split}.json` (or the `labels` file, with its images in
+    the `images` folder: `common.data_io.split_files`); every problem raises a one-line
+    `DataError`. camera.json, mesh.obj and keypoint_names.json are looked up beside the
+    label file, then in its parent."""
+    label_path, folders = split_files(data_dir, split, labels, images)
+    data_dir = label_path.parent
     records = load_json(label_path)
     if not isinstance(records, list) or not records:
         raise DataError("expected a non-empty JSON list of image records", label_path)
@@ -103,7 +107,7 @@ def load_annotations(data_dir, split):
         if str(filename) in seen:
             raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
         seen[str(filename)] = index
-        path = _find_image(data_dir, split, str(filename), label_path, where)
+        path = find_image(folders, str(filename), label_path, where)
         size = _image_size(path)
         pose = _read_pose(record, label_path, where, required="keypoints" not in record)
         if "keypoints" in record:
@@ -249,13 +253,6 @@ def _keypoint_names(data_dir):
     return tuple(names)
 
 
-def _find_image(data_dir, split, filename, label_path, where):
-    for path in (data_dir / "images" / split / filename, data_dir / "images" / filename):
-        if path.is_file():
-            return path
-    raise DataError(f"{where}image file not found in images/{split}/ or images/", label_path)
-
-
 def _image_size(path):
     try:
         with Image.open(path) as img:  # reads the header only
@@ -363,7 +360,7 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1):
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
@@ -372,7 +369,7 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     decode and resize.
     """
     start = time.perf_counter()
-    annotations = load_annotations(data_cfg.data_dir, split)
+    annotations = load_annotations(data_cfg.data_dir, split, labels, images)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.

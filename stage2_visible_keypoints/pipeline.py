@@ -20,7 +20,8 @@ from common.metrics import keypoint_error_summary, keypoint_errors, visibility_p
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.run_config import model_record
-from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
+from common.training import (make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
+                             train_val_indices)
 from stage2_visible_keypoints.camera import body_to_camera, project_points
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, load_cache, preprocess_folder
 from stage2_visible_keypoints.model import build_model, compile_model
@@ -62,7 +63,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
     total = len(cache.y["xy_norm"])
     count = min(tc.max_images, total) if tc.max_images else total
-    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    # train.val_split: validation on another cached split, else a share of this one.
+    val_cache = load_cache(cfg.data.cache_dir, tc.val_split, cfg.data) if tc.val_split else cache
+    train_idx, val_idx = train_val_indices(count, tc, len(val_cache.images) if tc.val_split else None)
     plan = plan_run(tc, len(train_idx))
     # Fine-tuning starts from the first run's best model and writes into fine_tune/,
     # so the starting point is never overwritten and a re-run starts from it again.
@@ -91,11 +94,13 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
                                 repeat=plan.repeat, steps=plan.steps_per_epoch)
     else:
         train_ds = batches(cache.images, data, train_idx, plan)
-    val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
+    val_data = training_targets(val_cache.y) if tc.val_split else data
+    val_ds = make_batches(val_cache.images, val_data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
     if tc.eval_split:
         held_out = load_cache(cfg.data.cache_dir, tc.eval_split, cfg.data)
         callbacks = [HeldOutEvaluation(held_out, cfg, on_evaluation)] + list(callbacks)
-    sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
+    shown = val_cache if len(val_idx) else cache
+    sample = np.asarray(shown.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
     return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Stage 2 training",
                  callbacks=callbacks, tensorboard_images=(sample, "heatmap_logits", True),
                  train_count=len(train_idx), val_count=len(val_idx))

@@ -23,12 +23,14 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{split}/ (data.cache_dir)")
     parser.add_argument("--heatmaps", action="store_const", const=True,
                         help="also cache the Gaussian heatmap targets (data.cache_heatmaps)")
+    cli.add_data_files(parser)
     cli.add_workers(parser, "processes decoding and resizing images")
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
-    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
+                         images=args.images)
     if summary["rebuilt"]:
         print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"

@@ -36,7 +36,8 @@ def main(argv=None):
     parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images "
                         "(vertex names: those in the run's keypoint_names.json, in any order)")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, shortcuts, TRAINED_SETTINGS)
+    from stage2_visible_keypoints.data import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from stage2_visible_keypoints.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: backbone {cfg.model.backbone}, input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}"

@@ -125,10 +125,11 @@ def read_labels(pairs, data_cfg):
     return out
 
 
-def preprocess(data_cfg, progress=True, workers=1):
-    """Build (or reuse) the train / val / test caches; returns {split: summary}."""
+def preprocess(data_cfg, progress=True, workers=1, labels=None, images=None):
+    """Build (or reuse) the train / val / test caches from `data_dir` (or the `labels`
+    and `images` folders); returns {split: summary}."""
     start = time.perf_counter()
-    pairs = find_dota_pairs(data_cfg.data_dir)
+    pairs = find_dota_pairs(data_cfg.data_dir, labels, images)
     cfg_values = preprocess_config(data_cfg)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
     labels = None  # read, for all splits at once (the category check looks at every file), when one is rebuilt

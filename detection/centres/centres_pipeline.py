@@ -40,8 +40,10 @@ def train_from_cache(cfg, progress=True, callbacks=()):
     tc = cfg.train
     start_run(tc)
     cache = load_cache(cfg.data.cache_dir, "train", cfg.data)
-    val_dir = Path(cfg.data.cache_dir) / "val"
-    val = load_cache(cfg.data.cache_dir, "val", cfg.data) if (val_dir / "Y_data.npz").is_file() else None
+    # train.val_split names the validation split; by default "val" where it was cached.
+    val_name = tc.val_split or "val"
+    val = (load_cache(cfg.data.cache_dir, val_name, cfg.data)
+           if tc.val_split or (Path(cfg.data.cache_dir) / "val" / "Y_data.npz").is_file() else None)
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")

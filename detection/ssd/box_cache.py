@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from common import cache
-from common.data_io import read_image_rgb
+from common.data_io import read_image_rgb, split_files
 from common.parallel import parallel_map
 from detection.ssd.coco import check_image_size, load_coco
 
@@ -61,11 +61,12 @@ def _resize_file(job):
     return resize_image(image, input_size)[0]
 
 
-def preprocess(data_cfg, split, progress=True, workers=1):
-    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json`; returns a summary."""
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None):
+    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json` (or the
+    `labels` file, with images in the `images` folder); returns a summary."""
     start = time.perf_counter()
-    labels = load_coco(Path(data_cfg.data_dir) / f"{split}.json", data_cfg.data_dir, split,
-                       data_cfg.bbox_format, data_cfg.max_boxes)
+    label_path = split_files(data_cfg.data_dir, split, labels)[0]
+    labels = load_coco(label_path, label_path.parent, split, data_cfg.bbox_format, data_cfg.max_boxes, images)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     src_hash = cache.source_hash([labels.label_path], labels.image_paths)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.data_io import load_json, require
+from common.data_io import find_image, load_json, require, split_files
 from common.errors import DataError
 
 BORDER_TOLERANCE = 1.0
@@ -45,15 +45,6 @@ class CocoDetections:
     category_names: tuple
     bbox_format: str
     note: str = ""
-
-
-def find_image(data_dir, split, filename, label_path, where=""):
-    """`images/{split}/`, `images/`, then the label file's folder."""
-    data_dir = Path(data_dir)
-    for folder in (data_dir / "images" / split, data_dir / "images", data_dir):
-        if (folder / filename).is_file():
-            return folder / filename
-    raise DataError(f"{where}image '{filename}' not found in images/{split}/, images/ or {data_dir}", label_path)
 
 
 def _list_field(coco, field, path):
@@ -129,10 +120,13 @@ def _resolve_format(raw, sizes, bbox_format, label_path):
     return fmt, f"bbox format auto: read as {fmt} (the only reading under which every box is valid)"
 
 
-def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None):
-    """Read and check a COCO detection JSON; returns `CocoDetections`."""
+def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, images_dir=None):
+    """Read and check a COCO detection JSON; returns `CocoDetections`. Images are looked up
+    in `images_dir`, else as `common.data_io.split_files` lays out `data_dir` (default:
+    the label file's folder)."""
     label_path = Path(label_path)
     data_dir = Path(data_dir) if data_dir is not None else label_path.parent
+    folders = split_files(data_dir, split, images=images_dir)[1]
     coco = load_json(label_path)
     if not isinstance(coco, dict):
         raise DataError("expected a COCO detection object with images, annotations, categories", label_path)
@@ -165,7 +159,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         where = f"images[{i}] ({filename}): "
         if image_id in index_of:
             raise DataError(f"{where}duplicate image id {image_id!r}", label_path)
-        path = find_image(data_dir, split, filename, label_path, where)
+        path = find_image(folders, filename, label_path, where)
         if "width" in record and "height" in record:
             size = (_number(record["width"], "width", label_path, where),
                     _number(record["height"], "height", label_path, where))

@@ -26,7 +26,8 @@ def main(argv=None):
     shortcuts = cli.add_use_arguments(parser) + SHORTCUTS
     parser.add_argument("--threshold", type=float, help="use.score_threshold for detections.json")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(DetConfig, args, shortcuts, TRAINED_SETTINGS)
+    from detection.ssd.box_cache import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(DetConfig, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from detection.ssd.ssd_pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, anchor sizes "

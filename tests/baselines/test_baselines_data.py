@@ -48,11 +48,11 @@ def _coco(keypoints, flags=(2, 2)):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["annotations"][0].pop("keypoints"), r"annotations\[0\]: missing field 'keypoints'"),
+    (lambda d: d["annotations"][0].pop("keypoints"), r"annotations\[0\] \(image 7\): missing field 'keypoints'"),
     (lambda d: d["annotations"][0]["keypoints"].pop(), r"has 5 numbers, expected 3 \* 2"),
     (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, float("nan")), "NaN or infinite"),
     (lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 5), "visibility flags must be 0, 1 or 2"),
-    (lambda d: d["images"][0].__setitem__("id", 8), r"images\[0\]: no annotation with image_id 8"),
+    (lambda d: d["images"][0].__setitem__("id", 8), r"annotations\[0\]: field 'image_id' 7 is not an id in 'images'"),
     (lambda d: d.pop("categories"), "missing field 'categories'"),
 ])
 def test_coco_errors_name_file_and_field(tmp_path, mutate, message):
@@ -64,9 +64,10 @@ def test_coco_errors_name_file_and_field(tmp_path, mutate, message):
     assert "bad.json" in str(err.value)
 
 
-def test_coco_flag_zero_is_invisible_and_list_errors(tmp_path):
+def test_coco_flag_zero_is_unlabelled_one_hidden_and_list_errors(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(_coco([(1, 2), (0, 0)], flags=(1, 0))))
-    assert read_annotations(tmp_path / "c.json")["visible"].tolist() == [[True, False]]
+    labels = read_annotations(tmp_path / "c.json")
+    assert labels["labelled"].tolist() == [[True, False]] and labels["visible"].tolist() == [[False, False]]
     bad = {"images": [{"id": 1, "file_name": "a.png", "keypoints": [[1, 2], [3]]}], "num_keypoints": 2}
     (tmp_path / "l.json").write_text(json.dumps(bad))
     with pytest.raises(DataError, match=r"images\[0\]: field 'keypoints'"):
@@ -75,7 +76,7 @@ def test_coco_flag_zero_is_invisible_and_list_errors(tmp_path):
 
 def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
     render_dataset(tmp_path / "data", 3, seed=1, split="train")
-    cfg = DataConfig(input_size=64, heatmap_size=32)
+    cfg = DataConfig(input_size=64, heatmap_size=32, crop="image")  # whole images: xy_norm of the file
     out = preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
     images, y = load_cache(tmp_path / "cache", "train", cfg)
     labels = read_annotations(tmp_path / "data" / "train.json")
@@ -86,7 +87,23 @@ def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
     assert (out / "X_data.npy").stat().st_mtime_ns == stamp  # up to date: reused
     with pytest.raises(DataError, match=r"Y_data.npz: cache was built with another config: input_size=64 \(config: 128\); "
                                         r"to rebuild it, run preprocess_base.py --split train"):
-        load_cache(tmp_path / "cache", "train", DataConfig())
+        load_cache(tmp_path / "cache", "train", DataConfig(crop="image"))
     (tmp_path / "data" / "images" / "train" / "train_000001.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="train_000001.png: cannot read image"):
         preprocess(tmp_path / "data", "train", tmp_path / "cache2", cfg, progress=False)
+
+
+def test_missing_image_names_every_folder_searched_and_image_crops_take_one_per_image(tmp_path):
+    data = _coco([(1, 2), (3, 4)])
+    data["annotations"].append(dict(data["annotations"][0], id=2))  # a second person in a.png
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=rf"train.json: image of sample 0: image 'a.png' not found in "
+                                        rf"{tmp_path}/images/train/, {tmp_path}/images/, {tmp_path}/$"):
+        preprocess(tmp_path, "train", tmp_path / "cache", DataConfig(), progress=False)
+    (tmp_path / "photos").mkdir()  # the image where --images says it is
+    cv2.imwrite(str(tmp_path / "photos" / "a.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match="image a.png holds 2 instances, but data.crop=image takes one per image"):
+        preprocess(tmp_path, "train", tmp_path / "cache", DataConfig(crop="image"), progress=False,
+                   images=tmp_path / "photos")
+    preprocess(tmp_path, "train", tmp_path / "cache", DataConfig(), progress=False, images=tmp_path / "photos")
+    assert len(load_cache(tmp_path / "cache", "train", DataConfig())[1]["xy_norm"]) == 2  # one per person

@@ -89,7 +89,8 @@ def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsy
     data, cache = tmp_path / "data", tmp_path / "cache"
     render_base.main(["--output-dir", str(data), "--num-images", "8", "--seed", "3"])
     render_base.main(["--output-dir", str(data), "--split", "test", "--num-images", "3"])
-    sizes = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32"]
+    # Whole images (a stick figure fills its frame), as --images reads them below.
+    sizes = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--set", "data.crop=image"]
     for split in ("train", "test"):
         preprocess_base.main(["--data-dir", str(data), "--split", split, "--cache-dir", str(cache), "--quiet", *sizes])
     model = tmp_path / "m" / "best.keras"
@@ -106,7 +107,7 @@ def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsy
     assert summary["config"]["train"]["epochs"] == 1 and summary["decoder"] == "argmax_refine"
     assert summary["model"]["run_config"] == str(model.parent / "config.json")
     # Decoded as logits: the sub-pixel refinement differs from decoding the raw maps.
-    data_cfg = DataConfig(input_size=64, heatmap_size=32)
+    data_cfg = DataConfig(input_size=64, heatmap_size=32, crop="image")
     images, y = load_cache(cache, "test", data_cfg)
     outputs = predict(load_model(model), images)
     with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
