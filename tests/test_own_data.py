@@ -99,6 +99,12 @@ def write_coco_boxes(root):
                                 "area": 600, "iscrowd": 0})
         (root / "boxes" / f"{split}_annotations.json").write_text(json.dumps({
             "images": images, "annotations": annotations, "categories": [{"id": 0, "name": "part"}]}))
+    # The same val boxes as [x, y, w, h].
+    for annotation in annotations:
+        x1, y1, x2, y2 = annotation["bbox"]
+        annotation["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+    (root / "boxes" / "val_xywh.json").write_text(json.dumps({
+        "images": images, "annotations": annotations, "categories": [{"id": 0, "name": "part"}]}))
     _yaml(root / "boxes" / "config.yaml", {
         "data": {"input_size": [64, 64]},
         "model": {"filters": [4, 8, 8, 8], "head_filters": [8, 8, 8],
@@ -173,7 +179,7 @@ def test_the_section_has_one_example_per_format():
     for part, labels in (("stage2", "speed/"), ("baselines", "coco/"), ("ssd", "boxes/"), ("centres", "dota/"),
                          ("baselines", "isbi/"), ("baselines", "points/")):
         assert any(line.startswith(f"keypose {part} preprocess --labels {labels}") for line in lines), labels
-    assert any("--bbox-format xyxy" in line for line in lines)
+    assert any("--bbox-format xyxy" in line for line in lines) and any("--bbox-format xywh" in line for line in lines)
 
 
 def _output(outputs, start):
@@ -216,6 +222,9 @@ def test_coco_boxes_xyxy_train_and_use_without_the_format_repeated(ran):
     # Read as [x1, y1, x2, y2] = [10, 8, 40, 28], resized from 64x48 to the 64x64 input.
     np.testing.assert_allclose(_cache(root, "boxes", "train")["boxes"][1, 0], [10, 8 * 4 / 3, 40, 28 * 4 / 3], rtol=1e-5)
     assert json.loads((root / "boxes" / "predictions" / "evaluation.json").read_text())["counts"]["images"] == 2
+    # The same boxes written either way make the same cache.
+    xywh = dict(np.load(root / "boxes" / "xywh_cache" / "val" / "Y_data.npz", allow_pickle=False))
+    np.testing.assert_array_equal(xywh["boxes"], _cache(root, "boxes", "val")["boxes"])
 
 
 def test_a_flag_that_contradicts_the_cache_names_the_flag_to_drop(ran, capsys, monkeypatch):
