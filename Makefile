@@ -36,8 +36,9 @@ test: install
 	$(PY) -m pytest -p randomly --randomly-seed=$(TEST_SEED)
 
 TESTS ?= tests
+JOBS ?= 1
 test-alone: install
-	PY=$(PY) scripts/test_each_alone.sh $(TESTS)
+	$(PY) scripts/test_each_alone.py --jobs $(JOBS) $(TESTS)
 
 # Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml: the files and their
 # tests); not in CI. The surviving mutants go to bench/results/mutation/survivors.txt; each
