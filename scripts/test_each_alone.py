@@ -4,15 +4,20 @@ here even where the whole suite passes.
 
 Slow: each node pays the imports and its fixtures again. `--jobs 2` runs two test files at
 once; the nodes of one file always run one after another, as they may share fixed paths.
+`--fork` is the fast equivalent: one pytest session collects once and runs each test in a
+child forked from that state (scripts/fork_each_test.py), so no fixture, file or module
+state of another test exists, but the imports are paid once.
 
     python scripts/test_each_alone.py tests/common/test_metrics.py tests/stage2
     python scripts/test_each_alone.py --jobs 2 --report bench/results/test_alone/report.txt
+    python scripts/test_each_alone.py --fork --jobs 2
 
 Prints one line per node and, at the end, the nodes that failed or skipped (a node that
 skips alone but runs in the suite leans on another). Exit status 1 if any failed.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -57,13 +62,30 @@ def run_file(nodes, lines):
     return results
 
 
+def run_forked(args):
+    """pytest's own report (-rfs: the failed and skipped tests listed); --report gets it too."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "scripts"),
+                                                                     os.environ.get("PYTHONPATH")])))
+    jobs = ["-n", str(args.jobs), "--dist", "loadfile"] if args.jobs > 1 else ["-p", "no:xdist"]
+    command = PYTEST[:-1] + ["-p", "fork_each_test", "-rfs", "--durations=10", *jobs, *args.paths]
+    out = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(out.stdout)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(f"$ {' '.join(command[1:])}\n" + out.stdout)
+    return out.returncode
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("paths", nargs="*", default=["tests"], help="test files or folders (tests)")
     parser.add_argument("--jobs", type=int, default=1, help="test files run at once (%(default)s)")
     parser.add_argument("--report", help="also write the lines and the summary to this file")
+    parser.add_argument("--fork", action="store_true", help="one pytest session, each test in a forked child")
     args = parser.parse_args(argv)
+    if args.fork:
+        return run_forked(args)
 
     by_file = defaultdict(list)
     for node in collect(args.paths):
