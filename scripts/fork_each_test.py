@@ -46,6 +46,9 @@ def pytest_runtest_protocol(item, nextitem):
         reports = [pytest.TestReport(item.nodeid, item.location, {}, "failed", payload["error"], "call")]
     else:
         reports = [config.hook.pytest_report_from_serializable(config=config, data=d) for d in payload]
+        for report in reports:  # JSON turns a skip's (path, line, reason) tuple into a list
+            if isinstance(report.longrepr, list):
+                report.longrepr = tuple(report.longrepr)
     for report in reports:
         hook.pytest_runtest_logreport(report=report)
     hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
