@@ -10,7 +10,6 @@ evaluation is in original pixels, per image.
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 from tqdm import tqdm
 
@@ -22,7 +21,7 @@ from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
 from common.plots import plot_heatmaps, save_overlay
-from common.run_config import model_record
+from common.run_config import load_model, model_record
 from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
 from detection.centres.centres import build_model, compile_model
 from detection.centres.centres_data import load_cache
@@ -70,10 +69,7 @@ def train_from_cache(cfg, progress=True, callbacks=()):
 
 def load_centres_model(path):
     """Load a saved model with Keras safe mode (no arbitrary code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_centres.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_model(path, "train_centres.py", outputs=("heatmaps",))
 
 
 def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec, keep_heatmaps=(), progress=True):
