@@ -167,7 +167,11 @@ def parse_override(text):
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise DataError(f"override must look like section.key=value, got {text!r}", "--set")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:  # as for a file: one line naming the override (a !!python tag included)
+        raise DataError(f"not a valid YAML value ({_yaml_problem(err)})", f"--set {text}") from None
+    return key.strip().split("."), value
 
 
 def read_config_file(path):

@@ -15,8 +15,12 @@ overlapping tiles (`detection.centres.tiling`) resized to the model input, and w
                  gt_small, gt_clustered, gt_border; class_names, config_hash, config_json,
                  source_hash, input_size, heatmap_size, sigma, tile_size
 
-A tile's objects are those whose centre lies inside it. Written and read by
-`common.cache`: an unchanged config and unchanged inputs reuse the caches.
+A tile's objects are those whose centre lies inside it: a tile covers [x0, x0 + tile),
+and the last tile of a row or column also its end, where an object centred exactly on
+the image's right or bottom edge lies (DOTA keeps centres in [0, W] x [0, H]). Written
+and read by `common.cache`: an unchanged config and unchanged inputs reuse the caches;
+the cache of a split that the config leaves empty is removed, so no stale one is left
+for training to trip over.
 """
 
 import dataclasses
@@ -131,13 +135,21 @@ def preprocess(data_cfg, progress=True, workers=1):
     pairs = find_dota_pairs(data_cfg.data_dir)
     cfg_values = preprocess_config(data_cfg)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
+    if data_cfg.split[0] > 0 and not len(splits["train"]):
+        raise DataError(f"field 'data.split': {list(data_cfg.split)} of {len(pairs)} images leaves train empty "
+                        f"(val {len(splits['val'])}, test {len(splits['test'])}); add images or raise the train "
+                        "fraction", Path(data_cfg.data_dir))
     labels = None  # read, for all splits at once (the category check looks at every file), when one is rebuilt
     summaries = {}
     for split in SPLITS:
         split_pairs = [pairs[i] for i in np.sort(splits[split])]
         out_dir = Path(data_cfg.cache_dir) / split
         if not split_pairs:
-            summaries[split] = {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False}
+            # A cache left from a run with another split would be refused by training as
+            # stale, with advice (preprocess again) that could not help: remove it.
+            removed = _remove_cache(out_dir)
+            summaries[split] = {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False,
+                                "removed": removed}
             continue
         src_hash = cache.source_hash([label for _, label in split_pairs], [image for image, _ in split_pairs])
         y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
@@ -162,11 +174,16 @@ def _write_split(writer, labels, data_cfg, progress, workers, split):
     count = len(tile_image)
 
     # Per tile: the objects whose centre falls inside it, in normalised input coordinates.
+    # Tested in original pixels (integer origins: exact): the last tile of a row or column
+    # also takes its end, so that a centre on the image's right or bottom edge lands in one.
+    tile_origins = np.concatenate(origins)
     per_tile = []
     for t in range(count):
         item = labels[tile_image[t]]
+        local = item.xy - tile_origins[t]
+        last = tile_origins[t] + tile >= np.asarray(item.size)  # (2,): this tile ends at (or past) the edge
+        inside = ((local >= 0) & ((local < tile) | (last & (local <= tile)))).all(axis=1)
         xy_input = item.xy * transforms[t, :2] + transforms[t, 2:]
-        inside = (xy_input >= 0).all(axis=1) & (xy_input < size).all(axis=1)
         per_tile.append(np.concatenate([xy_input[inside] / size, item.classes[inside, None],
                                         np.ones((int(inside.sum()), 1))], axis=1))
     slots = max(1, max(len(p) for p in per_tile))
@@ -200,6 +217,20 @@ def _write_split(writer, labels, data_cfg, progress, workers, split):
     }
     writer.labels(y)
     return y
+
+
+def _remove_cache(folder):
+    """Remove the cache files in `folder` (Y first: a folder without Y holds no cache), and
+    the folder when that empties it. Returns whether there was a cache."""
+    folder = Path(folder)
+    found = False
+    for name in (cache.Y_FILE, cache.X_FILE):
+        if (folder / name).is_file():
+            (folder / name).unlink()
+            found = True
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return found
 
 
 def _tile_file(job):

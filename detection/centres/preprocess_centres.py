@@ -33,7 +33,8 @@ def main(argv=None):
         s = summary[split]
         if s.get("rebuilt"):
             print(f"rebuilding the {split} cache: {s['rebuilt']}")
-        state = "reused" if s["reused"] else ("written" if s["cache"] else "empty, skipped")
+        state = "reused" if s["reused"] else ("written" if s["cache"] else
+                                              "empty, old cache removed" if s.get("removed") else "empty, skipped")
         print(f"{split}: {s['images']} images, {s['tiles']} tiles, {s['objects']} objects; cache {state}"
               + (f": {s['cache']}" if s["cache"] else ""))
     print(f"seconds: {summary['seconds']}")
