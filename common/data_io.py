@@ -8,6 +8,7 @@ Every `.npy`/`.npz` read uses `allow_pickle=False`.
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -62,14 +63,56 @@ def _json_default(value):
 
 
 def load_json(path):
-    """Read a JSON file; a missing file or bad JSON raises `DataError` naming the file."""
+    """Read a JSON file; a missing file or bad JSON raises `DataError` naming the file.
+    A UTF-8 byte-order mark (Windows editors write one) is skipped."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError("file not found", path)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON ({err})", path) from None
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: [[[[...]]]]
+        raise DataError(f"not valid JSON ({str(err) or 'nested too deeply'})", path) from None
+
+
+def is_file(path, source=None, where=""):
+    """`Path(path).is_file()`, except that a name the system refuses to look up (longer
+    than the file system allows: Errno 36) raises `DataError` naming `source` (the label
+    file that gave the name; default the path itself) instead of an OSError traceback."""
+    try:
+        return Path(path).is_file()
+    except OSError as err:
+        name = Path(path).name
+        shown = name if len(name) <= 60 else f"{name[:40]}...{name[-12:]} ({len(name)} characters)"
+        raise DataError(f"{where}cannot look up file '{shown}' ({err.strerror or err})",
+                        source if source is not None else Path(path).parent) from None
+
+
+def is_finite_number(value):
+    """Whether a JSON value is a finite number (not a boolean; not an integer beyond float64,
+    10**400, for which math.isfinite raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def json_numbers(value):
+    """`value` as a float64 array when it is a JSON number or nested lists of them (not
+    strings, not booleans: numpy would turn "1" and true into 1.0), else None; ragged lists
+    and numbers beyond float64 give None too."""
+    def numeric(v):
+        if isinstance(v, list):
+            return all(numeric(item) for item in v)
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    try:
+        if not numeric(value):
+            return None
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, OverflowError, RecursionError):  # ragged lists, an int beyond float64, [[[[...]]]]
+        return None
 
 
 def require(record, field, path, where=""):
@@ -97,7 +140,7 @@ def open_image(path):
     """`PIL.Image.open(path)` for decoding in the block; a missing file, or one that fails
     to open or decode there, raises `DataError` naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError("image file not found", path)
     try:
         with Image.open(path) as img:
@@ -106,11 +149,30 @@ def open_image(path):
         raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
 
 
+def image_size(path):
+    """(width, height) of an image file from its header, without decoding it; a file that
+    is not a readable image raises `DataError` naming it."""
+    with open_image(path) as img:
+        return img.size
+
+
+def to_rgb(img):
+    """A decoded PIL image as an RGB PIL image. Grayscale is replicated, alpha dropped,
+    palettes applied, CMYK converted. 16-bit (and 32-bit integer) grayscale keeps its top
+    8 bits, as OpenCV does: Pillow's own conversion clips every value above 255 to white.
+    EXIF orientation is not applied: the pixels are read as stored, the frame the labels
+    of SPEED, COCO and DOTA are in."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        wide = np.asarray(img).astype(np.int64)
+        img = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8))
+    return img.convert("RGB")
+
+
 def read_image_rgb(path):
-    """Read an image file as a (H, W, 3) uint8 RGB array (grayscale is replicated)."""
+    """Read an image file as a (H, W, 3) uint8 RGB array (`to_rgb`)."""
     with open_image(path) as img:
         img.load()
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(to_rgb(img))
 
 
 def save_image(path, array):

@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.data_io import load_json, require
+from common.data_io import image_size, is_file, json_numbers, load_json, require
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
@@ -47,6 +46,10 @@ from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
+# Pose values beyond these are corrupt labels: 1e301 is finite, but projecting it or taking
+# its norm overflows float64. A quaternion whose norm is below MIN_QUATERNION_NORM has no direction.
+MAX_POSE_VALUE = 1e9  # |q_i| and |r_i| (metres)
+MIN_QUATERNION_NORM = 1e-6
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
@@ -104,7 +107,7 @@ def load_annotations(data_dir, split):
             raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
         seen[str(filename)] = index
         path = _find_image(data_dir, split, str(filename), label_path, where)
-        size = _image_size(path)
+        size = image_size(path)  # the header only
         pose = _read_pose(record, label_path, where, required="keypoints" not in record)
         if "keypoints" in record:
             xy, visible = _read_keypoints(record, size, label_path, where)
@@ -146,6 +149,13 @@ def _read_pose(record, label_path, where, required):
     if not np.any(q):
         raise DataError(f"{where}field '{q_field}' is the zero quaternion", label_path)
     r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+    for field, values in ((q_field, q), (TRANSLATION_FIELD, r)):
+        if np.abs(values).max() > MAX_POSE_VALUE:
+            raise DataError(f"{where}field '{field}' holds {_shorten(values.tolist())}: a value beyond "
+                            f"{MAX_POSE_VALUE:.0e} is a corrupt label", label_path)
+    if not np.linalg.norm(q) >= MIN_QUATERNION_NORM:
+        raise DataError(f"{where}field '{q_field}' {q.tolist()} has a norm below {MIN_QUATERNION_NORM:g}: "
+                        "not a rotation", label_path)
     return q, r
 
 
@@ -251,21 +261,13 @@ def _keypoint_names(data_dir):
 
 def _find_image(data_dir, split, filename, label_path, where):
     for path in (data_dir / "images" / split / filename, data_dir / "images" / filename):
-        if path.is_file():
+        if is_file(path, label_path, where):
             return path
     raise DataError(f"{where}image file not found in images/{split}/ or images/", label_path)
 
 
-def _image_size(path):
-    try:
-        with Image.open(path) as img:  # reads the header only
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read image ({err.__class__.__name__})", path) from None
-
-
 def _read_keypoints(record, size, label_path, where):
-    xy = _numbers(record["keypoints"])
+    xy = json_numbers(record["keypoints"])
     if xy is None:
         raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -275,11 +277,13 @@ def _read_keypoints(record, size, label_path, where):
     if np.abs(xy).max(initial=0.0) > MAX_PIXEL:
         raise DataError(f"{where}field 'keypoints' holds a coordinate beyond {MAX_PIXEL:.0e} px", label_path)
     if "visible" in record:
-        visible = np.asarray(record["visible"])
-        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi" or not np.isin(visible, (0, 1)).all():
-            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got {visible.tolist()}",
-                            label_path)
-        return xy, visible.astype(bool)
+        visible = record["visible"]
+        # Checked element by element: numpy would turn [true, [true]] into a ValueError and "1" into a flag.
+        if (not isinstance(visible, list) or len(visible) != len(xy)
+                or not all(isinstance(v, bool) or (type(v) is int and v in (0, 1)) for v in visible)):
+            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got "
+                            f"{_shorten(visible)}", label_path)
+        return xy, np.array(visible, dtype=bool)
     return xy, inside(xy, size)
 
 
@@ -314,24 +318,14 @@ class _PoseProjector:
         return xy, visible & finite
 
 
-def _numbers(value):
-    """`value` as a float64 array when it is a number or nested lists of numbers (JSON
-    numbers: not strings, not booleans, which numpy would convert), else None."""
-    def numeric(v):
-        if isinstance(v, list):
-            return all(numeric(item) for item in v)
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if not numeric(value):
-        return None
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except ValueError:  # ragged lists
-        return None
+def _shorten(value, limit=80):
+    """`value` for an error message, cut to `limit` characters (a label file can hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _vector(value, length, field, label_path, where):
-    array = _numbers(value)
+    array = json_numbers(value)
     if array is None:
         array = np.empty(0)
     if array.shape != (length,) or not np.isfinite(array).all():
