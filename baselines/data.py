@@ -16,7 +16,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, S, S, 1) uint8, images resized to data.input_size (grayscale)
     Y_data.npz   xy_norm (N, K, 2) float32 in [0, 1] of the image; visible (N, K) bool;
                  image_sizes (N, 2) (width, height) of the files; filenames (N,);
-                 keypoint_names (K,); input_size; config_hash, config_json, source_hash
+                 keypoint_names (K,); input_size; config_hash, config_json, source_hash, x_crc32
 """
 
 import json

@@ -3,18 +3,24 @@
 `{cache_dir}/{split}/`
     X_data.npy   (N, H, W, C) uint8 images (or tiles), memory-mapped when read
     Y_data.npz   the part's arrays, uncompressed (so any of them can be memory-mapped),
-                 plus config_hash, config_json (the settings that decide the content)
-                 and source_hash (the inputs it was built from)
+                 plus config_hash, config_json (the settings that decide the content),
+                 source_hash (the inputs it was built from) and x_crc32, x_crc_block
+                 (the CRC-32 of each block of X's image bytes)
 
 A part declares its arrays in a `Layout` and keeps its label reader; the rest is here.
 `writing` streams the images into a temporary X and the labels into a temporary Y and
 renames them only once both are complete, so an exception (or a kill) before then leaves
 the previous cache as it was. Y is removed before X is renamed and renamed last: a Y
-always describes the X beside it, and a folder without Y holds no cache.
+always describes the X beside it, and a folder without Y holds no cache. The free space
+is checked first and the images' space reserved, so a full disk is one line, never a
+SIGBUS; the folder is locked while it is written, and a killed write's temporary files
+are removed by the next one.
 
 `current` tells preprocessing whether a cache can be reused, and if not, why (one line);
 `load` opens one for training or use, and refuses a missing, damaged or stale cache with
-one `DataError` line naming the file and the command that rebuilds it.
+one `DataError` line naming the file and the command that rebuilds it. Both compare the
+images with their checksums (`current` all of them, `load` up to `VERIFY_ALL_BYTES`), so a
+cache whose content changed at the same size is rebuilt or refused.
 """
 
 import contextlib

@@ -13,7 +13,7 @@ overlapping tiles (`detection.centres.tiling`) resized to the model input, and w
                  per true object (flat, G): gt_image, gt_class, gt_xy_original (G, 2),
                  gt_polygons (G, 4, 2), gt_size (longest side, px), gt_difficult,
                  gt_small, gt_clustered, gt_border; class_names, config_hash, config_json,
-                 source_hash, input_size, heatmap_size, sigma, tile_size
+                 source_hash, x_crc32, input_size, heatmap_size, sigma, tile_size
 
 A tile's objects are those whose centre lies inside it. Written and read by
 `common.cache`: an unchanged config and unchanged inputs reuse the caches.

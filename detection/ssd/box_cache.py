@@ -6,7 +6,7 @@ Cache `{cache_dir}/{split}/`:
                  classes (N, M) int32, -1 past `counts`; counts (N,) int32;
                  scales (N, 2) = (sx, sy) with input = original * scale; image_sizes (N, 2);
                  filenames, image_paths, image_ids (as strings); category_ids, category_names;
-                 bbox_format (as read); input_size; config_hash, config_json, source_hash.
+                 bbox_format (as read); input_size; config_hash, config_json, source_hash, x_crc32.
 
 Written and read by `common.cache`: an unchanged config and unchanged inputs reuse the
 cache; training on a cache built with another config is refused.

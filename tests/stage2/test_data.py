@@ -34,7 +34,8 @@ W, H = 320, 200
 TRANSFORM = np.array([0.36, 0.36, -25.6, -4.0])
 NAMES = ["nose", "tip", "edge", "hidden"]
 Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames", "image_paths",
-          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash"}
+          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash",
+          "x_crc32", "x_crc_block"}
 
 
 def keypoints_for(i):
