@@ -120,8 +120,11 @@ def add_use_arguments(parser, model_default="{train.output_dir}/best.keras"):
 
 def print_training(summary, unit="images"):
     """What every trainer prints after `common.training.train`: epochs, data, speed, last losses."""
-    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} "
-          f"done) on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
+    # The run's epochs, not this process's: a resumed run trained what its first part did too.
+    resumed = summary["epochs_done"] - summary["epochs_run"]
+    resume_note = f", {summary['epochs_run']} of them after resuming from epoch {resumed}" if resumed else ""
+    print(f"trained {summary['epochs_done']} of {summary['epochs_planned']} epoch(s){resume_note} "
+          f"on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
           f"backend, {summary['policy']}, {summary['seconds']} s ({summary['images_per_second']} {unit}/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
     print(f"models, history, plots and logs in {summary['output_dir']}")

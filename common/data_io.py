@@ -71,17 +71,23 @@ def exclusive_folder(folder, what):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, removed = _lock(folder, what), []
+    fd = _lock(folder, what)
     try:
-        if fd is not None:
-            for path in folder.iterdir():
-                if is_temp_name(path.name) and path.is_file():
-                    path.unlink(missing_ok=True)
-                    removed.append(path.name)
-        yield removed
+        yield remove_temps(folder) if fd is not None else []
     finally:
         if fd is not None:
             os.close(fd)  # releases the lock
+
+
+def remove_temps(folder):
+    """Remove `atomic_path`'s temporary files from `folder` (not below it); their names.
+    Only for a folder this process holds by `exclusive_folder` (or one inside it)."""
+    removed = []
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else ():
+        if is_temp_name(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def _lock(folder, what):
