@@ -77,11 +77,12 @@ class Layout:
     optional_settings: tuple = ()
 
 
-def source_hash(files=(), images=()):
+def source_hash(files=(), images=(), skip_bad=False):
     """Fingerprint of a cache's inputs: `files` (labels, side files; None for one that is
     absent) by name and content, `images` by name, size and modification time (reading
-    every image again would cost as much as preprocessing them)."""
-    digest = hashlib.sha256()
+    every image again would cost as much as preprocessing them). skip_bad: a cache that
+    may leave bad items out is not the same as one that may not."""
+    digest = hashlib.sha256(b"skip-bad" if skip_bad else b"")
     for path in files:
         digest.update(b"-" if path is None else Path(path).name.encode() + b":" + Path(path).read_bytes())
     for path in images:
@@ -106,11 +107,16 @@ class CacheWriter:
         self._folder, self._x_tmp, self._y_tmp = Path(folder), x_tmp, y_tmp
         self._meta = {"config_hash": np.array(config_hash(config)),
                       "config_json": np.array(json.dumps(config, default=str)), "source_hash": np.array(source)}
-        self._written = set()
+        self._written, self._skipped = set(), []
 
-    def images(self, shape, chunks):
+    def skipped(self, items):
+        """The (path, reason) of the items left out as bad (`--skip-bad`), for `skipped.tsv`."""
+        self._skipped = list(items or ())
+
+    def images(self, shape, chunks, fewer=False):
         """Stream uint8 images into X_data.npy (memory does not grow with N): `chunks`
-        yields (n, H, W, C) arrays whose rows, in order, make up `shape`.
+        yields (n, H, W, C) arrays whose rows, in order, make up `shape`. fewer: `shape`
+        is an upper bound (bad items skipped); returns the number of rows written.
 
         Plain sequential writes into space reserved first, not a memory map: on a full
         disk a write through a memory map kills the process with SIGBUS and no message,
@@ -140,13 +146,19 @@ class CacheWriter:
                         crcs.append(block_crc)
                         block_crc, block_fill = 0, 0
                 row += len(chunk)
-            if row != shape[0]:
+            if row != shape[0] and not (fewer and row):
                 raise ValueError(f"images: {row} rows written, {shape[0]} expected")
+            if row != shape[0]:  # the header's row count, in the space the first one took
+                data_offset = f.tell() - row * math.prod(shape[1:])
+                f.seek(0)
+                f.write(_npy_header((row, *shape[1:]), data_offset))
+                f.truncate(data_offset + row * math.prod(shape[1:]))
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it the cache
         self._meta.update(x_crc32=np.array(crcs + ([block_crc] if block_fill else []), np.uint32),
                           x_crc_block=np.int64(CRC_BLOCK))
         self._written.add("images")
+        return row
 
     def labels(self, arrays, streamed=None):
         """Write Y_data.npz: `arrays` (name -> array) plus the config and source hashes and
@@ -180,6 +192,34 @@ class CacheWriter:
             free = shutil.disk_usage(self._folder).free
             raise DataError(f"disk full while writing the cache's {what} ({_size(nbytes)} needed, {_size(free)} "
                             "free; the previous cache, if any, is kept)", self._folder) from None
+
+
+def _npy_header(shape, length):
+    """A version 1.0 .npy header of uint8 `shape`, padded with spaces to `length` bytes."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape!r}, }}"
+    text += " " * (length - 10 - len(text) - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+REPORT_FILE = "skipped.tsv"
+
+
+def write_report(folder, skipped):
+    """List the items a `--skip-bad` run left out in `{folder}/skipped.tsv` (path, tab,
+    reason), or remove the list of an earlier run when none were. Returns its path or None."""
+    path = Path(folder) / REPORT_FILE
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    with atomic_path(path) as tmp:
+        tmp.write_text("path\treason\n" + "".join(f"{p}\t{' '.join(str(r).split())}\n" for p, r in skipped))
+    return path
+
+
+def skipped_items(folder):
+    """The number of items the cache in `folder` left out (`write_report`)."""
+    path = Path(folder) / REPORT_FILE
+    return max(len(path.read_text().splitlines()) - 1, 0) if path.is_file() else 0
 
 
 def _reserve(f, size):
@@ -216,14 +256,16 @@ def writing(folder, config, source):
     """
     folder = Path(folder)
     y_path = folder / Y_FILE
-    with exclusive_folder(folder, "a cache"), atomic_path(y_path) as y_tmp, atomic_path(folder / X_FILE) as x_tmp:
-        writer = CacheWriter(folder, x_tmp, y_tmp, config, source)
-        yield writer
-        if writer._written != {"images", "labels"}:
-            raise ValueError(f"cache {folder}: both images and labels must be written")
-        # Renamed in this order: X (leaving the block), then Y (leaving the outer one).
-        # Without this unlink a kill between the two would leave the old Y beside new images.
-        y_path.unlink(missing_ok=True)
+    with exclusive_folder(folder, "a cache"):
+        with atomic_path(y_path) as y_tmp, atomic_path(folder / X_FILE) as x_tmp:
+            writer = CacheWriter(folder, x_tmp, y_tmp, config, source)
+            yield writer
+            if writer._written != {"images", "labels"}:
+                raise ValueError(f"cache {folder}: both images and labels must be written")
+            # Renamed in this order: X (leaving the block), then Y (leaving the outer one).
+            # Without this unlink a kill between the two would leave the old Y beside new images.
+            y_path.unlink(missing_ok=True)
+        write_report(folder, writer._skipped)
 
 
 def current(folder, layout, config, source):

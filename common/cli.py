@@ -72,6 +72,19 @@ def add_workers(parser, help="processes working in parallel", default=1):
     parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
 
 
+def add_skip_bad(parser):
+    """`--skip-bad` on every preprocess script: leave bad items out instead of stopping."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out bad records and unreadable images, listed in the cache folder's "
+                        "skipped.tsv (path, reason), instead of stopping at the first")
+
+
+def print_skipped(count, report):
+    """The summary line of a `--skip-bad` run that left items out."""
+    if count:
+        print(f"skipped {count} bad item(s), listed in {report}")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -23,6 +23,7 @@ def test_errors_come_back_in_place_when_asked():
     results = list(parallel_map(_check, range(4), 2, progress=False, errors="return"))
     assert results[:2] == [0, 10] and results[3] == 30
     assert isinstance(results[2], DataError) and str(results[2]) == "img2.png: cannot read image"
+    assert (results[2].path, results[2].message) == ("img2.png", "cannot read image")  # apart, for skipped.tsv
     with pytest.raises(DataError, match="img2.png"):
         list(parallel_map(_check, range(4), 1, progress=False))
 
