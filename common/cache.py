@@ -146,7 +146,9 @@ class CacheWriter:
                         crcs.append(block_crc)
                         block_crc, block_fill = 0, 0
                 row += len(chunk)
-            if row != shape[0] and not (fewer and row):
+            if fewer and not row:
+                raise DataError("no image left to cache once the bad ones were skipped", self._folder)
+            if row != shape[0] and not fewer:
                 raise ValueError(f"images: {row} rows written, {shape[0]} expected")
             if row != shape[0]:  # the header's row count, in the space the first one took
                 data_offset = f.tell() - row * math.prod(shape[1:])
