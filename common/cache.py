@@ -180,7 +180,7 @@ class CacheWriter:
     def _check_space(self, nbytes, what):
         free = shutil.disk_usage(self._folder).free
         if nbytes > free:
-            raise DataError(f"not enough disk space for the cache's {what}: {_size(nbytes)} needed, {_size(free)} "
+            raise DataError(f"not enough disk space for the {what}: {_size(nbytes)} needed, {_size(free)} "
                             "free (the previous cache, if any, is kept)", self._folder)
 
     @contextlib.contextmanager
@@ -192,7 +192,7 @@ class CacheWriter:
             if err.errno not in NO_SPACE:
                 raise
             free = shutil.disk_usage(self._folder).free
-            raise DataError(f"disk full while writing the cache's {what} ({_size(nbytes)} needed, {_size(free)} "
+            raise DataError(f"disk full while writing the {what} ({_size(nbytes)} needed, {_size(free)} "
                             "free; the previous cache, if any, is kept)", self._folder) from None
 
 

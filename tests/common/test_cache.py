@@ -320,7 +320,7 @@ def test_a_full_disk_while_writing_is_one_line_and_keeps_the_previous_cache(tmp_
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     monkeypatch.setattr(cache, "open", lambda path, mode: _FullDisk(path, mode, limit), raising=False)
     message = refusal(lambda: write(folder, n=5, source="new"))
-    assert message.startswith(f"{folder}: disk full while writing the cache's images (360 B needed, ")
+    assert message.startswith(f"{folder}: disk full while writing the images (360 B needed, ")
     assert message.endswith(" free; the previous cache, if any, is kept)")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporaries either
     np.testing.assert_array_equal(cache.load(folder, LAYOUT, CONFIG)[0], images)
@@ -336,12 +336,12 @@ def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 300, 300))
     assert refusal(lambda: write(folder, n=5, source="new")) == (
-        f"{folder}: not enough disk space for the cache's images: 360 B needed, 300 B free (the previous cache, "
+        f"{folder}: not enough disk space for the images: 360 B needed, 300 B free (the previous cache, "
         "if any, is kept)")
     monkeypatch.setattr(os, "posix_fallocate", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
                         raising=False)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))  # the check passes, space does not
-    assert "disk full while writing the cache's images" in refusal(lambda: write(folder, n=5, source="new"))
+    assert "disk full while writing the images" in refusal(lambda: write(folder, n=5, source="new"))
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
@@ -406,8 +406,8 @@ def test_a_real_full_disk_keeps_the_previous_cache(tmp_path):
                          env={**os.environ, "SCRIPT": _TMPFS_SCRIPT, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]  # SIGBUS (-7) before the fix
     lines = out.stdout.splitlines()
-    assert lines[0].startswith(f"images too large REFUSED {disk}/train: not enough disk space for the cache's "
+    assert lines[0].startswith(f"images too large REFUSED {disk}/train: not enough disk space for the "
                                "images: 1.7 MiB needed, "), lines
     assert lines[1].startswith("labels too large REFUSED") and "labels: 1.0 MiB needed" in lines[1], lines
-    assert lines[2].startswith("disk filled meanwhile REFUSED") and "disk full while writing the cache's labels" \
+    assert lines[2].startswith("disk filled meanwhile REFUSED") and "disk full while writing the labels" \
         in lines[2], lines
