@@ -22,7 +22,8 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
                  image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
-                 sigma; config_hash, config_json, source_hash, x_crc32 (`common.cache`); heatmaps (N, h, w, K) float16 if asked;
+                 sigma; config_hash, config_json, source_hash, x_crc32 (`common.cache`);
+                 heatmaps (N, h, w, K) float16 if asked;
                  when every record has a pose: pose_q (N, 4), pose_r (N, 3); when the data folder
                  has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
                  (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
