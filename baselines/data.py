@@ -16,7 +16,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, S, S, 1) uint8, images resized to data.input_size (grayscale)
     Y_data.npz   xy_norm (N, K, 2) float32 in [0, 1] of the image; visible (N, K) bool;
                  image_sizes (N, 2) (width, height) of the files; filenames (N,);
-                 keypoint_names (K,); input_size; config_hash, config_json, source_hash
+                 keypoint_names (K,); input_size; config_hash, config_json, source_hash, x_crc32
 """
 
 import json
@@ -198,12 +198,13 @@ def read_images(paths, data_cfg):
     return np.concatenate([image for image, _ in read]), np.array([size for _, size in read], np.int32)
 
 
-def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
+def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, skip_bad=False):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
     Images are looked up in `images/{split}/`, then `images/`. Each is read as
     grayscale and resized to `data_cfg.input_size` (keypoints scaled with it), by
-    `workers` processes. Returns the cache folder.
+    `workers` processes. skip_bad: leave out missing and unreadable images, listed in
+    the cache folder's `skipped.tsv`, instead of stopping. Returns the cache folder.
     """
     data_dir, out = Path(data_dir), Path(cache_dir) / split
     labels_path = data_dir / f"{split}.json"
@@ -212,29 +213,35 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
     paths = [next((f / name for f in folders if is_file(f / name, labels_path)), folders[0] / name)
              for name in labels["file_names"]]
     missing = next((path for path in paths if not path.is_file()), None)
-    if missing is not None:
+    if missing is not None and not skip_bad:
         raise DataError("image file not found", missing)
     cfg_values = preprocess_config(data_cfg)
-    src_hash = cache.source_hash([labels_path], paths)
+    src_hash = cache.source_hash([labels_path], [path for path in paths if path.is_file()], skip_bad=skip_bad)
     if cache.current(out, LAYOUT, cfg_values, src_hash)[0] is not None:
         return out
     size = data_cfg.input_size
-    sizes = np.zeros((len(paths), 2), np.int32)
+    sizes, kept, skipped = np.zeros((len(paths), 2), np.int32), [], []
 
     def images():  # the resized images, keeping each file's size for the labels
         jobs = [(path, size) for path in paths]
-        for i, (image, file_size) in enumerate(parallel_map(_read_gray, jobs, workers, f"preprocess {split}",
-                                                             progress=progress)):
-            sizes[i] = file_size
+        results = parallel_map(_read_gray, jobs, workers, f"preprocess {split}", progress=progress,
+                               errors="return" if skip_bad else "raise")
+        for i, result in enumerate(results):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            image, sizes[i] = result
+            kept.append(i)
             yield image
 
     with cache.writing(out, cfg_values, src_hash) as writer:
-        writer.images((len(paths), size, size, 1), images())
-        xy_norm = labels["xy"] / sizes[:, None, :].astype(np.float32)  # resizing keeps xy_norm
-        visible = labels["visible"] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
-        writer.labels({"xy_norm": xy_norm, "visible": visible, "image_sizes": sizes,
-                       "filenames": np.array(labels["file_names"]),
+        writer.images((len(paths), size, size, 1), images(), fewer=skip_bad)
+        xy_norm = labels["xy"][kept] / sizes[kept][:, None, :].astype(np.float32)  # resizing keeps xy_norm
+        visible = labels["visible"][kept] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
+        writer.labels({"xy_norm": xy_norm, "visible": visible, "image_sizes": sizes[kept],
+                       "filenames": np.array(labels["file_names"])[kept],
                        "keypoint_names": np.array(labels["keypoint_names"]), "input_size": np.int64(size)})
+        writer.skipped(skipped)
     return out
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,6 +45,69 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# What `atomic_path` names its temporary files: "." + stem + "." + mkstemp's 8 random
+# characters + ".tmp" + suffix. Only files of exactly this form are ever removed as stale.
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def is_temp_name(name):
+    """Whether `name` is one of `atomic_path`'s temporary files."""
+    return _TEMP_NAME.match(name) is not None
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder, what):
+    """Hold an exclusive lock on `folder` while the block writes into it, and first remove
+    the temporary files a killed run left there (`atomic_path`'s naming only, this folder
+    only; a killed cache write leaves one as large as the cache). Yields their names.
+
+    The lock is what makes the removal safe: a temporary file in a folder that no live
+    process holds can only be a dead run's. It is `flock` on the folder itself (no lock
+    file to leave behind), which the kernel releases when the process dies, even by
+    SIGKILL. Where there is no `flock` (Windows, some network file systems) nothing is
+    locked and nothing removed. A second process writing the same folder meanwhile gets
+    a `DataError` instead of mixing its files with the first one's.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _lock(folder, what)
+    try:
+        yield remove_temps(folder) if fd is not None else []
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def remove_temps(folder):
+    """Remove `atomic_path`'s temporary files from `folder` (not below it); their names.
+    Only for a folder this process holds by `exclusive_folder` (or one inside it)."""
+    removed = []
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else ():
+        if is_temp_name(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _lock(folder, what):
+    """An open descriptor of `folder` holding its exclusive flock, or None where there is no flock."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        raise DataError(f"another process is writing {what} in this folder (wait for it, or stop it)",
+                        folder) from None
+    except OSError:  # no flock on this file system: do not guess which temporary files are dead
+        os.close(fd)
+        return None
 
 
 def save_json(path, obj):

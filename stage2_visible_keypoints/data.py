@@ -22,7 +22,8 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
                  image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
-                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked;
+                 sigma; config_hash, config_json, source_hash, x_crc32 (`common.cache`);
+                 heatmaps (N, h, w, K) float16 if asked;
                  when every record has a pose: pose_q (N, 4), pose_r (N, 3); when the data folder
                  has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
                  (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
@@ -89,8 +90,10 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split):
-    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`."""
+def load_annotations(data_dir, split, skipped=None):
+    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`.
+    skipped: a list to collect (path, reason) of bad records in, which are then left out
+    (`--skip-bad`), instead of raising."""
     data_dir = Path(data_dir)
     label_path = data_dir / f"{split}.json"
     records = load_json(label_path)
@@ -101,34 +104,42 @@ def load_annotations(data_dir, split):
     paths, points, flags, sizes, poses = [], [], [], [], []
     seen = {}
     for index, record in enumerate(records):
-        filename = require(record, "filename", label_path, f"record {index}: ")
-        where = f"record {index} ({filename}): "
-        if str(filename) in seen:
-            raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
-        seen[str(filename)] = index
-        path = _find_image(data_dir, split, str(filename), label_path, where)
-        size = image_size(path)  # the header only
-        pose = _read_pose(record, label_path, where, required="keypoints" not in record)
-        if "keypoints" in record:
-            xy, visible = _read_keypoints(record, size, label_path, where)
-        else:
-            if projector is None:
-                projector = _PoseProjector(data_dir, label_path, names)
-            xy, visible = projector(*pose)
-        if names is None:
-            names = default_keypoint_names(len(xy))
-        if len(xy) != len(names):
-            raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
-        outside = visible & ~inside(xy, size)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
-                            f"lies outside the {size[0]}x{size[1]} image", label_path)
-        paths.append(path)
-        points.append(xy)
-        flags.append(visible)
-        sizes.append(size)
-        poses.append(pose)
+        try:
+            filename = require(record, "filename", label_path, f"record {index}: ")
+            where = f"record {index} ({filename}): "
+            if str(filename) in seen:
+                raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})",
+                                label_path)
+            seen[str(filename)] = index
+            path = _find_image(data_dir, split, str(filename), label_path, where)
+            size = image_size(path)  # the header only
+            pose = _read_pose(record, label_path, where, required="keypoints" not in record)
+            if "keypoints" in record:
+                xy, visible = _read_keypoints(record, size, label_path, where)
+            else:
+                if projector is None:
+                    projector = _PoseProjector(data_dir, label_path, names)
+                xy, visible = projector(*pose)
+            if names is None:
+                names = default_keypoint_names(len(xy))
+            if len(xy) != len(names):
+                raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
+            outside = visible & ~inside(xy, size)
+            if outside.any():
+                k = int(np.flatnonzero(outside)[0])
+                raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
+                                f"lies outside the {size[0]}x{size[1]} image", label_path)
+            paths.append(path)
+            points.append(xy)
+            flags.append(visible)
+            sizes.append(size)
+            poses.append(pose)
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.path, err.message))
+    if not paths:  # a problem of the whole split (say, no camera.json), not of a few records
+        raise DataError(f"all {len(records)} records are bad; the first: {skipped[0][1]}", skipped[0][0])
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
                               object_model=(_object_model(data_dir, tuple(names)) if projector is None
                                             else projector.object_model(tuple(names))))
@@ -357,42 +368,60 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1):
+def preprocess(data_cfg, split, progress=True, workers=1, skip_bad=False):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
     (`common.cache`). An unchanged config and unchanged inputs reuse the existing cache;
     `rebuilt` in the summary says why an existing one was not. `workers` processes
-    decode and resize.
+    decode and resize. skip_bad: leave out bad records and images that cannot be
+    decoded, listed in the cache folder's `skipped.tsv`, instead of stopping.
     """
     start = time.perf_counter()
-    annotations = load_annotations(data_cfg.data_dir, split)
+    skipped = [] if skip_bad else None
+    annotations = load_annotations(data_cfg.data_dir, split, skipped)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
     src_hash = cache.source_hash([annotations.label_path, *(side_file(annotations.label_path.parent, name)
-                                                              for name in SIDE_FILES)], annotations.image_paths)
+                                                              for name in SIDE_FILES)], annotations.image_paths,
+                                 skip_bad=skip_bad)
     y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
     if y is not None:
         return _summary(split, out_dir, y, reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
     count = len(annotations.image_paths)
-    transforms = np.zeros((count, 4))
+    transforms, kept = np.zeros((count, 4)), []
 
     def warped():  # the images, keeping each one's transform for the labels
         jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
                 for path in annotations.image_paths]
-        for i, (image, transform) in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
-                                                            progress=progress)):
-            transforms[i] = transform
-            yield image[None]
+        for i, result in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
+                                                progress=progress, errors="return" if skip_bad else "raise")):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            transforms[i] = result[1]
+            kept.append(i)
+            yield result[0][None]
 
     with cache.writing(out_dir, cfg_values, src_hash) as writer:
-        writer.images((count, height, width, 3), warped())
+        writer.images((count, height, width, 3), warped(), fewer=skip_bad)
+        annotations, transforms = _subset(annotations, kept), transforms[kept]
         arrays, streamed = _label_arrays(annotations, transforms, data_cfg)
         writer.labels(arrays, streamed)
+        writer.skipped(skipped)
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start, rebuilt=stale)
+
+
+def _subset(annotations, rows):
+    """The annotations of the images at `rows` (those left once bad ones are skipped)."""
+    if len(rows) == len(annotations.image_paths):
+        return annotations
+    per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "pose_q",
+                                                                   "pose_r") if getattr(annotations, key) is not None}
+    return dataclasses.replace(annotations, image_paths=[annotations.image_paths[i] for i in rows], **per_image)
 
 
 def _label_arrays(annotations, transforms, data_cfg):
@@ -458,7 +487,8 @@ def _summary(split, out_dir, y, reused, seconds, rebuilt=None):
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
             "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
-            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2),
+            "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
 
 class Cache(cache.Cache):
