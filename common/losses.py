@@ -408,8 +408,10 @@ class InterchangeableLoss(keras.losses.Loss):
         if not isinstance(loss, keras.losses.Loss):
             raise ValueError(f"`loss` must be a keras.losses.Loss. Received: loss={loss!r}")
         groups = tuple(tuple(int(k) for k in group) for group in groups)
-        if any(len(g) < 2 or min(g) < 0 for g in groups) or len({k for g in groups for k in g}) != sum(map(len, groups)):
-            raise ValueError(f"`groups` must be disjoint groups of >= 2 keypoint indices >= 0. Received: groups={groups}")
+        members = [k for g in groups for k in g]
+        if any(len(g) < 2 for g in groups) or min(members, default=0) < 0 or len(set(members)) != len(members):
+            raise ValueError(f"`groups` must be disjoint groups of >= 2 keypoint indices >= 0. "
+                             f"Received: groups={groups}")
         self.loss, self.groups = loss, groups
         self._permutations = {}  # K -> (P, K) gather indices, built once per keypoint count
 

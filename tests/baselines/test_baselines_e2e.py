@@ -142,3 +142,34 @@ def test_scripts_help_and_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "train.json: images[0]: missing field 'file_name'" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_interchangeable_group_through_the_scripts(tmp_path, capsys):
+    """data.interchangeable from --set: the run keeps it, use_base.py reports matched beside
+    raw figures and decodes images without labels by the run's keypoint names; a bad name
+    is one line naming it."""
+    from baselines import preprocess_base, render_base, train_base, use_base
+
+    data, cache, run = tmp_path / "data", tmp_path / "cache", tmp_path / "m"
+    render_base.main(["--output-dir", str(data), "--num-images", "4", "--seed", "3"])
+    render_base.main(["--output-dir", str(data), "--split", "test", "--num-images", "2"])
+    sizes = ["--set", "data.input_size=32", "--set", "data.heatmap_size=16"]
+    for split in ("train", "test"):
+        preprocess_base.main(["--data-dir", str(data), "--split", split, "--cache-dir", str(cache), "--quiet", *sizes])
+    common = ["--cache-dir", str(cache), "--output-dir", str(run), "--quiet", "--epochs", "1", "--set",
+              "train.batch_size=4", "--set", "train.validation_split=0", "--set", "model.filters=[2,2,2,2]", *sizes]
+    assert cli.run(train_base.main, [*common, "--set", "data.interchangeable=[[hand_left, hand_rigt]]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "data.interchangeable: no keypoint named 'hand_rigt'" in err
+    assert len(err.splitlines()) == 1
+    assert cli.run(train_base.main, [*common, "--set", "data.interchangeable=[[hand_left, hand_right]]"]) == 0
+    capsys.readouterr()
+    assert cli.run(use_base.main, ["--model", str(run / "best.keras"), "--cache-dir", str(cache), "--output-dir",
+                                   str(tmp_path / "p"), "--quiet"]) == 0
+    assert "matched within [['hand_left', 'hand_right']]: PCK" in capsys.readouterr().out
+    summary = load_json(tmp_path / "p" / "evaluation.json")
+    assert summary["config"]["data"]["interchangeable"] == [["hand_left", "hand_right"]]
+    assert summary["matched"]["mean_error_px"] <= summary["mean_error_px"]
+    assert cli.run(use_base.main, ["--model", str(run / "best.keras"), "--images", str(data / "images" / "test"),
+                                   "--output-dir", str(tmp_path / "f"), "--quiet"]) == 0

@@ -152,3 +152,9 @@ def test_matching_relabels_within_groups_only_and_evaluation_reports_both():
     # PCK@0.05 of the box diagonal (sqrt(32^2 + 90^2) * 0.05 = 4.8 px): head only raw, head + hands matched.
     assert summary["pck"]["0.05"] == pytest.approx(1 / 5) and summary["matched"]["pck"]["0.05"] == pytest.approx(3 / 5)
     assert "matched" not in evaluate(pred, y, 128)
+
+
+def test_group_loss_refuses_overlapping_or_single_groups():
+    for groups in ([(0, 1), (1, 2)], [(0,)], [(0, -1)]):
+        with pytest.raises(ValueError, match="disjoint groups of >= 2"):
+            InterchangeableLoss(MaskedL1(), groups)
