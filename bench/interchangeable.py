@@ -70,7 +70,8 @@ def prepare(out, args, cfg):
 
     data_dir = out / "data"
     figure = StickFigureConfig(image_size=args.input_size)
-    for split, count, seed in (("train", args.train_images, args.seed), ("test", args.test_images, args.seed + 1)):
+    for split, count, seed in (("train", args.train_images, args.data_seed),
+                               ("test", args.test_images, args.data_seed + 1)):
         labels = data_dir / f"{split}.json"
         info = load_json(labels).get("info", {}) if labels.is_file() else {}
         if (info.get("seed"), info.get("count"), info.get("config", {}).get("image_size")) != (seed, count,
@@ -146,7 +147,7 @@ def main(argv=None):
     parser.add_argument("--groups", nargs="+", default=["group", "none"], choices=["none", "group"],
                         help="arms: without and with the hand group declared")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--seed", type=int, default=1, help="data seed (figures and swaps)")
+    parser.add_argument("--data-seed", type=int, default=1, help="seed of the figures and the swaps (the benched: 1)")
     parser.add_argument("--output-dir", default="bench/results/interchangeable", help="where the JSON goes")
     parser.add_argument("--work-dir", default="", help="data, caches and runs (default: /tmp/interchangeable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
