@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from common.data_io import atomic_path, load_json, save_json
+from common.data_io import atomic_path, exclusive_folder, load_json, remove_temps, save_json
 
 
 def has_gpu():
@@ -393,7 +393,17 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
     sigma curriculum; the default is one segment with the model as compiled.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Locked while it trains: a second run there is refused, and the temporary files of a
+    # killed one (best.keras, model.keras, the loss plot) are removed.
+    with exclusive_folder(out_dir, "a training run"):
+        remove_temps(out_dir / "plots")  # (backup/ replaces its own: `EpochBackup`)
+        return _train(model, train_data, val_data, tc, out_dir, plan, progress=progress, title=title,
+                      callbacks=callbacks, tensorboard_images=tensorboard_images, segments=segments,
+                      train_count=train_count, val_count=val_count, tensorboard=tensorboard)
+
+
+def _train(model, train_data, val_data, tc, out_dir, plan, *, progress, title, callbacks, tensorboard_images,
+           segments, train_count, val_count, tensorboard):
     history_csv, backup_dir = out_dir / "history.csv", out_dir / "backup"
     resumed_from = EpochBackup.epochs_done(backup_dir)
     if resumed_from:  # rows past the backup (a kill between the CSV row and the backup) go
