@@ -153,14 +153,14 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     tc = cfg.train
     start_run(tc)
     images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
+    keypoint_names = [str(n) for n in y["keypoint_names"]]
+    groups = data_groups(cfg, keypoint_names, Path(cfg.data.cache_dir) / split)  # before anything is written
     count = len(y["xy_norm"]) if not tc.max_images else min(tc.max_images, len(y["xy_norm"]))
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
-    keypoint_names = [str(n) for n in y["keypoint_names"]]
-    groups = data_groups(cfg, keypoint_names, Path(cfg.data.cache_dir) / split)
     save_json(out_dir / KEYPOINT_NAMES_FILE, keypoint_names)
 
     num_keypoints = y["xy_norm"].shape[1]

@@ -62,6 +62,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     tc = cfg.train
     start_run(tc)
     cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
+    groups = resolve_groups(cfg.data.interchangeable, cache.keypoint_names, Path(cfg.data.cache_dir) / split)
     total = len(cache.y["xy_norm"])
     count = min(tc.max_images, total) if tc.max_images else total
     train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
@@ -72,7 +73,6 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")
     save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
-    groups = resolve_groups(cfg.data.interchangeable, cache.keypoint_names, Path(cfg.data.cache_dir) / split)
 
     if tc.fine_tune:
         first = Path(tc.output_dir) / "best.keras"
