@@ -16,15 +16,23 @@ HEATMAP_LOSSES = ("mse", "focal", "mse_peak", "wing", "adaptive_wing")
 class DataConfig:
     """data_dir: `{split}.json` + `images/`; caches in `cache_dir/{split}/`.
     input_size: square model input in pixels; heatmap_size: square heatmap side
-    (input / 4, / 2 or / 1); sigma: Gaussian sigma in heatmap pixels."""
+    (input / 4, / 2 or / 1); sigma: Gaussian sigma in heatmap pixels.
+    interchangeable: groups of keypoints whose labels are arbitrary, by name or index
+    (`[[hand_left, hand_right]]`): training takes the loss under the best assignment
+    within each group, evaluation reports matched and raw figures, decoding keeps a
+    group's keypoints on distinct peaks (`common.interchangeable`)."""
 
     data_dir: str = "runs/baselines/data"
     cache_dir: str = "runs/baselines/cache"
     input_size: int = 128
     heatmap_size: int = 64
     sigma: float = 2.0
+    interchangeable: tuple = ()
 
     def __post_init__(self):
+        from common.interchangeable import check_groups
+
+        self.interchangeable = check_groups(self.interchangeable)
         if self.input_size < 32 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, >= 32. Received: input_size={self.input_size}")
         if self.heatmap_size not in (self.input_size // 4, self.input_size // 2, self.input_size):
@@ -156,7 +164,8 @@ class StudyConfig:
 # What a trained model depends on: use_base.py reads these from the run's config.json and
 # refuses a config that says otherwise (`common.run_config`); train.loss decides whether
 # the heatmaps are logits.
-TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "model", "train.loss")
+TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "data.interchangeable", "model",
+                    "train.loss")
 
 
 @dataclasses.dataclass

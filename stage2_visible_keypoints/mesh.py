@@ -252,9 +252,34 @@ def symmetry_warnings(mesh, tolerance=0.05):
         if gap < tolerance * size:
             angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
             without = "" if part is None else f" without its '{part}' vertices"
+            groups = symmetry_groups(mesh.vertices[keep], rotation, np.asarray(mesh.vertex_names)[keep])
+            declare = f"; if so, declare data.interchangeable: {groups}" if groups else ""
             messages.append(f"the mesh{without} maps onto itself within {gap:.3g} under a {angle:.0f}-degree "
-                            f"rotation: keypoint identities are ambiguous in views where that is all one sees")
+                            f"rotation: keypoint identities are ambiguous in views where that is all one sees"
+                            f"{declare}")
     return messages
+
+
+def symmetry_groups(vertices, rotation, names):
+    """The vertex groups that `rotation` (about the centroid, `symmetry_gap`'s) maps onto
+    each other: the cycles of longer than one of the vertex permutation it induces, as
+    lists of `names`, for `data.interchangeable`. [] when the rotation does not map the
+    vertices one to one (each onto a different nearest vertex)."""
+    points = np.asarray(vertices, dtype=np.float64)
+    points = points - points.mean(axis=0)
+    target = cKDTree(points).query(points @ np.asarray(rotation).T)[1]
+    if len(set(target.tolist())) != len(points):
+        return []
+    groups, seen = [], set()
+    for start in range(len(points)):
+        cycle, k = [], start
+        while k not in seen:
+            seen.add(k)
+            cycle.append(k)
+            k = int(target[k])
+        if len(cycle) > 1:
+            groups.append([str(names[i]) for i in cycle])
+    return groups
 
 
 def _diagonal(points):
