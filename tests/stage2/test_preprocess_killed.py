@@ -63,12 +63,12 @@ def test_a_killed_preprocess_leaves_no_process_no_temporary_and_reruns_to_the_sa
             text += data
             counts = re.findall(rb"(\d+)/%d" % COUNT, text)
             seen = int(counts[-1]) if counts else 0
-        # The pool starts its second worker when work is queued for it: on a loaded machine that
-        # can come after the first images are done.
+        # The parent and at least one worker (on a loaded machine the pool's second worker may
+        # not have started yet: it is started when work is queued for it).
         deadline = time.monotonic() + 60
-        while len(living_in_group(proc.pid)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        while len(living_in_group(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(living_in_group(proc.pid)) >= 3, "no workers to outlive it"
+        assert len(living_in_group(proc.pid)) >= 2, "no worker to outlive it"
         proc.kill()
         proc.wait()
         assert wait_until_gone(proc.pid) == [], f"processes left after a kill at image {seen}"
