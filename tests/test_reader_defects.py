@@ -160,3 +160,11 @@ def test_exif_orientation_is_ignored_by_every_reader(tmp_path):
     assert np.abs(read_image_rgb(path).astype(int) - expected).max() <= tol
     image, size = _read_gray((path, 16))  # OpenCV applied the orientation before: 24x32, the labels 32x24
     assert size == (width, height)
+
+
+def test_a_damaged_image_header_is_one_line(tmp_path):
+    data = bytearray(image_encodings()["png_1bit"][0])
+    data[11] = 12  # the IHDR chunk's length: 12 instead of 13 (Pillow raised ValueError: Truncated IHDR chunk)
+    (tmp_path / "a.png").write_bytes(bytes(data))
+    for read in (image_size, read_image_rgb, lambda p: warp_image_file(p, (32, 24), (32, 24), (32, 24))):
+        raises(lambda: read(tmp_path / "a.png"), "a.png", "cannot read image")
