@@ -97,7 +97,11 @@ def mutated_json(draw, seed, max_mutations=3):
         elif op == "string" and kept:
             new = draw(st.sampled_from(NASTY_STRINGS) | st.text(max_size=8))
         elif op == "scale" and _is_number(node):
-            new = node * draw(st.sampled_from([-1, 1e300, 1e-300, 1e9, 10**40, 0.5, 1.0000001]))
+            factor = draw(st.sampled_from([-1, 1e300, 1e-300, 1e9, 10**40, 0.5, 1.0000001]))
+            try:
+                new = node * factor
+            except OverflowError:  # an integer beyond float64 (10**400) times a float
+                new = -node
         elif op == "wrap":
             new = [node]
         elif op in ("delete", "repeat") and path:
