@@ -168,3 +168,11 @@ def test_a_damaged_image_header_is_one_line(tmp_path):
     (tmp_path / "a.png").write_bytes(bytes(data))
     for read in (image_size, read_image_rgb, lambda p: warp_image_file(p, (32, 24), (32, 24), (32, 24))):
         raises(lambda: read(tmp_path / "a.png"), "a.png", "cannot read image")
+
+
+@pytest.mark.parametrize("override", ["train.learning_rate=" + "9" * 400, "train.epochs=.inf"])
+def test_config_values_beyond_float64_are_one_line(override):
+    from common.config import load_config
+    from stage2_visible_keypoints.config import Stage2Config
+
+    raises(lambda: load_config(Stage2Config, None, [override]), "--set train.")
