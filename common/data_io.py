@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -207,7 +208,14 @@ def open_image(path):
     if not is_file(path):
         raise DataError("image file not found", path)
     try:
-        with Image.open(path) as img:
+        # Opening parses only the header; a damaged one can fail in more ways than decoding
+        # (a PNG header of 12 bytes instead of 13 is a ValueError, a short field a struct.error).
+        img = Image.open(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+            Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
+    try:
+        with img:
             yield img
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None

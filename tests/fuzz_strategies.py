@@ -85,15 +85,23 @@ def mutated_json(draw, seed, max_mutations=3):
     value = copy.deepcopy(seed)
     for _ in range(draw(st.integers(1, max_mutations))):
         paths = list(_paths(value))
-        op = draw(st.sampled_from(["number", "number", "number", "replace", "replace", "delete", "repeat", "wrap",
-                                   "scale"]))
+        op = draw(st.sampled_from(["number", "number", "number", "string", "replace", "replace", "delete", "repeat",
+                                   "wrap", "scale"]))
         numeric = [p for p in paths if _is_number(_get(value, p))]
-        path = draw(st.sampled_from(numeric if op in ("number", "scale") and numeric else paths))
+        strings = [p for p in paths if isinstance(_get(value, p), str)]
+        kept = {"number": numeric, "scale": numeric, "string": strings}.get(op)
+        path = draw(st.sampled_from(kept or paths))
         node = _get(value, path)
-        if op == "number":  # the type kept: range checks, not type checks, must catch it
+        if op == "number" and kept:  # the type kept: range checks, not type checks, must catch it
             new = draw(st.floats(-50, 50) | st.integers(-2, 40) | st.sampled_from(NASTY_NUMBERS))
+        elif op == "string" and kept:
+            new = draw(st.sampled_from(NASTY_STRINGS) | st.text(max_size=8))
         elif op == "scale" and _is_number(node):
-            new = node * draw(st.sampled_from([-1, 1e300, 1e-300, 1e9, 10**40, 0.5, 1.0000001]))
+            factor = draw(st.sampled_from([-1, 1e300, 1e-300, 1e9, 10**40, 0.5, 1.0000001]))
+            try:
+                new = node * factor
+            except OverflowError:  # an integer beyond float64 (10**400) times a float
+                new = -node
         elif op == "wrap":
             new = [node]
         elif op in ("delete", "repeat") and path:
@@ -284,6 +292,10 @@ class Target:
     check: object
 
 
+def _fail(message):
+    raise AssertionError(message)
+
+
 def finite(array, name="array"):
     array = np.asarray(array)
     assert np.all(np.isfinite(array)), f"{name} holds non-finite values"
@@ -334,6 +346,13 @@ CUBE_OBJ = "\n".join(["# a unit box, longer along x", *(f"# name {i + 1} c{i}" f
                       "f 1 2 4 3", "f 5 7 8 6", "f 1 5 6 2", "f 3 4 8 7", "f 1 3 7 5", "f 2 6 8 4"]) + "\n"
 CAMERA = {"Nu": W, "Nv": H, "ppx": 1e-5, "ppy": 1e-5, "fx": 3e-4, "fy": 3e-4, "ccx": W / 2, "ccy": H / 2,
           "distCoeffs": [0.01, 0.0, 0.0, 0.0, 0.0]}
+
+
+def _names_fixture(folder):
+    """The stage-2 folder with a keypoint_names.json: that file is the one mutated."""
+    path, records = _stage2_fixture(folder)
+    path.write_text(json.dumps(records))
+    return folder / "keypoint_names.json", ["nose", "tip", "edge"]
 
 
 def _pose_fixture(folder):
@@ -420,6 +439,19 @@ def _config_target(name):
                   lambda seed: mutated_text(seed, separators=" :,"), read, check)
 
 
+def _json_config_fixture(folder):
+    """det_shapes.yaml as a JSON config file (the other form --config takes)."""
+    import yaml
+
+    return folder / "det_shapes.json", yaml.safe_load((CONFIGS / "det_shapes.yaml").read_text())
+
+
+def _json_config_read(folder, path):
+    from common.config import load_config
+
+    return load_config(config_classes()["det_shapes.yaml"], path)
+
+
 def _flat_keys(values, prefix=""):
     for key, value in values.items():
         if isinstance(value, dict):
@@ -504,7 +536,7 @@ def _keypoints_read(folder, path):
 
     labels = read_annotations(path)
     sizes = np.full((len(labels["file_names"]), 2), 64, np.int32)
-    with np.errstate(all="raise"):  # what preprocess stores: xy / file size as float32
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # what preprocess stores: xy / size, float32
         xy_norm = labels["xy"] / sizes[:, None, :].astype(np.float32)
     return labels, xy_norm
 
@@ -657,8 +689,11 @@ TARGETS = {t.name: t for t in [
     Target("stage-2 labels, pose only", _pose_fixture, mutated_json, _stage2_read, _stage2_check),
     Target("camera.json", _camera_fixture, mutated_json, _camera_read, _camera_check),
     Target("mesh.obj", _mesh_fixture, mutated_text, _mesh_read, _mesh_check),
-    _config_target("stage2_demo.yaml"),
-    _config_target("det_shapes.yaml"),
+    Target("keypoint_names.json", _names_fixture, mutated_json, _stage2_read, _stage2_check),
+    *(_config_target(name) for name in ("stage2_demo.yaml", "det_shapes.yaml", "centres_aerial.yaml",
+                                        "baselines.yaml")),
+    Target("config file (JSON)", _json_config_fixture, mutated_json, _json_config_read,
+           lambda cfg: isinstance(cfg, config_classes()["det_shapes.yaml"]) or _fail("not a DetConfig")),
     Target("COCO detections", _coco_fixture, mutated_json, _coco_read, _coco_check),
     Target("COCO keypoints", _coco_keypoints_fixture, mutated_json, _keypoints_read, _keypoints_check),
     Target("keypoint list", _keypoint_list_fixture, mutated_json, _keypoints_read, _keypoints_check),

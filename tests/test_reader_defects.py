@@ -52,7 +52,7 @@ def stage2(tmp_path):
 def test_stage2_visible_with_a_nested_list_is_one_line(stage2):
     raises(stage2(visible=[True, [True], False]), "train.json", "record 0 (a.png)", "'visible'", "3 booleans")
     raises(stage2(visible=["1", True, False]), "'visible'")  # numpy would read "1" as a flag
-    assert load_annotations.__module__  # and a valid one still reads:
+    # A valid one still reads, 0/1 included.
     assert stage2(visible=[1, True, False])().visible.tolist() == [[True, True, False]]
 
 
@@ -160,3 +160,19 @@ def test_exif_orientation_is_ignored_by_every_reader(tmp_path):
     assert np.abs(read_image_rgb(path).astype(int) - expected).max() <= tol
     image, size = _read_gray((path, 16))  # OpenCV applied the orientation before: 24x32, the labels 32x24
     assert size == (width, height)
+
+
+def test_a_damaged_image_header_is_one_line(tmp_path):
+    data = bytearray(image_encodings()["png_1bit"][0])
+    data[11] = 12  # the IHDR chunk's length: 12 instead of 13 (Pillow raised ValueError: Truncated IHDR chunk)
+    (tmp_path / "a.png").write_bytes(bytes(data))
+    for read in (image_size, read_image_rgb, lambda p: warp_image_file(p, (32, 24), (32, 24), (32, 24))):
+        raises(lambda: read(tmp_path / "a.png"), "a.png", "cannot read image")
+
+
+@pytest.mark.parametrize("override", ["train.learning_rate=" + "9" * 400, "train.epochs=.inf"])
+def test_config_values_beyond_float64_are_one_line(override):
+    from common.config import load_config
+    from stage2_visible_keypoints.config import Stage2Config
+
+    raises(lambda: load_config(Stage2Config, None, [override]), "--set train.")
