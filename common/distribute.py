@@ -159,6 +159,22 @@ def _jax(mode):
     return distribution.scope(), replicas
 
 
+@contextlib.contextmanager
+def writing():
+    """Around process 0's saves: saving creates Keras variables (a throwaway optimizer), and
+    under a multi-process distribution creating one is a collective the other processes
+    never join. The weights themselves are replicated, so any process can read them."""
+    if _current.processes == 1:
+        yield
+        return
+    held = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(held)
+
+
 def agree(flag):
     """`flag` as process 0 has it, in every process (a wall-time stop must stop all of them)."""
     if _current.processes == 1:

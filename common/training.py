@@ -171,7 +171,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best = float(value)
-            with atomic_path(self.path) as tmp:
+            with atomic_path(self.path) as tmp, distribute.writing():
                 self.model.save(tmp)
 
 
@@ -271,7 +271,8 @@ class EpochBackup(keras.callbacks.Callback):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch_{epoch + 1}.weights.h5"
         tmp = self.backup_dir / f".{name}.tmp.weights.h5"  # Keras wants the .weights.h5 suffix
-        self.model.save_weights(tmp)
+        with distribute.writing():
+            self.model.save_weights(tmp)
         os.replace(tmp, self.backup_dir / name)
         save_json(self.backup_dir / self.STATE, {"epoch": epoch + 1, "weights": name})
         for old in self.backup_dir.glob("*.weights.h5"):
@@ -469,7 +470,7 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
         EpochBackup.restore(model, backup_dir)
     seconds = time.perf_counter() - start
     if chief:
-        with atomic_path(out_dir / "model.keras") as tmp:
+        with atomic_path(out_dir / "model.keras") as tmp, distribute.writing():
             model.save(tmp)
         shutil.rmtree(backup_dir, ignore_errors=True)  # finished: the next call starts a new run
     epochs_run = len(history.get("loss", []))

@@ -1,8 +1,7 @@
 """train.distribution (common.distribute): several devices give one device's trajectory on
 the same global batch, under TensorFlow (MirroredStrategy over two logical CPUs) and JAX
 (DataParallel over two host devices); two JAX processes on 127.0.0.1 (gloo collectives) end
-with the same weights as one device, after one of them was killed and both restarted
-(marked: not run yet, see the test)."""
+with the same weights as one device, after one of them was killed and both restarted."""
 
 import json
 import os
@@ -85,12 +84,6 @@ def _processes(tmp_path, **env):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
 
 
-# Tried: gloo CPU collectives start and a plain `fit` of a Sequential model across two
-# processes runs (same weights in both); through this driver the first `fit` fails in
-# Keras' `reset_metrics`: jax's multihost check "passed to device_put is not the same on each
-# process" (Keras 3.15.1, JAX 0.10.2), with and without jit. Not run until that is solved.
-@pytest.mark.xfail(run=False, reason="Keras 3.15 reset_metrics under multi-process JAX on CPU: device_put values "
-                   "differ between processes (see the note above); multi_process is untested here")
 def test_two_processes_resume_after_one_is_killed_and_end_as_one_device(tmp_path, jax_runs):
     # Process 1 dies as epoch 2 begins; process 0, left waiting in a collective, is stopped.
     first = _processes(tmp_path, DIE_IN_PROCESS="1", DIE_AT_EPOCH="1")
