@@ -16,7 +16,7 @@ import pytest
 from common import distribute
 from common.config import TrainingConfig
 from common.errors import DataError
-from tests.scripts import ROOT
+from tests.scripts import BLOCK_TENSORFLOW, ROOT
 
 DRIVER = ROOT / "tests" / "common" / "distributed_driver.py"
 # One device with a global batch of 8 at rate 0.02, and two replicas of 4 at 0.01 per replica
@@ -34,8 +34,13 @@ def _runs(stdout):
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+def _command(backend):
+    # Under JAX as on the GPU machine: TensorFlow unimportable (and not loaded: a quicker start).
+    return [sys.executable] + (["-c", BLOCK_TENSORFLOW] if backend == "jax" else []) + [str(DRIVER)]
+
+
 def _drive(tmp_path, backend, *specs, **env):
-    out = subprocess.run([sys.executable, str(DRIVER), str(tmp_path), *specs], env=_environment(backend, **env),
+    out = subprocess.run(_command(backend) + [str(tmp_path), *specs], env=_environment(backend, **env),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return _runs(out.stdout)
@@ -77,7 +82,7 @@ def _free_port():
 def _processes(tmp_path, **env):
     """Two JAX processes of one multi_process run (one CPU device each) on a free loopback port."""
     address = f"127.0.0.1:{_free_port()}"
-    return [subprocess.Popen([sys.executable, str(DRIVER), str(tmp_path), "multi_process:4:0.01"],
+    return [subprocess.Popen(_command("jax") + [str(tmp_path), "multi_process:4:0.01"],
                              env=_environment("jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
                                               KERAS_DISTRIBUTION_NUM_PROCESSES="2",
                                               KERAS_DISTRIBUTION_PROCESS_ID=str(i), **env),
