@@ -25,9 +25,9 @@ def config_from_args(cls, args, shortcuts=()):
     overrides, _ = _overrides(args, shortcuts)
     if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) is not None \
             or getattr(args, "process_id", None) is not None:
-        from common.distribute import set_launch_environment
+        from common.distribute import set_peers
 
-        set_launch_environment(args.coordinator, args.num_processes, args.process_id)
+        set_peers(args.coordinator, args.num_processes, args.process_id)
     return load_config(cls, args.config, overrides)
 
 

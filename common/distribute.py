@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 
 import keras
 
@@ -82,11 +81,13 @@ def learning_rate_factor(rule, replicas):
     return {"linear": float(replicas), "sqrt": math.sqrt(replicas), "none": 1.0}[rule]
 
 
-def set_launch_environment(coordinator=None, num_processes=None, process_id=None):
-    """Flags win over the KERAS_DISTRIBUTION_* variables `keras.distribution.initialize` reads."""
-    for name, value in (("coordinator", coordinator), ("num_processes", num_processes), ("process_id", process_id)):
-        if value is not None:
-            os.environ[ENVIRONMENT[name]] = str(value)
+_peers = {}
+
+
+def set_peers(coordinator=None, num_processes=None, process_id=None):
+    """Where a multi_process run finds its peers (the command-line flags); what is left None
+    comes from the KERAS_DISTRIBUTION_* variables `keras.distribution.initialize` reads."""
+    _peers.update(job_addresses=coordinator, num_processes=num_processes, process_id=process_id)
 
 
 @contextlib.contextmanager
@@ -145,7 +146,7 @@ def _jax(mode):
         # GPUs use NCCL whatever this says.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         try:
-            keras.distribution.initialize()
+            keras.distribution.initialize(**_peers)
         except (ValueError, RuntimeError) as err:
             raise DataError(f"multi_process could not start ({' '.join(str(err).split())[:300]}); give "
                             "--coordinator HOST:PORT --num-processes N --process-id I (or the "

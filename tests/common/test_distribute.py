@@ -3,6 +3,7 @@ the same global batch, under TensorFlow (MirroredStrategy over two logical CPUs)
 (DataParallel over two host devices); two JAX processes on 127.0.0.1 (gloo collectives) end
 with the same weights as one device, after one of them was killed and both restarted."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -155,3 +156,23 @@ def test_multi_process_under_tensorflow_names_the_upstream_issue():
     with pytest.raises(DataError, match=r"keras-team/keras#20585.*KERAS_BACKEND=jax"):
         with distribute.scope(TrainingConfig(distribution="multi_process")):
             pass
+
+
+@dataclasses.dataclass
+class _Config:
+    train: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+
+
+def test_peer_flags_reach_keras_distribution_initialize(monkeypatch):
+    import argparse
+
+    from common import cli
+
+    parser = argparse.ArgumentParser()
+    shortcuts = cli.add_training_arguments(parser)
+    args = parser.parse_args(["--distribution", "multi_process", "--coordinator", "10.0.0.1:1234",
+                              "--num-processes", "2", "--process-id", "1"])
+    monkeypatch.setattr(distribute, "_peers", {})
+    cfg = cli.config_from_args(_Config, args, shortcuts)
+    assert cfg.train.distribution == "multi_process"
+    assert distribute._peers == {"job_addresses": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}
