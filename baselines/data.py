@@ -16,7 +16,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
     X_data.npy   (N, S, S, 1) uint8, images resized to data.input_size (grayscale)
     Y_data.npz   xy_norm (N, K, 2) float32 in [0, 1] of the image; visible (N, K) bool;
                  image_sizes (N, 2) (width, height) of the files; filenames (N,);
-                 keypoint_names (K,); input_size; config_hash, config_json, source_hash
+                 keypoint_names (K,); input_size; config_hash, config_json, source_hash, x_crc32
 """
 
 import json
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from common import cache
-from common.data_io import load_json, require
+from common.data_io import is_file, json_numbers, load_json, require
 from common.errors import DataError
 from common.parallel import parallel_map
 
@@ -47,23 +47,48 @@ def read_annotations(path):
     return _read_list(data, path)
 
 
+def _list(data, field, path, where=""):
+    """`data[field]`, which must be a JSON list."""
+    value = require(data, field, path, where)
+    if not isinstance(value, list):
+        raise DataError(f"{where}field '{field}' must be a list, got {type(value).__name__}", path)
+    return value
+
+
+def _id(record, field, path, where):
+    """An id: an integer or a string (not a list, an object or a boolean: ids are looked up)."""
+    value = require(record, field, path, where)
+    if isinstance(value, float) and value.is_integer():  # 1.0, as some exporters write
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(f"{where}field '{field}' must be an integer (or string) id, got {value!r}", path)
+    return value
+
+
+def _file_name(record, path, where):
+    value = require(record, "file_name", path, where)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r}", path)
+    return value
+
+
 def _read_coco(data, path):
-    categories = require(data, "categories", path)
-    if not isinstance(categories, list) or not categories:
+    categories = _list(data, "categories", path)
+    if not categories:
         raise DataError("field 'categories' must be a non-empty list", path)
-    names = [str(n) for n in require(categories[0], "keypoints", path, "categories[0]: ")]
+    names = [str(n) for n in _list(categories[0], "keypoints", path, "categories[0]: ")]
     num_keypoints = len(names)
     if num_keypoints == 0:
         raise DataError("categories[0]: field 'keypoints' names no keypoints", path)
     by_image = {}
-    for i, ann in enumerate(require(data, "annotations", path)):
-        image_id = require(ann, "image_id", path, f"annotations[{i}]: ")
+    for i, ann in enumerate(_list(data, "annotations", path)):
+        image_id = _id(ann, "image_id", path, f"annotations[{i}]: ")
         if image_id not in by_image:
             by_image[image_id] = (i, require(ann, "keypoints", path, f"annotations[{i}]: "))
     file_names, rows = [], []
-    for j, image in enumerate(require(data, "images", path)):
+    for j, image in enumerate(_list(data, "images", path)):
         where = f"images[{j}]: "
-        image_id = require(image, "id", path, where)
+        image_id = _id(image, "id", path, where)
         if image_id not in by_image:
             raise DataError(f"{where}no annotation with image_id {image_id!r}", path)
         i, values = by_image[image_id]
@@ -72,7 +97,7 @@ def _read_coco(data, path):
             raise DataError(f"annotations[{i}] (image {image_id}): field 'keypoints' has {values.size} "
                             f"numbers, expected 3 * {num_keypoints}", path)
         rows.append(values.reshape(num_keypoints, 3))
-        file_names.append(str(require(image, "file_name", path, where)))
+        file_names.append(_file_name(image, path, where))
     if not rows:
         raise DataError("no images", path)
     rows = np.stack(rows)
@@ -88,13 +113,17 @@ def _read_coco(data, path):
 def _read_list(data, path):
     images = require(data, "images", path)
     names = data.get("keypoint_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise DataError(f"field 'keypoint_names' must be a list of strings, got {str(names)[:80]}", path)
     num_keypoints = data.get("num_keypoints", len(names) if names else None)
+    if num_keypoints is not None and (type(num_keypoints) is not int or num_keypoints < 1):
+        raise DataError(f"field 'num_keypoints' must be a positive integer, got {num_keypoints!r}", path)
     if not isinstance(images, list) or not images:
         raise DataError("field 'images' must be a non-empty list", path)
     file_names, rows = [], []
     for j, image in enumerate(images):
         where = f"images[{j}]: "
-        file_names.append(str(require(image, "file_name", path, where)))
+        file_names.append(_file_name(image, path, where))
         values = _numbers(require(image, "keypoints", path, where), path, f"{where}field 'keypoints'")
         if num_keypoints is None:
             num_keypoints = len(values)
@@ -110,13 +139,18 @@ def _read_list(data, path):
             "keypoint_names": names}
 
 
+# A coordinate beyond this (px) is a corrupt label: the cache keeps float32, which ends at 3.4e38.
+MAX_PIXEL = 1e9
+
+
 def _numbers(values, path, where):
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where} must hold numbers", path) from None
+    array = json_numbers(values)  # JSON numbers only: numpy would read "1" and true as 1.0
+    if array is None:
+        raise DataError(f"{where} must hold numbers", path)
     if not np.isfinite(array).all():
         raise DataError(f"{where} holds NaN or infinite values", path)
+    if np.abs(array).max(initial=0.0) > MAX_PIXEL:
+        raise DataError(f"{where} holds a value beyond {MAX_PIXEL:.0e}", path)
     return array
 
 
@@ -141,9 +175,14 @@ def _read_gray(job):
     """Read one image as grayscale and resize it to `size` x `size` (a process-pool task);
     returns the (1, size, size, 1) image and the file's (width, height)."""
     path, size = job
-    if not Path(path).is_file():
+    if not is_file(path):
         raise DataError("image file not found", path)
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    try:
+        # Pixels as stored, EXIF orientation ignored: the frame the labels are in, as every
+        # other reader of the package reads them (cv2 would turn the image and not the labels).
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as err:  # a header declaring more pixels than OpenCV allows
+        raise DataError(f"cannot read image ({' '.join(str(err).split())[-120:]})", path) from None
     if image is None:
         raise DataError("cannot read image (corrupt or not an image)", path)
     h, w = image.shape
@@ -159,43 +198,50 @@ def read_images(paths, data_cfg):
     return np.concatenate([image for image, _ in read]), np.array([size for _, size in read], np.int32)
 
 
-def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
+def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, skip_bad=False):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
     Images are looked up in `images/{split}/`, then `images/`. Each is read as
     grayscale and resized to `data_cfg.input_size` (keypoints scaled with it), by
-    `workers` processes. Returns the cache folder.
+    `workers` processes. skip_bad: leave out missing and unreadable images, listed in
+    the cache folder's `skipped.tsv`, instead of stopping. Returns the cache folder.
     """
     data_dir, out = Path(data_dir), Path(cache_dir) / split
     labels_path = data_dir / f"{split}.json"
     labels = read_annotations(labels_path)
     folders = [data_dir / "images" / split, data_dir / "images"]
-    paths = [next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
+    paths = [next((f / name for f in folders if is_file(f / name, labels_path)), folders[0] / name)
              for name in labels["file_names"]]
     missing = next((path for path in paths if not path.is_file()), None)
-    if missing is not None:
+    if missing is not None and not skip_bad:
         raise DataError("image file not found", missing)
     cfg_values = preprocess_config(data_cfg)
-    src_hash = cache.source_hash([labels_path], paths)
+    src_hash = cache.source_hash([labels_path], [path for path in paths if path.is_file()], skip_bad=skip_bad)
     if cache.current(out, LAYOUT, cfg_values, src_hash)[0] is not None:
         return out
     size = data_cfg.input_size
-    sizes = np.zeros((len(paths), 2), np.int32)
+    sizes, kept, skipped = np.zeros((len(paths), 2), np.int32), [], []
 
     def images():  # the resized images, keeping each file's size for the labels
         jobs = [(path, size) for path in paths]
-        for i, (image, file_size) in enumerate(parallel_map(_read_gray, jobs, workers, f"preprocess {split}",
-                                                             progress=progress)):
-            sizes[i] = file_size
+        results = parallel_map(_read_gray, jobs, workers, f"preprocess {split}", progress=progress,
+                               errors="return" if skip_bad else "raise")
+        for i, result in enumerate(results):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            image, sizes[i] = result
+            kept.append(i)
             yield image
 
     with cache.writing(out, cfg_values, src_hash) as writer:
-        writer.images((len(paths), size, size, 1), images())
-        xy_norm = labels["xy"] / sizes[:, None, :].astype(np.float32)  # resizing keeps xy_norm
-        visible = labels["visible"] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
-        writer.labels({"xy_norm": xy_norm, "visible": visible, "image_sizes": sizes,
-                       "filenames": np.array(labels["file_names"]),
+        writer.images((len(paths), size, size, 1), images(), fewer=skip_bad)
+        xy_norm = labels["xy"][kept] / sizes[kept][:, None, :].astype(np.float32)  # resizing keeps xy_norm
+        visible = labels["visible"][kept] & (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
+        writer.labels({"xy_norm": xy_norm, "visible": visible, "image_sizes": sizes[kept],
+                       "filenames": np.array(labels["file_names"])[kept],
                        "keypoint_names": np.array(labels["keypoint_names"]), "input_size": np.int64(size)})
+        writer.skipped(skipped)
     return out
 
 

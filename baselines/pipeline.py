@@ -23,7 +23,7 @@ from common.data_io import image_paths, save_json, save_npz
 from common.errors import DataError
 from common.losses import AdaptiveWingLoss, FocalHeatmapLoss, HeatmapPeakLoss, MaskedL1, WingLoss
 from common.metrics import keypoint_errors, mre_sdr, pck_bbox
-from common.run_config import model_record
+from common.run_config import load_model as common_load_model, model_record
 from common.training import ArrayBatches, make_batches, make_optimizer, plan_run, split_indices, start_run, train
 from baselines.data import load_cache, read_images
 from baselines.landmarks import curriculum_segments
@@ -190,10 +190,12 @@ def _replace(dc, **changes):
 
 def load_model(path):
     """Load a saved model with Keras safe mode (no arbitrary code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_base.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = common_load_model(path, "train_base.py")
+    names = sorted(model.output) if isinstance(model.output, dict) else []
+    if not {"heatmaps", "keypoints"} & set(names):  # HeatmapNet, IntegralNet: heatmaps; RegressionNet: keypoints
+        raise DataError(f"not a model made by train_base.py: it outputs {names or 'unnamed tensors'}; "
+                        "heatmaps or keypoints expected", path)
+    return model
 
 
 def predict(model, images, batch_size=64, progress=False):

@@ -77,6 +77,19 @@ def add_workers(parser, help="processes working in parallel", default=1):
     parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
 
 
+def add_skip_bad(parser):
+    """`--skip-bad` on every preprocess script: leave bad items out instead of stopping."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out bad records and unreadable images, listed in the cache folder's "
+                        "skipped.tsv (path, reason), instead of stopping at the first")
+
+
+def print_skipped(count, report):
+    """The summary line of a `--skip-bad` run that left items out."""
+    if count:
+        print(f"skipped {count} bad item(s), listed in {report}")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -140,8 +153,11 @@ def add_use_arguments(parser, model_default="{train.output_dir}/best.keras"):
 
 def print_training(summary, unit="images"):
     """What every trainer prints after `common.training.train`: epochs, data, speed, last losses."""
-    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} "
-          f"done) on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
+    # The run's epochs, not this process's: a resumed run trained what its first part did too.
+    resumed = summary["epochs_done"] - summary["epochs_run"]
+    resume_note = f", {summary['epochs_run']} of them after resuming from epoch {resumed}" if resumed else ""
+    print(f"trained {summary['epochs_done']} of {summary['epochs_planned']} epoch(s){resume_note} "
+          f"on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
           f"backend, {summary['policy']}, {summary['seconds']} s ({summary['images_per_second']} {unit}/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
     print(f"models, history, plots and logs in {summary['output_dir']}")

@@ -145,7 +145,7 @@ def from_dict(cls, values, source="config"):
             kwargs[name] = _coerce(value, default, name, source)
     try:
         return dataclasses.replace(defaults, **kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: math.isfinite(10**400)
         raise DataError(str(err), source) from None
 
 
@@ -165,8 +165,8 @@ def _coerce(value, default, name, source):
             if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return type(default)(value)
-    except (TypeError, ValueError):
-        raise DataError(f"key '{name}' expects {type(default).__name__}, got {value!r}", source) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64, int(inf)
+        raise DataError(f"key '{name}' expects {type(default).__name__}, got {str(value)[:80]}", source) from None
     return value
 
 
@@ -175,7 +175,11 @@ def parse_override(text):
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise DataError(f"override must look like section.key=value, got {text!r}", "--set")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:  # as for a file: one line naming the override (a !!python tag included)
+        raise DataError(f"not a valid YAML value ({_yaml_problem(err)})", f"--set {text}") from None
+    return key.strip().split("."), value
 
 
 def read_config_file(path):
@@ -186,7 +190,7 @@ def read_config_file(path):
     if not path.is_file():
         raise DataError("config file not found", path)
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML skips a byte-order mark itself
     except UnicodeDecodeError:
         raise DataError("not a text file (not UTF-8)", path) from None
     except yaml.YAMLError as err:

@@ -12,6 +12,7 @@ absent). Targets and augmentation are `keras.ops` code inside the model and loss
 so both backends run the same maths on the device.
 """
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import distribute
-from common.data_io import atomic_path, load_json, save_json
+from common.data_io import atomic_path, exclusive_folder, load_json, remove_temps, save_json
 
 
 def has_gpu():
@@ -418,7 +419,20 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
     from the same backup (out_dir is a path all processes share).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Locked while it trains: a second run there is refused, and the temporary files of a
+    # killed one (best.keras, model.keras, the loss plot) are removed.
+    # Under a multi-process distribution process 0 holds it; the others write nothing there.
+    chief = distribute.current().chief
+    with exclusive_folder(out_dir, "a training run") if chief else contextlib.nullcontext():
+        if chief:
+            remove_temps(out_dir / "plots")  # (backup/ replaces its own: `EpochBackup`)
+        return _train(model, train_data, val_data, tc, out_dir, plan, progress=progress, title=title,
+                      callbacks=callbacks, tensorboard_images=tensorboard_images, segments=segments,
+                      train_count=train_count, val_count=val_count, tensorboard=tensorboard)
+
+
+def _train(model, train_data, val_data, tc, out_dir, plan, *, progress, title, callbacks, tensorboard_images,
+           segments, train_count, val_count, tensorboard):
     history_csv, backup_dir = out_dir / "history.csv", out_dir / "backup"
     replicas = distribute.current()
     chief = replicas.chief

@@ -77,7 +77,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
         first = Path(tc.output_dir) / "best.keras"
         if not first.is_file():
             raise DataError("fine-tuning starts from the best model of a first run, which is missing", first)
-        model = keras.saving.load_model(first, safe_mode=True, compile=False)
+        model = load_stage2_model(first, cfg.data.input_size)
         model.get_layer("backbone").trainable = True
         learning_rate = tc.fine_tune_learning_rate
     else:

@@ -18,7 +18,6 @@ for a cache split or a folder.
 
 import dataclasses
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from common.errors import DataError
 from common.geometry import to_original, warp_image, warp_image_file
-from common.run_config import load_run_config
+from common.run_config import load_model, load_run_config
 from stage2_visible_keypoints.camera import Camera, load_camera_json
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh, \
@@ -200,20 +199,9 @@ def load_stage2_model(path, input_size=None):
     input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
     """
     # Keras only here: the pose functions of this module serve scripts that need no model.
-    import keras
-
     import stage2_visible_keypoints.model  # noqa: F401  (registers the model's layers and metric for loading)
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_vis.py)", path)
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
-        raise DataError("not a Keras model file (.keras, as train_vis.py writes)", path)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DataError(f"cannot load the model ({first_line})", path) from None
+    model = load_model(path, "train_vis.py", outputs=("keypoints", "confidence"))
     model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
     if input_size is not None and model_size != tuple(input_size):
         raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
@@ -224,7 +212,7 @@ def load_stage2_model(path, input_size=None):
 
 def num_keypoints(model):
     """K, the keypoints a stage-2 model predicts."""
-    return int(model.get_layer("keypoints").output.shape[1])
+    return int(model.output["keypoints"].shape[1])
 
 
 def run_keypoint_names(model_path, count=None):

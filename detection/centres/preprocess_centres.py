@@ -24,18 +24,21 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="DOTA folder with images/ and labelTxt/ (data.data_dir)")
     parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{train,val,test}/ (data.cache_dir)")
     cli.add_workers(parser, "processes reading and tiling images")
+    cli.add_skip_bad(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.centres.centres_data import SPLITS, preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
-    summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers)
+    summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers, skip_bad=args.skip_bad)
     for split in SPLITS:
         s = summary[split]
         if s.get("rebuilt"):
             print(f"rebuilding the {split} cache: {s['rebuilt']}")
-        state = "reused" if s["reused"] else ("written" if s["cache"] else "empty, skipped")
+        state = "reused" if s["reused"] else ("written" if s["cache"] else
+                                              "empty, old cache removed" if s.get("removed") else "empty, skipped")
         print(f"{split}: {s['images']} images, {s['tiles']} tiles, {s['objects']} objects; cache {state}"
               + (f": {s['cache']}" if s["cache"] else ""))
+        cli.print_skipped(s.get("skipped"), s.get("report"))
     print(f"seconds: {summary['seconds']}")
 
 

@@ -16,7 +16,7 @@ from common import distribute
 from common.config import save_config, to_dict
 from common.data_io import image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
-from common.run_config import model_record
+from common.run_config import load_model, model_record
 from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, resolve_jit, split_indices,
                              start_run, train)
 from detection.ssd.anchors import generate_anchors
@@ -166,10 +166,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
 
 def load_detector(path):
     """Load a saved detector with Keras safe mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_det.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_model(path, "train_det.py", outputs=("predictions",))
 
 
 def inference_model(model, num_classes, cfg, score_threshold):
