@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from common import distribute
 from common.augment import KeypointAffineAugment
 from common.config import save_config, to_dict
 from common.data_io import image_paths, load_json, save_json, save_npz
@@ -140,6 +141,7 @@ class _AugmentedBatches(ArrayBatches):
         return x, {n: kp for n in self.names}
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboard=True):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, history, plots, config into train.output_dir.

@@ -23,6 +23,11 @@ def config_from_args(cls, args, shortcuts=()):
     shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
     """
     overrides, _ = _overrides(args, shortcuts)
+    if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) is not None \
+            or getattr(args, "process_id", None) is not None:
+        from common.distribute import set_peers
+
+        set_peers(args.coordinator, args.num_processes, args.process_id)
     return load_config(cls, args.config, overrides)
 
 
@@ -93,7 +98,7 @@ def add_quiet(parser):
 TRAINING_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("learning_rate", "train.learning_rate"), ("precision", "train.precision"),
-                      ("seed", "train.seed"))
+                      ("seed", "train.seed"), ("distribution", "train.distribution"))
 
 
 def add_training_arguments(parser, split=True):
@@ -110,8 +115,23 @@ def add_training_arguments(parser, split=True):
     parser.add_argument("--learning-rate", type=float, help="train.learning_rate")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
     parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    add_distribution_arguments(parser)
     add_quiet(parser)
     return TRAINING_SHORTCUTS
+
+
+def add_distribution_arguments(parser):
+    """--distribution (train.distribution) and where a multi_process run finds its peers;
+    `config_from_args` hands the latter to `keras.distribution.initialize` (common.distribute)."""
+    group = parser.add_argument_group("scaling out (common.distribute)")
+    group.add_argument("--distribution", help="train.distribution: none|data_parallel (every local device)|"
+                       "multi_process (JAX, several machines)")
+    group.add_argument("--coordinator", help="multi_process: HOST:PORT of process 0 "
+                       "(else KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    group.add_argument("--num-processes", type=int, help="multi_process: processes in all "
+                       "(else KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, help="multi_process: this process, 0 to N-1 "
+                       "(else KERAS_DISTRIBUTION_PROCESS_ID)")
 
 
 USE_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"))

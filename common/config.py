@@ -40,6 +40,8 @@ def check_range(config, name, low, high=math.inf, low_inclusive=False):
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "plateau", "step")
+DISTRIBUTIONS = ("none", "data_parallel", "multi_process")  # common.distribute.MODES
+LR_SCALINGS = ("linear", "sqrt", "none")
 
 
 @dataclasses.dataclass
@@ -65,6 +67,9 @@ class TrainingConfig:
     validation_split: the share of the cache held out for validation.
     max_images: train on the first N cached images (0 = all).
     tensorboard_images: sample images shown with their heatmaps in TensorBoard (TF only).
+    distribution: none | data_parallel (every local device) | multi_process (JAX, several
+    machines); batch_size is then per replica and the rate scales by lr_scaling: linear |
+    sqrt | none with the replica count (`common.distribute`).
     """
 
     output_dir: str = "runs/model"
@@ -89,6 +94,8 @@ class TrainingConfig:
     validation_split: float = 0.1
     max_images: int = 0
     tensorboard_images: int = 4
+    distribution: str = "none"
+    lr_scaling: str = "linear"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr_step_epochs"):
@@ -109,7 +116,8 @@ class TrainingConfig:
             raise ValueError(f"warmup_steps works with lr_schedule constant|cosine. Received: "
                              f"warmup_steps={self.warmup_steps}, lr_schedule={self.lr_schedule!r}")
         for name, allowed in (("precision", PRECISIONS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                              ("jit_compile", ("auto", "true", "false"))):
+                              ("jit_compile", ("auto", "true", "false")), ("distribution", DISTRIBUTIONS),
+                              ("lr_scaling", LR_SCALINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {'|'.join(allowed)}. Received: {name}={getattr(self, name)!r}")
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
 from common.data_io import image_paths, read_image_rgb, save_json
@@ -47,6 +48,7 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, keypoint_names.json, history, plots, logs into

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from common import distribute
 from common.config import save_config, to_dict
 from common.data_io import image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
@@ -124,6 +125,7 @@ def make_loss(num_classes, cfg):
                    class_weight=tc.class_weight)
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, categories.json, history.csv, training_log.json, plots/,
