@@ -20,7 +20,11 @@ class DataConfig:
     crop: instance (each COCO instance is a sample, cropped from its image as a square of
     its box's longer side plus `crop_margin` of it on each side: context, and room for
     keypoints just outside the box) | image (each image whole, resized to the square
-    input: one instance per image, as the stick figures, which fill their frame)."""
+    input: one instance per image, as the stick figures, which fill their frame).
+    interchangeable: groups of keypoints whose labels are arbitrary, by name or index
+    (`[[hand_left, hand_right]]`): training takes the loss under the best assignment
+    within each group, evaluation reports matched and raw figures, decoding keeps a
+    group's keypoints on distinct peaks (`common.interchangeable`)."""
 
     data_dir: str = "runs/baselines/data"
     cache_dir: str = "runs/baselines/cache"
@@ -29,8 +33,12 @@ class DataConfig:
     sigma: float = 2.0
     crop: str = "instance"
     crop_margin: float = 0.25
+    interchangeable: tuple = ()
 
     def __post_init__(self):
+        from common.interchangeable import check_groups
+
+        self.interchangeable = check_groups(self.interchangeable)
         if self.crop not in ("instance", "image"):
             raise ValueError(f"crop must be instance|image. Received: crop={self.crop!r}")
         if not 0 <= self.crop_margin <= 2:
@@ -166,7 +174,8 @@ class StudyConfig:
 # What a trained model depends on: use_base.py reads these from the run's config.json and
 # refuses a config that says otherwise (`common.run_config`); train.loss decides whether
 # the heatmaps are logits.
-TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "model", "train.loss")
+TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "data.interchangeable", "model",
+                    "train.loss")
 
 
 @dataclasses.dataclass

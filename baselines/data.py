@@ -25,7 +25,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  sample's crop in file pixels (the whole file for the list format),
                  so xy_original = (x0, y0) + xy_norm * (w, h); filenames (N,);
                  skipped_iscrowd, skipped_unlabelled: COCO instances left out;
-                 keypoint_names (K,); input_size; config_hash, config_json, source_hash
+                 keypoint_names (K,); input_size; config_hash, config_json, source_hash, x_crc32
 """
 
 import collections
@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from common import cache
-from common.data_io import find_image, load_json, require, split_files
+from common.data_io import find_image, is_file, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.parallel import parallel_map
 from baselines.cephalometric import read_isbi2015
@@ -64,27 +64,53 @@ def read_annotations(path, image_dir=None):
     return _read_list(data, path)
 
 
+def _list(data, field, path, where=""):
+    """`data[field]`, which must be a JSON list."""
+    value = require(data, field, path, where)
+    if not isinstance(value, list):
+        raise DataError(f"{where}field '{field}' must be a list, got {type(value).__name__}", path)
+    return value
+
+
+def _id(record, field, path, where):
+    """An id: an integer or a string (not a list, an object or a boolean: ids are looked up)."""
+    value = require(record, field, path, where)
+    if isinstance(value, float) and value.is_integer():  # 1.0, as some exporters write
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(f"{where}field '{field}' must be an integer (or string) id, got {value!r}", path)
+    return value
+
+
+def _file_name(record, path, where):
+    value = require(record, "file_name", path, where)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r}", path)
+    return value
+
+
 def _read_coco(data, path):
     """Every instance of a COCO keypoint file as one sample, cropped by its box.
 
     An instance with `iscrowd` set, or with no labelled keypoint (every v = 0), is
     skipped and counted in `skipped`; its box is `bbox` [x, y, w, h], else the extent of
     its labelled keypoints."""
-    categories = require(data, "categories", path)
-    if not isinstance(categories, list) or not categories:
+    categories = _list(data, "categories", path)
+    if not categories:
         raise DataError("field 'categories' must be a non-empty list", path)
-    names = [str(n) for n in require(categories[0], "keypoints", path, "categories[0]: ")]
+    names = [str(n) for n in _list(categories[0], "keypoints", path, "categories[0]: ")]
     num_keypoints = len(names)
     if num_keypoints == 0:
         raise DataError("categories[0]: field 'keypoints' names no keypoints", path)
     files = {}
-    for j, image in enumerate(require(data, "images", path)):
-        files[require(image, "id", path, f"images[{j}]: ")] = str(require(image, "file_name", path, f"images[{j}]: "))
+    for j, image in enumerate(_list(data, "images", path)):
+        where = f"images[{j}]: "
+        files[_id(image, "id", path, where)] = _file_name(image, path, where)
     file_names, rows, boxes = [], [], []
     skipped = {"iscrowd": 0, "no_labelled_keypoint": 0}
-    for i, ann in enumerate(require(data, "annotations", path)):
+    for i, ann in enumerate(_list(data, "annotations", path)):
         where = f"annotations[{i}]"
-        image_id = require(ann, "image_id", path, f"{where}: ")
+        image_id = _id(ann, "image_id", path, f"{where}: ")
         if image_id not in files:
             raise DataError(f"{where}: field 'image_id' {image_id!r} is not an id in 'images'", path)
         where = f"{where} (image {image_id})"
@@ -135,13 +161,17 @@ def crop_boxes(boxes, margin):
 def _read_list(data, path):
     images = require(data, "images", path)
     names = data.get("keypoint_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise DataError(f"field 'keypoint_names' must be a list of strings, got {str(names)[:80]}", path)
     num_keypoints = data.get("num_keypoints", len(names) if names else None)
+    if num_keypoints is not None and (type(num_keypoints) is not int or num_keypoints < 1):
+        raise DataError(f"field 'num_keypoints' must be a positive integer, got {num_keypoints!r}", path)
     if not isinstance(images, list) or not images:
         raise DataError("field 'images' must be a non-empty list", path)
     file_names, rows = [], []
     for j, image in enumerate(images):
         where = f"images[{j}]: "
-        file_names.append(str(require(image, "file_name", path, where)))
+        file_names.append(_file_name(image, path, where))
         values = _numbers(require(image, "keypoints", path, where), path, f"{where}field 'keypoints'")
         if num_keypoints is None:
             num_keypoints = len(values)
@@ -169,13 +199,18 @@ def _read_isbi(path, image_dir):
             "skipped": {}}
 
 
+# A coordinate beyond this (px) is a corrupt label: the cache keeps float32, which ends at 3.4e38.
+MAX_PIXEL = 1e9
+
+
 def _numbers(values, path, where):
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where} must hold numbers", path) from None
+    array = json_numbers(values)  # JSON numbers only: numpy would read "1" and true as 1.0
+    if array is None:
+        raise DataError(f"{where} must hold numbers", path)
     if not np.isfinite(array).all():
         raise DataError(f"{where} holds NaN or infinite values", path)
+    if np.abs(array).max(initial=0.0) > MAX_PIXEL:
+        raise DataError(f"{where} holds a value beyond {MAX_PIXEL:.0e}", path)
     return array
 
 
@@ -199,13 +234,19 @@ LAYOUT = cache.Layout(
 
 
 def _read_gray(job):
-    """Read one image as grayscale, resized to `size` x `size` whole (box None) or the
-    square `box` (x0, y0, side, side) of it (black outside the image); a process-pool
-    task. Returns the (1, size, size, 1) image and the file's (width, height)."""
-    path, size, box = job
-    if not Path(path).is_file():
+    """Read one image as grayscale, resized to `size` x `size` whole (box None, or a job of
+    (path, size) alone) or the square `box` (x0, y0, side, side) of it (black outside the
+    image); a process-pool task. Returns the (1, size, size, 1) image and the file's
+    (width, height)."""
+    path, size, box = (*job, None)[:3]
+    if not is_file(path):
         raise DataError("image file not found", path)
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    try:
+        # Pixels as stored, EXIF orientation ignored: the frame the labels are in, as every
+        # other reader of the package reads them (cv2 would turn the image and not the labels).
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as err:  # a header declaring more pixels than OpenCV allows
+        raise DataError(f"cannot read image ({' '.join(str(err).split())[-120:]})", path) from None
     if image is None:
         raise DataError("cannot read image (corrupt or not an image)", path)
     h, w = image.shape
@@ -228,7 +269,8 @@ def read_images(paths, data_cfg):
     return np.concatenate([image for image, _ in read]), np.array([size for _, size in read], np.int32)
 
 
-def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, labels=None, images=None):
+def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, labels=None, images=None,
+               skip_bad=False):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
     Images are looked up in `images/{split}/`, `images/`, then `data_dir` (or in the
@@ -236,20 +278,29 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, l
     Each sample is read as grayscale, its crop (COCO instances) or whole image (the list
     format) resized to `data_cfg.input_size` (keypoints follow), by `workers` processes.
     The COCO instances skipped are counted in the cache (`skipped_iscrowd`,
-    `skipped_unlabelled`). Returns the cache folder.
+    `skipped_unlabelled`). skip_bad: leave out missing and unreadable images, listed in
+    the cache folder's `skipped.tsv`, instead of stopping. Returns the cache folder.
     """
     label_path, folders = split_files(data_dir, split, labels, images)
     out = Path(cache_dir) / split
     labels = read_annotations(label_path, folders[0])
-    paths = [find_image(folders, name, label_path, f"image of sample {i}: ")
-             for i, name in enumerate(labels["file_names"])]
+    paths, found = [], []
+    for i, name in enumerate(labels["file_names"]):
+        try:
+            paths.append(find_image(folders, name, label_path, f"image of sample {i}: "))
+            found.append(paths[-1])
+        except DataError:
+            if not skip_bad:
+                raise
+            # Read in its place as a missing file: listed in skipped.tsv in the samples' order.
+            paths.append(Path(folders[0]) / name)
     cfg_values = preprocess_config(data_cfg)
     label_files = sorted(label_path.glob("*.txt")) if label_path.is_dir() else [label_path]
-    src_hash = cache.source_hash(label_files, sorted(set(paths)))
+    src_hash = cache.source_hash(label_files, sorted(set(found)), skip_bad=skip_bad)
     if cache.current(out, LAYOUT, cfg_values, src_hash)[0] is not None:
         return out
     size = data_cfg.input_size
-    sizes = np.zeros((len(paths), 2), np.int32)
+    sizes, kept, skipped = np.zeros((len(paths), 2), np.int32), [], []
     if data_cfg.crop == "image":
         (name, count), = collections.Counter(labels["file_names"]).most_common(1)
         if count > 1:
@@ -260,22 +311,30 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, l
 
     def read():  # the resized images, keeping each file's size for the labels
         jobs = [(path, size, None if boxes is None else tuple(boxes[i])) for i, path in enumerate(paths)]
-        for i, (image, file_size) in enumerate(parallel_map(_read_gray, jobs, workers, f"preprocess {split}",
-                                                             progress=progress)):
-            sizes[i] = file_size
+        results = parallel_map(_read_gray, jobs, workers, f"preprocess {split}", progress=progress,
+                               errors="return" if skip_bad else "raise")
+        for i, result in enumerate(results):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            image, sizes[i] = result
+            kept.append(i)
             yield image
 
     with cache.writing(out, cfg_values, src_hash) as writer:
-        writer.images((len(paths), size, size, 1), read())
-        crops = np.concatenate([np.zeros_like(sizes), sizes], 1).astype(np.float64) if boxes is None else boxes
-        xy_norm = ((labels["xy"] - crops[:, None, :2]) / crops[:, None, 2:]).astype(np.float32)
+        writer.images((len(paths), size, size, 1), read(), fewer=skip_bad)
+        crops = (np.concatenate([np.zeros_like(sizes), sizes], 1).astype(np.float64) if boxes is None
+                 else boxes)[kept]
+        xy_norm = ((labels["xy"][kept] - crops[:, None, :2]) / crops[:, None, 2:]).astype(np.float32)
         inside = (xy_norm >= 0).all(-1) & (xy_norm <= 1).all(-1)
-        writer.labels({"xy_norm": xy_norm, "labelled": labels["labelled"] & inside,
-                       "visible": labels["visible"] & inside, "image_sizes": sizes,
-                       "crop_boxes": crops.astype(np.float32), "filenames": np.array(labels["file_names"]),
+        writer.labels({"xy_norm": xy_norm, "labelled": labels["labelled"][kept] & inside,
+                       "visible": labels["visible"][kept] & inside, "image_sizes": sizes[kept],
+                       "crop_boxes": crops.astype(np.float32),
+                       "filenames": np.array(labels["file_names"])[kept],
                        "keypoint_names": np.array(labels["keypoint_names"]), "input_size": np.int64(size),
                        "skipped_iscrowd": np.int64(labels["skipped"].get("iscrowd", 0)),
                        "skipped_unlabelled": np.int64(labels["skipped"].get("no_labelled_keypoint", 0))})
+        writer.skipped(skipped)
     return out
 
 

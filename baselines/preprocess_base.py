@@ -25,12 +25,14 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="data.data_dir")
     parser.add_argument("--cache-dir", help="data.cache_dir")
     cli.add_data_files(parser)
+    cli.add_skip_bad(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from baselines.data import load_cache, preprocess  # after parsing: --help starts at once
+    from common.cache import REPORT_FILE, skipped_items
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
     out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet,
-                     labels=args.labels, images=args.images)
+                     labels=args.labels, images=args.images, skip_bad=args.skip_bad)
     _, y = load_cache(cfg.data.cache_dir, args.split, cfg.data)
     print(f"cache in {out}: {len(y['xy_norm'])} samples from {len(np.unique(y['filenames']))} images, "
           f"{len(y['keypoint_names'])} keypoints, {int(y['labelled'].sum())} labelled "
@@ -38,6 +40,7 @@ def main(argv=None):
     if "skipped_iscrowd" in y:
         print(f"instances skipped: {int(y['skipped_iscrowd'])} iscrowd, {int(y['skipped_unlabelled'])} with no "
               "labelled keypoint")
+    cli.print_skipped(skipped_items(out), out / REPORT_FILE)
 
 
 if __name__ == "__main__":

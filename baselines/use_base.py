@@ -35,7 +35,11 @@ def main(argv=None):
     if "summary" in result:
         s = result["summary"]
         print(f"{s['images']} images, decoder {s['decoder']}: PCK " + json.dumps(s["pck"]) +
-              f", mean error {s['mean_error_px']:.2f} px")
+              f", mean error {s['mean_error_px']:.2f} px" + (" (raw: labels as given)" if "matched" in s else ""))
+        if "matched" in s:
+            m = s["matched"]
+            print(f"matched within {m['groups']}: PCK " + json.dumps(m["pck"]) +
+                  f", mean error {m['mean_error_px']:.2f} px ({m['relabelled_images']:.0%} of images relabelled)")
     else:
         print(f"{result['images']} images, decoder {result['decoder']}")
     print(f"predictions and overlays in {result['output_dir']}")

@@ -41,7 +41,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # The model code after parsing: --help starts at once and prints no TensorFlow start-up lines.
     from detection.centres.centres import build_model
-    from detection.centres.centres_pipeline import load_centres_model, merge_per_image, tile_peaks
+    from detection.centres.centres_pipeline import load_centres_model, merge_distance, merge_per_image, tile_peaks
 
     cfg = CentresConfig()
     size, tile = cfg.data.input_size[0], cfg.data.tile_size
@@ -52,6 +52,7 @@ def main(argv=None):
     transforms = np.repeat(tile_transform((0, 0), tile, size)[None], len(tiles), axis=0)
     tile_image = np.arange(len(tiles))
     codec = cfg.data.codec(int(model.output["heatmaps"].shape[-1]))
+    merge = merge_distance(cfg.use, cfg.data.px_per_heatmap_px)
     rows = []
 
     def run(name, batch, fn, count):
@@ -62,7 +63,7 @@ def main(argv=None):
             heat = fn(tiles[s:s + batch])
             peaks = tile_peaks(heat, np.arange(len(heat)), transforms[s:s + batch], cfg.data.input_size, cfg.use,
                                codec)
-            found += len(merge_per_image(peaks, tile_image[s:s + batch] - s, cfg.use.merge_distance)["image"])
+            found += len(merge_per_image(peaks, tile_image[s:s + batch] - s, merge)["image"])
         seconds = time.perf_counter() - start
         rows.append({"method": name, "batch": batch, "images": count, "seconds": round(seconds, 3),
                      "images_per_second": round(count / seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1),

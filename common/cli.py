@@ -23,6 +23,11 @@ def config_from_args(cls, args, shortcuts=()):
     shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
     """
     overrides, _ = _overrides(args, shortcuts)
+    if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) is not None \
+            or getattr(args, "process_id", None) is not None:
+        from common.distribute import set_peers
+
+        set_peers(args.coordinator, args.num_processes, args.process_id)
     return load_config(cls, args.config, overrides)
 
 
@@ -94,6 +99,19 @@ def add_data_files(parser, labels="label file (default: {data_dir}/{split}.json)
     parser.add_argument("--images", metavar="DIR", help=images)
 
 
+def add_skip_bad(parser):
+    """`--skip-bad` on every preprocess script: leave bad items out instead of stopping."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out bad records and unreadable images, listed in the cache folder's "
+                        "skipped.tsv (path, reason), instead of stopping at the first")
+
+
+def print_skipped(count, report):
+    """The summary line of a `--skip-bad` run that left items out."""
+    if count:
+        print(f"skipped {count} bad item(s), listed in {report}")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -102,7 +120,8 @@ def add_quiet(parser):
 TRAINING_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("learning_rate", "train.learning_rate"), ("precision", "train.precision"),
-                      ("seed", "train.seed"), ("val_split", "train.val_split"))
+                      ("seed", "train.seed"), ("val_split", "train.val_split"),
+                      ("distribution", "train.distribution"))
 
 
 def add_training_arguments(parser, split=True):
@@ -121,8 +140,23 @@ def add_training_arguments(parser, split=True):
     parser.add_argument("--seed", type=int, help="train.seed (default 0)")
     parser.add_argument("--val-split", metavar="NAME", help="train.val_split: validate on this cached split "
                         "instead of holding out train.validation_split")
+    add_distribution_arguments(parser)
     add_quiet(parser)
     return TRAINING_SHORTCUTS
+
+
+def add_distribution_arguments(parser):
+    """--distribution (train.distribution) and where a multi_process run finds its peers;
+    `config_from_args` hands the latter to `keras.distribution.initialize` (common.distribute)."""
+    group = parser.add_argument_group("scaling out (common.distribute)")
+    group.add_argument("--distribution", help="train.distribution: none|data_parallel (every local device)|"
+                       "multi_process (JAX, several machines)")
+    group.add_argument("--coordinator", help="multi_process: HOST:PORT of process 0 "
+                       "(else KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    group.add_argument("--num-processes", type=int, help="multi_process: processes in all "
+                       "(else KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, help="multi_process: this process, 0 to N-1 "
+                       "(else KERAS_DISTRIBUTION_PROCESS_ID)")
 
 
 USE_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"))
@@ -144,8 +178,11 @@ def add_use_arguments(parser, model_default="{train.output_dir}/best.keras"):
 
 def print_training(summary, unit="images"):
     """What every trainer prints after `common.training.train`: epochs, data, speed, last losses."""
-    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} "
-          f"done) on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
+    # The run's epochs, not this process's: a resumed run trained what its first part did too.
+    resumed = summary["epochs_done"] - summary["epochs_run"]
+    resume_note = f", {summary['epochs_run']} of them after resuming from epoch {resumed}" if resumed else ""
+    print(f"trained {summary['epochs_done']} of {summary['epochs_planned']} epoch(s){resume_note} "
+          f"on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
           f"backend, {summary['policy']}, {summary['seconds']} s ({summary['images_per_second']} {unit}/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
     print(f"models, history, plots and logs in {summary['output_dir']}")

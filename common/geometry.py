@@ -26,7 +26,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from common.data_io import open_image
+from common.data_io import open_image, to_rgb
 
 
 def letterbox_crop_transform(image_size, canvas_size, crop_size, input_size):
@@ -76,8 +76,8 @@ def warp_image_file(path, canvas_size, crop_size, input_size):
     A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling) when that
     still leaves at least two source pixels per input pixel: a 1920x1200 SPEED image
     decodes at 480x300 for the default 128x128 input, about ten times faster than a full
-    decode and resize. The transform refers to the original size either way. Grayscale
-    is replicated to RGB. A missing or unreadable file raises `DataError` naming it.
+    decode and resize. The transform refers to the original size either way. Modes other
+    than RGB are converted by `common.data_io.to_rgb`. A missing or unreadable file raises `DataError` naming it.
     """
     with open_image(path) as pil:
         size = pil.size
@@ -87,7 +87,7 @@ def warp_image_file(path, canvas_size, crop_size, input_size):
         drafted = pil.draft(None, (size[0] // reduce, size[1] // reduce)) if reduce > 1 else None
         scale = 1 if drafted is None else size[0] / drafted[1][2]  # draft returns (mode, (0, 0, w / s, h / s))
         pil.load()
-        warped = _resample(pil.convert("RGB"), transform, input_size, scale)
+        warped = _resample(to_rgb(pil), transform, input_size, scale)
     return np.asarray(warped), transform, size
 
 

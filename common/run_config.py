@@ -35,6 +35,52 @@ def model_record(model_path):
             "run_config": str(config) if config.is_file() else None}
 
 
+def load_model(path, made_by, outputs=()):
+    """Load a `.keras` model in Keras safe mode (nothing in the file is executed) as
+    the part whose trainer is `made_by` (e.g. "train_vis.py") expects it.
+
+    outputs: the output names a model of that part has; a model without them (another
+    part's, or any other Keras model) is a `DataError`, not a "No such layer" later.
+    Any failure to load is a `DataError` with one line naming the file and the problem:
+    a `.keras` naming a class or function Keras cannot find raises TypeError with the
+    whole config in its text, a damaged archive ValueError, KeyError or OSError.
+    """
+    import zipfile
+
+    import keras  # here: the config functions of this module serve scripts that need no model
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file not found (train first: {made_by})", path)
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
+        raise DataError(f"not a Keras model file (.keras, as {made_by} writes)", path)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # noqa: BLE001 - whatever the file holds, it is bad input, said in one line
+        raise DataError(f"cannot load the model ({_keras_problem(err)})", path) from None
+    names = sorted(model.output) if isinstance(model.output, dict) else []
+    if any(name not in names for name in outputs):
+        raise DataError(f"not a model made by {made_by} (its outputs are {names or 'unnamed'}; "
+                        f"{', '.join(outputs)} expected)", path)
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise DataError(f"not a model made by {made_by} (it takes {[tuple(x.shape) for x in model.inputs]}; one "
+                        "batch of images (N, H, W, C) expected)", path)
+    return model
+
+
+def _keras_problem(err):
+    """A Keras load error in one line: the innermost cause's first sentence.
+
+    Keras nests the error of a layer in its model's ("... Exception encountered: ...")
+    and appends the whole object config; neither helps a user.
+    """
+    text = str(err).rsplit("Exception encountered:", 1)[-1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(err).__name__
+    sentence = first.split(". ", 1)[0].rstrip(".")
+    return f"{type(err).__name__}: {sentence[:200]}"
+
+
 def load_run_config(cls, model_path, config=None, overrides=(), trained=(), recorded=("train",),
                     override_sources=None):
     """The config to run `model_path` with, and the run's config.json (None without one).

@@ -25,6 +25,12 @@ class DataConfig:
     canvas_size, crop_size, input_size: (width, height) of the letterbox canvas, its
     centre crop and the model input. heatmap_size: (width, height), input / 2.
     sigma: Gaussian sigma of the heatmap targets, in heatmap pixels.
+    interchangeable: groups of keypoints whose labels are arbitrary, by name or index
+    (`[[corner_a, corner_b]]`; the vertex groups a mesh symmetry maps onto each other,
+    as `symmetry_warnings` names them): training takes the loss under the best
+    assignment within each group, evaluation adds matched figures, the argmax decode
+    keeps a group on distinct peaks and the pose step tries the allowed assignments
+    (`common.interchangeable`).
     """
 
     data_dir: str = "runs/demo/renders"
@@ -35,8 +41,12 @@ class DataConfig:
     heatmap_size: tuple = (64, 64)
     sigma: float = 2.0
     cache_heatmaps: bool = False
+    interchangeable: tuple = ()
 
     def __post_init__(self):
+        from common.interchangeable import check_groups
+
+        self.interchangeable = check_groups(self.interchangeable)
         for name in ("canvas_size", "crop_size", "input_size", "heatmap_size"):
             setattr(self, name, size_pair(getattr(self, name), name))
         if self.crop_size[0] > self.canvas_size[0] or self.crop_size[1] > self.canvas_size[1]:
@@ -171,6 +181,7 @@ class UseConfig:
 # What a trained model depends on: use_vis.py and the predictor read these from the run's
 # config.json and refuse a config that says otherwise (`common.run_config`).
 TRAINED_SETTINGS = ("data.canvas_size", "data.crop_size", "data.input_size", "data.heatmap_size", "data.sigma",
+                    "data.interchangeable",
                     "model")
 
 

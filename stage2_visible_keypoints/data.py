@@ -23,7 +23,8 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
                  image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
-                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked;
+                 sigma; config_hash, config_json, source_hash, x_crc32 (`common.cache`);
+                 heatmaps (N, h, w, K) float16 if asked;
                  when every record has a pose: pose_q (N, 4), pose_r (N, 3); when the data folder
                  has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
                  (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
@@ -35,10 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.data_io import find_image, load_json, require, split_files
+from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
@@ -48,6 +48,10 @@ from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
+# Pose values beyond these are corrupt labels: 1e301 is finite, but projecting it or taking
+# its norm overflows float64. A quaternion whose norm is below MIN_QUATERNION_NORM has no direction.
+MAX_POSE_VALUE = 1e9  # |q_i| and |r_i| (metres)
+MIN_QUATERNION_NORM = 1e-6
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
@@ -87,11 +91,13 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split, labels=None, images=None):
+def load_annotations(data_dir, split, labels=None, images=None, skipped=None):
     """Read and check `{data_dir}/{split}.json` (or the `labels` file, with its images in
     the `images` folder: `common.data_io.split_files`); every problem raises a one-line
     `DataError`. camera.json, mesh.obj and keypoint_names.json are looked up beside the
-    label file, then in its parent."""
+    label file, then in its parent.
+    skipped: a list to collect (path, reason) of bad records in, which are then left out
+    (`--skip-bad`), instead of raising."""
     label_path, folders = split_files(data_dir, split, labels, images)
     data_dir = label_path.parent
     records = load_json(label_path)
@@ -102,34 +108,42 @@ def load_annotations(data_dir, split, labels=None, images=None):
     paths, points, flags, sizes, poses = [], [], [], [], []
     seen = {}
     for index, record in enumerate(records):
-        filename = require(record, "filename", label_path, f"record {index}: ")
-        where = f"record {index} ({filename}): "
-        if str(filename) in seen:
-            raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
-        seen[str(filename)] = index
-        path = find_image(folders, str(filename), label_path, where)
-        size = _image_size(path)
-        pose = _read_pose(record, label_path, where, required="keypoints" not in record)
-        if "keypoints" in record:
-            xy, visible = _read_keypoints(record, size, label_path, where)
-        else:
-            if projector is None:
-                projector = _PoseProjector(data_dir, label_path, names)
-            xy, visible = projector(*pose)
-        if names is None:
-            names = default_keypoint_names(len(xy))
-        if len(xy) != len(names):
-            raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
-        outside = visible & ~inside(xy, size)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
-                            f"lies outside the {size[0]}x{size[1]} image", label_path)
-        paths.append(path)
-        points.append(xy)
-        flags.append(visible)
-        sizes.append(size)
-        poses.append(pose)
+        try:
+            filename = require(record, "filename", label_path, f"record {index}: ")
+            where = f"record {index} ({filename}): "
+            if str(filename) in seen:
+                raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})",
+                                label_path)
+            seen[str(filename)] = index
+            path = find_image(folders, str(filename), label_path, where)
+            size = image_size(path)  # the header only
+            pose = _read_pose(record, label_path, where, required="keypoints" not in record)
+            if "keypoints" in record:
+                xy, visible = _read_keypoints(record, size, label_path, where)
+            else:
+                if projector is None:
+                    projector = _PoseProjector(data_dir, label_path, names)
+                xy, visible = projector(*pose)
+            if names is None:
+                names = default_keypoint_names(len(xy))
+            if len(xy) != len(names):
+                raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
+            outside = visible & ~inside(xy, size)
+            if outside.any():
+                k = int(np.flatnonzero(outside)[0])
+                raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
+                                f"lies outside the {size[0]}x{size[1]} image", label_path)
+            paths.append(path)
+            points.append(xy)
+            flags.append(visible)
+            sizes.append(size)
+            poses.append(pose)
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.path, err.message))
+    if not paths:  # a problem of the whole split (say, no camera.json), not of a few records
+        raise DataError(f"all {len(records)} records are bad; the first: {skipped[0][1]}", skipped[0][0])
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
                               object_model=(_object_model(data_dir, tuple(names)) if projector is None
                                             else projector.object_model(tuple(names))))
@@ -150,6 +164,13 @@ def _read_pose(record, label_path, where, required):
     if not np.any(q):
         raise DataError(f"{where}field '{q_field}' is the zero quaternion", label_path)
     r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+    for field, values in ((q_field, q), (TRANSLATION_FIELD, r)):
+        if np.abs(values).max() > MAX_POSE_VALUE:
+            raise DataError(f"{where}field '{field}' holds {_shorten(values.tolist())}: a value beyond "
+                            f"{MAX_POSE_VALUE:.0e} is a corrupt label", label_path)
+    if not np.linalg.norm(q) >= MIN_QUATERNION_NORM:
+        raise DataError(f"{where}field '{q_field}' {q.tolist()} has a norm below {MIN_QUATERNION_NORM:g}: "
+                        "not a rotation", label_path)
     return q, r
 
 
@@ -253,16 +274,10 @@ def _keypoint_names(data_dir):
     return tuple(names)
 
 
-def _image_size(path):
-    try:
-        with Image.open(path) as img:  # reads the header only
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read image ({err.__class__.__name__})", path) from None
 
 
 def _read_keypoints(record, size, label_path, where):
-    xy = _numbers(record["keypoints"])
+    xy = json_numbers(record["keypoints"])
     if xy is None:
         raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -272,11 +287,13 @@ def _read_keypoints(record, size, label_path, where):
     if np.abs(xy).max(initial=0.0) > MAX_PIXEL:
         raise DataError(f"{where}field 'keypoints' holds a coordinate beyond {MAX_PIXEL:.0e} px", label_path)
     if "visible" in record:
-        visible = np.asarray(record["visible"])
-        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi" or not np.isin(visible, (0, 1)).all():
-            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got {visible.tolist()}",
-                            label_path)
-        return xy, visible.astype(bool)
+        visible = record["visible"]
+        # Checked element by element: numpy would turn [true, [true]] into a ValueError and "1" into a flag.
+        if (not isinstance(visible, list) or len(visible) != len(xy)
+                or not all(isinstance(v, bool) or (type(v) is int and v in (0, 1)) for v in visible)):
+            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got "
+                            f"{_shorten(visible)}", label_path)
+        return xy, np.array(visible, dtype=bool)
     return xy, inside(xy, size)
 
 
@@ -311,24 +328,14 @@ class _PoseProjector:
         return xy, visible & finite
 
 
-def _numbers(value):
-    """`value` as a float64 array when it is a number or nested lists of numbers (JSON
-    numbers: not strings, not booleans, which numpy would convert), else None."""
-    def numeric(v):
-        if isinstance(v, list):
-            return all(numeric(item) for item in v)
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if not numeric(value):
-        return None
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except ValueError:  # ragged lists
-        return None
+def _shorten(value, limit=80):
+    """`value` for an error message, cut to `limit` characters (a label file can hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _vector(value, length, field, label_path, where):
-    array = _numbers(value)
+    array = json_numbers(value)
     if array is None:
         array = np.empty(0)
     if array.shape != (length,) or not np.isfinite(array).all():
@@ -360,42 +367,60 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None):
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
     (`common.cache`). An unchanged config and unchanged inputs reuse the existing cache;
     `rebuilt` in the summary says why an existing one was not. `workers` processes
-    decode and resize.
+    decode and resize. skip_bad: leave out bad records and images that cannot be
+    decoded, listed in the cache folder's `skipped.tsv`, instead of stopping.
     """
     start = time.perf_counter()
-    annotations = load_annotations(data_cfg.data_dir, split, labels, images)
+    skipped = [] if skip_bad else None
+    annotations = load_annotations(data_cfg.data_dir, split, labels, images, skipped)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
     src_hash = cache.source_hash([annotations.label_path, *(side_file(annotations.label_path.parent, name)
-                                                              for name in SIDE_FILES)], annotations.image_paths)
+                                                              for name in SIDE_FILES)], annotations.image_paths,
+                                 skip_bad=skip_bad)
     y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
     if y is not None:
         return _summary(split, out_dir, y, reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
     count = len(annotations.image_paths)
-    transforms = np.zeros((count, 4))
+    transforms, kept = np.zeros((count, 4)), []
 
     def warped():  # the images, keeping each one's transform for the labels
         jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
                 for path in annotations.image_paths]
-        for i, (image, transform) in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
-                                                            progress=progress)):
-            transforms[i] = transform
-            yield image[None]
+        for i, result in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
+                                                progress=progress, errors="return" if skip_bad else "raise")):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            transforms[i] = result[1]
+            kept.append(i)
+            yield result[0][None]
 
     with cache.writing(out_dir, cfg_values, src_hash) as writer:
-        writer.images((count, height, width, 3), warped())
+        writer.images((count, height, width, 3), warped(), fewer=skip_bad)
+        annotations, transforms = _subset(annotations, kept), transforms[kept]
         arrays, streamed = _label_arrays(annotations, transforms, data_cfg)
         writer.labels(arrays, streamed)
+        writer.skipped(skipped)
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start, rebuilt=stale)
+
+
+def _subset(annotations, rows):
+    """The annotations of the images at `rows` (those left once bad ones are skipped)."""
+    if len(rows) == len(annotations.image_paths):
+        return annotations
+    per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "pose_q",
+                                                                   "pose_r") if getattr(annotations, key) is not None}
+    return dataclasses.replace(annotations, image_paths=[annotations.image_paths[i] for i in rows], **per_image)
 
 
 def _label_arrays(annotations, transforms, data_cfg):
@@ -461,7 +486,8 @@ def _summary(split, out_dir, y, reused, seconds, rebuilt=None):
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
             "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
-            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2),
+            "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
 
 class Cache(cache.Cache):

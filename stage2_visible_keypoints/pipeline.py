@@ -11,12 +11,15 @@ import keras
 import numpy as np
 
 import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
 from common.data_io import image_paths, read_image_rgb, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
+from common.interchangeable import group_names, resolve_groups
+from common.metrics import (keypoint_error_summary, keypoint_errors, match_groups, relabel,
+                            visibility_precision_recall, wrong_keypoint_summary)
 from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
                           plot_wrong_keypoints, save_overlay)
 from common.run_config import model_record
@@ -46,6 +49,7 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, keypoint_names.json, history, plots, logs into
@@ -61,6 +65,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     tc = cfg.train
     start_run(tc)
     cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
+    groups = resolve_groups(cfg.data.interchangeable, cache.keypoint_names, Path(cfg.data.cache_dir) / split)
     total = len(cache.y["xy_norm"])
     count = min(tc.max_images, total) if tc.max_images else total
     # train.val_split: validation on another cached split, else a share of this one.
@@ -78,7 +83,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
         first = Path(tc.output_dir) / "best.keras"
         if not first.is_file():
             raise DataError("fine-tuning starts from the best model of a first run, which is missing", first)
-        model = keras.saving.load_model(first, safe_mode=True, compile=False)
+        model = load_stage2_model(first, cfg.data.input_size)
         model.get_layer("backbone").trainable = True
         learning_rate = tc.fine_tune_learning_rate
     else:
@@ -86,7 +91,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
         # A frozen random backbone learns nothing: freeze only pretrained weights.
         model.get_layer("backbone").trainable = not has_pretrained_weights(cfg.model.weights)
         learning_rate = tc.learning_rate
-    compile_model(model, cfg.data, tc, make_optimizer(tc, plan, learning_rate), resolve_jit(tc.jit_compile))
+    compile_model(model, cfg.data, tc, make_optimizer(tc, plan, learning_rate), resolve_jit(tc.jit_compile),
+                  groups=groups)
 
     data = training_targets(cache.y)
     if batches is None:
@@ -218,7 +224,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         if poses is not None and "pose_q" in y:
             summary["pose"] = pose_summary(poses, y, uc.pnp_ransac_px)
             truth = estimate_poses(y["xy_original"], y["visible_original"].astype(bool), transforms, object_model,
-                                   uc.pnp_ransac_px)
+                                   uc.pnp_ransac_px, predictor.interchangeable(count))
             summary["pose_from_true_keypoints"] = pose_summary(truth, y, uc.pnp_ransac_px)
         summary["config"] = to_dict(cfg)
         save_json(out_dir / "evaluation_summary.json", summary)
@@ -281,16 +287,22 @@ def _original_image(source_paths, y, index):
 def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
     """The evaluation summary: soft-argmax errors in the input frame and in original
     pixels, argmax+refine errors beside them, the visible keypoints predicted on another
-    keypoint (input frame, errors over 2 px), and visibility precision/recall."""
+    keypoint (input frame, errors over 2 px), and visibility precision/recall.
+
+    With `data.interchangeable` groups those are the raw figures (labels as given), the
+    argmax decode keeps each group on distinct peaks, and `matched` adds the input- and
+    original-frame errors after each image's predictions are relabelled within the groups
+    to fit best (`common.metrics.match_groups`)."""
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     thresholds = cfg.use.pck_thresholds
     visible = y["visible"].astype(bool)
     truth_input = y["xy_norm"] * input_size
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, y["transforms"])
-    argmax_norm, _ = cfg.data.codec().decode(_sigmoid(logits))
+    groups = resolve_groups(cfg.data.interchangeable, keypoint_names)
+    argmax_norm, _ = cfg.data.codec().decode(_sigmoid(logits), groups=groups)
     frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
-    return {
+    summary = {
         "counts": {"images": int(len(visible)), "keypoints_per_image": int(visible.shape[1]),
                    "visible_keypoints": int(visible.sum())},
         "input_frame": keypoint_error_summary(xy_input, truth_input, visible, thresholds, keypoint_names, frame),
@@ -302,3 +314,13 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
                                                              keypoint_names=keypoint_names),
         "visibility": visibility_precision_recall(confidence, visible, cfg.use.visibility_threshold),
     }
+    if groups:
+        order = match_groups(xy_input, truth_input, visible, groups)
+        summary["matched"] = {
+            "groups": group_names(groups, keypoint_names),
+            "relabelled_images": float(np.mean(np.any(order != np.arange(order.shape[1]), axis=1))),
+            "input_frame": keypoint_error_summary(relabel(xy_input, order), truth_input, visible, thresholds,
+                                                  keypoint_names, frame),
+            "original_frame": keypoint_error_summary(relabel(xy_original, order), y["xy_original"], visible,
+                                                     thresholds, keypoint_names, "px in the original image")}
+    return summary

@@ -18,7 +18,6 @@ for a cache split or a folder.
 
 import dataclasses
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,14 @@ from tqdm import tqdm
 
 from common.errors import DataError
 from common.geometry import to_original, warp_image, warp_image_file
-from common.run_config import load_run_config
+from common.interchangeable import resolve_groups
+from common.run_config import load_model, load_run_config
 from stage2_visible_keypoints.camera import Camera, load_camera_json
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh, \
     read_keypoint_names
 from stage2_visible_keypoints.mesh import default_keypoint_names, load_obj
-from stage2_visible_keypoints.pose import PnPResult, solve_pnp
+from stage2_visible_keypoints.pose import PnPResult, solve_pnp_groups
 
 
 @dataclasses.dataclass
@@ -154,9 +154,14 @@ class KeypointPredictor:
         visible = confidence >= self.cfg.use.visibility_threshold
         poses = None
         if self.object_model is not None:
-            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px)
+            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px,
+                                   self.interchangeable(xy_norm.shape[1]))
         return {"xy_norm": xy_norm, "xy_input": xy_input, "xy_original": xy_original, "confidence": confidence,
                 "visible_pred": visible, "heatmap_logits": logits, "poses": poses}
+
+    def interchangeable(self, num_keypoints):
+        """`data.interchangeable` as keypoint indices of these predictions (DataError for a bad name)."""
+        return resolve_groups(self.cfg.data.interchangeable, self.names_for(num_keypoints))
 
     def names_for(self, num_keypoints):
         """The keypoint names of the predictions: the run's, the object model's, or kp00, kp01, ..."""
@@ -186,7 +191,8 @@ class KeypointPredictor:
             pose = None
             if poses is not None and poses["found"][i]:
                 pose = PnPResult(q=poses["q"][i], r=poses["r"][i], inliers=poses["inliers"][i],
-                                 reprojection_px=float(poses["reprojection_px"][i]))
+                                 reprojection_px=float(poses["reprojection_px"][i]),
+                                 assignment=poses["assignment"][i])
             results.append(KeypointPrediction(
                 keypoints_original=out["xy_original"][i], keypoints_input=out["xy_input"][i],
                 confidence=out["confidence"][i].astype(np.float64), visible_pred=out["visible_pred"][i],
@@ -200,20 +206,9 @@ def load_stage2_model(path, input_size=None):
     input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
     """
     # Keras only here: the pose functions of this module serve scripts that need no model.
-    import keras
-
     import stage2_visible_keypoints.model  # noqa: F401  (registers the model's layers and metric for loading)
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_vis.py)", path)
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
-        raise DataError("not a Keras model file (.keras, as train_vis.py writes)", path)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, KeyError, OSError) as err:  # a zip that is not a Keras archive, or a damaged one
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DataError(f"cannot load the model ({first_line})", path) from None
+    model = load_model(path, "train_vis.py", outputs=("keypoints", "confidence"))
     model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
     if input_size is not None and model_size != tuple(input_size):
         raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
@@ -224,7 +219,7 @@ def load_stage2_model(path, input_size=None):
 
 def num_keypoints(model):
     """K, the keypoints a stage-2 model predicts."""
-    return int(model.get_layer("keypoints").output.shape[1])
+    return int(model.output["keypoints"].shape[1])
 
 
 def run_keypoint_names(model_path, count=None):
@@ -281,22 +276,27 @@ def load_object_model(uc, y, num_keypoints, keypoint_names=None):
     return None
 
 
-def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
+def estimate_poses(xy_original, mask, transforms, object_model, ransac_px, groups=()):
     """PnP for every image from the keypoints in `mask` (N, K).
 
     ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
-    original pixels follows from its transform. Returns found (N,) bool, q (N, 4) and
-    r (N, 3) (NaN rows where no pose was found), inliers (N, K) bool and reprojection_px
-    (N,) RMS in original pixels.
+    original pixels follows from its transform. groups: interchangeable keypoints (as
+    indices): every allowed assignment is tried and the best reprojection kept
+    (`pose.solve_pnp_groups`). Returns found (N,) bool, q (N, 4) and r (N, 3) (NaN rows
+    where no pose was found), inliers (N, K) bool, reprojection_px (N,) RMS in original
+    pixels and assignment (N, K) (the identity where no pose was found or no groups).
     """
     count, num_keypoints = mask.shape
     poses = {"found": np.zeros(count, bool), "q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
-             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
+             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan),
+             "assignment": np.tile(np.arange(num_keypoints), (count, 1))}
     for i in range(count):
         scale = float(np.mean(transforms[i, :2]))  # input px per original px
         threshold = None if ransac_px is None else ransac_px / scale
-        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
+        result = solve_pnp_groups(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i],
+                                  threshold, groups=groups)
         if result is not None:
             poses["found"][i], poses["q"][i], poses["r"][i] = True, result.q, result.r
             poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
+            poses["assignment"][i] = result.assignment
     return poses

@@ -55,6 +55,10 @@ def main(argv=None):
               + ", ".join(f"@{k}: {_fmt(v)}" for k, v in pck.items()))
         print(f"original frame: mean {_fmt(s['original_frame']['euclidean']['mean'])} px; visibility precision "
               f"{_fmt(s['visibility']['precision'])}, recall {_fmt(s['visibility']['recall'])}")
+        if "matched" in s:  # interchangeable keypoints: the figures above are against the labels as given
+            matched = s["matched"]["input_frame"]
+            print(f"matched within {s['matched']['groups']}: input-frame mean {_fmt(matched['euclidean']['mean'])}, "
+                  "PCK " + ", ".join(f"@{k}: {_fmt(v)}" for k, v in matched["pck"].items()))
         wrong = s["input_frame_wrong_keypoint"]
         print(f"on another keypoint: {_fmt(wrong['fraction'])} of the visible keypoints, "
               f"{_fmt(wrong['error_share'])} of the summed error")

@@ -10,11 +10,11 @@ evaluation is in original pixels, per image.
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 from tqdm import tqdm
 
 import common.augment  # noqa: F401  (registers the layers for loading)
+from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
 from common.data_io import image_paths, read_image_rgb, save_json
@@ -22,13 +22,14 @@ from common.errors import DataError
 from common.geometry import to_original
 from common.metrics import centre_detection_summary
 from common.plots import plot_heatmaps, save_overlay
-from common.run_config import model_record
+from common.run_config import load_model, model_record
 from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
 from detection.centres.centres import build_model, compile_model
 from detection.centres.centres_data import load_cache
 from detection.centres.tiling import cut_tiles, merge_detections, tile_grid, tile_transform
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, progress=True, callbacks=()):
     """Train on the train cache through `common.training.train` (validation on the val
     cache when it exists, else on train.validation_split of the tiles).
@@ -72,10 +73,7 @@ def train_from_cache(cfg, progress=True, callbacks=()):
 
 def load_centres_model(path):
     """Load a saved model with Keras safe mode (no arbitrary code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_centres.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_model(path, "train_centres.py", outputs=("heatmaps",))
 
 
 def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec, keep_heatmaps=(), progress=True):
@@ -94,7 +92,22 @@ def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec
         parts.append(tile_peaks(heat, np.arange(start, start + len(heat)), tile_transforms, input_size, use_cfg, codec))
         kept.update({t: heat[t - start] for t in keep_heatmaps if start <= t < start + len(heat)})
     peaks = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else None
-    return merge_per_image(peaks, tile_image, use_cfg.merge_distance), kept
+    # Original px per heatmap px: the tile (1 / its scale to the input) over the heatmap.
+    stride = input_size[0] / codec.heatmap_size[0] / float(tile_transforms[0][0]) if len(tile_transforms) else 1.0
+    return merge_per_image(peaks, tile_image, merge_distance(use_cfg, stride)), kept
+
+
+# Two peaks of one object from two tiles differ by both tiles' decoding errors, up to about
+# a heatmap pixel each (the tiles' heatmap grids need not line up: the overlap is in original
+# pixels); one tile cannot tell apart objects much closer than that anyway.
+MERGE_HEATMAP_PX = 2.0
+
+
+def merge_distance(use_cfg, px_per_heatmap_px):
+    """The tile-merge distance in original px: `use.merge_distance`, or when that is 0 (the
+    default) MERGE_HEATMAP_PX heatmap pixels (16 px at 8 original px per heatmap px, 32 at
+    tile_size=1024 with a 256 px input), so that it follows the heatmap's stride."""
+    return float(use_cfg.merge_distance or MERGE_HEATMAP_PX * px_per_heatmap_px)
 
 
 def tile_peaks(heatmaps, tile_index, tile_transforms, input_size, use_cfg, codec):
@@ -112,7 +125,8 @@ def tile_peaks(heatmaps, tile_index, tile_transforms, input_size, use_cfg, codec
 
 def merge_per_image(peaks, tile_image, merge_distance):
     """Tile peaks -> detections per image {image (P,), class (P,), xy (P, 2), score (P,)}:
-    duplicates from overlapping tiles (same class, within `merge_distance` original px) merged."""
+    duplicates from overlapping tiles (same class, other tiles, within `merge_distance`
+    original px: `merge_distance(use_cfg, ...)`) merged."""
     if peaks is None:
         return {"image": np.zeros(0, np.int64), "class": np.zeros(0, np.int64), "xy": np.zeros((0, 2)),
                 "score": np.zeros(0, np.float32)}
@@ -121,7 +135,7 @@ def merge_per_image(peaks, tile_image, merge_distance):
     for index in np.unique(image):  # merging needs only the peaks of one image at a time
         rows = np.flatnonzero(image == index)
         keep.append(rows[merge_detections(peaks["xy"][rows], peaks["class"][rows], peaks["score"][rows],
-                                          merge_distance)])
+                                          merge_distance, groups=peaks["tile"][rows])])
     keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
     return {"image": image[keep], "class": peaks["class"][keep], "xy": peaks["xy"][keep],
             "score": peaks["score"][keep]}
@@ -216,10 +230,10 @@ def evaluate(found, y, cfg):
                                        truth, [str(c) for c in y["class_names"]], uc.match_distance,
                                        uc.pck_thresholds, groups, unit="px in the original image")
     summary["score_threshold"] = uc.score_threshold
-    summary["merge_distance"] = uc.merge_distance
+    stride = float(y["tile_size"]) / float(y["heatmap_size"][0])
+    summary["merge_distance"] = merge_distance(uc, stride)
     summary["frames"] = {"input_size": [int(v) for v in y["input_size"]], "tile_size": int(y["tile_size"]),
-                         "heatmap_size": [int(v) for v in y["heatmap_size"]],
-                         "original_px_per_heatmap_px": float(y["tile_size"]) / float(y["heatmap_size"][0])}
+                         "heatmap_size": [int(v) for v in y["heatmap_size"]], "original_px_per_heatmap_px": stride}
     return summary
 
 

@@ -78,7 +78,7 @@ def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
     if not path.is_file():
         raise DataError("label file not found", path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # DOTA's own downloads begin with a byte-order mark
     except UnicodeDecodeError as err:
         raise DataError(f"not a text file ({err})", path) from None
     except OSError as err:

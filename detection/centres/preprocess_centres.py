@@ -27,19 +27,22 @@ def main(argv=None):
     cli.add_data_files(parser, labels="folder of DOTA label files NAME.txt (default: {data_dir}/labelTxt)",
                        images="folder of the images NAME.png (default: {data_dir}/images)")
     cli.add_workers(parser, "processes reading and tiling images")
+    cli.add_skip_bad(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.centres.centres_data import SPLITS, preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(CentresConfig, args, SHORTCUTS)
     summary = preprocess(cfg.data, progress=not args.quiet, workers=args.workers, labels=args.labels,
-                         images=args.images)
+                         images=args.images, skip_bad=args.skip_bad)
     for split in SPLITS:
         s = summary[split]
         if s.get("rebuilt"):
             print(f"rebuilding the {split} cache: {s['rebuilt']}")
-        state = "reused" if s["reused"] else ("written" if s["cache"] else "empty, skipped")
+        state = "reused" if s["reused"] else ("written" if s["cache"] else
+                                              "empty, old cache removed" if s.get("removed") else "empty, skipped")
         print(f"{split}: {s['images']} images, {s['tiles']} tiles, {s['objects']} objects; cache {state}"
               + (f": {s['cache']}" if s["cache"] else ""))
+        cli.print_skipped(s.get("skipped"), s.get("report"))
     print(f"seconds: {summary['seconds']}")
 
 

@@ -49,12 +49,14 @@ def cut_tiles(image, origins, tile_size, input_size):
     return np.stack(tiles)
 
 
-def merge_detections(xy, classes, scores, distance):
+def merge_detections(xy, classes, scores, distance, groups=None):
     """Indices of the detections to keep after merging duplicates from overlapping tiles.
 
     Greedy, highest score first: a detection is dropped when a kept detection of the
     same class lies within `distance` (original pixels). xy (P, 2), classes (P,),
-    scores (P,). Returns sorted int indices.
+    scores (P,). groups (P,), optional: the tile of each detection; detections of one
+    tile are never merged (its own peak NMS has already told them apart), only a tile's
+    with another's. Returns sorted int indices.
     """
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
     if len(xy) == 0 or distance <= 0:
@@ -63,6 +65,9 @@ def merge_detections(xy, classes, scores, distance):
     order = np.argsort(-np.asarray(scores), kind="stable")
     pairs = cKDTree(xy).query_pairs(distance, output_type="ndarray")
     pairs = pairs[classes[pairs[:, 0]] == classes[pairs[:, 1]]]
+    if groups is not None:
+        groups = np.asarray(groups)
+        pairs = pairs[groups[pairs[:, 0]] != groups[pairs[:, 1]]]
     neighbours = [[] for _ in range(len(xy))]
     for a, b in pairs:
         neighbours[a].append(b)

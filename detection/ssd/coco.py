@@ -18,13 +18,11 @@ the image files; declared ones are checked against the files where the images ar
 """
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from common.data_io import find_image, load_json, require, split_files
+from common.data_io import find_image, image_size, is_finite_number, load_json, require, split_files
 from common.errors import DataError
 
 BORDER_TOLERANCE = 1.0
@@ -55,7 +53,7 @@ def _list_field(coco, field, path):
 
 
 def _number(value, field, path, where):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise DataError(f"{where}field '{field}' must be a finite number, got {value!r}", path)
     return float(value)
 
@@ -85,14 +83,6 @@ def check_image_size(image, declared, label_path, where):
     if (width, height) != tuple(declared):
         raise DataError(f"{where}fields 'width', 'height' say {declared[0]:g}x{declared[1]:g} but the image file is "
                         f"{width}x{height}", label_path)
-
-
-def _image_size(path, label_path, where):
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{where}cannot read image ({err.__class__.__name__}: {err})", path) from None
 
 
 def _valid_boxes(raw, sizes, fmt):
@@ -166,7 +156,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
             if min(size) <= 0:
                 raise DataError(f"{where}width and height must be positive, got {size}", label_path)
         else:
-            size = _image_size(path, label_path, where)
+            size = image_size(path)  # the header only
         index_of[image_id] = i
         paths.append(path)
         ids.append(image_id)

@@ -27,12 +27,13 @@ def main(argv=None):
     parser.add_argument("--bbox-format", choices=("xywh", "xyxy", "auto"), help="data.bbox_format")
     cli.add_data_files(parser)
     cli.add_workers(parser, "processes decoding and resizing")
+    cli.add_skip_bad(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.ssd.box_cache import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
-                         images=args.images)
+                         images=args.images, skip_bad=args.skip_bad)
     if summary["note"]:
         print(summary["note"])
     if summary["rebuilt"]:
@@ -41,6 +42,7 @@ def main(argv=None):
     print(f"cache {state}: {summary['cache']}")
     print(f"images: {summary['images']}, boxes: {summary['boxes']}, classes: {', '.join(summary['classes'])}, "
           f"bbox format: {summary['bbox_format']}, seconds: {summary['seconds']}")
+    cli.print_skipped(summary["skipped"], summary["report"])
 
 
 if __name__ == "__main__":

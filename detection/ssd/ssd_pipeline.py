@@ -12,10 +12,11 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from common import distribute
 from common.config import save_config, to_dict
 from common.data_io import image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
-from common.run_config import model_record
+from common.run_config import load_model, model_record
 from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
                              train_val_indices)
 from detection.ssd.anchors import generate_anchors
@@ -124,6 +125,7 @@ def make_loss(num_classes, cfg):
                    class_weight=tc.class_weight)
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, categories.json, history.csv, training_log.json, plots/,
@@ -171,10 +173,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
 
 def load_detector(path):
     """Load a saved detector with Keras safe mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("model file not found (train first: train_det.py)", path)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_model(path, "train_det.py", outputs=("predictions",))
 
 
 def inference_model(model, num_classes, cfg, score_threshold):

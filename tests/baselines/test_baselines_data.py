@@ -107,3 +107,23 @@ def test_missing_image_names_every_folder_searched_and_image_crops_take_one_per_
                    images=tmp_path / "photos")
     preprocess(tmp_path, "train", tmp_path / "cache", DataConfig(), progress=False, images=tmp_path / "photos")
     assert len(load_cache(tmp_path / "cache", "train", DataConfig())[1]["xy_norm"]) == 2  # one per person
+
+
+def test_skip_bad_leaves_out_missing_and_unreadable_images(tmp_path, capsys):
+    from baselines import preprocess_base
+
+    render_dataset(tmp_path / "data", 4, seed=1, split="train")
+    images = tmp_path / "data" / "images" / "train"
+    (images / "train_000001.png").write_bytes(b"not a png")
+    (images / "train_000002.png").unlink()
+    preprocess_base.main(["--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+                          "--skip-bad", "--set", "data.input_size=64", "--set", "data.heatmap_size=32",
+                          "--set", "data.crop=image"])  # stick figures fill their frame: cached whole
+    report = tmp_path / "cache" / "train" / "skipped.tsv"
+    assert f"skipped 2 bad item(s), listed in {report}" in capsys.readouterr().out
+    assert [line.split("\t")[1] for line in report.read_text().splitlines()[1:]] == [
+        "cannot read image (corrupt or not an image)", "image file not found"]
+    images, y = load_cache(tmp_path / "cache", "train", DataConfig(input_size=64, heatmap_size=32, crop="image"))
+    labels = read_annotations(tmp_path / "data" / "train.json")
+    assert images.shape == (2, 64, 64, 1) and list(y["filenames"]) == [labels["file_names"][i] for i in (0, 3)]
+    np.testing.assert_allclose(y["xy_norm"], labels["xy"][[0, 3]] / 128, atol=1e-6)

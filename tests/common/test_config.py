@@ -232,3 +232,13 @@ def test_cli_run_turns_an_os_error_on_a_path_into_one_line(tmp_path, capsys):
 
     with pytest.raises(PermissionError, match="no file involved"):
         run(no_path)
+
+
+@pytest.mark.parametrize("override", ["data.sigma=[1", "data.sigma=!!python/object/apply:os.system ['true']",
+                                      "data.sigma={a: 1"])
+def test_malformed_override_value_is_one_line_naming_it(override):
+    # A YAML error in an override was a raw PyYAML traceback; a file already gave one line.
+    with pytest.raises(DataError) as info:
+        load_config(Stage2Config, overrides=[override])
+    message = str(info.value)
+    assert message.startswith(f"--set {override}: not a valid YAML value (") and "\n" not in message

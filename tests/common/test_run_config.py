@@ -131,3 +131,69 @@ def test_a_cache_gives_its_data_settings_and_a_contradiction_names_what_to_drop(
                              LAYOUT, None, ["data.sigma=2"], ["--sigma 2"])
     # No cache there: the config as it was (loading the cache says what is missing).
     assert apply_cache_settings(Stage2Config, Stage2Config(), tmp_path / "val", LAYOUT) == Stage2Config()
+
+
+def _tiny_model(path):
+    """A valid Keras model of none of the package's parts (one 'heatmaps' output)."""
+    import keras
+
+    images = keras.Input((8, 8, 3), dtype="uint8", name="images")
+    heatmaps = keras.layers.Conv2D(2, 1, name="conv")(keras.layers.Rescaling(1 / 255, name="rescale")(images))
+    keras.Model(images, {"heatmaps": heatmaps}).save(path)
+    return path
+
+
+def _rewrite_config(src, dst, edit):
+    """Copy the .keras archive `src` to `dst` with its config.json passed through `edit`."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                edit(config["config"]["layers"][2])  # the Conv2D layer
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+    return dst
+
+
+def _loaders():
+    from baselines.pipeline import load_model as load_baseline
+    from detection.centres.centres_pipeline import load_centres_model
+    from detection.ssd.ssd_pipeline import load_detector
+    from stage2_visible_keypoints.predictor import load_stage2_model
+
+    return {"stage2": load_stage2_model, "centres": load_centres_model, "ssd": load_detector,
+            "baselines": load_baseline}
+
+
+@pytest.mark.parametrize("edit, problem", [
+    # A class no one registered: Keras raises TypeError with the whole config in its text.
+    (lambda layer: layer.update(module="mypackage.layers", class_name="Mystery", registered_name="mypackage>Mystery"),
+     "TypeError: Could not locate class 'Mystery'"),
+    # A function named where a layer is (safe mode refuses to look it up: nothing is run).
+    (lambda layer: layer.update(module="os", class_name="function", config="system", registered_name=None),
+     "TypeError: Could not locate function 'system'"),
+])
+def test_a_model_naming_an_unknown_class_or_function_is_one_line(tmp_path, edit, problem):
+    path = _rewrite_config(_tiny_model(tmp_path / "valid.keras"), tmp_path / "bad.keras", edit)
+    for part, load in _loaders().items():
+        with pytest.raises(DataError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: cannot load the model ({problem}"), (part, message)
+        assert "\n" not in message and len(message) < 200 + len(str(path)), (part, message)
+
+
+def test_another_parts_model_is_one_line_naming_what_is_missing(tmp_path):
+    path = _tiny_model(tmp_path / "other.keras")
+    loaders = _loaders()
+    with pytest.raises(DataError) as info:
+        loaders["stage2"](path)
+    assert str(info.value) == (f"{path}: not a model made by train_vis.py (its outputs are ['heatmaps']; "
+                               "keypoints, confidence expected)")
+    with pytest.raises(DataError, match=r"not a model made by train_det.py \(its outputs are \['heatmaps'\]; "
+                                        r"predictions expected\)"):
+        loaders["ssd"](path)
+    assert loaders["centres"](path).output["heatmaps"].shape[-1] == 2  # a model with what it needs loads

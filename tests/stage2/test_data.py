@@ -34,7 +34,8 @@ W, H = 320, 200
 TRANSFORM = np.array([0.36, 0.36, -25.6, -4.0])
 NAMES = ["nose", "tip", "edge", "hidden"]
 Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames", "image_paths",
-          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash"}
+          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash",
+          "x_crc32", "x_crc_block"}
 
 
 def keypoints_for(i):
@@ -756,3 +757,39 @@ def test_visible_flags_must_be_booleans_or_0_1(tmp_path):
     records[0]["visible"] = [1, 1, 1, 0]
     write_labels(tmp_path, records)
     assert load_annotations(tmp_path, "train").visible.tolist() == [[True, True, True, False]]
+
+
+def test_skip_bad_leaves_out_bad_records_and_images_and_lists_them(tmp_path, capsys):
+    from stage2_visible_keypoints import preprocess_vis
+
+    data = tmp_path / "data"
+    records = write_split(data, n=5)
+    images = data / "images" / "train"
+    (images / "img001.png").write_bytes((images / "img001.png").read_bytes()[:200])  # header fine, pixels cut off
+    records[2]["keypoints"] = "nowhere"
+    (images / "img003.png").unlink()
+    write_labels(data, records)
+    cfg = small_config(tmp_path)
+    expect_error(lambda: preprocess(cfg, "train", progress=False), "record 2 (img002.png): field 'keypoints'")
+    args = ["--data-dir", str(data), "--cache-dir", cfg.cache_dir, "--quiet", "--skip-bad"] + [
+        arg for key in ("canvas_size=[320,180]", "crop_size=[160,160]", "input_size=[64,64]", "heatmap_size=[32,32]")
+        for arg in ("--set", f"data.{key}")]
+    assert preprocess_vis.main(args) is None
+    report = tmp_path / "cache" / "train" / "skipped.tsv"
+    assert f"skipped 3 bad item(s), listed in {report}" in capsys.readouterr().out
+    rows = [line.split("\t") for line in report.read_text().splitlines()]
+    assert rows[0] == ["path", "reason"] and len(rows) == 4
+    assert rows[1][0] == str(data / "train.json") and rows[1][1].startswith("record 2 (img002.png): field 'keypoints'")
+    assert rows[2][0] == str(data / "train.json") and "record 3 (img003.png)" in rows[2][1]
+    assert rows[3][0] == str(images / "img001.png") and rows[3][1].startswith("cannot read image")
+    loaded = load_cache(cfg.cache_dir, "train")
+    assert list(loaded.y["filenames"]) == ["img000.png", "img004.png"]
+    assert [int(image[0, 0, 0]) for image in loaded.images] == [grey(0), grey(4)]
+    np.testing.assert_allclose(loaded.y["xy_norm"][1] * 64, to_input(np.array(keypoints_for(4)), TRANSFORM), atol=1e-4)
+    (images / "img001.png").write_bytes(b"")
+    records[2]["keypoints"] = keypoints_for(2)
+    del records[3]
+    write_labels(data, records)
+    Image.new("RGB", (W, H), (grey(1),) * 3).save(images / "img001.png")
+    preprocess_vis.main(args)  # nothing bad any more: the list goes
+    assert not report.exists() and len(load_cache(cfg.cache_dir, "train").images) == 4

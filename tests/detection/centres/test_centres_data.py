@@ -1,5 +1,7 @@
 """The centre detector's data config checks and its DOTA reading (categories, image sizes)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,7 +9,7 @@ from PIL import Image
 from common.config import load_config
 from common.errors import DataError
 from detection.centres.centres_config import CentresConfig, DataConfig
-from detection.centres.centres_data import preprocess, read_labels
+from detection.centres.centres_data import load_cache, preprocess, read_labels
 from detection.centres.dota import DOTA_V1_0, find_dota_pairs
 
 
@@ -90,3 +92,74 @@ def test_reused_caches_read_no_labels(tmp_path, monkeypatch):
     monkeypatch.setattr("detection.centres.centres_data.read_labels", no_reading)
     again = preprocess(cfg, progress=False)
     assert all(again[split]["reused"] for split in ("train", "val", "test"))
+
+
+def test_objects_centred_on_the_right_or_bottom_edge_land_in_a_tile(tmp_path):
+    # 220 x 200 image, 128 px tiles, 32 overlap: the last tiles start at x = 92, y = 72 and end at
+    # the edges. Centres at x = 220 (right edge), y = 200 (bottom edge) and the corner (220, 200).
+    _dota(tmp_path, {"P1": ["200 40 240 40 240 60 200 60 small-vehicle 0",
+                            "60 190 80 190 80 210 60 210 small-vehicle 0",
+                            "210 190 230 190 230 210 210 210 small-vehicle 0"]})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(1, 0, 0))
+    preprocess(cfg, progress=False)
+    y = load_cache(cfg.cache_dir, "train", cfg).y
+    np.testing.assert_allclose(y["gt_xy_original"], [[220, 50], [70, 200], [220, 200]])
+    valid = y["objects"][..., 3] > 0
+    # Every true centre is in a tile's targets, back in original pixels through its transform.
+    found = set()
+    for t, slot in zip(*np.nonzero(valid)):
+        transform = y["tile_transforms"][t]
+        found.add(tuple(np.round((y["objects"][t, slot, :2] * 32 - transform[2:]) / transform[:2], 3)))
+    assert found == {(220, 50), (70, 200), (220, 200)}
+    assert y["objects"][valid][:, :2].max() == 1.0  # on the tile's far edge: inside the codec's [0, 1]
+
+
+def test_a_split_that_leaves_train_empty_is_one_line(tmp_path):
+    _dota(tmp_path, {"P1": [CAR], "P2": [CAR]})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.34, 0.33, 0.33))
+    with pytest.raises(DataError) as info:
+        preprocess(cfg, progress=False)
+    assert str(info.value) == (f"{tmp_path}: field 'data.split': [0.34, 0.33, 0.33] of 2 images leaves train empty "
+                               "(val 1, test 1); add images or raise the train fraction")
+    assert not (tmp_path / "cache").exists()
+    # A test-only folder (train fraction 0) is what the user asked for.
+    assert preprocess(dataclasses.replace(cfg, split=(0, 0, 1)), progress=False)["test"]["images"] == 2
+
+
+def test_a_split_left_empty_by_a_new_config_loses_its_old_cache(tmp_path):
+    _dota(tmp_path, {f"P{i}": [CAR] for i in range(4)})
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.5, 0.5, 0))
+    assert preprocess(cfg, progress=False)["val"]["images"] == 2
+    again = dataclasses.replace(cfg, split=(1, 0, 0))
+    summary = preprocess(again, progress=False)
+    assert summary["val"] == {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False, "removed": True}
+    assert not (tmp_path / "cache" / "val").exists()  # training validates on train tiles, not a stale val
+    assert load_cache(again.cache_dir, "train", again).y["filenames"].tolist() == [f"P{i}.png" for i in range(4)]
+
+
+def test_skip_bad_leaves_out_images_whose_image_or_label_file_is_bad(tmp_path):
+    from detection.centres.centres_data import Cache, split_names
+
+    _dota(tmp_path, {f"P{i}": [CAR] for i in range(6)})
+    (tmp_path / "images" / "P1.png").write_bytes(b"not an image")
+    (tmp_path / "labelTxt" / "P4.txt").write_text("imagesource:x\n10 10 40 10 40 30 10 30 small-vehicle zero\n")
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.5, 0.25, 0.25))
+    with pytest.raises(DataError, match="P1.png: cannot read image"):
+        preprocess(cfg, progress=False)
+    summary = preprocess(cfg, progress=False, skip_bad=True)
+    splits = split_names(6, cfg.split, cfg.split_seed)
+    names = {split: [f"P{i}" for i in np.sort(splits[split])] for split in ("train", "val", "test")}
+    for split, wanted in names.items():
+        good = [name for name in wanted if name not in ("P1", "P4")]
+        report = tmp_path / "cache" / split / "skipped.tsv"
+        assert summary[split]["skipped"] == len(wanted) - len(good), split
+        assert report.is_file() == (len(good) < len(wanted))
+        if good:
+            assert [f.removesuffix(".png") for f in Cache.load(cfg.cache_dir, split).y["filenames"]] == good
+    reported = "".join((tmp_path / "cache" / s / "skipped.tsv").read_text() for s in names
+                       if (tmp_path / "cache" / s / "skipped.tsv").is_file())
+    assert "P1.png\tcannot read image" in reported and "P4.txt\t" in reported

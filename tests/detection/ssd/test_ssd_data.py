@@ -197,3 +197,24 @@ def test_zoom_moves_pixels_and_boxes_together():
     _, y = augment_batch(image, targets, np.ones(1, np.float32), np.zeros(1, np.float32),
                          np.ones((1, 2), np.float32), (2.0, 2.0))
     np.testing.assert_allclose(ops.convert_to_numpy(y)[0, 0], [0, 0, 0, 0, -1])
+
+
+def test_skip_bad_leaves_out_unreadable_images_and_lists_them(tmp_path):
+    json_path = write_shapes(tmp_path / "shapes", ShapesConfig(num_images=3, seed=5), "train", progress=False)
+    coco = json.loads(json_path.read_text())
+    bad = tmp_path / "shapes" / "images" / "train" / coco["images"][1]["file_name"]
+    bad.write_bytes(bad.read_bytes()[:100])  # the header says 224x224; the pixels are cut off
+    cfg = DataConfig(data_dir=str(tmp_path / "shapes"), cache_dir=str(tmp_path / "cache"), input_size=(112, 112),
+                     bbox_format="xywh")
+    with pytest.raises(DataError, match="cannot read image"):
+        preprocess(cfg, "train", progress=False)
+    summary = preprocess(cfg, "train", progress=False, skip_bad=True)
+    assert (summary["images"], summary["skipped"]) == (2, 1)
+    report = (tmp_path / "cache" / "train" / "skipped.tsv").read_text().splitlines()
+    assert report[1].startswith(f"{bad}\tcannot read image")
+    cache = load_cache(cfg.cache_dir, "train", cfg)
+    assert list(cache.y["image_ids"]) == [str(coco["images"][i]["id"]) for i in (0, 2)]
+    anns = [a for a in coco["annotations"] if a["image_id"] == coco["images"][2]["id"]]
+    assert cache.ground_truth(1)[1].tolist() == [a["category_id"] - 1 for a in anns]
+    again = preprocess(cfg, "train", progress=False, skip_bad=True)
+    assert again["reused"] and (again["images"], again["skipped"]) == (2, 1)
