@@ -237,3 +237,30 @@ def test_splits_with_the_same_seed_differ(small_camera_json, tmp_path):
     for a, b in zip(train, test):
         assert a["q_vbs2tango"] != b["q_vbs2tango"]
     assert load_json(tmp_path / "render_config_train.json")["num_images"] == 2
+
+
+def test_speed_scene_puts_the_object_anywhere_with_its_box(small_camera_json, tmp_path):
+    # The SPEED-like scene: 3-40 m, the body origin anywhere in the frame; each label's
+    # box is the projected mesh's, clipped to the image, and the drawn object lies in it.
+    config = RenderConfig(num_images=12, seed=5, camera_json=small_camera_json, scene="speed", **PLAIN)
+    split_path = render_split(tmp_path, config, split="test", progress=False)
+    records = load_json(split_path)
+    distances = np.array([np.linalg.norm(r["r_Vo2To_vbs_true"]) for r in records])
+    assert np.all((distances >= 3.0) & (distances <= 40.0)) and distances.max() - distances.min() > 10
+    origins = np.array([project_points(np.array([r["r_Vo2To_vbs_true"]]), SMALL)[0] for r in records])
+    assert np.abs(origins - [160, 100]).max() > 60  # far beyond the centred scene's +-20 px here
+    coco = load_json(tmp_path / "test_boxes.json")
+    assert [image["file_name"] for image in coco["images"]] == [f"test/{r['filename']}" for r in records]
+    boxes = {a["image_id"]: a["bbox"] for a in coco["annotations"]}
+    for index, record in enumerate(records):
+        xy = np.array(record["keypoints"])
+        low, high = np.clip(xy.min(axis=0), 0, [320, 200]), np.clip(xy.max(axis=0), 0, [320, 200])
+        np.testing.assert_allclose(record["bbox"], [*low, *high], atol=1e-9)
+        x, y, w, h = boxes[index + 1]
+        np.testing.assert_allclose([x, y, x + w, y + h], record["bbox"], atol=1e-9)
+        # Gold foil and blue cells differ in red and blue by > 60 levels; the stars' tint by < 40.
+        image = read_image_rgb(tmp_path / "images" / "test" / record["filename"]).astype(int)
+        drawn = np.argwhere(np.abs(image[..., 0] - image[..., 2]) > 60)[:, ::-1] + 0.5  # pixel centres (x, y)
+        assert len(drawn) and np.all((drawn >= low) & (drawn <= high))
+    with pytest.raises(ValueError, match="scene"):
+        RenderConfig(scene="moon")
