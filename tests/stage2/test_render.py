@@ -262,5 +262,16 @@ def test_speed_scene_puts_the_object_anywhere_with_its_box(small_camera_json, tm
         image = read_image_rgb(tmp_path / "images" / "test" / record["filename"]).astype(int)
         drawn = np.argwhere(np.abs(image[..., 0] - image[..., 2]) > 60)[:, ::-1] + 0.5  # pixel centres (x, y)
         assert len(drawn) and np.all((drawn >= low) & (drawn <= high))
+    # Stage 1 reads the boxes as they are: the detector's cache of {split}_boxes.json.
+    from detection.ssd.box_cache import load_cache, preprocess
+    from detection.ssd.ssd_config import DataConfig
+
+    det = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "det_cache"), bbox_format="xywh",
+                     input_size=(64, 48), max_boxes=1)
+    preprocess(det, "test_boxes", progress=False)
+    y = load_cache(tmp_path / "det_cache", "test_boxes", det).y
+    assert list(y["filenames"]) == [r["filename"] for r in records]
+    np.testing.assert_allclose(y["boxes"][:, 0], np.array([r["bbox"] for r in records]) * [0.2, 0.24, 0.2, 0.24],
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="scene"):
         RenderConfig(scene="moon")
