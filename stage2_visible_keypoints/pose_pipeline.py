@@ -242,6 +242,18 @@ def evaluate_frames(results, annotations, object_in_frame=None):
         iou = box_iou(boxes, annotations.boxes)
         summary["detection"] = {"recall50": float((iou[present] >= 0.5).mean()) if present.any() else None,
                                 "mean_iou": float(iou[present].mean()) if present.any() else None}
+        # The size of stage 1's errors, in the terms of data.box_jitter (shift: of the box
+        # size; scale: size ratio - 1), over the frames with a box, for choosing the jitter.
+        hit = np.isfinite(boxes).all(axis=1) & present
+        if hit.any():
+            true = annotations.boxes[hit]
+            size = true[:, 2:] - true[:, :2]
+            shift = np.abs((boxes[hit, :2] + boxes[hit, 2:]) / 2 - (true[:, :2] + true[:, 2:]) / 2) / size
+            scale = np.abs((boxes[hit, 2:] - boxes[hit, :2]) / size - 1)
+            summary["detection"]["box_error"] = {"shift_median": float(np.median(shift)),
+                                                 "shift_p90": float(np.percentile(shift, 90)),
+                                                 "scale_median": float(np.median(scale)),
+                                                 "scale_p90": float(np.percentile(scale, 90))}
     errors = []
     for i in np.flatnonzero(has_keypoints):
         visible = annotations.visible[i]

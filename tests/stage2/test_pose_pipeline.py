@@ -114,7 +114,8 @@ def test_evaluation_counts_found_frames_errors_and_poses():
                               NAMES, pose_q=np.stack([Q, Q]), pose_r=np.stack([R, R]), boxes=np.stack([BOX, BOX]))
     summary = evaluate_frames(results, annotations)
     assert summary["object_found"] == 0.5 and summary["no_object_frames"] == 1
-    assert summary["detection"] == {"recall50": 0.5, "mean_iou": pytest.approx(0.5, abs=1e-6)}
+    assert summary["detection"]["recall50"] == 0.5
+    assert summary["detection"]["mean_iou"] == pytest.approx(0.5, abs=1e-6)
     assert summary["keypoints"]["count"] == len(POINTS)  # the found frame's only
     assert summary["keypoints"]["mean"] == pytest.approx(5.0, abs=1e-2)
     pose = summary["pose"]
@@ -127,3 +128,25 @@ def test_evaluation_counts_found_frames_errors_and_poses():
 def test_box_iou():
     assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
     assert box_iou([0, 0, 10, 10], [np.nan] * 4) == 0.0
+
+
+def test_box_error_is_measured_in_the_terms_of_the_jitter():
+    results = pipeline([]).predict([np.zeros((1200, 1920, 3), np.uint8)], boxes=[BOX + [10, 0, 10, 0]])
+    size = BOX[2:] - BOX[:2]
+    annotations = Annotations(None, [None], XY[None], np.ones((1, len(POINTS)), bool), np.array([[1920, 1200]]),
+                              NAMES, boxes=BOX[None])
+    error = evaluate_frames(results, annotations)["detection"]["box_error"]
+    assert error["shift_median"] == pytest.approx(5 / size[0])  # x moved by 10 px, y not: the median of the two
+    assert error["shift_p90"] == pytest.approx(0.9 * 10 / size[0])
+    assert error["scale_median"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_box_model_needs_boxes_from_python_and_from_use_vis_images(tmp_path):
+    from common.errors import DataError
+    from stage2_visible_keypoints.data import preprocess_folder
+
+    predictor = KeypointPredictor(CropKeypoints(), CFG, NAMES)
+    with pytest.raises(ValueError, match="pass boxes"):
+        predictor.predict(np.zeros((1200, 1920, 3), np.uint8))
+    with pytest.raises(DataError, match="pose_vis.py"):
+        preprocess_folder([tmp_path / "a.jpg"], DATA)
