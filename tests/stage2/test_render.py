@@ -197,6 +197,12 @@ def test_script_scene_options_reach_the_render_config(small_camera_json, tmp_pat
     assert config["backgrounds"] == {"stars": 1.0} and config["image_format"] == "png"
     assert (config["blur_prob"], config["noise_std"], config["ambient"]) == (0.0, 0.0, 0.2)
     assert (tmp_path / "images" / "val" / "img000001.png").is_file()
+    # --scene speed brings its own distances unless --distance-range says otherwise.
+    assert main(["--output-dir", str(tmp_path), "--num-images", "1", "--camera", small_camera_json, "--split", "s",
+                 "--scene", "speed", "--quiet"]) == 0
+    config = json.loads((tmp_path / "render_config_s.json").read_text())
+    assert config["scene"] == "speed" and config["distance_range"] == [3.0, 40.0]
+    assert (tmp_path / "s_boxes.json").is_file()
     capsys.readouterr()
     for bad, message in ((["--backgrounds", "stars"], "--backgrounds takes KIND=WEIGHT"),
                          (["--backgrounds", "stars=1,stars=2"], "each kind once"),
