@@ -27,6 +27,7 @@ say: the ceiling of what a better stage 1 could give).
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,11 @@ class PosePipeline:
         from detection.ssd.box_cache import resize_image
 
         resized = [resize_image(frame, self.detector_input_size) for frame in frames]
-        raw = np.asarray(self.detector.predict_on_batch(np.stack([r[0] for r in resized])))  # (N, D, 7)
+        with warnings.catch_warnings():
+            # One class: the decoder's class softmax is 1 by design (score = objectness), which
+            # Keras warns about on every trace.
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+            raw = np.asarray(self.detector.predict_on_batch(np.stack([r[0] for r in resized])))  # (N, D, 7)
         boxes, scores = np.full((len(frames), 4), np.nan), np.full(len(frames), np.nan)
         for i, ((_, scale), dets) in enumerate(zip(resized, raw)):
             # Rows are (x1, y1, x2, y2, score, class, anchor) sorted by score; padding has score 0.
