@@ -146,7 +146,7 @@ def main(argv=None):
     print(" | ".join(header))
     for row in rows:
         print(" | ".join([row[0]] + ["n/a" if v is None else f"{v:.3f}" for v in row[1:]]))
-    stage1, fixed, ceiling = (summaries[n]["pose"]["speed_score_all"]["mean"] for n in variants)
+    fixed, stage1, ceiling = (summaries[n]["pose"]["speed_score_all"]["mean"] for n in variants)  # variants' order
     bar = {"stage1_beats_fixed": stage1 < fixed, "stage1_over_true_box": stage1 / ceiling,
            "within_20_percent_of_true_box": stage1 <= 1.2 * ceiling,
            "score": "mean SPEED score over all frames, unsolved = pi + 1"}
@@ -154,8 +154,10 @@ def main(argv=None):
           f"{bar['stage1_over_true_box']:.3f} (<= 1.2: {bar['within_20_percent_of_true_box']})")
     budget = {"train_images": args.train_images, "stage1_epochs": args.det_epochs, "stage2_epochs_each": args.kp_epochs,
               "train_minutes": timings, "stage1": det_summary, "stage2": kp_summaries}
+    trained_minutes = {name: round(s["seconds"] / 60, 1) for name, s in
+                       (("stage1", det_summary), *(("stage2_" + c, kp_summaries[c]) for c in kp_summaries)) if s}
     print(f"budget: {args.train_images} training renders; stage 1 {args.det_epochs} epochs, each stage 2 "
-          f"{args.kp_epochs} epochs; training minutes this run {timings}")
+          f"{args.kp_epochs} epochs; training minutes {trained_minutes}")
     path = write_result(Path(args.output_dir) / "pose_pipeline.json", {
         "test_frames": len(frames), "table": [dict(zip(header, row)) for row in rows], "bar": bar,
         "budget": budget, "variants": summaries, "load_average_at_end": os.getloadavg()},
