@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import DataError
-from common.geometry import to_original, warp_image, warp_image_file
+from common.geometry import box_crop_transform, to_original, warp_image, warp_image_file
 from common.interchangeable import resolve_groups
 from common.run_config import load_model, load_run_config
 from stage2_visible_keypoints.camera import Camera, load_camera_json
@@ -116,19 +116,28 @@ class KeypointPredictor:
             names = names or object_model.names
         return cls(model, cfg, names, object_model, camera_name=Path(camera).name if camera else "camera")
 
-    def predict(self, images, batch_size=None):
+    def predict(self, images, batch_size=None, boxes=None):
         """Keypoints of one image or of several.
 
         images: a path, an (H, W, 3) uint8 array, or a list of them (or an (N, H, W, 3)
         array). Returns one `KeypointPrediction` for one image, a list otherwise.
         batch_size: images per model call (default `use.batch_size`).
+        boxes: the object's box [x1, y1, x2, y2] (original pixels) per image (one box
+        for one image), which a model trained on box crops (`data.crop: box`) needs:
+        the crop around it is its input (`PosePipeline` gives stage 1's boxes).
         """
         single = isinstance(images, (str, os.PathLike)) or (hasattr(images, "shape") and np.ndim(images) != 4)
         items = [images] if single else list(images)
+        if self.cfg.data.crop == "box" and boxes is None:
+            raise ValueError("this model was trained on crops around the object's box (data.crop: box): pass boxes "
+                             "(stage 1's, as PosePipeline does)")
+        if boxes is not None:
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(len(items), 4)
         batch_size = batch_size or self.cfg.use.batch_size
         predictions = []
         for start in range(0, len(items), batch_size):
-            predictions += self._predict_batch(items[start:start + batch_size], start)
+            predictions += self._predict_batch(items[start:start + batch_size], start,
+                                               None if boxes is None else boxes[start:start + batch_size])
         return predictions[0] if single else predictions
 
     __call__ = predict
@@ -168,19 +177,27 @@ class KeypointPredictor:
         return (self.keypoint_names or (self.object_model.names if self.object_model is not None else None)
                 or default_keypoint_names(num_keypoints))
 
-    def _prepare(self, item, index):
+    def crop_transform(self, box):
+        """(4,) image -> input transform of the crop around `box` (None: the centre crop)."""
+        if box is None:
+            return None
+        return box_crop_transform(box, self.cfg.data.input_size, self.cfg.data.box_margin)
+
+    def _prepare(self, item, index, box=None):
         data = self.cfg.data
+        transform = self.crop_transform(box)
         if isinstance(item, (str, os.PathLike)):
-            return warp_image_file(item, data.canvas_size, data.crop_size, data.input_size)
+            return warp_image_file(item, data.canvas_size, data.crop_size, data.input_size, transform)
         image = np.asarray(item) if hasattr(item, "shape") else None
         if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             got = f"{image.dtype} {image.shape}" if image is not None else type(item).__name__
             raise DataError(f"expected an image file or an (H, W, 3) uint8 array, got {got}", f"image {index}")
-        warped, transform = warp_image(image, data.canvas_size, data.crop_size, data.input_size)
+        warped, transform = warp_image(image, data.canvas_size, data.crop_size, data.input_size, transform)
         return warped, transform, (image.shape[1], image.shape[0])
 
-    def _predict_batch(self, items, offset):
-        prepared = [self._prepare(item, offset + i) for i, item in enumerate(items)]
+    def _predict_batch(self, items, offset, boxes=None):
+        prepared = [self._prepare(item, offset + i, None if boxes is None else boxes[i])
+                    for i, item in enumerate(items)]
         sizes, transforms = np.array([p[2] for p in prepared]), np.stack([p[1] for p in prepared])
         where = [item if isinstance(item, (str, os.PathLike)) else f"image {offset + i}"
                  for i, item in enumerate(items)]
