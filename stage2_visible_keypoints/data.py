@@ -428,7 +428,7 @@ def preprocess(data_cfg, split, progress=True, workers=1, skip_bad=False):
     """
     start = time.perf_counter()
     skipped = [] if skip_bad else None
-    annotations = load_annotations(data_cfg.data_dir, split, skipped)
+    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
