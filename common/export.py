@@ -11,9 +11,11 @@ ONNX graph and the `.tflite` files all take (batch, H, W, C) uint8 and return th
 named float32 outputs.
 
 Conversion goes through Keras' own `model.export` (TensorFlow backend): `tf_saved_model`;
-`onnx` (Keras drives tf2onnx); `litert` (the TFLite converter; INT8 adds its post-training
-full-integer quantisation with representative images: every op in int8, float32 inputs
-and outputs kept where the model has them, so the same arrays go in and come out).
+`onnx` (Keras drives tf2onnx); LiteRT from that SavedModel by the TFLite converter with
+the settings of Keras' `litert` export (which converts from a SavedModel too; one
+SavedModel for all three saves two traces of the model). INT8 adds the converter's
+post-training full-integer quantisation with representative images: every op in int8,
+float32 outputs and the uint8 input kept, so the same arrays go in and come out.
 
 Running needs only the runtime of the format: TensorFlow for a SavedModel, ONNX Runtime
 for `.onnx`, the LiteRT interpreter (`ai-edge-litert`) for `.tflite`; this module imports
@@ -65,45 +67,58 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for fmt in formats:
-        final = output_dir / FILE_NAMES[fmt]
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.stem}.", dir=output_dir))
-        try:
-            target = tmp / final.name
-            _export_one(model, fmt, target, representative, verbose)
+    work = Path(tempfile.mkdtemp(prefix=".export.", dir=output_dir))
+    try:
+        # One SavedModel serves the SavedModel format and both LiteRT conversions, as
+        # Keras' own LiteRT export converts from a SavedModel it writes: each trace of
+        # the model costs tens of seconds on two cores.
+        saved_model = None
+        if {"saved_model", "litert", "litert_int8"} & set(formats):
+            saved_model = work / FILE_NAMES["saved_model"]
+            # Keras' endpoint: `serve`, and `serving_default` with the input's name
+            # (`images`), uint8 as the model's Input declares it.
+            model.export(saved_model, format="tf_saved_model", verbose=verbose)
+        for fmt in formats:
+            final = output_dir / FILE_NAMES[fmt]
+            if fmt == "saved_model":
+                target = work / "saved_model_copy"
+                shutil.copytree(saved_model, target)
+            else:
+                target = work / final.name
+                if fmt == "onnx":
+                    model.export(target, format="onnx", verbose=verbose)
+                else:
+                    target.write_bytes(_litert(saved_model, representative if fmt == "litert_int8" else None))
             if final.is_dir():
                 shutil.rmtree(final)
             os.replace(target, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        written[fmt] = final
+            written[fmt] = final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return written
 
 
-def _export_one(model, fmt, path, representative, verbose):
-    if fmt == "saved_model":
-        # Keras' SavedModel endpoint: `serve`, and `serving_default` with the input's name
-        # (`images`), uint8 as the model's Input declares it.
-        model.export(path, format="tf_saved_model", verbose=verbose)
-    elif fmt == "onnx":
-        model.export(path, format="onnx", verbose=verbose)
-    elif fmt == "litert":
-        model.export(path, format="litert", verbose=verbose)
-    elif fmt == "litert_int8":
-        import tensorflow as tf
+def _litert(saved_model, representative=None):
+    """A `.tflite` flatbuffer from a SavedModel, with the converter settings of Keras'
+    `export(format="litert")`; INT8 when `representative` images are given."""
+    import tensorflow as tf
 
-        images = np.asarray(representative)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.experimental_enable_resource_variables = True
+    if representative is None:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        return converter.convert()
+    images = np.asarray(representative)
 
-        def samples():  # one image per calibration step: the converter's documented form
-            for image in images:
-                yield [image[None]]
+    def samples():  # one image per calibration step: the converter's documented form
+        for image in images:
+            yield [image[None]]
 
-        # TFLITE_BUILTINS_INT8 only: the converter fails rather than leave an op in float.
-        model.export(path, format="litert", verbose=verbose, optimizations=[tf.lite.Optimize.DEFAULT],
-                     representative_dataset=samples,
-                     target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]})
-    else:
-        raise ValueError(f"format must be one of {FORMATS}. Received: format={fmt}")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    # INT8 builtins only: the converter fails rather than leave an op in float.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
 
 
 # --- running a model from any of its files ---
