@@ -20,11 +20,16 @@ def _representative(cfg, count):
     return calibration_sample(images, count)
 
 
-def main(argv=None):
+def _load(path):  # Keras after parsing: --help needs none
     from baselines.pipeline import load_model
+
+    return load_model(path)
+
+
+def main(argv=None):
     from common.export import export_main
 
-    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, load_model, _representative)
+    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,16 @@ def _representative(cfg, count):
     return calibration_sample(load_cache(cfg.data.cache_dir, "train", cfg.data).images, count)
 
 
-def main(argv=None):
-    from common.export import export_main
+def _load(path):  # Keras after parsing: --help needs none
     from detection.ssd.ssd_pipeline import load_detector
 
-    export_main(argv, __doc__, DetConfig, TRAINED_SETTINGS, load_detector, _representative)
+    return load_detector(path)
+
+
+def main(argv=None):
+    from common.export import export_main
+
+    export_main(argv, __doc__, DetConfig, TRAINED_SETTINGS, _load, _representative)
 
 
 if __name__ == "__main__":
