@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
 from common.backbones import has_pretrained_weights
@@ -178,7 +179,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
-    for i in range(min(uc.max_overlays, len(names))):
+    # Figures have their own bar: drawing them is slower than predicting (`--no-figures` skips them).
+    for i in tqdm(range(min(uc.max_overlays, len(names))), desc="figures", unit="img", disable=not progress):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
         truth = y["xy_norm"][i] * input_size if y is not None else None
         vis_true = y["visible"][i] if y is not None else None
@@ -205,9 +207,12 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         result["poses_found"] = len(found)
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
-        decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
+        # What the model used, not the config; an exported file keeps no layers: its run's config.
+        decoder = model.get_layer("keypoints").get_config() if hasattr(model, "get_layer") else \
+            {"beta": cfg.model.beta, "debias": cfg.model.debias}
         summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
         summary["model"] = model_record(model_path)
+        summary["model"]["format"] = getattr(model, "format", "keras")
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         if poses is not None and "pose_q" in y:
