@@ -99,8 +99,9 @@ class KeypointPredictor:
         if (camera is None) != (mesh is None):
             raise ValueError(f"poses need both camera and mesh. Received: camera={camera}, mesh={mesh}")
         run = Path(run)
-        model_path = run / "best.keras" if run.is_dir() else run
-        if not model_path.is_file():
+        # A run folder holds best.keras; a SavedModel folder (export_vis.py) is the model itself.
+        model_path = run / "best.keras" if run.is_dir() and not (run / "saved_model.pb").is_file() else run
+        if not model_path.exists():
             raise DataError("model file not found (a run folder holds best.keras)", model_path)
         cfg, config_path = load_run_config(Stage2Config, model_path, overrides=list(overrides),
                                            trained=TRAINED_SETTINGS)
@@ -218,25 +219,40 @@ class KeypointPredictor:
 
 
 def load_stage2_model(path, input_size=None):
-    """Load a saved stage-2 model with Keras safe mode (no arbitrary code).
+    """Load a saved stage-2 model: a `.keras` file with Keras safe mode (no arbitrary code),
+    or a file `export_vis.py` wrote (SavedModel folder, `.onnx`, `.tflite`) as a
+    `common.export` runner, which neither needs nor imports Keras (ONNX, LiteRT).
 
     input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
     """
+    from common.export import load_inference_model, model_format
+
+    path = Path(path)
+    if path.suffix != ".keras" and model_format(path) != "keras":
+        model = load_inference_model(path)
+        height, width = model.input_shape[:2]
+        _check_input_size((width, height), input_size, path)
+        return model
     # Keras only here: the pose functions of this module serve scripts that need no model.
     import stage2_visible_keypoints.model  # noqa: F401  (registers the model's layers and metric for loading)
 
     model = load_model(path, "train_vis.py", outputs=("keypoints", "confidence"))
-    model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
-    if input_size is not None and model_size != tuple(input_size):
-        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
-                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
-                        "(saved beside it as config.json)", path)
+    _check_input_size((model.input.shape[2], model.input.shape[1]), input_size, path)  # (batch, H, W, 3)
     return model
 
 
+def _check_input_size(model_size, input_size, path):
+    if input_size is not None and tuple(model_size) != tuple(input_size):
+        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
+                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
+                        "(saved beside it as config.json)", path)
+
+
 def num_keypoints(model):
-    """K, the keypoints a stage-2 model predicts."""
-    return int(model.output["keypoints"].shape[1])
+    """K, the keypoints a stage-2 model (or a `common.export` runner of one) predicts."""
+    if hasattr(model, "output_shapes"):
+        return int(model.output_shapes["keypoints"][0])
+    return int(model.get_layer("keypoints").output.shape[1])
 
 
 def run_keypoint_names(model_path, count=None):

@@ -159,11 +159,6 @@ class TrueKeypointsModel:
 
     def get_layer(self, name):
         return self.model.get_layer(name)
-
-    @property
-    def output(self):  # read for the keypoint count
-        return {"keypoints": self.model.output}
-
     def predict_on_batch(self, batch):
         batch = np.asarray(batch, np.float32)
         if len(self.seen) < len(self.xy_norm):
