@@ -31,7 +31,9 @@ def run_config_path(model_path):
 def model_record(model_path):
     """How summaries name the model: its path, a hash of the file, and the run config read."""
     config = run_config_path(model_path)
-    return {"path": str(model_path), "sha256_16": file_hash(model_path),
+    # A SavedModel is a folder: its graph file stands for it.
+    hashed = Path(model_path) / "saved_model.pb" if Path(model_path).is_dir() else model_path
+    return {"path": str(model_path), "sha256_16": file_hash(hashed),
             "run_config": str(config) if config.is_file() else None}
 
 

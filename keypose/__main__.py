@@ -21,18 +21,22 @@ COMMANDS = {
         "train": ("stage2_visible_keypoints.train_vis", "train the keypoint model on a cache"),
         "use": ("stage2_visible_keypoints.use_vis", "predict (and evaluate, solve poses)"),
         "score": ("stage2_visible_keypoints.score_poses", "score a poses file against labels"),
+        "pose": ("stage2_visible_keypoints.pose_vis", "full frames -> box -> keypoints -> pose"),
+        "export": ("stage2_visible_keypoints.export_vis", "export to SavedModel, ONNX, LiteRT"),
     },
     "ssd": {
         "render": ("detection.ssd.render_det", "render the shapes data set"),
         "preprocess": ("detection.ssd.preprocess_det", "COCO boxes + images -> a cache split"),
         "train": ("detection.ssd.train_det", "train the anchor detector"),
         "use": ("detection.ssd.use_det", "detect (and evaluate: mAP)"),
+        "export": ("detection.ssd.export_det", "export to SavedModel, ONNX, LiteRT"),
     },
     "centres": {
         "render": ("detection.centres.render_aerial", "render aerial scenes (DOTA layout)"),
         "preprocess": ("detection.centres.preprocess_centres", "DOTA folder -> tiled train/val/test caches"),
         "train": ("detection.centres.train_centres", "train the centre detector"),
         "use": ("detection.centres.use_centres", "detect centres (and evaluate)"),
+        "export": ("detection.centres.export_centres", "export to SavedModel, ONNX, LiteRT"),
     },
     "baselines": {
         "render": ("baselines.render_base", "render stick figures"),
@@ -40,6 +44,7 @@ COMMANDS = {
         "train": ("baselines.train_base", "train HeatmapNet, RegressionNet or IntegralNet"),
         "use": ("baselines.use_base", "predict (and evaluate: PCK, MRE/SDR)"),
         "study": ("baselines.run_study", "the comparison, ablations and loss study"),
+        "export": ("baselines.export_base", "export to SavedModel, ONNX, LiteRT"),
     },
 }
 

@@ -6,7 +6,12 @@ Label file `{data_dir}/{split}.json` is a list of records (the SPEED / SPEED+ la
      "q_vbs2tango": [q0, q1, q2, q3],           # or "q_vbs2tango_true" (SPEED+)
      "r_Vo2To_vbs_true": [x, y, z],             # metres, camera frame
      "keypoints": [[x, y], ...],                # K points, original image pixels (optional)
-     "visible": [true, ...]}                    # K flags (optional)
+     "visible": [true, ...],                    # K flags (optional)
+     "bbox": [x1, y1, x2, y2]}                  # the object's box, pixels (optional; renders)
+
+With `data.crop: box`, each image is cropped around its object's box ("bbox", else the
+box of its keypoints, clipped to the image; the whole image when neither is there), with
+`data.box_jitter`'s random error, and the crop's transform is stored like the letterbox's.
 
 Images are looked up in `images/{split}/`, `images/`, then the data folder (or in the
 folder `--images` names, with `--labels` naming the label file). When a record has no
@@ -33,6 +38,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
 
 import dataclasses
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +46,7 @@ import numpy as np
 from common import cache
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
-from common.geometry import inside, to_input, warp_image_file
+from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
 from common.parallel import parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
@@ -73,6 +79,7 @@ class Annotations:
     pose_q: np.ndarray = None
     pose_r: np.ndarray = None
     object_model: "ObjectModel" = None
+    boxes: np.ndarray = None  # (N, 4) xyxy original pixels: "bbox", else the keypoints' box, else the image
 
 
 @dataclasses.dataclass
@@ -91,21 +98,28 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split, labels=None, images=None, skipped=None):
+def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=None, labels=None, images=None):
     """Read and check `{data_dir}/{split}.json` (or the `labels` file, with its images in
     the `images` folder: `common.data_io.split_files`); every problem raises a one-line
     `DataError`. camera.json, mesh.obj and keypoint_names.json are looked up beside the
     label file, then in its parent.
-    skipped: a list to collect (path, reason) of bad records in, which are then left out
-    (`--skip-bad`), instead of raising."""
+
+    camera_path, mesh_path: camera.json and the keypoint model (OBJ) to use instead of those
+    side files (a real SPEED / SPEED+ folder has no mesh.obj; both or neither). skipped: a
+    list to collect (path, reason) of bad records in, which are then left out
+    (`--skip-bad`), instead of raising.
+    """
     label_path, folders = split_files(data_dir, split, labels, images)
     data_dir = label_path.parent
     records = load_json(label_path)
     if not isinstance(records, list) or not records:
         raise DataError("expected a non-empty JSON list of image records", label_path)
-    names = _keypoint_names(data_dir)
+    overrides = {"camera.json": camera_path, "mesh.obj": mesh_path}
+    if (camera_path is None) != (mesh_path is None):
+        raise ValueError(f"camera_path and mesh_path go together. Received: {camera_path}, {mesh_path}")
+    names = _keypoint_names(data_dir) if mesh_path is None else tuple(load_obj(mesh_path).vertex_names)
     projector = None
-    paths, points, flags, sizes, poses = [], [], [], [], []
+    paths, points, flags, sizes, poses, boxes = [], [], [], [], [], []
     seen = {}
     for index, record in enumerate(records):
         try:
@@ -122,7 +136,7 @@ def load_annotations(data_dir, split, labels=None, images=None, skipped=None):
                 xy, visible = _read_keypoints(record, size, label_path, where)
             else:
                 if projector is None:
-                    projector = _PoseProjector(data_dir, label_path, names)
+                    projector = _PoseProjector(data_dir, label_path, names, overrides)
                 xy, visible = projector(*pose)
             if names is None:
                 names = default_keypoint_names(len(xy))
@@ -133,6 +147,7 @@ def load_annotations(data_dir, split, labels=None, images=None, skipped=None):
                 k = int(np.flatnonzero(outside)[0])
                 raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
                                 f"lies outside the {size[0]}x{size[1]} image", label_path)
+            boxes.append(_read_box(record, xy, size, label_path, where))
             paths.append(path)
             points.append(xy)
             flags.append(visible)
@@ -145,13 +160,28 @@ def load_annotations(data_dir, split, labels=None, images=None, skipped=None):
     if not paths:  # a problem of the whole split (say, no camera.json), not of a few records
         raise DataError(f"all {len(records)} records are bad; the first: {skipped[0][1]}", skipped[0][0])
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
-                              object_model=(_object_model(data_dir, tuple(names)) if projector is None
+                              boxes=np.array(boxes, dtype=np.float64),
+                              object_model=(_object_model(data_dir, tuple(names), overrides) if projector is None
                                             else projector.object_model(tuple(names))))
     if projector is not None:  # keypoints projected from poses need the images' camera
-        check_camera_size(projector.camera, annotations.image_sizes, paths, str(side_file(data_dir, "camera.json")))
+        check_camera_size(projector.camera, annotations.image_sizes, paths,
+                          str(camera_path or side_file(data_dir, "camera.json")))
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
+
+
+def _read_box(record, xy, size, label_path, where):
+    """The object's box: the record's "bbox" (null = not in the image), else the box of
+    its keypoints clipped to the image, else the whole image."""
+    box = record.get("bbox")
+    if box is not None:
+        box = _vector(box, 4, "bbox", label_path, where)
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise DataError(f"{where}field 'bbox' must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1", label_path)
+        return box
+    box = points_box(xy, size)
+    return np.array(box if box is not None else [0.0, 0.0, *size], dtype=np.float64)
 
 
 def _read_pose(record, label_path, where, required):
@@ -237,10 +267,12 @@ def keypoint_mesh(mesh, names):
     return Mesh(mesh.vertices[order], remap[mesh.faces], names)
 
 
-def _object_model(data_dir, names):
+def _object_model(data_dir, names, overrides=None):
     """The camera and the keypoints' 3-D positions, when camera.json and a mesh.obj whose
     vertex names are the keypoint names (in any order) are found; else None."""
-    camera_path, mesh_path = side_file(data_dir, "camera.json"), side_file(data_dir, "mesh.obj")
+    overrides = overrides or {}
+    camera_path = overrides.get("camera.json") or side_file(data_dir, "camera.json")
+    mesh_path = overrides.get("mesh.obj") or side_file(data_dir, "mesh.obj")
     mesh = keypoint_mesh(load_obj(mesh_path), names) if camera_path and mesh_path else None
     if mesh is None:
         return None
@@ -304,8 +336,9 @@ class _PoseProjector:
     in another order; otherwise in mesh order (the names then only label the vertices).
     """
 
-    def __init__(self, data_dir, label_path, names):
-        paths = {name: side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
+    def __init__(self, data_dir, label_path, names, overrides=None):
+        overrides = overrides or {}
+        paths = {name: overrides.get(name) or side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
         for name, path in paths.items():
             if path is None:
                 raise DataError(f"records have no 'keypoints', so {name} is needed to project the pose, "
@@ -346,7 +379,23 @@ def _vector(value, length, field, label_path, where):
 def preprocess_config(data_cfg):
     """The part of the config that decides the cache's content (its hash names the cache)."""
     keys = ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma", "cache_heatmaps")
-    return {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
+    settings = {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
+    if data_cfg.crop != "centre":  # only then: caches of the centre crop keep their hash
+        settings.update(crop=data_cfg.crop, box_margin=data_cfg.box_margin, box_jitter=data_cfg.box_jitter)
+    return settings
+
+
+def crop_transforms(annotations, data_cfg, split):
+    """(N, 4) box-crop transforms (`data.crop: box`) of a split's images, around their
+    boxes with `data.box_jitter`'s error, drawn from (split, image index): reproducible;
+    None for the centre crop (each image's letterbox transform is found as it is read)."""
+    if data_cfg.crop != "box":
+        return None
+    scale, shift = data_cfg.box_jitter
+    key = zlib.crc32(split.encode())
+    boxes = [jitter_box(box, np.random.default_rng([key, i]), scale, shift) if scale or shift else box
+             for i, box in enumerate(annotations.boxes)]
+    return box_crop_transform(np.array(boxes), data_cfg.input_size, data_cfg.box_margin)
 
 
 LAYOUT = cache.Layout(
@@ -378,7 +427,7 @@ def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=No
     """
     start = time.perf_counter()
     skipped = [] if skip_bad else None
-    annotations = load_annotations(data_cfg.data_dir, split, labels, images, skipped)
+    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
@@ -393,9 +442,11 @@ def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=No
     count = len(annotations.image_paths)
     transforms, kept = np.zeros((count, 4)), []
 
+    crops = crop_transforms(annotations, data_cfg, split)
+
     def warped():  # the images, keeping each one's transform for the labels
-        jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
-                for path in annotations.image_paths]
+        jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size,
+                 None if crops is None else crops[i]) for i, path in enumerate(annotations.image_paths)]
         for i, result in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
                                                 progress=progress, errors="return" if skip_bad else "raise")):
             if isinstance(result, DataError):  # only with skip_bad
@@ -418,7 +469,7 @@ def _subset(annotations, rows):
     """The annotations of the images at `rows` (those left once bad ones are skipped)."""
     if len(rows) == len(annotations.image_paths):
         return annotations
-    per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "pose_q",
+    per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "boxes", "pose_q",
                                                                    "pose_r") if getattr(annotations, key) is not None}
     return dataclasses.replace(annotations, image_paths=[annotations.image_paths[i] for i in rows], **per_image)
 
@@ -502,6 +553,9 @@ load_cache = Cache.load  # (cache_dir, split, data_cfg=None)
 
 def preprocess_folder(paths, data_cfg):
     """Unlabelled images -> (images (N, H, W, 3) uint8, transforms (N, 4), sizes (N, 2))."""
+    if data_cfg.crop == "box":
+        raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
+                        "images does not give: run pose_vis.py with a stage-1 detector", paths[0] if paths else None)
     images, transforms, sizes = [], [], []
     for path in paths:
         warped, transform, size = warp_image_file(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)

@@ -14,19 +14,20 @@ import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the seri
 from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
-from common.data_io import image_paths, read_image_rgb, save_json
+from common.data_io import image_paths, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
 from common.interchangeable import group_names, resolve_groups
 from common.metrics import (keypoint_error_summary, keypoint_errors, match_groups, relabel,
                             visibility_precision_recall, wrong_keypoint_summary)
-from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
-                          plot_wrong_keypoints, save_overlay)
+from common.parallel import default_workers, parallel_map
+from common.plots import plot_error_histogram, plot_per_keypoint_error, plot_pose_errors, plot_wrong_keypoints
 from common.run_config import model_record
 from common.training import (make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
                              train_val_indices)
 from stage2_visible_keypoints.camera import body_to_camera, project_points
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, load_cache, preprocess_folder
+from stage2_visible_keypoints.figures import draw_figures
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pose import pose_error_summary, pose_errors
 # The inference path lives in predictor.py; scripts and bench/ import these from here too.
@@ -189,23 +190,25 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
+    # Figures are drawn in worker processes with their own bar: drawing is slower than
+    # predicting (`--no-figures` skips them).
+    jobs = []
     for i in range(min(uc.max_overlays, len(names))):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
-        truth = y["xy_norm"][i] * input_size if y is not None else None
-        vis_true = y["visible"][i] if y is not None else None
-        save_overlay(out_dir / "overlays" / f"{name}.png", np.asarray(images[i]), xy_pred=xy_input[i],
-                     xy_true=truth, visible_true=vis_true, scores=confidence[i],
-                     score_threshold=uc.visibility_threshold, scale=scale,
-                     segments=pose_wireframe(object_model, poses, i, transforms[i]))
-        plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{name}.png",
-                      keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
-        original = _original_image(source_paths, y, i)
-        if original is not None:
-            save_overlay(out_dir / "original_overlays" / f"{name}.jpg", original, xy_pred=xy_original[i],
-                         xy_true=y["xy_original"][i] if y is not None else None,
-                         visible_true=y["visible"][i] if y is not None else None,
-                         scores=confidence[i], score_threshold=uc.visibility_threshold,
-                         segments=pose_wireframe(object_model, poses, i))
+        source = source_paths[i] if source_paths is not None else (
+            str(y["image_paths"][i]) if y is not None and "image_paths" in y else None)
+        jobs.append({"overlay": out_dir / "overlays" / f"{name}.png", "heatmaps": out_dir / "heatmaps" / f"{name}.png",
+                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg", "image": np.asarray(images[i]),
+                     "xy_input": xy_input[i], "truth": y["xy_norm"][i] * input_size if y is not None else None,
+                     "visible_true": y["visible"][i] if y is not None else None, "confidence": confidence[i],
+                     "threshold": uc.visibility_threshold, "scale": scale, "logits": logits[i],
+                     "keypoint_names": keypoint_names, "xy_heatmap": xy_norm[i] * heat_size, "source": source,
+                     "xy_original": xy_original[i], "xy_original_true": y["xy_original"][i] if y is not None else None,
+                     "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
+                     "segments_original": pose_wireframe(object_model, poses, i)})
+    for _ in parallel_map(draw_figures, jobs, workers=min(default_workers(), len(jobs)), desc="figures",
+                          progress=progress):
+        pass
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if poses is not None:
@@ -216,9 +219,12 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         result["poses_found"] = len(found)
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
-        decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
+        # What the model used, not the config; an exported file keeps no layers: its run's config.
+        decoder = model.get_layer("keypoints").get_config() if hasattr(model, "get_layer") else \
+            {"beta": cfg.model.beta, "debias": cfg.model.debias}
         summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
         summary["model"] = model_record(model_path)
+        summary["model"]["format"] = getattr(model, "format", "keras")
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         if poses is not None and "pose_q" in y:
@@ -275,13 +281,6 @@ def plot_evaluation(summary, xy_norm, y, cfg, plots_dir, poses=None):
     if poses is not None and "pose_q" in y:
         errors = pose_errors(poses["q"], poses["r"], y["pose_q"], y["pose_r"])
         plot_pose_errors(errors["rotation_deg"], errors["translation_rel"], plots_dir / "pose_errors.png")
-
-
-def _original_image(source_paths, y, index):
-    if source_paths is not None:
-        return read_image_rgb(source_paths[index])
-    path = Path(str(y["image_paths"][index])) if "image_paths" in y else None
-    return read_image_rgb(path) if path is not None and path.is_file() else None  # caches can outlive images
 
 
 def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):

@@ -21,7 +21,7 @@ from common.training import (ArrayBatches, make_batches, make_optimizer, plan_ru
                              train_val_indices)
 from detection.ssd.anchors import generate_anchors
 from detection.ssd.box_cache import load_cache, resize_image
-from detection.ssd.evaluation import band_edges_from_anchors, evaluate_detections, scale_statistics
+from detection.ssd.evaluation import band_edges_from_anchors, box_iou_summary, evaluate_detections, scale_statistics
 from detection.ssd.ssd import DetectionDecoder, SSDLoss, anchor_args, build_detector, split_detections
 
 
@@ -267,6 +267,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                                              cfg.model.aspect_ratios)
     edges = band_edges_from_anchors(cfg.model.anchor_sizes)
     summary = evaluate_detections(detections, truth, class_names, max_dets=uc.max_detections)
+    summary["box_iou"] = box_iou_summary(detections, truth, uc.overlay_threshold)
     summary["scale_statistics"] = scale_statistics(detections, truth, class_names, anchor_scale, edges,
                                                    uc.overlay_threshold)
     summary["counts"] = {"images": len(names), "ground_truth": int(sum(len(b) for b, _ in truth)),

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from common.errors import DataError
-from common.geometry import to_input
+from common.geometry import to_input, to_original
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
@@ -793,3 +793,46 @@ def test_skip_bad_leaves_out_bad_records_and_images_and_lists_them(tmp_path, cap
     Image.new("RGB", (W, H), (grey(1),) * 3).save(images / "img001.png")
     preprocess_vis.main(args)  # nothing bad any more: the list goes
     assert not report.exists() and len(load_cache(cfg.cache_dir, "train").images) == 4
+
+
+# ---------------------------------------------------------------- crops around the object's box
+
+
+def test_box_crop_cache_maps_keypoints_back_to_original_pixels_exactly(renders, tmp_path):
+    # data.crop: box: each image is cut around its labelled box (jittered), the crop's
+    # transform is stored, and the stored keypoints go back to the labels exactly.
+    cfg = DataConfig(data_dir=str(renders), cache_dir=str(tmp_path / "cache"), canvas_size=(320, 180),
+                     crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32), crop="box",
+                     box_margin=1.25, box_jitter=(0.2, 0.1))
+    preprocess(cfg, "val", progress=False)
+    y = load_cache(tmp_path / "cache", "val", cfg).y
+    ann = load_annotations(renders, "val")
+    records = json.loads((renders / "val.json").read_text())
+    np.testing.assert_allclose(ann.boxes, [r["bbox"] for r in records])
+    xy_input = y["xy_norm"].astype(np.float64) * 64
+    np.testing.assert_allclose(to_original(xy_input, y["transforms"]), ann.xy_original, atol=1e-3)  # float32 xy_norm
+    for transform, box in zip(y["transforms"], ann.boxes):
+        assert transform[0] == transform[1]  # square crop, square input
+        side = 64 / transform[0]
+        longer = max(box[2] - box[0], box[3] - box[1])
+        assert 1.25 * 0.8 * longer - 1e-9 <= side <= 1.25 * 1.2 * longer + 1e-9  # the jitter's scale
+        assert side != pytest.approx(1.25 * longer)  # ... and it was jittered
+        # The box centre lands near the input centre (shift <= 0.1 of the box size).
+        centre = to_input(((box[:2] + box[2:]) / 2)[None], transform)[0]
+        assert np.all(np.abs(centre - 32) <= 0.1 * (box[2:] - box[:2]) * transform[:2] + 1e-9)
+    # The centre-crop cache of the same data keeps its old settings (and so its hash).
+    assert "crop" not in json.loads(str(load_cache(*_centre_cache(renders, tmp_path)).y["config_json"]))
+
+
+def _centre_cache(renders, tmp_path):
+    cfg = DataConfig(data_dir=str(renders), cache_dir=str(tmp_path / "centre"), canvas_size=(320, 180),
+                     crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32))
+    preprocess(cfg, "val", progress=False)
+    return tmp_path / "centre", "val", cfg
+
+
+def test_bad_bbox_field(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["bbox"] = [10, 10, 5, 20]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 1", "'bbox'")
