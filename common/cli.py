@@ -5,9 +5,11 @@ Import this module first in a script: it quietens TensorFlow's C++ start-up logs
 before Keras imports TensorFlow.
 """
 
+import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -137,6 +139,15 @@ def add_model(parser, default="{train.output_dir}/best.keras"):
     """`--model`: a trained model; the config.json beside it says what it was trained with."""
     parser.add_argument("--model", help=f"trained model (default: {default}); the run's config.json beside it "
                         "gives the settings it was trained with")
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, a warning prints as one line, `warning: MESSAGE`, like the errors
+    (not Python's two lines with the source line that raised it)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        yield
 
 
 def run(main, argv=None):

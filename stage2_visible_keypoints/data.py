@@ -31,6 +31,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
-from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
+from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
+                                           visible_vertices)
 from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
@@ -373,6 +375,11 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     """
     start = time.perf_counter()
     annotations = load_annotations(data_cfg.data_dir, split)
+    # A data folder's own mesh, as render_vis.py does for the mesh it renders: a symmetric
+    # one makes keypoint identities ambiguous, whoever made the images.
+    mesh_path = side_file(data_cfg.data_dir, "mesh.obj")
+    for message in symmetry_warnings(load_obj(mesh_path)) if mesh_path is not None else ():
+        warnings.warn(f"{mesh_path}: {message}", stacklevel=2)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.

@@ -28,7 +28,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
-    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+    with cli.one_line_warnings():  # a symmetric mesh.obj
+        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
     if summary["rebuilt"]:
         print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"

@@ -27,7 +27,7 @@ from stage2_visible_keypoints.data import (
     preprocess,
     preprocess_folder,
 )
-from stage2_visible_keypoints.mesh import load_obj, visible_vertices
+from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj, visible_vertices
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 W, H = 320, 200
@@ -756,3 +756,22 @@ def test_visible_flags_must_be_booleans_or_0_1(tmp_path):
     records[0]["visible"] = [1, 1, 1, 0]
     write_labels(tmp_path, records)
     assert load_annotations(tmp_path, "train").visible.tolist() == [[True, True, True, False]]
+
+
+def test_preprocess_warns_about_the_data_folders_own_symmetric_mesh(data_dir, tmp_path, capsys):
+    # A square of the four keypoints: 90- and 180-degree turns map it onto itself. render_vis.py warned
+    # for the meshes it rendered; preprocessing a folder that brings its own said nothing.
+    square = [[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]]
+    save_obj(data_dir / "mesh.obj", Mesh(square, [[0, 1, 2], [0, 2, 3]], NAMES))
+    cfg = small_config(tmp_path)
+    with pytest.warns(UserWarning, match=r"mesh.obj: keypoint identities are ambiguous: the mesh maps onto itself"):
+        preprocess(cfg, "train", progress=False)
+    from stage2_visible_keypoints.preprocess_vis import main
+
+    args = ["--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+            *[f"--set=data.{key}={json.dumps(getattr(cfg, key))}" for key in
+              ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma")]]
+    assert main(args) is None
+    assert capsys.readouterr().err == (f"warning: {data_dir / 'mesh.obj'}: keypoint identities are ambiguous: the mesh "
+                                       "maps onto itself under a 180-degree rotation (exactly; tolerance 0.071 m = 5% "
+                                       "of its radius)\n")
