@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from common import cache
-from common.data_io import load_json, require
+from common.data_io import data_file, load_json, require
 from common.errors import DataError
 from common.parallel import parallel_map
 
@@ -159,19 +159,23 @@ def read_images(paths, data_cfg):
     return np.concatenate([image for image, _ in read]), np.array([size for _, size in read], np.int32)
 
 
-def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1):
+def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, allow_outside=False):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
-    Images are looked up in `images/{split}/`, then `images/`. Each is read as
+    Images are looked up in `images/{split}/`, then `images/`; a `file_name` that leads
+    outside `data_dir` is a `DataError` unless `allow_outside`. Each is read as
     grayscale and resized to `data_cfg.input_size` (keypoints scaled with it), by
     `workers` processes. Returns the cache folder.
     """
     data_dir, out = Path(data_dir), Path(cache_dir) / split
     labels_path = data_dir / f"{split}.json"
     labels = read_annotations(labels_path)
-    folders = [data_dir / "images" / split, data_dir / "images"]
-    paths = [next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
-             for name in labels["file_names"]]
+    paths = []
+    for n, name in enumerate(labels["file_names"]):
+        # Every place to look is checked before any is looked at (`data_file`).
+        candidates = [data_file(data_dir, Path("images", *folder, name), labels_path, f"images[{n}] ({name}): ",
+                                allow_outside) for folder in ((split,), ())]
+        paths.append(next((path for path in candidates if path.is_file()), candidates[0]))
     missing = next((path for path in paths if not path.is_file()), None)
     if missing is not None:
         raise DataError("image file not found", missing)

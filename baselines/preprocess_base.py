@@ -20,11 +20,13 @@ def main(argv=None):
     parser.add_argument("--split", default="train", help="split to preprocess (%(default)s)")
     parser.add_argument("--data-dir", help="data.data_dir")
     parser.add_argument("--cache-dir", help="data.cache_dir")
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from baselines.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
-    out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet)
+    out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet,
+                     allow_outside=args.allow_outside)
     print(f"cache in {out}")
 
 

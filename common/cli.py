@@ -74,6 +74,13 @@ def add_workers(parser, help="processes working in parallel", default=1):
     parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
 
 
+def add_allow_outside(parser):
+    """`--allow-outside`: every preprocess refuses a labels file's image name that leads
+    outside the data folder (`common.data_io.data_file`) unless given this."""
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="read images that the labels name outside the data folder (an absolute path or '..')")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

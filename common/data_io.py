@@ -200,3 +200,21 @@ def file_hash(path, length=16):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+def data_file(data_dir, relative, label_path, where="", allow_outside=False):
+    """`data_dir / relative` for a file named by a labels file (`relative` holds the name
+    read there, e.g. Path("images", split, filename)).
+
+    A name that leads outside `data_dir` (an absolute path, or '..' past its top) is a
+    `DataError` naming `label_path` and the record (`where`), raised before anything is
+    looked up, so that what it says never tells whether a file exists outside. The check is
+    on the name as written: a symlink the user put in the folder (images/ on another disk)
+    is followed. allow_outside: read such names anyway (the scripts' --allow-outside).
+    """
+    relative = os.path.normpath(relative)
+    if not allow_outside and (os.path.isabs(relative) or relative == os.pardir
+                              or relative.startswith(os.pardir + os.sep)):
+        raise DataError(f"{where}the file name leads outside the data folder {data_dir} (an absolute path or "
+                        "'..'); --allow-outside reads it", label_path)
+    return Path(data_dir) / relative

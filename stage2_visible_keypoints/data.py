@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.data_io import load_json, require
+from common.data_io import data_file, load_json, require
 from common.errors import DataError
 from common.geometry import inside, to_input, warp_image_file
 from common.parallel import parallel_map
@@ -88,8 +88,9 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split):
-    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`."""
+def load_annotations(data_dir, split, allow_outside=False):
+    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`.
+    An image name that leads outside `data_dir` is one too, unless `allow_outside`."""
     data_dir = Path(data_dir)
     label_path = data_dir / f"{split}.json"
     records = load_json(label_path)
@@ -105,7 +106,7 @@ def load_annotations(data_dir, split):
         if str(filename) in seen:
             raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
         seen[str(filename)] = index
-        path = _find_image(data_dir, split, str(filename), label_path, where)
+        path = _find_image(data_dir, split, str(filename), label_path, where, allow_outside)
         size = _image_size(path)
         pose = _read_pose(record, label_path, where, required="keypoints" not in record)
         if "keypoints" in record:
@@ -251,8 +252,11 @@ def _keypoint_names(data_dir):
     return tuple(names)
 
 
-def _find_image(data_dir, split, filename, label_path, where):
-    for path in (data_dir / "images" / split / filename, data_dir / "images" / filename):
+def _find_image(data_dir, split, filename, label_path, where, allow_outside=False):
+    # Every place to look is checked before any is looked at (`data_file`).
+    candidates = [data_file(data_dir, Path("images", *folder, filename), label_path, where, allow_outside)
+                  for folder in ((split,), ())]
+    for path in candidates:
         if path.is_file():
             return path
     raise DataError(f"{where}image file not found in images/{split}/ or images/", label_path)
@@ -365,7 +369,7 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1):
+def preprocess(data_cfg, split, progress=True, workers=1, allow_outside=False):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
@@ -374,7 +378,7 @@ def preprocess(data_cfg, split, progress=True, workers=1):
     decode and resize.
     """
     start = time.perf_counter()
-    annotations = load_annotations(data_cfg.data_dir, split)
+    annotations = load_annotations(data_cfg.data_dir, split, allow_outside)
     # A data folder's own mesh, as render_vis.py does for the mesh it renders: a symmetric
     # one makes keypoint identities ambiguous, whoever made the images.
     mesh_path = side_file(data_cfg.data_dir, "mesh.obj")

@@ -24,12 +24,14 @@ def main(argv=None):
     parser.add_argument("--heatmaps", action="store_const", const=True,
                         help="also cache the Gaussian heatmap targets (data.cache_heatmaps)")
     cli.add_workers(parser, "processes decoding and resizing images")
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     with cli.one_line_warnings():  # a symmetric mesh.obj
-        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers,
+                             allow_outside=args.allow_outside)
     if summary["rebuilt"]:
         print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"

@@ -61,11 +61,12 @@ def _resize_file(job):
     return resize_image(image, input_size)[0]
 
 
-def preprocess(data_cfg, split, progress=True, workers=1):
-    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json`; returns a summary."""
+def preprocess(data_cfg, split, progress=True, workers=1, allow_outside=False):
+    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json`; returns a summary.
+    allow_outside: read images the labels name outside data_dir (refused by default)."""
     start = time.perf_counter()
     labels = load_coco(Path(data_cfg.data_dir) / f"{split}.json", data_cfg.data_dir, split,
-                       data_cfg.bbox_format, data_cfg.max_boxes)
+                       data_cfg.bbox_format, data_cfg.max_boxes, allow_outside=allow_outside)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     src_hash = cache.source_hash([labels.label_path], labels.image_paths)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from common.data_io import load_json, require
+from common.data_io import data_file, load_json, require
 from common.errors import DataError
 
 BORDER_TOLERANCE = 1.0
@@ -47,12 +47,15 @@ class CocoDetections:
     note: str = ""
 
 
-def find_image(data_dir, split, filename, label_path, where=""):
-    """`images/{split}/`, `images/`, then the label file's folder."""
+def find_image(data_dir, split, filename, label_path, where="", allow_outside=False):
+    """`images/{split}/`, `images/`, then the label file's folder; a name that leads
+    outside `data_dir` is a `DataError` unless `allow_outside` (`data_file`)."""
     data_dir = Path(data_dir)
-    for folder in (data_dir / "images" / split, data_dir / "images", data_dir):
-        if (folder / filename).is_file():
-            return folder / filename
+    candidates = [data_file(data_dir, Path(*folder, filename), label_path, where, allow_outside)
+                  for folder in (("images", split), ("images",), ())]
+    for path in candidates:
+        if path.is_file():
+            return path
     raise DataError(f"{where}image '{filename}' not found in images/{split}/, images/ or {data_dir}", label_path)
 
 
@@ -129,8 +132,9 @@ def _resolve_format(raw, sizes, bbox_format, label_path):
     return fmt, f"bbox format auto: read as {fmt} (the only reading under which every box is valid)"
 
 
-def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None):
-    """Read and check a COCO detection JSON; returns `CocoDetections`."""
+def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, allow_outside=False):
+    """Read and check a COCO detection JSON; returns `CocoDetections`. An image
+    `file_name` that leads outside `data_dir` is a `DataError` unless `allow_outside`."""
     label_path = Path(label_path)
     data_dir = Path(data_dir) if data_dir is not None else label_path.parent
     coco = load_json(label_path)
@@ -165,7 +169,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         where = f"images[{i}] ({filename}): "
         if image_id in index_of:
             raise DataError(f"{where}duplicate image id {image_id!r}", label_path)
-        path = find_image(data_dir, split, filename, label_path, where)
+        path = find_image(data_dir, split, filename, label_path, where, allow_outside)
         if "width" in record and "height" in record:
             size = (_number(record["width"], "width", label_path, where),
                     _number(record["height"], "height", label_path, where))

@@ -25,11 +25,13 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{split}/ (data.cache_dir)")
     parser.add_argument("--bbox-format", choices=("xywh", "xyxy", "auto"), help="data.bbox_format")
     cli.add_workers(parser, "processes decoding and resizing")
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.ssd.box_cache import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
-    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers)
+    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers,
+                         allow_outside=args.allow_outside)
     if summary["note"]:
         print(summary["note"])
     if summary["rebuilt"]:

@@ -90,3 +90,19 @@ def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
     (tmp_path / "data" / "images" / "train" / "train_000001.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="train_000001.png: cannot read image"):
         preprocess(tmp_path / "data", "train", tmp_path / "cache2", cfg, progress=False)
+
+
+def test_an_image_name_leading_outside_the_data_folder_is_refused(tmp_path):
+    render_dataset(tmp_path / "data", 2, seed=1, split="train")
+    labels = json.loads((tmp_path / "data" / "train.json").read_text())
+    outside = tmp_path / "outside.png"
+    (tmp_path / "data" / "images" / "train" / labels["images"][0]["file_name"]).rename(outside)
+    cfg = DataConfig(input_size=64, heatmap_size=32)
+    for name in ("../../../outside.png", str(outside)):
+        labels["images"][0]["file_name"] = name
+        (tmp_path / "data" / "train.json").write_text(json.dumps(labels))
+        with pytest.raises(DataError, match=r"train.json: images\[0\] \(.*\): the file name leads outside the data "
+                                            r"folder"):
+            preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
+    preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False, allow_outside=True)
+    assert load_cache(tmp_path / "cache", "train", cfg)[0].shape[0] == 2

@@ -2,6 +2,7 @@
 with members streamed in and memory-mapped out."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +65,15 @@ def test_compressed_member_cannot_be_memory_mapped(tmp_path):
     assert list(load_npz(tmp_path / "c.npz")["a"]) == [0, 1, 2]
     with zipfile.ZipFile(tmp_path / "c.npz") as zf:
         assert zf.getinfo("a.npy").compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_data_file_keeps_label_named_files_inside_the_data_folder(tmp_path):
+    from common.data_io import data_file
+
+    assert data_file(tmp_path, Path("images", "a", "../b.png"), "l.json") == tmp_path / "images" / "b.png"
+    for name in ("../../x.jpg", "/etc/hostname", "a/../../../x.jpg", "../.."):
+        with pytest.raises(DataError) as info:
+            data_file(tmp_path, Path("images", name), tmp_path / "l.json", "record 3 (x): ")
+        assert str(info.value) == (f"{tmp_path / 'l.json'}: record 3 (x): the file name leads outside the data "
+                                   f"folder {tmp_path} (an absolute path or '..'); --allow-outside reads it")
+    assert data_file(tmp_path, Path("images", "/etc/hostname"), "l.json", allow_outside=True) == Path("/etc/hostname")

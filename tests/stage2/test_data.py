@@ -775,3 +775,21 @@ def test_preprocess_warns_about_the_data_folders_own_symmetric_mesh(data_dir, tm
     assert capsys.readouterr().err == (f"warning: {data_dir / 'mesh.obj'}: keypoint identities are ambiguous: the mesh "
                                        "maps onto itself under a 180-degree rotation (exactly; tolerance 0.071 m = 5% "
                                        "of its radius)\n")
+
+
+@pytest.mark.parametrize("name", ["../../secret.png", "../../missing.png", "ABSOLUTE"])
+def test_an_image_name_leading_outside_the_data_folder_is_refused(data_dir, tmp_path, name):
+    # An existing file outside and a missing one get the same line: nothing is looked up.
+    Image.new("RGB", (W, H)).save(tmp_path / "secret.png")
+    name = str(tmp_path / "secret.png") if name == "ABSOLUTE" else name
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["filename"] = name
+    write_labels(data_dir, records)
+    expect_error(lambda: preprocess(small_config(tmp_path), "train", progress=False),
+                 f"train.json: record 1 ({name}): the file name leads outside the data folder {data_dir}")
+    assert not (tmp_path / "cache").exists()
+    if "missing" not in name:  # allowed, the file is read and its path kept
+        summary = preprocess(small_config(tmp_path), "train", progress=False, allow_outside=True)
+        assert summary["images"] == 3
+        paths = load_cache(tmp_path / "cache", "train").y["image_paths"]
+        assert str(paths[1]) == str((tmp_path / "secret.png").resolve())
