@@ -212,7 +212,7 @@ def load_stage2_model(path, input_size=None):
 
 def num_keypoints(model):
     """K, the keypoints a stage-2 model predicts."""
-    return int(model.output["keypoints"].shape[1])
+    return int(model.get_layer("keypoints").output.shape[1])
 
 
 def run_keypoint_names(model_path, count=None):
