@@ -35,9 +35,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test: install
 	$(PY) -m pytest -p randomly --randomly-seed=$(TEST_SEED)
 
+# FORK=1: each test in a child forked after one collection (fast; scripts/fork_each_test.py).
 TESTS ?= tests
+JOBS ?= 1
 test-alone: install
-	PY=$(PY) scripts/test_each_alone.sh $(TESTS)
+	$(PY) scripts/test_each_alone.py --jobs $(JOBS) $(if $(FORK),--fork) $(TESTS)
 
 # Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml: the files and their
 # tests); not in CI. The surviving mutants go to bench/results/mutation/survivors.txt; each

@@ -18,6 +18,7 @@ from common.data_io import IMAGE_SUFFIXES
 from common.errors import DataError
 
 NUM_LANDMARKS = 19
+MAX_PIXEL = 1e9  # a coordinate beyond this is a corrupt file (float32 ends at 3.4e38)
 PIXEL_SPACING_MM = 0.1
 # The data set's own .bmp first: a .jpg copy beside it (made for viewing) is lossy.
 _SUFFIXES = (".bmp",) + tuple(s for s in IMAGE_SUFFIXES if s != ".bmp")
@@ -38,7 +39,7 @@ def read_landmark_file(path, num_landmarks=NUM_LANDMARKS):
     if not path.is_file():
         raise DataError("landmark file not found", path)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is skipped
     except UnicodeDecodeError as err:
         raise DataError(f"not a text file ({err})", path) from None
     lines = [line.strip() for line in lines]
@@ -52,12 +53,14 @@ def read_landmark_file(path, num_landmarks=NUM_LANDMARKS):
         try:
             if len(parts) != 2:
                 raise ValueError
-            xy[i] = [float(parts[0]), float(parts[1])]
+            parsed = [float(parts[0]), float(parts[1])]
         except ValueError:
             raise DataError(f"line {i + 1}: expected 'x,y', got {line!r}", path) from None
-        if not np.isfinite(xy[i]).all() or (xy[i] < 0).any():
+        # Checked before the float32 array takes it: 1e308 would become inf with a RuntimeWarning.
+        if not np.isfinite(parsed).all() or min(parsed) < 0 or max(parsed) > MAX_PIXEL:
             raise DataError(f"line {i + 1}: landmark {LANDMARK_NAMES[i] if num_landmarks == NUM_LANDMARKS else i} "
-                            f"must be finite and >= 0, got {line!r}", path)
+                            f"must be finite, >= 0 and <= {MAX_PIXEL:.0e}, got {line!r}", path)
+        xy[i] = parsed
     return xy
 
 

@@ -16,15 +16,33 @@ HEATMAP_LOSSES = ("mse", "focal", "mse_peak", "wing", "adaptive_wing")
 class DataConfig:
     """data_dir: `{split}.json` + `images/`; caches in `cache_dir/{split}/`.
     input_size: square model input in pixels; heatmap_size: square heatmap side
-    (input / 4, / 2 or / 1); sigma: Gaussian sigma in heatmap pixels."""
+    (input / 4, / 2 or / 1); sigma: Gaussian sigma in heatmap pixels.
+    crop: instance (each COCO instance is a sample, cropped from its image as a square of
+    its box's longer side plus `crop_margin` of it on each side: context, and room for
+    keypoints just outside the box) | image (each image whole, resized to the square
+    input: one instance per image, as the stick figures, which fill their frame).
+    interchangeable: groups of keypoints whose labels are arbitrary, by name or index
+    (`[[hand_left, hand_right]]`): training takes the loss under the best assignment
+    within each group, evaluation reports matched and raw figures, decoding keeps a
+    group's keypoints on distinct peaks (`common.interchangeable`)."""
 
     data_dir: str = "runs/baselines/data"
     cache_dir: str = "runs/baselines/cache"
     input_size: int = 128
     heatmap_size: int = 64
     sigma: float = 2.0
+    crop: str = "instance"
+    crop_margin: float = 0.25
+    interchangeable: tuple = ()
 
     def __post_init__(self):
+        from common.interchangeable import check_groups
+
+        self.interchangeable = check_groups(self.interchangeable)
+        if self.crop not in ("instance", "image"):
+            raise ValueError(f"crop must be instance|image. Received: crop={self.crop!r}")
+        if not 0 <= self.crop_margin <= 2:
+            raise ValueError(f"crop_margin must be in [0, 2]. Received: crop_margin={self.crop_margin}")
         if self.input_size < 32 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, >= 32. Received: input_size={self.input_size}")
         if self.heatmap_size not in (self.input_size // 4, self.input_size // 2, self.input_size):
@@ -156,7 +174,8 @@ class StudyConfig:
 # What a trained model depends on: use_base.py reads these from the run's config.json and
 # refuses a config that says otherwise (`common.run_config`); train.loss decides whether
 # the heatmaps are logits.
-TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "model", "train.loss")
+TRAINED_SETTINGS = ("data.input_size", "data.heatmap_size", "data.sigma", "data.interchangeable", "model",
+                    "train.loss")
 
 
 @dataclasses.dataclass

@@ -123,9 +123,9 @@ def comparison(cfg, progress=True):
               "models": records}
     save_json(out / "comparison.json", result)
     curve = np.linspace(0.0, 0.3, 61)
-    study_plots.pck_curves({k: p * size for k, p in predictions.items()}, truth, y["visible"], curve,
+    study_plots.pck_curves({k: p * size for k, p in predictions.items()}, truth, y["labelled"], curve,
                            out / "pck_curve.png")
-    study_plots.failure_gallery(images, {k: p * size for k, p in predictions.items()}, truth, y["visible"],
+    study_plots.failure_gallery(images, {k: p * size for k, p in predictions.items()}, truth, y["labelled"],
                                 out / "failure_gallery.png")
     if snapshots is not None and snapshots.maps:
         study_plots.heatmaps_across_epochs(images[:3], snapshots.maps, out / "heatmaps_epochs.png")

@@ -24,7 +24,8 @@ def main(argv=None):
     parser.add_argument("--loss", help="train.loss: mse | focal | mse_peak | wing | adaptive_wing")
     args = parser.parse_args(argv)
     from baselines.pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(BaselinesConfig, args, shortcuts)
+    from baselines.data import LAYOUT
+    cfg = cli.training_config_from_args(BaselinesConfig, args, shortcuts, LAYOUT, args.split)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     print(f"{summary['kind']} net")
     cli.print_training(summary)

@@ -25,7 +25,8 @@ def main(argv=None):
     parser.add_argument("--loss", help="train.loss, for a model without config.json beside it "
                         "(focal: heatmaps are logits)")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, shortcuts, TRAINED_SETTINGS)
+    from baselines.data import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(BaselinesConfig, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from baselines.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: model {cfg.model.kind}, loss {cfg.train.loss}, input {cfg.data.input_size} px, "
@@ -34,7 +35,11 @@ def main(argv=None):
     if "summary" in result:
         s = result["summary"]
         print(f"{s['images']} images, decoder {s['decoder']}: PCK " + json.dumps(s["pck"]) +
-              f", mean error {s['mean_error_px']:.2f} px")
+              f", mean error {s['mean_error_px']:.2f} px" + (" (raw: labels as given)" if "matched" in s else ""))
+        if "matched" in s:
+            m = s["matched"]
+            print(f"matched within {m['groups']}: PCK " + json.dumps(m["pck"]) +
+                  f", mean error {m['mean_error_px']:.2f} px ({m['relabelled_images']:.0%} of images relabelled)")
     else:
         print(f"{result['images']} images, decoder {result['decoder']}")
     print(f"predictions and overlays in {result['output_dir']}")

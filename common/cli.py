@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common.config import add_config_arguments, load_config  # noqa: E402
 from common.errors import DataError  # noqa: E402
-from common.run_config import load_run_config  # noqa: E402
+from common.run_config import apply_cache_settings, load_run_config  # noqa: E402
 
 
 def config_from_args(cls, args, shortcuts=()):
@@ -25,10 +25,24 @@ def config_from_args(cls, args, shortcuts=()):
     shortcuts: (argparse dest, "section.key") pairs; a flag left at None is ignored.
     """
     overrides, _ = _overrides(args, shortcuts)
+    if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) is not None \
+            or getattr(args, "process_id", None) is not None:
+        from common.distribute import set_peers
+
+        set_peers(args.coordinator, args.num_processes, args.process_id)
     return load_config(cls, args.config, overrides)
 
 
-def run_config_from_args(cls, args, shortcuts, trained):
+def training_config_from_args(cls, args, shortcuts, layout, split):
+    """`config_from_args` for a trainer, with the data settings the `split` cache was
+    built with (`common.run_config.apply_cache_settings`): a cache built with
+    `--bbox-format xyxy` trains without it repeated; a flag that contradicts it is an error."""
+    cfg = config_from_args(cls, args, shortcuts)
+    overrides, sources = _overrides(args, shortcuts)
+    return apply_cache_settings(cls, cfg, Path(cfg.data.cache_dir) / split, layout, args.config, overrides, sources)
+
+
+def run_config_from_args(cls, args, shortcuts, trained, layout=None):
     """For a use_* script: the model to run and the config to run it with.
 
     The model is `--model`, default `{train.output_dir}/best.keras` of the config as
@@ -36,6 +50,8 @@ def run_config_from_args(cls, args, shortcuts, trained):
     comes from the run's config.json beside it (`common.run_config.load_run_config`): a
     flag, `--set` or --config value that contradicts a `trained` setting is an error
     naming it.
+    With the part's cache `layout`, a run on a cache split (no --images) also takes the
+    data settings that split was built with, but those the model fixes (`trained`).
     Returns (cfg, model path, path of the run's config.json or None).
     """
     given = config_from_args(cls, args, shortcuts)
@@ -44,6 +60,9 @@ def run_config_from_args(cls, args, shortcuts, trained):
     model_path = Path(args.model) if args.model else run_dir / "best.keras"
     overrides, sources = _overrides(args, shortcuts)
     cfg, run_config = load_run_config(cls, model_path, args.config, overrides, trained, override_sources=sources)
+    if layout is not None and not getattr(args, "images", None):
+        cfg = apply_cache_settings(cls, cfg, Path(cfg.data.cache_dir) / args.split, layout, args.config, overrides,
+                                   sources, keep=trained)
     return cfg, model_path, run_config
 
 
@@ -81,6 +100,27 @@ def add_allow_outside(parser):
                         help="read images that the labels name outside the data folder (an absolute path or '..')")
 
 
+def add_data_files(parser, labels="label file (default: {data_dir}/{split}.json)",
+                   images="image folder (default: {data_dir}/images/{split}/, then images/, then {data_dir})"):
+    """`--labels` and `--images` for a preprocess script: a data set laid out otherwise
+    than the split-name layout (`train_annotations.json` beside `train/`) is named as it is."""
+    parser.add_argument("--labels", metavar="FILE" if "file" in labels else "DIR", help=labels)
+    parser.add_argument("--images", metavar="DIR", help=images)
+
+
+def add_skip_bad(parser):
+    """`--skip-bad` on every preprocess script: leave bad items out instead of stopping."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out bad records and unreadable images, listed in the cache folder's "
+                        "skipped.tsv (path, reason), instead of stopping at the first")
+
+
+def print_skipped(count, report):
+    """The summary line of a `--skip-bad` run that left items out."""
+    if count:
+        print(f"skipped {count} bad item(s), listed in {report}")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -89,7 +129,8 @@ def add_quiet(parser):
 TRAINING_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "train.output_dir"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("learning_rate", "train.learning_rate"), ("precision", "train.precision"),
-                      ("seed", "train.seed"))
+                      ("seed", "train.seed"), ("val_split", "train.val_split"),
+                      ("distribution", "train.distribution"))
 
 
 def add_training_arguments(parser, split=True):
@@ -106,8 +147,25 @@ def add_training_arguments(parser, split=True):
     parser.add_argument("--learning-rate", type=float, help="train.learning_rate")
     parser.add_argument("--precision", help="train.precision: auto|float32|mixed_float16|mixed_bfloat16")
     parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    parser.add_argument("--val-split", metavar="NAME", help="train.val_split: validate on this cached split "
+                        "instead of holding out train.validation_split")
+    add_distribution_arguments(parser)
     add_quiet(parser)
     return TRAINING_SHORTCUTS
+
+
+def add_distribution_arguments(parser):
+    """--distribution (train.distribution) and where a multi_process run finds its peers;
+    `config_from_args` hands the latter to `keras.distribution.initialize` (common.distribute)."""
+    group = parser.add_argument_group("scaling out (common.distribute)")
+    group.add_argument("--distribution", help="train.distribution: none|data_parallel (every local device)|"
+                       "multi_process (JAX, several machines)")
+    group.add_argument("--coordinator", help="multi_process: HOST:PORT of process 0 "
+                       "(else KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    group.add_argument("--num-processes", type=int, help="multi_process: processes in all "
+                       "(else KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, help="multi_process: this process, 0 to N-1 "
+                       "(else KERAS_DISTRIBUTION_PROCESS_ID)")
 
 
 USE_SHORTCUTS = (("cache_dir", "data.cache_dir"), ("output_dir", "use.output_dir"))
@@ -129,8 +187,11 @@ def add_use_arguments(parser, model_default="{train.output_dir}/best.keras"):
 
 def print_training(summary, unit="images"):
     """What every trainer prints after `common.training.train`: epochs, data, speed, last losses."""
-    print(f"trained {summary['epochs_run']} epoch(s) ({summary['epochs_done']} of {summary['epochs_planned']} "
-          f"done) on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
+    # The run's epochs, not this process's: a resumed run trained what its first part did too.
+    resumed = summary["epochs_done"] - summary["epochs_run"]
+    resume_note = f", {summary['epochs_run']} of them after resuming from epoch {resumed}" if resumed else ""
+    print(f"trained {summary['epochs_done']} of {summary['epochs_planned']} epoch(s){resume_note} "
+          f"on {summary['train_images']} {unit} ({summary['val_images']} validation), {summary['backend']} "
           f"backend, {summary['policy']}, {summary['seconds']} s ({summary['images_per_second']} {unit}/s)")
     print("last epoch:", json.dumps({k: round(v, 5) for k, v in summary["last"].items()}))
     print(f"models, history, plots and logs in {summary['output_dir']}")

@@ -105,7 +105,7 @@ class GaussianHeatmapCodec:
         heatmaps = ops.exp(-d2 / (2.0 * self.sigma**2)) * weights[:, None, None, :]
         return heatmaps, weights
 
-    def decode(self, heatmaps):
+    def decode(self, heatmaps, groups=(), min_distance=None):
         """Argmax + sub-pixel log-parabola refinement (numpy).
 
         For each axis a parabola is fitted to the log heatmap at three consecutive
@@ -115,8 +115,17 @@ class GaussianHeatmapCodec:
         encoded targets decode back exactly up to float error. A flat or non-concave
         neighbourhood (e.g. an all-zero map) keeps the pixel centre.
 
+        Interchangeable keypoints (`common.interchangeable`): within each of `groups`, the
+        maps take their peaks in order of peak height, and a map whose maximum lies within
+        `min_distance` heatmap pixels (default 2 sigma) of a peak already taken by its
+        group takes its highest pixel beyond that distance instead, so two labels of one
+        group never decode onto the same drawn point. (Two members closer than
+        `min_distance` in truth are pushed apart by it: the price of the rule.)
+
         Args:
             heatmaps: `(batch, H, W, K)` numpy array or backend tensor, `(H, W) = map_shape`.
+            groups: tuples of keypoint indices whose peaks must be distinct.
+            min_distance: heatmap pixels between the peaks of one group; None = 2 sigma.
 
         Returns:
             xy_norm: `(batch, K, 2)` float32 keypoints in `[0, 1]`.
@@ -130,6 +139,9 @@ class GaussianHeatmapCodec:
         row, col = np.divmod(flat_index, width)
         b = np.arange(batch)[:, None]
         k = np.arange(num_keypoints)[None, :]
+        if groups:
+            radius = 2.0 * self.sigma if min_distance is None else float(min_distance)
+            row, col = _distinct_group_peaks(maps, row, col, groups, radius)
         scores = maps[b, k, row, col]
         log_maps = np.log(np.maximum(maps, 1e-10))
         x_heatmap = col + 0.5 + _parabola_offset(log_maps[b, k, row, :], col)
@@ -147,6 +159,33 @@ class GaussianHeatmapCodec:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _distinct_group_peaks(maps, row, col, groups, radius):
+    """Peaks `(row, col)` `(batch, K)` moved so that no two members of a group lie within
+    `radius` pixels of each other (see `GaussianHeatmapCodec.decode`); vectorised over
+    the batch, a loop over the few members of each group."""
+    batch, _, height, width = maps.shape
+    row, col = row.copy(), col.copy()
+    b = np.arange(batch)
+    yy, xx = np.mgrid[:height, :width]
+    for group in groups:
+        group = np.asarray(group)
+        heights = maps[b[:, None], group[None, :], row[:, group], col[:, group]]  # (batch, g)
+        ranked = group[np.argsort(-heights, axis=1, kind="stable")]  # strongest first
+        taken = np.zeros((batch, height, width), bool)
+        for rank in range(len(group)):
+            member = ranked[:, rank]  # (batch,)
+            own = maps[b, member]  # (batch, H, W)
+            free = ~taken
+            # All pixels taken (a map smaller than the exclusion discs): keep the argmax.
+            candidates = np.where(free, own, -np.inf)
+            flat = np.where(free.any(axis=(1, 2)), candidates.reshape(batch, -1).argmax(-1),
+                            own.reshape(batch, -1).argmax(-1))
+            r, c = np.divmod(flat, width)
+            row[b, member], col[b, member] = r, c
+            taken |= (yy[None] - r[:, None, None]) ** 2 + (xx[None] - c[:, None, None]) ** 2 < radius ** 2
+    return row, col
 
 
 def _parabola_offset(profile, peak):

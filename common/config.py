@@ -40,6 +40,8 @@ def check_range(config, name, low, high=math.inf, low_inclusive=False):
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "plateau", "step")
+DISTRIBUTIONS = ("none", "data_parallel", "multi_process")  # common.distribute.MODES
+LR_SCALINGS = ("linear", "sqrt", "none")
 
 
 @dataclasses.dataclass
@@ -63,8 +65,12 @@ class TrainingConfig:
     checkpoint, history row) that many images instead of one pass; the data then repeats.
     budget_minutes > 0 stops after the first epoch that ends past that wall time.
     validation_split: the share of the cache held out for validation.
+    val_split: validate on this other cached split instead ("" = hold out validation_split).
     max_images: train on the first N cached images (0 = all).
     tensorboard_images: sample images shown with their heatmaps in TensorBoard (TF only).
+    distribution: none | data_parallel (every local device) | multi_process (JAX, several
+    machines); batch_size is then per replica and the rate scales by lr_scaling: linear |
+    sqrt | none with the replica count (`common.distribute`).
     """
 
     output_dir: str = "runs/model"
@@ -87,8 +93,11 @@ class TrainingConfig:
     epoch_images: int = 0
     budget_minutes: float = 0.0
     validation_split: float = 0.1
+    val_split: str = ""
     max_images: int = 0
     tensorboard_images: int = 4
+    distribution: str = "none"
+    lr_scaling: str = "linear"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr_step_epochs"):
@@ -109,7 +118,8 @@ class TrainingConfig:
             raise ValueError(f"warmup_steps works with lr_schedule constant|cosine. Received: "
                              f"warmup_steps={self.warmup_steps}, lr_schedule={self.lr_schedule!r}")
         for name, allowed in (("precision", PRECISIONS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                              ("jit_compile", ("auto", "true", "false"))):
+                              ("jit_compile", ("auto", "true", "false")), ("distribution", DISTRIBUTIONS),
+                              ("lr_scaling", LR_SCALINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {'|'.join(allowed)}. Received: {name}={getattr(self, name)!r}")
 
@@ -137,7 +147,7 @@ def from_dict(cls, values, source="config"):
             kwargs[name] = _coerce(value, default, name, source)
     try:
         return dataclasses.replace(defaults, **kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: math.isfinite(10**400)
         raise DataError(str(err), source) from None
 
 
@@ -157,8 +167,8 @@ def _coerce(value, default, name, source):
             if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return type(default)(value)
-    except (TypeError, ValueError):
-        raise DataError(f"key '{name}' expects {type(default).__name__}, got {value!r}", source) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64, int(inf)
+        raise DataError(f"key '{name}' expects {type(default).__name__}, got {str(value)[:80]}", source) from None
     return value
 
 
@@ -182,7 +192,7 @@ def read_config_file(path):
     if not path.is_file():
         raise DataError("config file not found", path)
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML skips a byte-order mark itself
     except UnicodeDecodeError:
         raise DataError("not a text file (not UTF-8)", path) from None
     except yaml.YAMLError as err:

@@ -8,7 +8,10 @@ Every `.npy`/`.npz` read uses `allow_pickle=False`.
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -45,6 +48,69 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+# What `atomic_path` names its temporary files: "." + stem + "." + mkstemp's 8 random
+# characters + ".tmp" + suffix. Only files of exactly this form are ever removed as stale.
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def is_temp_name(name):
+    """Whether `name` is one of `atomic_path`'s temporary files."""
+    return _TEMP_NAME.match(name) is not None
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder, what):
+    """Hold an exclusive lock on `folder` while the block writes into it, and first remove
+    the temporary files a killed run left there (`atomic_path`'s naming only, this folder
+    only; a killed cache write leaves one as large as the cache). Yields their names.
+
+    The lock is what makes the removal safe: a temporary file in a folder that no live
+    process holds can only be a dead run's. It is `flock` on the folder itself (no lock
+    file to leave behind), which the kernel releases when the process dies, even by
+    SIGKILL. Where there is no `flock` (Windows, some network file systems) nothing is
+    locked and nothing removed. A second process writing the same folder meanwhile gets
+    a `DataError` instead of mixing its files with the first one's.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _lock(folder, what)
+    try:
+        yield remove_temps(folder) if fd is not None else []
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def remove_temps(folder):
+    """Remove `atomic_path`'s temporary files from `folder` (not below it); their names.
+    Only for a folder this process holds by `exclusive_folder` (or one inside it)."""
+    removed = []
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else ():
+        if is_temp_name(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _lock(folder, what):
+    """An open descriptor of `folder` holding its exclusive flock, or None where there is no flock."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        raise DataError(f"another process is writing {what} in this folder (wait for it, or stop it)",
+                        folder) from None
+    except OSError:  # no flock on this file system: do not guess which temporary files are dead
+        os.close(fd)
+        return None
+
+
 def save_json(path, obj):
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
@@ -62,14 +128,56 @@ def _json_default(value):
 
 
 def load_json(path):
-    """Read a JSON file; a missing file or bad JSON raises `DataError` naming the file."""
+    """Read a JSON file; a missing file or bad JSON raises `DataError` naming the file.
+    A UTF-8 byte-order mark (Windows editors write one) is skipped."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError("file not found", path)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON ({err})", path) from None
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: [[[[...]]]]
+        raise DataError(f"not valid JSON ({str(err) or 'nested too deeply'})", path) from None
+
+
+def is_file(path, source=None, where=""):
+    """`Path(path).is_file()`, except that a name the system refuses to look up (longer
+    than the file system allows: Errno 36) raises `DataError` naming `source` (the label
+    file that gave the name; default the path itself) instead of an OSError traceback."""
+    try:
+        return Path(path).is_file()
+    except OSError as err:
+        name = Path(path).name
+        shown = name if len(name) <= 60 else f"{name[:40]}...{name[-12:]} ({len(name)} characters)"
+        raise DataError(f"{where}cannot look up file '{shown}' ({err.strerror or err})",
+                        source if source is not None else Path(path).parent) from None
+
+
+def is_finite_number(value):
+    """Whether a JSON value is a finite number (not a boolean; not an integer beyond float64,
+    10**400, for which math.isfinite raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def json_numbers(value):
+    """`value` as a float64 array when it is a JSON number or nested lists of them (not
+    strings, not booleans: numpy would turn "1" and true into 1.0), else None; ragged lists
+    and numbers beyond float64 give None too."""
+    def numeric(v):
+        if isinstance(v, list):
+            return all(numeric(item) for item in v)
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    try:
+        if not numeric(value):
+            return None
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, OverflowError, RecursionError):  # ragged lists, an int beyond float64, [[[[...]]]]
+        return None
 
 
 def require(record, field, path, where=""):
@@ -77,6 +185,43 @@ def require(record, field, path, where=""):
     if not isinstance(record, dict) or field not in record:
         raise DataError(f"{where}missing field '{field}'", path)
     return record[field]
+
+
+def split_files(data_dir, split, labels=None, images=None):
+    """(label file, image folders searched in order) of one split.
+
+    The default layout: `{data_dir}/{split}.json`, images in `images/{split}/`, then
+    `images/`, then `data_dir`. `labels` (a file) and `images` (a folder) name them
+    instead, for a data set laid out otherwise (`train_annotations.json` beside `train/`);
+    `labels` alone: its images are looked up as in the default layout of its folder.
+    The last folder holds the others: it is the data folder that the labels' file names
+    may not leave (`find_image`).
+    """
+    label_path = Path(labels) if labels else Path(data_dir) / f"{split}.json"
+    base = label_path.parent  # data_dir in the default layout
+    folders = [Path(images)] if images else [base / "images" / split, base / "images", base]
+    return label_path, folders
+
+
+def find_image(folders, filename, label_path, where="", allow_outside=False):
+    """The first `folder/filename` that is a file; else a `DataError` on `label_path`
+    naming every folder searched. A name the system refuses to look up (too long) is a
+    `DataError` on `label_path` too (`is_file`).
+
+    `filename` comes from a labels file: one that leads outside the data folder, the last
+    of `folders` (`split_files`: `data_dir`, or the folder the user named for images), is
+    an `OutsideDataFolder` error unless `allow_outside` (`data_file`). Every place to look
+    is checked before any is looked at, so a refused name never tells whether a file
+    exists outside.
+    """
+    root = Path(folders[-1])
+    candidates = [data_file(root, Path(os.path.relpath(folder, root), filename), label_path, where, allow_outside)
+                  for folder in folders]
+    for path in candidates:
+        if is_file(path, label_path, where):
+            return path
+    searched = ", ".join(f"{folder}/" for folder in folders)
+    raise DataError(f"{where}image '{filename}' not found in {searched}", label_path)
 
 
 def image_paths(source):
@@ -97,20 +242,46 @@ def open_image(path):
     """`PIL.Image.open(path)` for decoding in the block; a missing file, or one that fails
     to open or decode there, raises `DataError` naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError("image file not found", path)
     try:
-        with Image.open(path) as img:
+        # Opening parses only the header; a damaged one can fail in more ways than decoding
+        # (a PNG header of 12 bytes instead of 13 is a ValueError, a short field a struct.error).
+        img = Image.open(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+            Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
+    try:
+        with img:
             yield img
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image ({err.__class__.__name__}: {err})", path) from None
 
 
+def image_size(path):
+    """(width, height) of an image file from its header, without decoding it; a file that
+    is not a readable image raises `DataError` naming it."""
+    with open_image(path) as img:
+        return img.size
+
+
+def to_rgb(img):
+    """A decoded PIL image as an RGB PIL image. Grayscale is replicated, alpha dropped,
+    palettes applied, CMYK converted. 16-bit (and 32-bit integer) grayscale keeps its top
+    8 bits, as OpenCV does: Pillow's own conversion clips every value above 255 to white.
+    EXIF orientation is not applied: the pixels are read as stored, the frame the labels
+    of SPEED, COCO and DOTA are in."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        wide = np.asarray(img).astype(np.int64)
+        img = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8))
+    return img.convert("RGB")
+
+
 def read_image_rgb(path):
-    """Read an image file as a (H, W, 3) uint8 RGB array (grayscale is replicated)."""
+    """Read an image file as a (H, W, 3) uint8 RGB array (`to_rgb`)."""
     with open_image(path) as img:
         img.load()
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(to_rgb(img))
 
 
 def save_image(path, array):
@@ -202,6 +373,11 @@ def file_hash(path, length=16):
     return digest.hexdigest()[:length]
 
 
+class OutsideDataFolder(DataError):
+    """A file name from a labels file that leads outside the data folder (`data_file`):
+    a `DataError` that a `--skip-bad` run lists without reading anything in its place."""
+
+
 def data_file(data_dir, relative, label_path, where="", allow_outside=False):
     """`data_dir / relative` for a file named by a labels file (`relative` holds the name
     read there, e.g. Path("images", split, filename)).
@@ -215,6 +391,6 @@ def data_file(data_dir, relative, label_path, where="", allow_outside=False):
     relative = os.path.normpath(relative)
     if not allow_outside and (os.path.isabs(relative) or relative == os.pardir
                               or relative.startswith(os.pardir + os.sep)):
-        raise DataError(f"{where}the file name leads outside the data folder {data_dir} (an absolute path or "
-                        "'..'); --allow-outside reads it", label_path)
+        raise OutsideDataFolder(f"{where}the file name leads outside the data folder {data_dir} (an absolute path "
+                                "or '..'); --allow-outside reads it", label_path)
     return Path(data_dir) / relative

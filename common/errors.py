@@ -13,3 +13,6 @@ class DataError(ValueError):
         self.path = None if path is None else str(path)
         self.message = message  # without the path, for a caller that adds to it
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+    def __reduce__(self):  # from a worker process: the path and message stay apart
+        return type(self), (self.message, self.path)

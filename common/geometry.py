@@ -18,7 +18,9 @@ Arrays carry their frame in their name: `xy_original` (source image pixels),
 
 A per-image transform is the 4-vector (sx, sy, tx, ty):
     xy_input = xy_original * (sx, sy) + (tx, ty)
-It composes resize-with-padding onto a canvas, a centre crop and a final resize.
+It composes resize-with-padding onto a canvas, a centre crop and a final resize
+(`letterbox_crop_transform`), or a square crop around an object's box and a resize
+(`box_crop_transform`); `warp_image` / `warp_image_file` resample an image with either.
 """
 
 import math
@@ -26,7 +28,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from common.data_io import open_image
+from common.data_io import open_image, to_rgb
 
 
 def letterbox_crop_transform(image_size, canvas_size, crop_size, input_size):
@@ -58,36 +60,81 @@ def letterbox_crop_transform(image_size, canvas_size, crop_size, input_size):
     return transform, plan
 
 
-def warp_image(image, canvas_size, crop_size, input_size):
+def box_crop_transform(box, input_size, margin=1.25, min_side=8.0):
+    """The (sx, sy, tx, ty) transform of a square crop around `box`, resized to `input_size`.
+
+    box: [x1, y1, x2, y2] original pixels. The crop is centred on the box, its side is
+    `margin` times the box's longer side (at least `min_side` px, so a box of a pixel or
+    two still gives a finite scale); it may reach past the image (black there, as the
+    letterbox). input_size: (width, height); a non-square input stretches the square.
+    Broadcasts: box (..., 4) -> transform (..., 4).
+    """
+    box = np.asarray(box, dtype=np.float64)
+    centre = (box[..., :2] + box[..., 2:]) / 2
+    side = np.maximum(margin * np.max(box[..., 2:] - box[..., :2], axis=-1), min_side)[..., None]
+    scale = np.asarray(input_size, dtype=np.float64) / side  # (..., 2)
+    return np.concatenate([scale, -(centre - side / 2) * scale], axis=-1)
+
+
+def points_box(xy, image_size):
+    """The box [x1, y1, x2, y2] of the finite points `xy` (K, 2), clipped to the image of
+    `image_size` (width, height); None when none of it is inside the image."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if not len(xy):
+        return None
+    low, high = np.maximum(xy.min(axis=0), 0.0), np.minimum(xy.max(axis=0), image_size)
+    if np.any(high <= low):
+        return None
+    return [float(v) for v in (*low, *high)]
+
+
+def jitter_box(box, rng, scale=0.15, shift=0.1):
+    """`box` [x1, y1, x2, y2] moved and resized at random, as a detector errs: the centre
+    moves by up to `shift` of the box's width / height, each side is scaled by a factor
+    in [1 - scale, 1 + scale]. Used on true boxes to make training crops."""
+    box = np.asarray(box, dtype=np.float64)
+    centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+    centre = centre + rng.uniform(-shift, shift, 2) * size
+    size = size * rng.uniform(1 - scale, 1 + scale, 2)
+    return np.concatenate([centre - size / 2, centre + size / 2])
+
+
+def warp_image(image, canvas_size, crop_size, input_size, transform=None):
     """Letterbox, centre-crop and resize an image; returns (image_input uint8, transform (4,)).
 
     image: (H, W, 3) uint8. Padding is black. One antialiased bilinear resample maps the
     input frame's extent in the image straight to `input_size` (Pillow's filter widens
-    its support when shrinking), so there is no full-size intermediate.
+    its support when shrinking), so there is no full-size intermediate. transform: a
+    given (4,) transform (a `box_crop_transform`) instead of the letterbox and centre crop.
     """
     h, w = image.shape[:2]
-    transform, _ = letterbox_crop_transform((w, h), canvas_size, crop_size, input_size)
+    if transform is None:
+        transform, _ = letterbox_crop_transform((w, h), canvas_size, crop_size, input_size)
     return np.asarray(_resample(Image.fromarray(image), transform, input_size, 1)), transform
 
 
-def warp_image_file(path, canvas_size, crop_size, input_size):
+def warp_image_file(path, canvas_size, crop_size, input_size, transform=None):
     """`warp_image` on an image file: (image_input (H, W, 3) uint8, transform (4,), (width, height)).
 
     A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling) when that
     still leaves at least two source pixels per input pixel: a 1920x1200 SPEED image
     decodes at 480x300 for the default 128x128 input, about ten times faster than a full
-    decode and resize. The transform refers to the original size either way. Grayscale
-    is replicated to RGB. A missing or unreadable file raises `DataError` naming it.
+    decode and resize. The transform refers to the original size either way. Modes other
+    than RGB are converted by `common.data_io.to_rgb`. A missing or unreadable file raises `DataError` naming it.
+    transform: as in `warp_image`.
     """
     with open_image(path) as pil:
         size = pil.size
-        transform, _ = letterbox_crop_transform(size, canvas_size, crop_size, input_size)
+        if transform is None:
+            transform, _ = letterbox_crop_transform(size, canvas_size, crop_size, input_size)
+        transform = np.asarray(transform, dtype=np.float64)
         box_w, box_h = input_size[0] / transform[0], input_size[1] / transform[1]  # original pixels
         reduce = next((r for r in (8, 4, 2) if box_w / r >= 2 * input_size[0] and box_h / r >= 2 * input_size[1]), 1)
         drafted = pil.draft(None, (size[0] // reduce, size[1] // reduce)) if reduce > 1 else None
         scale = 1 if drafted is None else size[0] / drafted[1][2]  # draft returns (mode, (0, 0, w / s, h / s))
         pil.load()
-        warped = _resample(pil.convert("RGB"), transform, input_size, scale)
+        warped = _resample(to_rgb(pil), transform, input_size, scale)
     return np.asarray(warped), transform, size
 
 

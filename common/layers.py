@@ -44,10 +44,9 @@ def soft_argmax(heatmaps, beta=15.0, debias=False):
     shape = ops.shape(heatmaps)
     height, width, num_keypoints = shape[1], shape[2], shape[3]
     logits = beta * ops.reshape(heatmaps, (-1, height * width, num_keypoints))
-    peak = ops.max(logits, axis=1, keepdims=True)  # (batch, 1, K)
-    exp = ops.exp(logits - peak)
-    total = ops.sum(exp, axis=1, keepdims=True)
-    probs = exp / total  # (batch, H*W, K)
+    # One softmax op, not exp / sum: full-integer INT8 (LiteRT) has a softmax kernel, while a
+    # quantised division by the quantised sum fails once that sum rounds to zero.
+    probs = ops.softmax(logits, axis=1)  # (batch, H*W, K)
 
     flat = ops.arange(height * width, dtype="int32")
     x_centres = (ops.cast(flat % width, "float32") + 0.5) / ops.cast(width, "float32")
@@ -58,6 +57,8 @@ def soft_argmax(heatmaps, beta=15.0, debias=False):
     if not debias:
         return xy
 
+    peak = ops.max(logits, axis=1, keepdims=True)  # (batch, 1, K)
+    total = ops.sum(ops.exp(logits - peak), axis=1, keepdims=True)
     # r = N / C = exp(log N - beta * max - log sum exp(beta * (h - max))), at most 1.
     log_ratio = (
         ops.log(ops.cast(height * width, "float32"))
@@ -85,7 +86,7 @@ class SoftArgMax(keras.layers.Layer):
         debias: apply the Gu et al. (ICCV 2021) closed-form bias correction.
     """
 
-    def __init__(self, beta=15.0, debias=False, **kwargs):
+    def __init__(self, beta=15.0, debias=False, **kwargs):  # pragma: no mutate block (keras reads the signature)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if not beta > 0:
@@ -112,7 +113,7 @@ class HeatmapPeak(keras.layers.Layer):
     Output is float32 (the layer's dtype defaults to "float32").
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs):  # pragma: no mutate block (keras reads the signature)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
 
@@ -170,7 +171,7 @@ class PhotometricAugment(keras.layers.Layer):
         brightness_range=(0.6, 1.0),
         seed=None,
         **kwargs,
-    ):
+    ):  # pragma: no mutate block (keras reads the signature)
         super().__init__(**kwargs)
         if not 0.0 <= blur_prob <= 1.0:
             raise ValueError(f"`blur_prob` must be in [0, 1]. Received: blur_prob={blur_prob}")

@@ -378,3 +378,60 @@ class HeatmapPeakLoss(keras.losses.Loss):
                        "debias": self.debias, "heatmap_size": self.heatmap_size, "sigma": self.sigma,
                        "foreground_weight": self.foreground_weight})
         return config
+
+
+# --- Interchangeable keypoints (issue 25): the loss under the best assignment ---
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InterchangeableLoss(keras.losses.Loss):
+    """`loss` under the best assignment of labels within each group of interchangeable
+    keypoints (`common.interchangeable`): per sample, the minimum of `loss` over every
+    relabelling of `y_true` that permutes keypoints within their groups.
+
+    `y_true` is keypoints `(batch, K, C)` (relabelled on axis 1) or target heatmaps
+    `(batch, H, W, K)` (on the last axis); `y_pred` is whatever `loss` takes. `loss` must
+    return one value per sample from `call` (every loss of this module does). The
+    assignments, the product of the groups' permutations, are enumerated at build time;
+    the loss is evaluated once per assignment (2 for a pair, 6 for a triple, 4 for two
+    pairs), then the per-sample minimum is taken, so the gradient flows through the
+    assignment that fits best. With no groups it is `loss` itself.
+
+    Args:
+        loss: a `keras.losses.Loss` (or its serialised config).
+        groups: tuples of keypoint indices, each group's labels arbitrary.
+    """
+
+    def __init__(self, loss, groups=(), name="interchangeable_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(f"`loss` must be a keras.losses.Loss. Received: loss={loss!r}")
+        groups = tuple(tuple(int(k) for k in group) for group in groups)
+        members = [k for g in groups for k in g]
+        if any(len(g) < 2 for g in groups) or min(members, default=0) < 0 or len(set(members)) != len(members):
+            raise ValueError(f"`groups` must be disjoint groups of >= 2 keypoint indices >= 0. "
+                             f"Received: groups={groups}")
+        self.loss, self.groups = loss, groups
+        self._permutations = {}  # K -> (P, K) gather indices, built once per keypoint count
+
+    def permutations(self, num_keypoints):
+        from common.interchangeable import group_permutations
+
+        if num_keypoints not in self._permutations:
+            self._permutations[num_keypoints] = group_permutations(self.groups, num_keypoints)
+        return self._permutations[num_keypoints]
+
+    def call(self, y_true, y_pred):
+        if not self.groups:
+            return self.loss.call(y_true, y_pred)
+        axis = 1 if len(y_true.shape) == 3 else len(y_true.shape) - 1
+        values = [self.loss.call(ops.take(y_true, perm, axis=axis), y_pred)
+                  for perm in self.permutations(int(y_true.shape[axis]))]
+        return ops.min(ops.stack([ops.cast(v, "float32") for v in values], axis=0), axis=0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"loss": keras.saving.serialize_keras_object(self.loss),
+                       "groups": [list(g) for g in self.groups]})
+        return config

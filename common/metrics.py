@@ -458,3 +458,50 @@ def mre_sdr(xy_pred, xy_true, visible, spacing_mm, radii_mm=(2.0, 2.5, 3.0, 4.0)
         "sd_mm": None if empty else float(errors_mm.std()),
         "sdr": _pck_dict(errors_mm, radii),
     }
+
+
+# --- Interchangeable keypoints (issue 25): match predictions to labels within groups ---
+
+
+def match_groups(xy_pred, xy_true, visible, groups):
+    """The relabelling of the predictions that best fits the labels within each group.
+
+    Per image and group, every permutation of the group's predictions is tried and the
+    one with the smallest sum of Euclidean errors over the group's visible labels is
+    kept (a NaN prediction costs more than any finite one); keypoints outside the
+    groups keep their labels. Figures computed on `xy_pred[n, order[n]]` are the
+    "matched" figures, those on `xy_pred` the "raw" ones.
+
+    Args:
+        xy_pred, xy_true: `(N, K, 2)` in one pixel frame.
+        visible: `(N, K)` bool (the labels' visibility).
+        groups: tuples of keypoint indices (`common.interchangeable.resolve_groups`).
+
+    Returns:
+        `order`: `(N, K)` int gather indices; `np.take_along_axis(a, order[..., None], 1)`
+        (or `a[np.arange(N)[:, None], order]`) relabels any per-keypoint array `a`.
+    """
+    import itertools
+
+    xy_pred = np.asarray(xy_pred, dtype=np.float64)
+    xy_true = np.asarray(xy_true, dtype=np.float64)
+    visible = np.asarray(visible).astype(bool)
+    n, k = visible.shape
+    order = np.tile(np.arange(k), (n, 1))
+    rows = np.arange(n)[:, None]
+    for group in groups:
+        group = np.asarray(group)
+        perms = np.array(list(itertools.permutations(range(len(group)))))  # (P, g)
+        pred = xy_pred[:, group[perms]]  # (N, P, g, 2)
+        distance = np.hypot(*np.moveaxis(pred - xy_true[:, None, group], -1, 0))  # (N, P, g)
+        distance = np.where(np.isfinite(distance), distance, 1e12)
+        cost = np.where(visible[:, None, group], distance, 0.0).sum(axis=-1)  # (N, P)
+        best = perms[np.argmin(cost, axis=1)]  # (N, g); argmin keeps the identity on ties
+        order[rows, group[None, :]] = group[best]
+    return order
+
+
+def relabel(values, order):
+    """`values` `(N, K, ...)` relabelled by `match_groups`' `order`."""
+    values = np.asarray(values)
+    return values[np.arange(len(order))[:, None], order]

@@ -8,8 +8,14 @@ Results come back in input order, so callers can stream them into a memory map.
 import concurrent.futures
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 
 from tqdm import tqdm
+
+from common.errors import DataError
 
 
 def default_workers():
@@ -17,9 +23,14 @@ def default_workers():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True):
-    """Yield fn(item) for each item, in order. fn must be a module-level function."""
+def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True, errors="raise"):
+    """Yield fn(item) for each item, in order. fn must be a module-level function.
+
+    errors="return": a `DataError` that fn raises for an item is yielded in its place
+    instead of ending the map (`--skip-bad`)."""
     items = list(items)
+    if errors == "return":
+        fn, items = _returning_errors, [(fn, item) for item in items]
     bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress)
     try:
         if workers <= 1 or len(items) <= 1:
@@ -29,9 +40,52 @@ def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True):
             return
         context = multiprocessing.get_context("spawn")
         chunksize = max(1, min(16, len(items) // (4 * workers)))
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent,
+                                                      initargs=(os.getpid(),))
+        try:
             for result in pool.map(fn, items, chunksize=chunksize):
                 yield result
                 bar.update(1)
+        finally:  # an error (a bad image) or a closed generator: do not wait for the queued items
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
+
+
+def _returning_errors(job):
+    fn, item = job
+    try:
+        return fn(item)
+    except DataError as err:
+        return err
+
+
+def _die_with_parent(parent):
+    """Worker initializer: end this worker when the process that started the pool dies.
+
+    A pool's workers wait on a queue whose write end they hold themselves, so a parent
+    killed by SIGKILL (or the OOM killer) never tells them to stop: they, and through
+    them multiprocessing's resource tracker, would run for good. On Linux the kernel
+    sends SIGKILL at once (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread checks
+    every second whether the worker was re-parented. The second check after prctl
+    covers a parent that died before it took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0:
+                if os.getppid() != parent:
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass  # no usable libc: the thread below
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="die-with-parent").start()
+
+
+def _watch_parent(parent):
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)

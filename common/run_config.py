@@ -31,7 +31,9 @@ def run_config_path(model_path):
 def model_record(model_path):
     """How summaries name the model: its path, a hash of the file, and the run config read."""
     config = run_config_path(model_path)
-    return {"path": str(model_path), "sha256_16": file_hash(model_path),
+    # A SavedModel is a folder: its graph file stands for it.
+    hashed = Path(model_path) / "saved_model.pb" if Path(model_path).is_dir() else model_path
+    return {"path": str(model_path), "sha256_16": file_hash(hashed),
             "run_config": str(config) if config.is_file() else None}
 
 
@@ -160,3 +162,37 @@ def _set(values, dotted, value):
 
 def _show(value):
     return json.dumps(value)
+
+
+def apply_cache_settings(cls, cfg, folder, layout, config=None, overrides=(), override_sources=None, keep=()):
+    """`cfg` with the data settings the cache in `folder` was built with, so that training
+    and use need none of them repeated (`data.bbox_format`, sizes, categories).
+
+    Each setting the cache stores (`layout.settings`) that is a `data` field is taken from
+    the cache, but those in `keep` (dotted keys, or sections: what a trained model fixes)
+    and `layout.optional_settings`. One that the `config` file or an override gives
+    otherwise raises `DataError` naming the flag to drop. Without a readable cache `cfg`
+    is returned as it is (loading the cache then says what is wrong).
+    """
+    from common.cache import Y_FILE, built_with
+
+    stored = built_with(folder)
+    if stored is None:
+        return cfg
+    values = to_dict(cfg)
+    given = _given(config, overrides, override_sources)
+    for key, value in stored.items():
+        name = f"data.{key}"
+        if key not in values["data"] or key in layout.optional_settings \
+                or any(name == k or name.startswith(k + ".") for k in keep):
+            continue
+        value = json.loads(json.dumps(value))
+        for setting, source in given.items():
+            if (setting == name or setting.startswith(name + ".")) and _get(values, name) != value:
+                drop = f"{setting} from {source}" if config is not None and source == str(config) else source
+                raise DataError(f"{name}={_show(_get(values, name))} ({source}) contradicts the cache, built with "
+                                f"{name}={_show(value)}; drop {drop}: the cache's setting is used (or rebuild the "
+                                f"cache with it: {layout.rebuild.format(split=Path(folder).name)})",
+                                Path(folder) / Y_FILE)
+        _set(values, name, value)
+    return from_dict(cls, values, str(Path(folder) / Y_FILE))

@@ -12,6 +12,7 @@ absent). Targets and augmentation are `keras.ops` code inside the model and loss
 so both backends run the same maths on the device.
 """
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -25,7 +26,8 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from common.data_io import atomic_path, load_json, save_json
+from common import distribute
+from common.data_io import atomic_path, exclusive_folder, load_json, remove_temps, save_json
 
 
 def has_gpu():
@@ -75,10 +77,13 @@ def make_batches(images, targets, indices, batch_size, shuffle, seed=0, repeat=F
     `PyDataset`. Indices inside a batch are sorted, which makes memory-map reads sequential.
     repeat: an endless stream of whole batches, pass after pass (each pass reshuffled), for
     epochs that are not passes (`train.epoch_images`) of `steps` batches each.
+    Inside `common.distribute.scope` batch_size is one replica's: the batches are global
+    (MirroredStrategy splits them), or this process's rows of them (`ArrayBatches`).
     """
     indices = np.asarray(indices, dtype=np.int64)
     if keras.backend.backend() == "tensorflow":
-        return _tf_dataset(images, targets, indices, batch_size, shuffle, seed, repeat)
+        return _tf_dataset(images, targets, indices, batch_size * distribute.current().replicas, shuffle, seed,
+                           repeat)
     return ArrayBatches(images, targets, indices, batch_size, shuffle, seed, repeat=repeat, steps=steps)
 
 
@@ -100,7 +105,7 @@ def _tf_dataset(images, targets, indices, batch_size, shuffle, seed, repeat=Fals
         return values[0], dict(zip(names, values[1:]))
 
     ds = tf.data.Dataset.from_tensor_slices(indices)
-    if shuffle:
+    if shuffle:  # (MirroredStrategy rebuilds the pipeline it distributes: another order for the same seed)
         ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
@@ -113,11 +118,16 @@ class ArrayBatches(keras.utils.PyDataset):
 
     repeat=False: one pass over `indices` per epoch. repeat=True: `steps` whole batches per
     epoch from an endless stream of passes (a fresh permutation each pass when shuffling).
+    Inside `common.distribute.scope` batch_size is one replica's; every process draws the
+    same global batches (same seed) and reads only its own rows of each, and a pass keeps a
+    multiple of the replica count of images (JAX splits every batch evenly).
     """
 
     def __init__(self, images, targets, indices, batch_size, shuffle, seed=0, repeat=False, steps=None):
         super().__init__()
         self.images, self.targets, self.indices = images, targets, np.asarray(indices, dtype=np.int64)
+        self.replicas = distribute.current()
+        batch_size *= self.replicas.replicas  # the global batch
         self.batch_size, self.shuffle, self.repeat = batch_size, shuffle, repeat
         self.steps = steps or max(1, len(self.indices) // batch_size)
         self.rng = np.random.default_rng(seed)
@@ -126,7 +136,8 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def _next_order(self):
         if not self.repeat:
-            return self.rng.permutation(self.indices) if self.shuffle else self.indices
+            order = self.rng.permutation(self.indices) if self.shuffle else self.indices
+            return order[:len(order) - len(order) % self.replicas.batch_multiple]
         wanted = self.steps * self.batch_size
         while len(self._pending) < wanted:
             one_pass = self.rng.permutation(self.indices) if self.shuffle else self.indices
@@ -135,10 +146,11 @@ class ArrayBatches(keras.utils.PyDataset):
         return order
 
     def __len__(self):
-        return self.steps if self.repeat else math.ceil(len(self.indices) / self.batch_size)
+        return self.steps if self.repeat else math.ceil(len(self.order) / self.batch_size)
 
     def __getitem__(self, index):
-        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = np.sort(idx[self.replicas.rows(len(idx))])
         return np.asarray(self.images[idx]), {name: np.asarray(a[idx]) for name, a in self.targets.items()}
 
     def on_epoch_end(self):
@@ -160,7 +172,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best = float(value)
-            with atomic_path(self.path) as tmp:
+            with atomic_path(self.path) as tmp, distribute.writing():
                 self.model.save(tmp)
 
 
@@ -237,7 +249,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = self.start or time.perf_counter()  # a later segment keeps the first one's clock
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start >= self.seconds:
+        if distribute.agree(time.perf_counter() - self.start >= self.seconds):  # process 0's clock decides for all
             self.model.stop_training = True
 
 
@@ -260,7 +272,8 @@ class EpochBackup(keras.callbacks.Callback):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch_{epoch + 1}.weights.h5"
         tmp = self.backup_dir / f".{name}.tmp.weights.h5"  # Keras wants the .weights.h5 suffix
-        self.model.save_weights(tmp)
+        with distribute.writing():
+            self.model.save_weights(tmp)
         os.replace(tmp, self.backup_dir / name)
         save_json(self.backup_dir / self.STATE, {"epoch": epoch + 1, "weights": name})
         for old in self.backup_dir.glob("*.weights.h5"):
@@ -306,12 +319,14 @@ def read_history(csv_path):
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """How long a run is: `epochs` of `steps_per_epoch` batches. repeat: the training data
-    is a stream of whole batches (an epoch is not one pass; `make_batches(repeat=True)`)."""
+    is a stream of whole batches (an epoch is not one pass; `make_batches(repeat=True)`).
+    batch_size: the global batch of one optimizer step, over `replicas` devices."""
 
     steps_per_epoch: int
     epochs: int
     repeat: bool
     batch_size: int
+    replicas: int = 1
 
     @property
     def total_steps(self):
@@ -327,18 +342,25 @@ def plan_run(tc, train_count, max_steps=0):
 
     One pass per epoch by default; `tc.epoch_images` epochs of that many images (whole
     batches); `tc.budget_images` sets the number of epochs from images seen instead of
-    `tc.epochs`. max_steps caps the batches of an epoch (smoke tests).
+    `tc.epochs`. max_steps caps the batches of an epoch (smoke tests). Inside
+    `common.distribute.scope` a batch is tc.batch_size per replica, and a pass under JAX
+    keeps a multiple of the replica count of images (`ArrayBatches`).
     """
     if train_count < 1:
         raise ValueError("no training images")
-    batch = tc.batch_size
+    replicas = distribute.current()
+    batch = tc.batch_size * replicas.replicas
+    if train_count < replicas.batch_multiple:
+        raise ValueError(f"{train_count} training images cannot give each of {replicas.replicas} replicas one")
+    train_count -= train_count % replicas.batch_multiple
     repeat = bool(tc.epoch_images)
     steps = math.ceil((tc.epoch_images if repeat else train_count) / batch)
     if max_steps:
         steps = min(steps, max_steps)
     per_epoch = steps * batch if repeat or max_steps else train_count
     epochs = math.ceil(tc.budget_images / per_epoch) if tc.budget_images else tc.epochs
-    return Plan(steps_per_epoch=max(steps, 1), epochs=max(epochs, 1), repeat=repeat, batch_size=batch)
+    return Plan(steps_per_epoch=max(steps, 1), epochs=max(epochs, 1), repeat=repeat, batch_size=batch,
+                replicas=replicas.replicas)
 
 
 def start_run(tc):
@@ -348,8 +370,10 @@ def start_run(tc):
 
 
 def learning_rate_schedule(tc, plan, learning_rate=None):
-    """`tc.lr_schedule` over the run's optimizer steps (see `common.config.TrainingConfig`)."""
+    """`tc.lr_schedule` over the run's optimizer steps (see `common.config.TrainingConfig`);
+    the rate scales with the plan's replicas by `tc.lr_scaling` (`common.distribute`)."""
     rate = tc.learning_rate if learning_rate is None else learning_rate
+    rate *= distribute.learning_rate_factor(tc.lr_scaling, plan.replicas)
     warmup = min(tc.warmup_steps, max(plan.total_steps - 1, 0))
     schedules = keras.optimizers.schedules
     if tc.lr_schedule == "cosine":
@@ -391,14 +415,31 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
     output name, logits?) shown there each epoch.
     segments: [(first epoch, end epoch, compile(model))], e.g. one loss per segment of a
     sigma curriculum; the default is one segment with the model as compiled.
+    Inside `common.distribute.scope` only process 0 writes files; every process resumes
+    from the same backup (out_dir is a path all processes share).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Locked while it trains: a second run there is refused, and the temporary files of a
+    # killed one (best.keras, model.keras, the loss plot) are removed.
+    # Under a multi-process distribution process 0 holds it; the others write nothing there.
+    chief = distribute.current().chief
+    with exclusive_folder(out_dir, "a training run") if chief else contextlib.nullcontext():
+        if chief:
+            remove_temps(out_dir / "plots")  # (backup/ replaces its own: `EpochBackup`)
+        return _train(model, train_data, val_data, tc, out_dir, plan, progress=progress, title=title,
+                      callbacks=callbacks, tensorboard_images=tensorboard_images, segments=segments,
+                      train_count=train_count, val_count=val_count, tensorboard=tensorboard)
+
+
+def _train(model, train_data, val_data, tc, out_dir, plan, *, progress, title, callbacks, tensorboard_images,
+           segments, train_count, val_count, tensorboard):
     history_csv, backup_dir = out_dir / "history.csv", out_dir / "backup"
+    replicas = distribute.current()
+    chief = replicas.chief
     resumed_from = EpochBackup.epochs_done(backup_dir)
-    if resumed_from:  # rows past the backup (a kill between the CSV row and the backup) go
+    if chief and resumed_from:  # rows past the backup (a kill between the CSV row and the backup) go
         _truncate_history(history_csv, resumed_from)
-    elif history_csv.exists():  # a new run: its best model and curves start afresh, the old history kept
+    elif chief and history_csv.exists():  # a new run: its best model and curves start afresh, the old history kept
         os.replace(history_csv, out_dir / "history_previous.csv")
     monitor = "val_loss" if val_data is not None else "loss"
     standard = [keras.callbacks.TerminateOnNaN()]
@@ -407,18 +448,19 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
     if tc.budget_minutes:
         standard.append(TimeBudget(60 * tc.budget_minutes))
     standard += list(callbacks)  # before the checkpoint and history: what they add to the logs is saved
-    standard += [
-        BestModelCheckpoint(out_dir / "best.keras", monitor=monitor, history_csv=history_csv),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
-        HistoryPlot(history_csv, out_dir / "plots" / "loss_curves.png", title),
-        TqdmProgress(plan.epochs, plan.steps_per_epoch, disable=not progress),
-    ]
-    if tensorboard and keras.backend.backend() == "tensorflow" and tensorflow_available():
+    if chief:  # the other processes hold the same (replicated) weights and logs: one writer
+        standard += [
+            BestModelCheckpoint(out_dir / "best.keras", monitor=monitor, history_csv=history_csv),
+            keras.callbacks.CSVLogger(str(history_csv), append=True),
+            HistoryPlot(history_csv, out_dir / "plots" / "loss_curves.png", title),
+        ]
+    standard.append(TqdmProgress(plan.epochs, plan.steps_per_epoch, disable=not (progress and chief)))
+    if chief and tensorboard and keras.backend.backend() == "tensorflow" and tensorflow_available():
         standard.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), update_freq="epoch"))
         if tensorboard_images is not None and len(tensorboard_images[0]):
             standard.append(HeatmapImages(out_dir / "logs", *tensorboard_images))
     # Last, so an epoch counts as done only after its checkpoint and CSV row are written.
-    all_callbacks = standard + [EpochBackup(backup_dir)]
+    all_callbacks = standard + ([EpochBackup(backup_dir)] if chief else [])
 
     segments = segments or [(0, plan.epochs, None)]
     initial_epoch, history, start = None, {}, time.perf_counter()
@@ -441,9 +483,10 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
             segments[-1][2](model)
         EpochBackup.restore(model, backup_dir)
     seconds = time.perf_counter() - start
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    shutil.rmtree(backup_dir, ignore_errors=True)  # finished: the next call starts a new run
+    if chief:
+        with atomic_path(out_dir / "model.keras") as tmp, distribute.writing():
+            model.save(tmp)
+        shutil.rmtree(backup_dir, ignore_errors=True)  # finished: the next call starts a new run
     epochs_run = len(history.get("loss", []))
     per_epoch = plan.images_per_epoch if plan.repeat else min(train_count or 0, plan.images_per_epoch)
     images = epochs_run * per_epoch
@@ -453,8 +496,12 @@ def train(model, train_data, val_data, tc, out_dir, plan, *, progress=True, titl
                "steps_per_epoch": plan.steps_per_epoch, "images_seen": images, "seconds": round(seconds, 1),
                "images_per_second": round(images / seconds, 2) if seconds > 0 else None,
                "parameters": int(model.count_params()),
+               "distribution": {"mode": replicas.mode, "replicas": replicas.replicas,
+                                "processes": replicas.processes, "global_batch": plan.batch_size,
+                                "learning_rate_factor": distribute.learning_rate_factor(tc.lr_scaling, plan.replicas)},
                "last": {k: v[-1] for k, v in history.items() if v}, "history": history}
-    save_json(out_dir / "training_log.json", summary)
+    if chief:
+        save_json(out_dir / "training_log.json", summary)
     return summary
 
 
@@ -489,3 +536,12 @@ def split_indices(count, validation_split, seed):
     if validation_split > 0 and count > 1:
         n_val = min(max(n_val, 1), count - 1)
     return order[:count - n_val], order[count - n_val:]
+
+
+def train_val_indices(count, tc, val_count=None):
+    """(train indices, validation indices) of a run: with a separate validation split
+    (`train.val_split`, of `val_count` images) every one of the `count` training images
+    and every validation image, else `split_indices` of the training split."""
+    if val_count is not None:
+        return np.arange(count), np.arange(val_count)
+    return split_indices(count, tc.validation_split, tc.seed)

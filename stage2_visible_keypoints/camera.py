@@ -20,12 +20,16 @@ import math
 
 import numpy as np
 
-from common.data_io import load_json, require, save_json
+from common.data_io import is_finite_number, json_numbers, load_json, require, save_json
 from common.errors import DataError
 
 # The SPEED camera (Tango's Vignette camera): 17.6 mm lens, 5.86 um pixels.
 SPEED_FOCAL_M = 0.0176
 SPEED_PIXEL_PITCH_M = 5.86e-6
+# Bounds of a camera file's values: beyond them a file is corrupt, not a camera, and
+# projecting with it overflows float64 (1e308 passes a finiteness check).
+MAX_PIXELS = 1e9  # image size, focal length and principal point, px
+MAX_DISTORTION = 1e6  # |k1|, |k2|, |p1|, |p2|, |k3|
 
 
 @dataclasses.dataclass
@@ -93,9 +97,17 @@ def speed_camera():
 
 def _number(record, field, path):
     value = require(record, field, path)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise DataError(f"field '{field}' must be a finite number, got {value!r}", path)
     return float(value)
+
+
+def _in_pixels(value, field, path, positive=False):
+    """A focal length (positive) or principal-point coordinate in px, within MAX_PIXELS."""
+    if not (abs(value) <= MAX_PIXELS and (value > 0 or not positive)):  # NaN and inf fail too
+        raise DataError(f"field '{field}' gives {value:.6g} px; expected a {'positive ' if positive else ''}"
+                        f"value of at most {MAX_PIXELS:.0e} px", path)
+    return value
 
 
 def load_camera_json(path):
@@ -113,33 +125,39 @@ def load_camera_json(path):
     size = {}
     for field in ("Nu", "Nv"):
         value = _number(record, field, path)
-        if value <= 0 or value != int(value):
-            raise DataError(f"field '{field}' must be a positive integer, got {value!r}", path)
+        if not 0 < value <= MAX_PIXELS or value != int(value):
+            raise DataError(f"field '{field}' must be a positive integer of at most {MAX_PIXELS:.0e}, "
+                            f"got {value!r}", path)
         size[field] = int(value)
     if "cameraMatrix" in record:
-        try:
-            k = np.asarray(record["cameraMatrix"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError("field 'cameraMatrix' must be a 3x3 array of numbers", path) from None
-        if k.shape != (3, 3) or not np.all(np.isfinite(k)):
-            raise DataError(f"field 'cameraMatrix' must be a finite 3x3 array, got shape {k.shape}", path)
+        k = json_numbers(record["cameraMatrix"])  # JSON numbers only: "1" or true is a corrupt file
+        if k is None or k.shape != (3, 3) or not np.all(np.isfinite(k)):
+            raise DataError("field 'cameraMatrix' must be a 3x3 array of finite numbers", path)
         fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+        names = ("cameraMatrix[0][0] (fx)", "cameraMatrix[1][1] (fy)", "cameraMatrix[0][2] (cx)",
+                 "cameraMatrix[1][2] (cy)")
     else:
         pitch = {field: _number(record, field, path) for field in ("ppx", "ppy")}
         for field, value in pitch.items():
             if value <= 0:
                 raise DataError(f"field '{field}' must be positive, got {value!r}", path)
-        fx = _number(record, "fx", path) / pitch["ppx"]
-        fy = _number(record, "fy", path) / pitch["ppy"]
+        with np.errstate(over="ignore"):  # a tiny pitch overflows to inf: refused below
+            fx = np.float64(_number(record, "fx", path)) / pitch["ppx"]
+            fy = np.float64(_number(record, "fy", path)) / pitch["ppy"]
         cx, cy = _number(record, "ccx", path), _number(record, "ccy", path)
-    dist = record.get("distCoeffs", [0.0] * 5)
-    try:
-        dist = np.asarray(dist, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise DataError("field 'distCoeffs' must be a list of numbers", path) from None
+        names = ("fx / ppx", "fy / ppy", "ccx", "ccy")
+    fx, fy, cx, cy = (_in_pixels(float(v), name, path, positive=i < 2)
+                      for i, (v, name) in enumerate(zip((fx, fy, cx, cy), names)))
+    dist = json_numbers(record.get("distCoeffs", [0.0] * 5))
+    if dist is None or not np.all(np.isfinite(dist)):
+        raise DataError("field 'distCoeffs' must be a list of finite numbers", path)
+    dist = dist.ravel()
     if dist.size > 5:
         # OpenCV's longer models (k4..k6, thin prism) are not supported.
         raise DataError(f"field 'distCoeffs' has {dist.size} entries; at most 5 (k1, k2, p1, p2, k3)", path)
+    if np.abs(dist).max(initial=0.0) > MAX_DISTORTION:
+        raise DataError(f"field 'distCoeffs' holds {dist[np.argmax(np.abs(dist))]:.6g}; a distortion coefficient "
+                        f"beyond {MAX_DISTORTION:.0e} is a corrupt file", path)
     try:
         return Camera(fx, fy, cx, cy, size["Nu"], size["Nv"], tuple(dist))
     except ValueError as err:

@@ -11,6 +11,7 @@ import math
 from common.config import TrainingConfig, size_pair
 from common.config import check_range as _check_range
 
+CROPS = ("centre", "box")
 BACKBONE_WEIGHTS_HELP = "none (random init), imagenet (needs network or Keras' cache), or a local .h5/.weights.h5 file"
 
 
@@ -25,6 +26,20 @@ class DataConfig:
     canvas_size, crop_size, input_size: (width, height) of the letterbox canvas, its
     centre crop and the model input. heatmap_size: (width, height), input / 2.
     sigma: Gaussian sigma of the heatmap targets, in heatmap pixels.
+    interchangeable: groups of keypoints whose labels are arbitrary, by name or index
+    (`[[corner_a, corner_b]]`; the vertex groups a mesh symmetry maps onto each other,
+    as `symmetry_warnings` names them): training takes the loss under the best
+    assignment within each group, evaluation adds matched figures, the argmax decode
+    keeps a group on distinct peaks and the pose step tries the allowed assignments
+    (`common.interchangeable`).
+    crop: how an image is cut down to the input. centre: the letterbox onto canvas_size
+    and the fixed centre crop_size (an object near the image centre, the "centred"
+    renders). box: a square crop around the object's box, box_margin times its longer
+    side (`common.geometry.box_crop_transform`): the true box (label "bbox", else the
+    keypoints' box) for caches, stage 1's box in `pose_vis.py` / `PosePipeline`.
+    box_jitter: (scale, shift) of the random error put on the true boxes of a cache
+    (`common.geometry.jitter_box`), about what stage 1 errs by, so that the model does
+    not depend on a perfect box; (0, 0) = crops of the true boxes.
     """
 
     data_dir: str = "runs/demo/renders"
@@ -35,8 +50,21 @@ class DataConfig:
     heatmap_size: tuple = (64, 64)
     sigma: float = 2.0
     cache_heatmaps: bool = False
+    interchangeable: tuple = ()
+    crop: str = "centre"
+    box_margin: float = 1.25
+    box_jitter: tuple = (0.15, 0.1)
 
     def __post_init__(self):
+        from common.interchangeable import check_groups
+
+        self.interchangeable = check_groups(self.interchangeable)
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}. Received: crop={self.crop!r}")
+        _check_range(self, "box_margin", low=0.0)
+        self.box_jitter = tuple(float(v) for v in self.box_jitter)
+        if len(self.box_jitter) != 2 or not all(0 <= v < 1 for v in self.box_jitter):
+            raise ValueError(f"box_jitter must be (scale, shift), each in [0, 1). Received: box_jitter={self.box_jitter}")
         for name in ("canvas_size", "crop_size", "input_size", "heatmap_size"):
             setattr(self, name, size_pair(getattr(self, name), name))
         if self.crop_size[0] > self.canvas_size[0] or self.crop_size[1] > self.canvas_size[1]:
@@ -171,7 +199,7 @@ class UseConfig:
 # What a trained model depends on: use_vis.py and the predictor read these from the run's
 # config.json and refuse a config that says otherwise (`common.run_config`).
 TRAINED_SETTINGS = ("data.canvas_size", "data.crop_size", "data.input_size", "data.heatmap_size", "data.sigma",
-                    "model")
+                    "data.interchangeable", "data.crop", "data.box_margin", "model")
 
 
 @dataclasses.dataclass

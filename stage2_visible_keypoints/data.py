@@ -6,9 +6,15 @@ Label file `{data_dir}/{split}.json` is a list of records (the SPEED / SPEED+ la
      "q_vbs2tango": [q0, q1, q2, q3],           # or "q_vbs2tango_true" (SPEED+)
      "r_Vo2To_vbs_true": [x, y, z],             # metres, camera frame
      "keypoints": [[x, y], ...],                # K points, original image pixels (optional)
-     "visible": [true, ...]}                    # K flags (optional)
+     "visible": [true, ...],                    # K flags (optional)
+     "bbox": [x1, y1, x2, y2]}                  # the object's box, pixels (optional; renders)
 
-Images are looked up in `images/{split}/`, then `images/`. When a record has no
+With `data.crop: box`, each image is cropped around its object's box ("bbox", else the
+box of its keypoints, clipped to the image; the whole image when neither is there), with
+`data.box_jitter`'s random error, and the crop's transform is stored like the letterbox's.
+
+Images are looked up in `images/{split}/`, `images/`, then the data folder (or in the
+folder `--images` names, with `--labels` naming the label file). When a record has no
 "keypoints", they are projected from its pose with `camera.json` and `mesh.obj`
 (whose vertices are the keypoints) and their visibility is ray-cast on the mesh, which
 is how real SPEED labels (poses only) are read. When "visible" is absent, a keypoint
@@ -22,7 +28,8 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  (visible in the original AND inside the input frame); xy_original (N, K, 2);
                  visible_original (N, K); transforms (N, 4) original -> input (common.geometry);
                  image_sizes (N, 2); filenames (N,); image_paths (N,) absolute; keypoint_names (K,); input_size, heatmap_size,
-                 sigma; config_hash, config_json, source_hash; heatmaps (N, h, w, K) float16 if asked;
+                 sigma; config_hash, config_json, source_hash, x_crc32 (`common.cache`);
+                 heatmaps (N, h, w, K) float16 if asked;
                  when every record has a pose: pose_q (N, 4), pose_r (N, 3); when the data folder
                  has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
                  (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
@@ -32,15 +39,15 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
 import dataclasses
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from common import cache
-from common.data_io import data_file, load_json, require
+from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
-from common.geometry import inside, to_input, warp_image_file
+from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
 from common.parallel import parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
@@ -49,6 +56,10 @@ from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
 MAX_PIXEL = 1e9  # a keypoint coordinate beyond this (px) is a corrupt label, not a position
+# Pose values beyond these are corrupt labels: 1e301 is finite, but projecting it or taking
+# its norm overflows float64. A quaternion whose norm is below MIN_QUATERNION_NORM has no direction.
+MAX_POSE_VALUE = 1e9  # |q_i| and |r_i| (metres)
+MIN_QUATERNION_NORM = 1e-6
 TRANSLATION_FIELD = "r_Vo2To_vbs_true"
 KEYPOINT_NAMES_FILE = "keypoint_names.json"  # in a data folder (renders) and beside a trained model
 SIDE_FILES = (KEYPOINT_NAMES_FILE, "camera.json", "mesh.obj")
@@ -70,6 +81,7 @@ class Annotations:
     pose_q: np.ndarray = None
     pose_r: np.ndarray = None
     object_model: "ObjectModel" = None
+    boxes: np.ndarray = None  # (N, 4) xyxy original pixels: "bbox", else the keypoints' box, else the image
 
 
 @dataclasses.dataclass
@@ -88,55 +100,92 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split, allow_outside=False):
-    """Read and check `{data_dir}/{split}.json`; every problem raises a one-line `DataError`.
-    An image name that leads outside `data_dir` is one too, unless `allow_outside`."""
-    data_dir = Path(data_dir)
-    label_path = data_dir / f"{split}.json"
+def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=None, labels=None, images=None,
+                     allow_outside=False):
+    """Read and check `{data_dir}/{split}.json` (or the `labels` file, with its images in
+    the `images` folder: `common.data_io.split_files`); every problem raises a one-line
+    `DataError`. camera.json, mesh.obj and keypoint_names.json are looked up beside the
+    label file, then in its parent.
+
+    camera_path, mesh_path: camera.json and the keypoint model (OBJ) to use instead of those
+    side files (a real SPEED / SPEED+ folder has no mesh.obj; both or neither). skipped: a
+    list to collect (path, reason) of bad records in, which are then left out
+    (`--skip-bad`), instead of raising. allow_outside: read image file names that lead
+    outside the data folder (refused by default: `common.data_io.find_image`).
+    """
+    label_path, folders = split_files(data_dir, split, labels, images)
+    data_dir = label_path.parent
     records = load_json(label_path)
     if not isinstance(records, list) or not records:
         raise DataError("expected a non-empty JSON list of image records", label_path)
-    names = _keypoint_names(data_dir)
+    overrides = {"camera.json": camera_path, "mesh.obj": mesh_path}
+    if (camera_path is None) != (mesh_path is None):
+        raise ValueError(f"camera_path and mesh_path go together. Received: {camera_path}, {mesh_path}")
+    names = _keypoint_names(data_dir) if mesh_path is None else tuple(load_obj(mesh_path).vertex_names)
     projector = None
-    paths, points, flags, sizes, poses = [], [], [], [], []
+    paths, points, flags, sizes, poses, boxes = [], [], [], [], [], []
     seen = {}
     for index, record in enumerate(records):
-        filename = require(record, "filename", label_path, f"record {index}: ")
-        where = f"record {index} ({filename}): "
-        if str(filename) in seen:
-            raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})", label_path)
-        seen[str(filename)] = index
-        path = _find_image(data_dir, split, str(filename), label_path, where, allow_outside)
-        size = _image_size(path)
-        pose = _read_pose(record, label_path, where, required="keypoints" not in record)
-        if "keypoints" in record:
-            xy, visible = _read_keypoints(record, size, label_path, where)
-        else:
-            if projector is None:
-                projector = _PoseProjector(data_dir, label_path, names)
-            xy, visible = projector(*pose)
-        if names is None:
-            names = default_keypoint_names(len(xy))
-        if len(xy) != len(names):
-            raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
-        outside = visible & ~inside(xy, size)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
-                            f"lies outside the {size[0]}x{size[1]} image", label_path)
-        paths.append(path)
-        points.append(xy)
-        flags.append(visible)
-        sizes.append(size)
-        poses.append(pose)
+        try:
+            filename = require(record, "filename", label_path, f"record {index}: ")
+            where = f"record {index} ({filename}): "
+            if str(filename) in seen:
+                raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})",
+                                label_path)
+            seen[str(filename)] = index
+            path = find_image(folders, str(filename), label_path, where, allow_outside)
+            size = image_size(path)  # the header only
+            pose = _read_pose(record, label_path, where, required="keypoints" not in record)
+            if "keypoints" in record:
+                xy, visible = _read_keypoints(record, size, label_path, where)
+            else:
+                if projector is None:
+                    projector = _PoseProjector(data_dir, label_path, names, overrides)
+                xy, visible = projector(*pose)
+            if names is None:
+                names = default_keypoint_names(len(xy))
+            if len(xy) != len(names):
+                raise DataError(f"{where}field 'keypoints' has {len(xy)} entries, expected {len(names)}", label_path)
+            outside = visible & ~inside(xy, size)
+            if outside.any():
+                k = int(np.flatnonzero(outside)[0])
+                raise DataError(f"{where}keypoint {k} is marked visible but ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) "
+                                f"lies outside the {size[0]}x{size[1]} image", label_path)
+            boxes.append(_read_box(record, xy, size, label_path, where))
+            paths.append(path)
+            points.append(xy)
+            flags.append(visible)
+            sizes.append(size)
+            poses.append(pose)
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.path, err.message))
+    if not paths:  # a problem of the whole split (say, no camera.json), not of a few records
+        raise DataError(f"all {len(records)} records are bad; the first: {skipped[0][1]}", skipped[0][0])
     annotations = Annotations(label_path, paths, np.stack(points), np.stack(flags), np.array(sizes), tuple(names),
-                              object_model=(_object_model(data_dir, tuple(names)) if projector is None
+                              boxes=np.array(boxes, dtype=np.float64),
+                              object_model=(_object_model(data_dir, tuple(names), overrides) if projector is None
                                             else projector.object_model(tuple(names))))
     if projector is not None:  # keypoints projected from poses need the images' camera
-        check_camera_size(projector.camera, annotations.image_sizes, paths, str(side_file(data_dir, "camera.json")))
+        check_camera_size(projector.camera, annotations.image_sizes, paths,
+                          str(camera_path or side_file(data_dir, "camera.json")))
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
+
+
+def _read_box(record, xy, size, label_path, where):
+    """The object's box: the record's "bbox" (null = not in the image), else the box of
+    its keypoints clipped to the image, else the whole image."""
+    box = record.get("bbox")
+    if box is not None:
+        box = _vector(box, 4, "bbox", label_path, where)
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise DataError(f"{where}field 'bbox' must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1", label_path)
+        return box
+    box = points_box(xy, size)
+    return np.array(box if box is not None else [0.0, 0.0, *size], dtype=np.float64)
 
 
 def _read_pose(record, label_path, where, required):
@@ -149,6 +198,13 @@ def _read_pose(record, label_path, where, required):
     if not np.any(q):
         raise DataError(f"{where}field '{q_field}' is the zero quaternion", label_path)
     r = _vector(require(record, TRANSLATION_FIELD, label_path, where), 3, TRANSLATION_FIELD, label_path, where)
+    for field, values in ((q_field, q), (TRANSLATION_FIELD, r)):
+        if np.abs(values).max() > MAX_POSE_VALUE:
+            raise DataError(f"{where}field '{field}' holds {_shorten(values.tolist())}: a value beyond "
+                            f"{MAX_POSE_VALUE:.0e} is a corrupt label", label_path)
+    if not np.linalg.norm(q) >= MIN_QUATERNION_NORM:
+        raise DataError(f"{where}field '{q_field}' {q.tolist()} has a norm below {MIN_QUATERNION_NORM:g}: "
+                        "not a rotation", label_path)
     return q, r
 
 
@@ -215,10 +271,12 @@ def keypoint_mesh(mesh, names):
     return Mesh(mesh.vertices[order], remap[mesh.faces], names)
 
 
-def _object_model(data_dir, names):
+def _object_model(data_dir, names, overrides=None):
     """The camera and the keypoints' 3-D positions, when camera.json and a mesh.obj whose
     vertex names are the keypoint names (in any order) are found; else None."""
-    camera_path, mesh_path = side_file(data_dir, "camera.json"), side_file(data_dir, "mesh.obj")
+    overrides = overrides or {}
+    camera_path = overrides.get("camera.json") or side_file(data_dir, "camera.json")
+    mesh_path = overrides.get("mesh.obj") or side_file(data_dir, "mesh.obj")
     mesh = keypoint_mesh(load_obj(mesh_path), names) if camera_path and mesh_path else None
     if mesh is None:
         return None
@@ -252,26 +310,10 @@ def _keypoint_names(data_dir):
     return tuple(names)
 
 
-def _find_image(data_dir, split, filename, label_path, where, allow_outside=False):
-    # Every place to look is checked before any is looked at (`data_file`).
-    candidates = [data_file(data_dir, Path("images", *folder, filename), label_path, where, allow_outside)
-                  for folder in ((split,), ())]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise DataError(f"{where}image file not found in images/{split}/ or images/", label_path)
-
-
-def _image_size(path):
-    try:
-        with Image.open(path) as img:  # reads the header only
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read image ({err.__class__.__name__})", path) from None
 
 
 def _read_keypoints(record, size, label_path, where):
-    xy = _numbers(record["keypoints"])
+    xy = json_numbers(record["keypoints"])
     if xy is None:
         raise DataError(f"{where}field 'keypoints' must be a list of [x, y] numbers", label_path)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -281,11 +323,13 @@ def _read_keypoints(record, size, label_path, where):
     if np.abs(xy).max(initial=0.0) > MAX_PIXEL:
         raise DataError(f"{where}field 'keypoints' holds a coordinate beyond {MAX_PIXEL:.0e} px", label_path)
     if "visible" in record:
-        visible = np.asarray(record["visible"])
-        if visible.shape != (len(xy),) or visible.dtype.kind not in "bi" or not np.isin(visible, (0, 1)).all():
-            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got {visible.tolist()}",
-                            label_path)
-        return xy, visible.astype(bool)
+        visible = record["visible"]
+        # Checked element by element: numpy would turn [true, [true]] into a ValueError and "1" into a flag.
+        if (not isinstance(visible, list) or len(visible) != len(xy)
+                or not all(isinstance(v, bool) or (type(v) is int and v in (0, 1)) for v in visible)):
+            raise DataError(f"{where}field 'visible' must be {len(xy)} booleans (or 0/1), got "
+                            f"{_shorten(visible)}", label_path)
+        return xy, np.array(visible, dtype=bool)
     return xy, inside(xy, size)
 
 
@@ -296,8 +340,9 @@ class _PoseProjector:
     in another order; otherwise in mesh order (the names then only label the vertices).
     """
 
-    def __init__(self, data_dir, label_path, names):
-        paths = {name: side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
+    def __init__(self, data_dir, label_path, names, overrides=None):
+        overrides = overrides or {}
+        paths = {name: overrides.get(name) or side_file(data_dir, name) for name in ("camera.json", "mesh.obj")}
         for name, path in paths.items():
             if path is None:
                 raise DataError(f"records have no 'keypoints', so {name} is needed to project the pose, "
@@ -320,24 +365,14 @@ class _PoseProjector:
         return xy, visible & finite
 
 
-def _numbers(value):
-    """`value` as a float64 array when it is a number or nested lists of numbers (JSON
-    numbers: not strings, not booleans, which numpy would convert), else None."""
-    def numeric(v):
-        if isinstance(v, list):
-            return all(numeric(item) for item in v)
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if not numeric(value):
-        return None
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except ValueError:  # ragged lists
-        return None
+def _shorten(value, limit=80):
+    """`value` for an error message, cut to `limit` characters (a label file can hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _vector(value, length, field, label_path, where):
-    array = _numbers(value)
+    array = json_numbers(value)
     if array is None:
         array = np.empty(0)
     if array.shape != (length,) or not np.isfinite(array).all():
@@ -348,7 +383,23 @@ def _vector(value, length, field, label_path, where):
 def preprocess_config(data_cfg):
     """The part of the config that decides the cache's content (its hash names the cache)."""
     keys = ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma", "cache_heatmaps")
-    return {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
+    settings = {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
+    if data_cfg.crop != "centre":  # only then: caches of the centre crop keep their hash
+        settings.update(crop=data_cfg.crop, box_margin=data_cfg.box_margin, box_jitter=data_cfg.box_jitter)
+    return settings
+
+
+def crop_transforms(annotations, data_cfg, split):
+    """(N, 4) box-crop transforms (`data.crop: box`) of a split's images, around their
+    boxes with `data.box_jitter`'s error, drawn from (split, image index): reproducible;
+    None for the centre crop (each image's letterbox transform is found as it is read)."""
+    if data_cfg.crop != "box":
+        return None
+    scale, shift = data_cfg.box_jitter
+    key = zlib.crc32(split.encode())
+    boxes = [jitter_box(box, np.random.default_rng([key, i]), scale, shift) if scale or shift else box
+             for i, box in enumerate(annotations.boxes)]
+    return box_crop_transform(np.array(boxes), data_cfg.input_size, data_cfg.box_margin)
 
 
 LAYOUT = cache.Layout(
@@ -369,47 +420,69 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1, allow_outside=False):
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False,
+               allow_outside=False):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
     (`common.cache`). An unchanged config and unchanged inputs reuse the existing cache;
     `rebuilt` in the summary says why an existing one was not. `workers` processes
-    decode and resize.
+    decode and resize. skip_bad: leave out bad records and images that cannot be
+    decoded, listed in the cache folder's `skipped.tsv`, instead of stopping.
     """
     start = time.perf_counter()
-    annotations = load_annotations(data_cfg.data_dir, split, allow_outside)
+    skipped = [] if skip_bad else None
+    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images,
+                                   allow_outside=allow_outside)
     # A data folder's own mesh, as render_vis.py does for the mesh it renders: a symmetric
     # one makes keypoint identities ambiguous, whoever made the images.
-    mesh_path = side_file(data_cfg.data_dir, "mesh.obj")
+    mesh_path = side_file(annotations.label_path.parent, "mesh.obj")
     for message in symmetry_warnings(load_obj(mesh_path)) if mesh_path is not None else ():
         warnings.warn(f"{mesh_path}: {message}", stacklevel=2)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
     src_hash = cache.source_hash([annotations.label_path, *(side_file(annotations.label_path.parent, name)
-                                                              for name in SIDE_FILES)], annotations.image_paths)
+                                                              for name in SIDE_FILES)], annotations.image_paths,
+                                 skip_bad=skip_bad)
     y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
     if y is not None:
         return _summary(split, out_dir, y, reused=True, seconds=time.perf_counter() - start)
 
     width, height = data_cfg.input_size
     count = len(annotations.image_paths)
-    transforms = np.zeros((count, 4))
+    transforms, kept = np.zeros((count, 4)), []
+
+    crops = crop_transforms(annotations, data_cfg, split)
 
     def warped():  # the images, keeping each one's transform for the labels
-        jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
-                for path in annotations.image_paths]
-        for i, (image, transform) in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
-                                                            progress=progress)):
-            transforms[i] = transform
-            yield image[None]
+        jobs = [(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size,
+                 None if crops is None else crops[i]) for i, path in enumerate(annotations.image_paths)]
+        for i, result in enumerate(parallel_map(_warp_file, jobs, workers, f"preprocess {split}",
+                                                progress=progress, errors="return" if skip_bad else "raise")):
+            if isinstance(result, DataError):  # only with skip_bad
+                skipped.append((result.path, result.message))
+                continue
+            transforms[i] = result[1]
+            kept.append(i)
+            yield result[0][None]
 
     with cache.writing(out_dir, cfg_values, src_hash) as writer:
-        writer.images((count, height, width, 3), warped())
+        writer.images((count, height, width, 3), warped(), fewer=skip_bad)
+        annotations, transforms = _subset(annotations, kept), transforms[kept]
         arrays, streamed = _label_arrays(annotations, transforms, data_cfg)
         writer.labels(arrays, streamed)
+        writer.skipped(skipped)
     return _summary(split, out_dir, arrays, reused=False, seconds=time.perf_counter() - start, rebuilt=stale)
+
+
+def _subset(annotations, rows):
+    """The annotations of the images at `rows` (those left once bad ones are skipped)."""
+    if len(rows) == len(annotations.image_paths):
+        return annotations
+    per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "boxes", "pose_q",
+                                                                   "pose_r") if getattr(annotations, key) is not None}
+    return dataclasses.replace(annotations, image_paths=[annotations.image_paths[i] for i in rows], **per_image)
 
 
 def _label_arrays(annotations, transforms, data_cfg):
@@ -475,7 +548,8 @@ def _summary(split, out_dir, y, reused, seconds, rebuilt=None):
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
             "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
-            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2),
+            "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
 
 class Cache(cache.Cache):
@@ -490,6 +564,9 @@ load_cache = Cache.load  # (cache_dir, split, data_cfg=None)
 
 def preprocess_folder(paths, data_cfg):
     """Unlabelled images -> (images (N, H, W, 3) uint8, transforms (N, 4), sizes (N, 2))."""
+    if data_cfg.crop == "box":
+        raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
+                        "images does not give: run pose_vis.py with a stage-1 detector", paths[0] if paths else None)
     images, transforms, sizes = [], [], []
     for path in paths:
         warped, transform, size = warp_image_file(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)

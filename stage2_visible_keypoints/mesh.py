@@ -16,6 +16,10 @@ from common.data_io import atomic_path
 from common.errors import DataError
 from stage2_visible_keypoints.camera import project_points
 
+# |coordinate| beyond this (the mesh's unit) is a corrupt file, not a shape: 1e308 is finite
+# but overflows every cross product and distance computed from it.
+MAX_COORDINATE = 1e9
+
 
 @dataclasses.dataclass
 class Mesh:
@@ -65,8 +69,9 @@ def load_obj(path):
     `a/b/c` forms keep the vertex index; polygons are fan-triangulated), `o`, `g`, `s`,
     `vt`, `vn`, `usemtl`, `mtllib` and comments are ignored. Keypoint names come from
     comment lines `# name <index> <name>` (index 1-based, like OBJ vertex numbers);
-    unnamed vertices get `kp00`, `kp01`, ... A malformed line raises `DataError`
-    naming the file and line number.
+    unnamed vertices get `kp00`, `kp01`, ... A malformed line, a coordinate beyond
+    `MAX_COORDINATE`, or two or more vertices that all coincide (no shape, no pose) raise
+    `DataError` naming the file (and line number).
     """
     path = Path(path)
     if not path.is_file():
@@ -74,7 +79,7 @@ def load_obj(path):
     vertices, faces, names = [], [], {}
     ignored = {"o", "g", "s", "vt", "vn", "vp", "usemtl", "mtllib", "l"}
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is skipped
     except UnicodeDecodeError as err:
         raise DataError(f"not a text OBJ file (byte {err.start} is not UTF-8)", path) from None
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -84,7 +89,8 @@ def load_obj(path):
         where = f"line {line_no}: "
         if tokens[0].startswith("#"):
             if len(tokens) >= 2 and tokens[0] == "#" and tokens[1] == "name":
-                if len(tokens) != 4 or not tokens[2].isdigit() or int(tokens[2]) < 1:
+                # isascii: str.isdigit() accepts superscripts ("²") that int() refuses.
+                if len(tokens) != 4 or not (tokens[2].isascii() and tokens[2].isdigit()) or int(tokens[2]) < 1:
                     raise DataError(f"{where}expected '# name <index 1..V> <name>', got {line.strip()!r}", path)
                 names[int(tokens[2]) - 1] = tokens[3]
             continue
@@ -96,6 +102,9 @@ def load_obj(path):
             # A 4th value (w) or vertex colours may follow; only x y z are read.
             if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
                 raise DataError(f"{where}expected 'v x y z' with finite numbers, got {line.strip()!r}", path)
+            if np.abs(xyz).max() > MAX_COORDINATE:
+                raise DataError(f"{where}a coordinate beyond {MAX_COORDINATE:.0e} is a corrupt file, got "
+                                f"{line.strip()[:80]!r}", path)
             vertices.append(xyz)
         elif tokens[0] == "f":
             if len(tokens) < 4:
@@ -117,6 +126,9 @@ def load_obj(path):
             raise DataError(f"{where}unsupported statement {tokens[0]!r}", path)
     if not vertices:
         raise DataError("no vertices ('v' lines)", path)
+    if len(vertices) > 1 and np.ptp(np.array(vertices), axis=0).max() == 0:
+        raise DataError(f"all {len(vertices)} vertices lie at the same point {tuple(vertices[0])}: "
+                        "keypoints there cannot be told apart nor give a pose", path)
     extra = sorted(i + 1 for i in names if i >= len(vertices))
     if extra:
         raise DataError(f"'# name' index {extra[0]} is beyond the {len(vertices)} vertices", path)
@@ -225,7 +237,8 @@ def symmetry_warnings(mesh, tolerance=0.05):
     has a `symmetry_gap` below `tolerance` x the vertices' largest distance from their
     centroid (the mesh radius). A small part (an antenna) is often hidden or a pixel
     wide, so it must not be all that breaks a symmetry. [] when there is nothing to warn
-    about.
+    about. The message ends with the keypoint groups the rotation swaps, to declare as
+    `data.interchangeable` if the symmetry is real (`symmetry_groups`).
 
     Parts (`mesh_parts`) come from the geometry, so that an unnamed mesh is checked as a
     named one: the vertices joined by faces, and the vertices in no face that lie close
@@ -242,9 +255,14 @@ def symmetry_warnings(mesh, tolerance=0.05):
         return (f"maps onto itself under a {angle:.0f}-degree rotation ({fit}; tolerance {limit:.2g} m = "
                 f"{tolerance:.0%} of its radius)")
 
+    def declare(groups):  # the groups to name in the config (`symmetry_groups`), if the symmetry is real
+        return f"; if so, declare data.interchangeable: {groups}" if groups else ""
+
+    names = np.asarray(mesh.vertex_names)
     gap, rotation = symmetry_gap(mesh.vertices)
     if gap < limit:
-        return [f"keypoint identities are ambiguous: the mesh {describe(gap, rotation)}"]
+        return [f"keypoint identities are ambiguous: the mesh {describe(gap, rotation)}"
+                f"{declare(symmetry_groups(mesh.vertices, rotation, names))}"]
     small = _diagonal(mesh.vertices) / 3
     found = []
     for part in mesh_parts(mesh):
@@ -254,15 +272,16 @@ def symmetry_warnings(mesh, tolerance=0.05):
             continue
         gap, rotation = symmetry_gap(mesh.vertices[keep])
         if gap < limit:
-            found.append((gap, _part_label([mesh.vertex_names[i] for i in part]), rotation))
+            found.append((gap, _part_label([mesh.vertex_names[i] for i in part]), rotation,
+                          symmetry_groups(mesh.vertices[keep], rotation, names[keep])))
     if not found:
         return []
-    gap, label, rotation = min(found, key=lambda item: item[0])
+    gap, label, rotation, groups = min(found, key=lambda item: item[0])
     others = [item[1] for item in found if item[1] != label]
     others = f" (so does the mesh without its {', '.join(others[:2])}{', ...' if len(others) > 2 else ''})" \
         if others else ""
     return [f"keypoint identities are ambiguous where its small {label} is hidden: without it the mesh "
-            f"{describe(gap, rotation)}{others}"]
+            f"{describe(gap, rotation)}{others}{declare(groups)}"]
 
 
 def mesh_parts(mesh):
@@ -299,6 +318,28 @@ def _part_label(names):
         return f"'{'_'.join(common)}' part ({len(names)} vertices)"
     shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]}"
     return f"part {shown} ({len(names)} vertices)"
+
+
+def symmetry_groups(vertices, rotation, names):
+    """The vertex groups that `rotation` (about the centroid, `symmetry_gap`'s) maps onto
+    each other: the cycles of longer than one of the vertex permutation it induces, as
+    lists of `names`, for `data.interchangeable`. [] when the rotation does not map the
+    vertices one to one (each onto a different nearest vertex)."""
+    points = np.asarray(vertices, dtype=np.float64)
+    points = points - points.mean(axis=0)
+    target = cKDTree(points).query(points @ np.asarray(rotation).T)[1]
+    if len(set(target.tolist())) != len(points):
+        return []
+    groups, seen = [], set()
+    for start in range(len(points)):
+        cycle, k = [], start
+        while k not in seen:
+            seen.add(k)
+            cycle.append(k)
+            k = int(target[k])
+        if len(cycle) > 1:
+            groups.append([str(names[i]) for i in cycle])
+    return groups
 
 
 def _diagonal(points):

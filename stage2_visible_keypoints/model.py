@@ -15,7 +15,7 @@ from keras import layers
 
 from common.backbones import resnet18_pyramid, resnet50_pyramid
 from common.layers import HeatmapPeak, PhotometricAugment, ResNetPreprocess, SoftArgMax
-from common.losses import FocalHeatmapLoss, MaskedL1
+from common.losses import FocalHeatmapLoss, InterchangeableLoss, MaskedL1
 from stage2_visible_keypoints.keras_metrics import MeanKeypointError
 
 
@@ -55,15 +55,21 @@ def build_model(num_keypoints, data_cfg, model_cfg, seed=None):
                        name=f"stage2_{model_cfg.backbone}_unet")
 
 
-def compile_model(model, data_cfg, train_cfg, optimizer, jit_compile):
+def compile_model(model, data_cfg, train_cfg, optimizer, jit_compile, groups=()):
     """Focal heatmap loss (summed or averaged over the K maps) + coord_weight * masked L1 on
-    visible keypoints, with `optimizer` (`common.training.make_optimizer`)."""
+    visible keypoints, with `optimizer` (`common.training.make_optimizer`). With `groups`
+    (interchangeable keypoints, as indices) each loss is taken under the best assignment
+    within the groups (`common.losses.InterchangeableLoss`)."""
     heatmap_loss = FocalHeatmapLoss(alpha=train_cfg.focal_alpha, gamma=train_cfg.focal_gamma,
                                     keypoint_reduction=train_cfg.focal_keypoint_reduction,
                                     **data_cfg.codec().get_config())
+    coordinate_loss = MaskedL1()
+    if groups:
+        heatmap_loss = InterchangeableLoss(heatmap_loss, groups)
+        coordinate_loss = InterchangeableLoss(coordinate_loss, groups)
     model.compile(
         optimizer=optimizer,
-        loss={"heatmap_logits": heatmap_loss, "keypoints": MaskedL1(), "confidence": None},
+        loss={"heatmap_logits": heatmap_loss, "keypoints": coordinate_loss, "confidence": None},
         loss_weights={"heatmap_logits": 1.0, "keypoints": train_cfg.coord_weight, "confidence": 0.0},
         metrics={"keypoints": [MeanKeypointError(data_cfg.input_size)]},
         jit_compile=jit_compile,

@@ -11,18 +11,23 @@ import keras
 import numpy as np
 
 import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
+from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
-from common.data_io import image_paths, read_image_rgb, save_json
+from common.data_io import image_paths, save_json
 from common.errors import DataError
 from common.geometry import to_input, to_original
-from common.metrics import keypoint_error_summary, keypoint_errors, visibility_precision_recall, wrong_keypoint_summary
-from common.plots import (plot_error_histogram, plot_heatmaps, plot_per_keypoint_error, plot_pose_errors,
-                          plot_wrong_keypoints, save_overlay)
+from common.interchangeable import group_names, resolve_groups
+from common.metrics import (keypoint_error_summary, keypoint_errors, match_groups, relabel,
+                            visibility_precision_recall, wrong_keypoint_summary)
+from common.parallel import default_workers, parallel_map
+from common.plots import plot_error_histogram, plot_per_keypoint_error, plot_pose_errors, plot_wrong_keypoints
 from common.run_config import model_record
-from common.training import make_batches, make_optimizer, plan_run, resolve_jit, split_indices, start_run, train
+from common.training import (make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
+                             train_val_indices)
 from stage2_visible_keypoints.camera import body_to_camera, project_points
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, load_cache, preprocess_folder
+from stage2_visible_keypoints.figures import draw_figures
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pose import pose_error_summary, pose_errors
 # The inference path lives in predictor.py; scripts and bench/ import these from here too.
@@ -45,6 +50,7 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, keypoint_names.json, history, plots, logs into
@@ -60,9 +66,12 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     tc = cfg.train
     start_run(tc)
     cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
+    groups = resolve_groups(cfg.data.interchangeable, cache.keypoint_names, Path(cfg.data.cache_dir) / split)
     total = len(cache.y["xy_norm"])
     count = min(tc.max_images, total) if tc.max_images else total
-    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    # train.val_split: validation on another cached split, else a share of this one.
+    val_cache = load_cache(cfg.data.cache_dir, tc.val_split, cfg.data) if tc.val_split else cache
+    train_idx, val_idx = train_val_indices(count, tc, len(val_cache.images) if tc.val_split else None)
     plan = plan_run(tc, len(train_idx))
     # Fine-tuning starts from the first run's best model and writes into fine_tune/,
     # so the starting point is never overwritten and a re-run starts from it again.
@@ -83,7 +92,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
         # A frozen random backbone learns nothing: freeze only pretrained weights.
         model.get_layer("backbone").trainable = not has_pretrained_weights(cfg.model.weights)
         learning_rate = tc.learning_rate
-    compile_model(model, cfg.data, tc, make_optimizer(tc, plan, learning_rate), resolve_jit(tc.jit_compile))
+    compile_model(model, cfg.data, tc, make_optimizer(tc, plan, learning_rate), resolve_jit(tc.jit_compile),
+                  groups=groups)
 
     data = training_targets(cache.y)
     if batches is None:
@@ -91,11 +101,13 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
                                 repeat=plan.repeat, steps=plan.steps_per_epoch)
     else:
         train_ds = batches(cache.images, data, train_idx, plan)
-    val_ds = make_batches(cache.images, data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
+    val_data = training_targets(val_cache.y) if tc.val_split else data
+    val_ds = make_batches(val_cache.images, val_data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
     if tc.eval_split:
         held_out = load_cache(cfg.data.cache_dir, tc.eval_split, cfg.data)
         callbacks = [HeldOutEvaluation(held_out, cfg, on_evaluation)] + list(callbacks)
-    sample = np.asarray(cache.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
+    shown = val_cache if len(val_idx) else cache
+    sample = np.asarray(shown.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
     return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Stage 2 training",
                  callbacks=callbacks, tensorboard_images=(sample, "heatmap_logits", True),
                  train_count=len(train_idx), val_count=len(val_idx))
@@ -178,23 +190,25 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
+    # Figures are drawn in worker processes with their own bar: drawing is slower than
+    # predicting (`--no-figures` skips them).
+    jobs = []
     for i in range(min(uc.max_overlays, len(names))):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
-        truth = y["xy_norm"][i] * input_size if y is not None else None
-        vis_true = y["visible"][i] if y is not None else None
-        save_overlay(out_dir / "overlays" / f"{name}.png", np.asarray(images[i]), xy_pred=xy_input[i],
-                     xy_true=truth, visible_true=vis_true, scores=confidence[i],
-                     score_threshold=uc.visibility_threshold, scale=scale,
-                     segments=pose_wireframe(object_model, poses, i, transforms[i]))
-        plot_heatmaps(np.asarray(images[i]), _sigmoid(logits[i]), out_dir / "heatmaps" / f"{name}.png",
-                      keypoint_names=keypoint_names, xy_pred_heatmap=xy_norm[i] * heat_size)
-        original = _original_image(source_paths, y, i)
-        if original is not None:
-            save_overlay(out_dir / "original_overlays" / f"{name}.jpg", original, xy_pred=xy_original[i],
-                         xy_true=y["xy_original"][i] if y is not None else None,
-                         visible_true=y["visible"][i] if y is not None else None,
-                         scores=confidence[i], score_threshold=uc.visibility_threshold,
-                         segments=pose_wireframe(object_model, poses, i))
+        source = source_paths[i] if source_paths is not None else (
+            str(y["image_paths"][i]) if y is not None and "image_paths" in y else None)
+        jobs.append({"overlay": out_dir / "overlays" / f"{name}.png", "heatmaps": out_dir / "heatmaps" / f"{name}.png",
+                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg", "image": np.asarray(images[i]),
+                     "xy_input": xy_input[i], "truth": y["xy_norm"][i] * input_size if y is not None else None,
+                     "visible_true": y["visible"][i] if y is not None else None, "confidence": confidence[i],
+                     "threshold": uc.visibility_threshold, "scale": scale, "logits": logits[i],
+                     "keypoint_names": keypoint_names, "xy_heatmap": xy_norm[i] * heat_size, "source": source,
+                     "xy_original": xy_original[i], "xy_original_true": y["xy_original"][i] if y is not None else None,
+                     "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
+                     "segments_original": pose_wireframe(object_model, poses, i)})
+    for _ in parallel_map(draw_figures, jobs, workers=min(default_workers(), len(jobs)), desc="figures",
+                          progress=progress):
+        pass
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if poses is not None:
@@ -205,15 +219,18 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         result["poses_found"] = len(found)
     if y is not None:
         summary = evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names)
-        decoder = model.get_layer("keypoints").get_config()  # what the model used, not the config
+        # What the model used, not the config; an exported file keeps no layers: its run's config.
+        decoder = model.get_layer("keypoints").get_config() if hasattr(model, "get_layer") else \
+            {"beta": cfg.model.beta, "debias": cfg.model.debias}
         summary["decoder"] = {"soft_argmax_beta": decoder["beta"], "debias": decoder["debias"]}
         summary["model"] = model_record(model_path)
+        summary["model"]["format"] = getattr(model, "format", "keras")
         summary["data"] = {"cache": str(Path(cfg.data.cache_dir) / split),
                            "config_hash": str(y["config_hash"]), "source_hash": str(y.get("source_hash", ""))}
         if poses is not None and "pose_q" in y:
             summary["pose"] = pose_summary(poses, y, uc.pnp_ransac_px)
             truth = estimate_poses(y["xy_original"], y["visible_original"].astype(bool), transforms, object_model,
-                                   uc.pnp_ransac_px)
+                                   uc.pnp_ransac_px, predictor.interchangeable(count))
             summary["pose_from_true_keypoints"] = pose_summary(truth, y, uc.pnp_ransac_px)
         summary["config"] = to_dict(cfg)
         save_json(out_dir / "evaluation_summary.json", summary)
@@ -266,26 +283,25 @@ def plot_evaluation(summary, xy_norm, y, cfg, plots_dir, poses=None):
         plot_pose_errors(errors["rotation_deg"], errors["translation_rel"], plots_dir / "pose_errors.png")
 
 
-def _original_image(source_paths, y, index):
-    if source_paths is not None:
-        return read_image_rgb(source_paths[index])
-    path = Path(str(y["image_paths"][index])) if "image_paths" in y else None
-    return read_image_rgb(path) if path is not None and path.is_file() else None  # caches can outlive images
-
-
 def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
     """The evaluation summary: soft-argmax errors in the input frame and in original
     pixels, argmax+refine errors beside them, the visible keypoints predicted on another
-    keypoint (input frame, errors over 2 px), and visibility precision/recall."""
+    keypoint (input frame, errors over 2 px), and visibility precision/recall.
+
+    With `data.interchangeable` groups those are the raw figures (labels as given), the
+    argmax decode keeps each group on distinct peaks, and `matched` adds the input- and
+    original-frame errors after each image's predictions are relabelled within the groups
+    to fit best (`common.metrics.match_groups`)."""
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     thresholds = cfg.use.pck_thresholds
     visible = y["visible"].astype(bool)
     truth_input = y["xy_norm"] * input_size
     xy_input = xy_norm * input_size
     xy_original = to_original(xy_input, y["transforms"])
-    argmax_norm, _ = cfg.data.codec().decode(_sigmoid(logits))
+    groups = resolve_groups(cfg.data.interchangeable, keypoint_names)
+    argmax_norm, _ = cfg.data.codec().decode(_sigmoid(logits), groups=groups)
     frame = f"px in the {int(input_size[0])}x{int(input_size[1])} input frame"
-    return {
+    summary = {
         "counts": {"images": int(len(visible)), "keypoints_per_image": int(visible.shape[1]),
                    "visible_keypoints": int(visible.sum())},
         "input_frame": keypoint_error_summary(xy_input, truth_input, visible, thresholds, keypoint_names, frame),
@@ -297,3 +313,13 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
                                                              keypoint_names=keypoint_names),
         "visibility": visibility_precision_recall(confidence, visible, cfg.use.visibility_threshold),
     }
+    if groups:
+        order = match_groups(xy_input, truth_input, visible, groups)
+        summary["matched"] = {
+            "groups": group_names(groups, keypoint_names),
+            "relabelled_images": float(np.mean(np.any(order != np.arange(order.shape[1]), axis=1))),
+            "input_frame": keypoint_error_summary(relabel(xy_input, order), truth_input, visible, thresholds,
+                                                  keypoint_names, frame),
+            "original_frame": keypoint_error_summary(relabel(xy_original, order), y["xy_original"], visible,
+                                                     thresholds, keypoint_names, "px in the original image")}
+    return summary

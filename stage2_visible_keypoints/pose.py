@@ -23,12 +23,15 @@ from stage2_visible_keypoints.camera import dcm2quat
 class PnPResult:
     """q: (4,) quaternion (q0 >= 0); r: (3,) metres, camera frame; inliers: (K,) bool over
     all K keypoints (False where not used or rejected by RANSAC); reprojection_px: RMS
-    distance between the inliers and the model points projected with the pose."""
+    distance between the inliers and the model points projected with the pose.
+    assignment: (K,) gather indices from `solve_pnp_groups`: model point k was matched
+    with image point `xy[assignment[k]]` (None from `solve_pnp`: the identity)."""
 
     q: np.ndarray
     r: np.ndarray
     inliers: np.ndarray
     reprojection_px: float
+    assignment: np.ndarray = None
 
 
 def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
@@ -67,6 +70,30 @@ def solve_pnp(points_body, xy, camera, mask=None, ransac_px=None, min_points=4):
         return _solve(points_body, xy, index, camera, ransac_px, min_points)
     except cv2.error:  # a degenerate point set (SQPnP asserts on the spread of the points)
         return None
+
+
+def solve_pnp_groups(points_body, xy, camera, mask=None, ransac_px=None, min_points=4, groups=()):
+    """`solve_pnp` under every allowed assignment of interchangeable keypoints, keeping the best.
+
+    groups: tuples of keypoint indices whose labels are arbitrary (`data.interchangeable`,
+    e.g. the vertices a mesh symmetry maps onto each other: `mesh.symmetry_groups`). Each
+    assignment (the product of the groups' permutations, `common.interchangeable`)
+    relabels the image points (and the mask) before PnP. The best has the most inliers,
+    then the smallest reprojection RMS: with RANSAC a wrong assignment can shed the
+    points it misplaces as outliers and fit the rest well, so the RMS alone would favour
+    it. Returns that `PnPResult` with its `assignment` (None when no assignment solves).
+    """
+    from common.interchangeable import group_permutations
+
+    xy = np.asarray(xy, dtype=np.float64)
+    mask = np.ones(len(xy), bool) if mask is None else np.asarray(mask, bool)
+    best = None
+    for perm in group_permutations(groups, len(xy)):
+        result = solve_pnp(points_body, xy[perm], camera, mask[perm], ransac_px, min_points)
+        if result is not None and (best is None or (-result.inliers.sum(), result.reprojection_px)
+                                   < (-best.inliers.sum(), best.reprojection_px)):
+            best = dataclasses.replace(result, assignment=perm.copy())
+    return best
 
 
 def _solve(points_body, xy, index, camera, ransac_px, min_points):

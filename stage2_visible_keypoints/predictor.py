@@ -24,14 +24,15 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import DataError
-from common.geometry import to_original, warp_image, warp_image_file
+from common.geometry import box_crop_transform, to_original, warp_image, warp_image_file
+from common.interchangeable import resolve_groups
 from common.run_config import load_model, load_run_config
 from stage2_visible_keypoints.camera import Camera, load_camera_json
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, ObjectModel, check_camera_size, keypoint_mesh, \
     read_keypoint_names
 from stage2_visible_keypoints.mesh import default_keypoint_names, load_obj
-from stage2_visible_keypoints.pose import PnPResult, solve_pnp
+from stage2_visible_keypoints.pose import PnPResult, solve_pnp_groups
 
 
 @dataclasses.dataclass
@@ -98,8 +99,9 @@ class KeypointPredictor:
         if (camera is None) != (mesh is None):
             raise ValueError(f"poses need both camera and mesh. Received: camera={camera}, mesh={mesh}")
         run = Path(run)
-        model_path = run / "best.keras" if run.is_dir() else run
-        if not model_path.is_file():
+        # A run folder holds best.keras; a SavedModel folder (export_vis.py) is the model itself.
+        model_path = run / "best.keras" if run.is_dir() and not (run / "saved_model.pb").is_file() else run
+        if not model_path.exists():
             raise DataError("model file not found (a run folder holds best.keras)", model_path)
         cfg, config_path = load_run_config(Stage2Config, model_path, overrides=list(overrides),
                                            trained=TRAINED_SETTINGS)
@@ -115,19 +117,28 @@ class KeypointPredictor:
             names = names or object_model.names
         return cls(model, cfg, names, object_model, camera_name=Path(camera).name if camera else "camera")
 
-    def predict(self, images, batch_size=None):
+    def predict(self, images, batch_size=None, boxes=None):
         """Keypoints of one image or of several.
 
         images: a path, an (H, W, 3) uint8 array, or a list of them (or an (N, H, W, 3)
         array). Returns one `KeypointPrediction` for one image, a list otherwise.
         batch_size: images per model call (default `use.batch_size`).
+        boxes: the object's box [x1, y1, x2, y2] (original pixels) per image (one box
+        for one image), which a model trained on box crops (`data.crop: box`) needs:
+        the crop around it is its input (`PosePipeline` gives stage 1's boxes).
         """
         single = isinstance(images, (str, os.PathLike)) or (hasattr(images, "shape") and np.ndim(images) != 4)
         items = [images] if single else list(images)
+        if self.cfg.data.crop == "box" and boxes is None:
+            raise ValueError("this model was trained on crops around the object's box (data.crop: box): pass boxes "
+                             "(stage 1's, as PosePipeline does)")
+        if boxes is not None:
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(len(items), 4)
         batch_size = batch_size or self.cfg.use.batch_size
         predictions = []
         for start in range(0, len(items), batch_size):
-            predictions += self._predict_batch(items[start:start + batch_size], start)
+            predictions += self._predict_batch(items[start:start + batch_size], start,
+                                               None if boxes is None else boxes[start:start + batch_size])
         return predictions[0] if single else predictions
 
     __call__ = predict
@@ -153,28 +164,41 @@ class KeypointPredictor:
         visible = confidence >= self.cfg.use.visibility_threshold
         poses = None
         if self.object_model is not None:
-            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px)
+            poses = estimate_poses(xy_original, visible, transforms, self.object_model, self.cfg.use.pnp_ransac_px,
+                                   self.interchangeable(xy_norm.shape[1]))
         return {"xy_norm": xy_norm, "xy_input": xy_input, "xy_original": xy_original, "confidence": confidence,
                 "visible_pred": visible, "heatmap_logits": logits, "poses": poses}
+
+    def interchangeable(self, num_keypoints):
+        """`data.interchangeable` as keypoint indices of these predictions (DataError for a bad name)."""
+        return resolve_groups(self.cfg.data.interchangeable, self.names_for(num_keypoints))
 
     def names_for(self, num_keypoints):
         """The keypoint names of the predictions: the run's, the object model's, or kp00, kp01, ..."""
         return (self.keypoint_names or (self.object_model.names if self.object_model is not None else None)
                 or default_keypoint_names(num_keypoints))
 
-    def _prepare(self, item, index):
+    def crop_transform(self, box):
+        """(4,) image -> input transform of the crop around `box` (None: the centre crop)."""
+        if box is None:
+            return None
+        return box_crop_transform(box, self.cfg.data.input_size, self.cfg.data.box_margin)
+
+    def _prepare(self, item, index, box=None):
         data = self.cfg.data
+        transform = self.crop_transform(box)
         if isinstance(item, (str, os.PathLike)):
-            return warp_image_file(item, data.canvas_size, data.crop_size, data.input_size)
+            return warp_image_file(item, data.canvas_size, data.crop_size, data.input_size, transform)
         image = np.asarray(item) if hasattr(item, "shape") else None
         if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             got = f"{image.dtype} {image.shape}" if image is not None else type(item).__name__
             raise DataError(f"expected an image file or an (H, W, 3) uint8 array, got {got}", f"image {index}")
-        warped, transform = warp_image(image, data.canvas_size, data.crop_size, data.input_size)
+        warped, transform = warp_image(image, data.canvas_size, data.crop_size, data.input_size, transform)
         return warped, transform, (image.shape[1], image.shape[0])
 
-    def _predict_batch(self, items, offset):
-        prepared = [self._prepare(item, offset + i) for i, item in enumerate(items)]
+    def _predict_batch(self, items, offset, boxes=None):
+        prepared = [self._prepare(item, offset + i, None if boxes is None else boxes[i])
+                    for i, item in enumerate(items)]
         sizes, transforms = np.array([p[2] for p in prepared]), np.stack([p[1] for p in prepared])
         where = [item if isinstance(item, (str, os.PathLike)) else f"image {offset + i}"
                  for i, item in enumerate(items)]
@@ -185,7 +209,8 @@ class KeypointPredictor:
             pose = None
             if poses is not None and poses["found"][i]:
                 pose = PnPResult(q=poses["q"][i], r=poses["r"][i], inliers=poses["inliers"][i],
-                                 reprojection_px=float(poses["reprojection_px"][i]))
+                                 reprojection_px=float(poses["reprojection_px"][i]),
+                                 assignment=poses["assignment"][i])
             results.append(KeypointPrediction(
                 keypoints_original=out["xy_original"][i], keypoints_input=out["xy_input"][i],
                 confidence=out["confidence"][i].astype(np.float64), visible_pred=out["visible_pred"][i],
@@ -194,24 +219,39 @@ class KeypointPredictor:
 
 
 def load_stage2_model(path, input_size=None):
-    """Load a saved stage-2 model with Keras safe mode (no arbitrary code).
+    """Load a saved stage-2 model: a `.keras` file with Keras safe mode (no arbitrary code),
+    or a file `export_vis.py` wrote (SavedModel folder, `.onnx`, `.tflite`) as a
+    `common.export` runner, which neither needs nor imports Keras (ONNX, LiteRT).
 
     input_size: (width, height) the model must take, e.g. the config's `data.input_size`.
     """
+    from common.export import load_inference_model, model_format
+
+    path = Path(path)
+    if path.suffix != ".keras" and model_format(path) != "keras":
+        model = load_inference_model(path)
+        height, width = model.input_shape[:2]
+        _check_input_size((width, height), input_size, path)
+        return model
     # Keras only here: the pose functions of this module serve scripts that need no model.
     import stage2_visible_keypoints.model  # noqa: F401  (registers the model's layers and metric for loading)
 
     model = load_model(path, "train_vis.py", outputs=("keypoints", "confidence"))
-    model_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
-    if input_size is not None and model_size != tuple(input_size):
-        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
-                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
-                        "(saved beside it as config.json)", path)
+    _check_input_size((model.input.shape[2], model.input.shape[1]), input_size, path)  # (batch, H, W, 3)
     return model
 
 
+def _check_input_size(model_size, input_size, path):
+    if input_size is not None and tuple(model_size) != tuple(input_size):
+        raise DataError(f"model takes {model_size[0]}x{model_size[1]} images but data.input_size is "
+                        f"{input_size[0]}x{input_size[1]}; use the config it was trained with "
+                        "(saved beside it as config.json)", path)
+
+
 def num_keypoints(model):
-    """K, the keypoints a stage-2 model predicts."""
+    """K, the keypoints a stage-2 model (or a `common.export` runner of one) predicts."""
+    if hasattr(model, "output_shapes"):
+        return int(model.output_shapes["keypoints"][0])
     return int(model.get_layer("keypoints").output.shape[1])
 
 
@@ -269,22 +309,27 @@ def load_object_model(uc, y, num_keypoints, keypoint_names=None):
     return None
 
 
-def estimate_poses(xy_original, mask, transforms, object_model, ransac_px):
+def estimate_poses(xy_original, mask, transforms, object_model, ransac_px, groups=()):
     """PnP for every image from the keypoints in `mask` (N, K).
 
     ransac_px is in input-frame pixels (None: no RANSAC); each image's threshold in
-    original pixels follows from its transform. Returns found (N,) bool, q (N, 4) and
-    r (N, 3) (NaN rows where no pose was found), inliers (N, K) bool and reprojection_px
-    (N,) RMS in original pixels.
+    original pixels follows from its transform. groups: interchangeable keypoints (as
+    indices): every allowed assignment is tried and the best reprojection kept
+    (`pose.solve_pnp_groups`). Returns found (N,) bool, q (N, 4) and r (N, 3) (NaN rows
+    where no pose was found), inliers (N, K) bool, reprojection_px (N,) RMS in original
+    pixels and assignment (N, K) (the identity where no pose was found or no groups).
     """
     count, num_keypoints = mask.shape
     poses = {"found": np.zeros(count, bool), "q": np.full((count, 4), np.nan), "r": np.full((count, 3), np.nan),
-             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan)}
+             "inliers": np.zeros((count, num_keypoints), bool), "reprojection_px": np.full(count, np.nan),
+             "assignment": np.tile(np.arange(num_keypoints), (count, 1))}
     for i in range(count):
         scale = float(np.mean(transforms[i, :2]))  # input px per original px
         threshold = None if ransac_px is None else ransac_px / scale
-        result = solve_pnp(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i], threshold)
+        result = solve_pnp_groups(object_model.keypoints_3d, xy_original[i], object_model.camera, mask[i],
+                                  threshold, groups=groups)
         if result is not None:
             poses["found"][i], poses["q"][i], poses["r"][i] = True, result.q, result.r
             poses["inliers"][i], poses["reprojection_px"][i] = result.inliers, result.reprojection_px
+            poses["assignment"][i] = result.assignment
     return poses

@@ -23,21 +23,24 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="where caches go: {cache_dir}/{split}/ (data.cache_dir)")
     parser.add_argument("--heatmaps", action="store_const", const=True,
                         help="also cache the Gaussian heatmap targets (data.cache_heatmaps)")
+    cli.add_data_files(parser)
     cli.add_workers(parser, "processes decoding and resizing images")
+    cli.add_skip_bad(parser)
     cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
     with cli.one_line_warnings():  # a symmetric mesh.obj
-        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers,
-                             allow_outside=args.allow_outside)
+        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
+                             images=args.images, skip_bad=args.skip_bad, allow_outside=args.allow_outside)
     if summary["rebuilt"]:
         print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"
     print(f"cache {state}: {summary['cache']}")
     print(f"images: {summary['images']}, keypoints: {summary['keypoints']}, "
           f"visible fraction: {summary['visible_fraction']:.3f}, seconds: {summary['seconds']}")
+    cli.print_skipped(summary["skipped"], summary["report"])
     if summary["poses"] and summary["keypoints_3d"]:
         print("poses and 3-D keypoints cached: use_vis.py will solve and score each image's pose")
     elif summary["poses"]:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from common.data_io import save_image, save_json
+from common.geometry import points_box
 from common.parallel import parallel_map
 from stage2_visible_keypoints.camera import (
     body_to_camera,
@@ -42,6 +43,11 @@ PART_ALBEDO = {
 }
 DEFAULT_ALBEDO = (0.5, 0.5, 0.5)
 BACKGROUND_KINDS = ("stars", "earth")
+# Scene distributions. "centred": today's default, the body origin within max_offset_px of
+# the principal point at 9-16 m, so a fixed centre crop holds the object. "speed": like
+# SPEED / SPEED+, 3-40 m and the body origin anywhere in the frame, so the object may be a
+# few pixels wide, overflow any fixed crop or stick out of the image: it needs stage 1.
+SCENES = {"centred": {"distance_range": (9.0, 16.0)}, "speed": {"distance_range": (3.0, 40.0)}}
 
 
 @dataclasses.dataclass
@@ -51,8 +57,9 @@ class RenderConfig:
     num_images: images in the split. seed: images are reproducible from (seed, index).
     camera_json: SPEED camera file, None = `speed_camera()`. mesh_path: OBJ file, None
     = the bundled `assets/spacecraft.obj`. distance_range: (min, max) metres from the
-    camera centre to the body origin. max_offset_px: the body origin projects within
-    +-max_offset_px (x and y) of the principal point. backgrounds: probability weight
+    camera centre to the body origin; None = the scene's (`SCENES`). scene: "centred"
+    (the body origin projects within +-max_offset_px (x and y) of the principal point) or
+    "speed" (it projects anywhere in the image; max_offset_px is unused). backgrounds: probability weight
     per background kind ("stars", "earth"). blur_prob: chance of a Gaussian blur.
     noise_std: std of additive grey Gaussian noise in 0-255 units. ambient: light a
     face receives with the sun behind it, as a fraction of its albedo.
@@ -63,7 +70,8 @@ class RenderConfig:
     seed: int = 0
     camera_json: str | None = None
     mesh_path: str | None = None
-    distance_range: tuple = (9.0, 16.0)
+    scene: str = "centred"
+    distance_range: tuple | None = None
     max_offset_px: float = 150.0
     backgrounds: dict = dataclasses.field(default_factory=lambda: {"stars": 0.6, "earth": 0.4})
     blur_prob: float = 0.3
@@ -76,6 +84,10 @@ class RenderConfig:
             raise ValueError(f"num_images must be a positive integer. Received: num_images={self.num_images!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer. Received: seed={self.seed!r}")
+        if self.scene not in SCENES:
+            raise ValueError(f"scene must be one of {tuple(SCENES)}. Received: scene={self.scene!r}")
+        if self.distance_range is None:
+            self.distance_range = SCENES[self.scene]["distance_range"]
         self.distance_range = tuple(float(d) for d in self.distance_range)
         low, high = self.distance_range if len(self.distance_range) == 2 else (0.0, -1.0)
         if not 0 < low <= high:
@@ -101,11 +113,14 @@ def sample_pose(rng, camera, config):
     """A random pose (q (4,), r (3,) metres) that puts the body origin in view.
 
     The rotation is uniform on SO(3). The body origin lies on the ray through a pixel
-    within +-config.max_offset_px of the principal point, at a distance drawn
-    uniformly from config.distance_range.
+    within +-config.max_offset_px of the principal point ("centred" scene) or anywhere
+    in the image ("speed"), at a distance drawn uniformly from config.distance_range.
     """
     q = random_quaternion(rng)
-    offset = rng.uniform(-config.max_offset_px, config.max_offset_px, size=2)
+    if config.scene == "speed":
+        offset = rng.uniform([0.0, 0.0], [camera.width, camera.height]) - [camera.cx, camera.cy]
+    else:
+        offset = rng.uniform(-config.max_offset_px, config.max_offset_px, size=2)
     ray = np.array([offset[0] / camera.fx, offset[1] / camera.fy, 1.0])
     r = rng.uniform(*config.distance_range) * ray / np.linalg.norm(ray)
     return q, r
@@ -294,13 +309,38 @@ def render_image(mesh, q, r, camera, rng, config):
     return image, xy_original, visible
 
 
+def object_box(xy_original, image_size):
+    """The object's 2-D box [x1, y1, x2, y2] (pixels): the box of its projected mesh
+    vertices (so of the projected mesh, whose faces are triangles of them), clipped to
+    the image of `image_size` (width, height); None when the object is outside it."""
+    return points_box(xy_original, image_size)
+
+
+def coco_boxes(records, split, image_size, category="spacecraft"):
+    """A split's object boxes as a COCO detection file (one class), for stage 1
+    (`detection/ssd/preprocess_det.py --split {split}_boxes`): file names are
+    `{split}/<file>`, found under `images/`. Images whose object is outside the image
+    have no annotation (stage 1 learns that they hold nothing)."""
+    images, annotations = [], []
+    for index, record in enumerate(records):
+        images.append({"id": index + 1, "file_name": f"{split}/{record['filename']}", "width": image_size[0],
+                       "height": image_size[1]})
+        if record.get("bbox") is not None:
+            x1, y1, x2, y2 = record["bbox"]
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0})
+    return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": category}]}
+
+
 def render_split(out_dir, config, split="train", workers=1, progress=True):
     """Render `config.num_images` images and their labels into `out_dir`.
 
     Writes (all atomically) `images/{split}/img000001.<fmt>` (the SPEED layout) ..., `camera.json` (SPEED format),
-    `mesh.obj`, `keypoint_names.json`, `render_config_{split}.json` and `{split}.json`: a list
+    `mesh.obj`, `keypoint_names.json`, `render_config_{split}.json`, `{split}.json`: a list
     of records {"filename", "q_vbs2tango" (4,), "r_Vo2To_vbs_true" (3,), "keypoints"
-    (K, 2) xy_original, "visible" (K,)}. Image i is drawn from (config.seed, split, i), so a
+    (K, 2) xy_original, "visible" (K,), "bbox" [x1, y1, x2, y2] (`object_box`, None when
+    the object is outside the image)}, and `{split}_boxes.json`, the same boxes in COCO
+    format (`coco_boxes`) for the stage-1 detector. Image i is drawn from (config.seed, split, i), so a
     split is reproducible (whatever `workers`, the number of processes); give each
     split its own seed. A mesh whose keypoint identities images cannot fix
     (`stage2_visible_keypoints.mesh.symmetry_warnings`) gets a `UserWarning`. Returns the path of `{split}.json`.
@@ -321,6 +361,7 @@ def render_split(out_dir, config, split="train", workers=1, progress=True):
     save_json(out_dir / "keypoint_names.json", list(mesh.vertex_names))
     split_path = out_dir / f"{split}.json"
     save_json(split_path, records)
+    save_json(out_dir / f"{split}_boxes.json", coco_boxes(records, split, (camera.width, camera.height)))
     save_json(out_dir / f"render_config_{split}.json", dataclasses.asdict(config))  # last: marks the split done
     return split_path
 
@@ -334,4 +375,5 @@ def _render_one(job):
     filename = f"img{index + 1:06d}.{config.image_format}"
     save_image(image_dir / filename, image)
     return {"filename": filename, "q_vbs2tango": q.tolist(), "r_Vo2To_vbs_true": r.tolist(),
-            "keypoints": xy_original.tolist(), "visible": visible.tolist()}
+            "keypoints": xy_original.tolist(), "visible": visible.tolist(),
+            "bbox": object_box(xy_original, (camera.width, camera.height))}

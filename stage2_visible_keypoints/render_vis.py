@@ -1,9 +1,11 @@
 """Render a synthetic SPEED-like split of the keypoint mesh.
 
     python -m stage2_visible_keypoints.render_vis --output-dir runs/render --num-images 200
+    python -m stage2_visible_keypoints.render_vis --output-dir runs/speed --scene speed  # 3-40 m, anywhere
 
 Writes images/, {split}.json, camera.json, mesh.obj, keypoint_names.json and
-render_config_{split}.json into --output-dir (see `render_split`).
+render_config_{split}.json into --output-dir, and {split}_boxes.json (the object's box,
+COCO format) for the stage-1 detector (see `render_split`).
 """
 
 import argparse
@@ -13,7 +15,7 @@ import numpy as np
 
 from common import cli
 from common.data_io import load_json
-from stage2_visible_keypoints.render import RenderConfig, render_split
+from stage2_visible_keypoints.render import SCENES, RenderConfig, render_split
 
 
 def main(argv=None):
@@ -33,10 +35,16 @@ def _render(argv):
     cli.add_workers(parser, "processes rendering in parallel")
     cli.add_quiet(parser)
     scene = parser.add_argument_group("scene and image (RenderConfig)")
-    scene.add_argument("--distance-range", type=float, nargs=2, metavar=("MIN", "MAX"),
-                       default=defaults.distance_range, help="camera-to-body distance, metres (%g %g)" % defaults.distance_range)
+    scene.add_argument("--scene", choices=tuple(SCENES), default=defaults.scene,
+                       help="centred: 9-16 m near the image centre; speed: 3-40 m anywhere in the frame, as in "
+                       "SPEED (%(default)s)")
+    scene.add_argument("--distance-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                       help="camera-to-body distance, metres (default: the scene's, %s)"
+                       % ", ".join(f"{k} {v['distance_range'][0]:g}-{v['distance_range'][1]:g}"
+                                   for k, v in SCENES.items()))
     scene.add_argument("--max-offset-px", type=float, default=defaults.max_offset_px,
-                       help="the body origin projects within this many px of the principal point (%(default)s)")
+                       help="centred scene: the body origin projects within this many px of the principal point "
+                       "(%(default)s)")
     scene.add_argument("--backgrounds", default=_format_weights(defaults.backgrounds),
                        help="weight per background kind, e.g. stars=1 for stars only (%(default)s)")
     scene.add_argument("--blur-prob", type=float, default=defaults.blur_prob,
@@ -51,7 +59,8 @@ def _render(argv):
 
     try:
         config = RenderConfig(num_images=args.num_images, seed=args.seed, camera_json=args.camera,
-                              mesh_path=args.mesh, distance_range=tuple(args.distance_range),
+                              mesh_path=args.mesh, scene=args.scene,
+                              distance_range=None if args.distance_range is None else tuple(args.distance_range),
                               max_offset_px=args.max_offset_px, backgrounds=_parse_weights(args.backgrounds),
                               blur_prob=args.blur_prob, noise_std=args.noise_std, ambient=args.ambient,
                               image_format=args.format)

@@ -27,7 +27,8 @@ def main(argv=None):
     parser.add_argument("--fine-tune", action="store_const", const=True, help="train.fine_tune")
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(Stage2Config, args, shortcuts)
+    from stage2_visible_keypoints.data import LAYOUT
+    cfg = cli.training_config_from_args(Stage2Config, args, shortcuts, LAYOUT, args.split)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     cli.print_training(summary)
 

@@ -2,9 +2,11 @@
 
     python stage2_visible_keypoints/use_vis.py --config configs/stage2_demo.yaml --split test
     python stage2_visible_keypoints/use_vis.py --model runs/demo/model/best.keras --images my_images/
+    python stage2_visible_keypoints/use_vis.py --model runs/demo/export/model.onnx --images my_images/ --no-figures
 
 What the model was trained with (sizes, backbone, decoder) comes from the run's
 config.json beside --model; a config, flag or --set that says otherwise is an error.
+--model may also name a file export_vis.py wrote (SavedModel folder, .onnx, .tflite).
 
 Writes into use.output_dir: overlays/ (input frame; truth green, prediction red),
 original_overlays/ (on the source image), heatmaps/ (per-keypoint maps), per_image/*.json
@@ -24,7 +26,8 @@ from pathlib import Path
 from common import cli
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
 
-SHORTCUTS = (("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"))
+SHORTCUTS = (("threshold", "use.visibility_threshold"), ("camera", "use.camera"), ("mesh", "use.mesh"),
+             ("no_figures", "use.max_overlays"))
 
 
 def main(argv=None):
@@ -35,8 +38,11 @@ def main(argv=None):
     parser.add_argument("--camera", help="use.camera: SPEED camera JSON, for the pose of --images")
     parser.add_argument("--mesh", help="use.mesh: OBJ whose vertices are the keypoints, for the pose of --images "
                         "(vertex names: those in the run's keypoint_names.json, in any order)")
+    parser.add_argument("--no-figures", action="store_const", const=0,
+                        help="draw no overlays or heatmap figures (use.max_overlays=0), for speed")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, shortcuts, TRAINED_SETTINGS)
+    from stage2_visible_keypoints.data import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(Stage2Config, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from stage2_visible_keypoints.pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: backbone {cfg.model.backbone}, input {cfg.data.input_size[0]}x{cfg.data.input_size[1]}"
@@ -54,6 +60,10 @@ def main(argv=None):
               + ", ".join(f"@{k}: {_fmt(v)}" for k, v in pck.items()))
         print(f"original frame: mean {_fmt(s['original_frame']['euclidean']['mean'])} px; visibility precision "
               f"{_fmt(s['visibility']['precision'])}, recall {_fmt(s['visibility']['recall'])}")
+        if "matched" in s:  # interchangeable keypoints: the figures above are against the labels as given
+            matched = s["matched"]["input_frame"]
+            print(f"matched within {s['matched']['groups']}: input-frame mean {_fmt(matched['euclidean']['mean'])}, "
+                  "PCK " + ", ".join(f"@{k}: {_fmt(v)}" for k, v in matched["pck"].items()))
         wrong = s["input_frame_wrong_keypoint"]
         print(f"on another keypoint: {_fmt(wrong['fraction'])} of the visible keypoints, "
               f"{_fmt(wrong['error_share'])} of the summed error")

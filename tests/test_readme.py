@@ -102,7 +102,9 @@ def _load_script(script, monkeypatch):
 
 def test_readme_is_short():
     # Results and their history live in bench/README.md; the front page stays readable.
-    assert len((REPO / "README.md").read_text().splitlines()) < 300
+    # (320 since the Reliability section: a table a user checks before trusting a long run to it;
+    # 400 since "Your own data": a worked example per format, each run by tests/test_own_data.py.)
+    assert len((REPO / "README.md").read_text().splitlines()) < 400
 
 
 def test_readme_has_the_commands_this_test_checks():

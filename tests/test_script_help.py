@@ -1,15 +1,21 @@
 """Every script's --help starts at once: it imports neither Keras nor TensorFlow before
 parsing (so prints no TensorFlow start-up lines), and the flags every script shares are
-spelled the same way."""
+spelled the same way. The same for `keypose --help` and each `keypose PART COMMAND --help`."""
 
 import json
 import re
 
 from tests.scripts import ROOT, check, run_script
 
-FOLDERS = ("stage2_visible_keypoints", "detection", "baselines", "bench")
+FOLDERS = ("stage2_visible_keypoints", "detection", "baselines", "bench", "keypose")
 SCRIPTS = sorted(str(path.relative_to(ROOT)) for folder in FOLDERS for path in (ROOT / folder).rglob("*.py")
                  if "def main(" in path.read_text())
+
+
+def _keypose_commands():
+    from keypose.__main__ import COMMANDS
+
+    return [f"keypose/__main__.py {part} {command}" for part, commands in COMMANDS.items() for command in commands]
 
 # Scripts allowed to import Keras before parsing: none.
 KERAS_AT_IMPORT = set()
@@ -24,9 +30,10 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} is blocked by the test")
 sys.meta_path.insert(0, Block())
 report = {}
-for script in sys.argv[1:]:
+for entry in sys.argv[1:]:
+    script, *words = entry.split()  # "keypose/__main__.py ssd train": a command of keypose
     out, err, start = io.StringIO(), io.StringIO(), time.perf_counter()
-    sys.argv, folder = [script, "--help"], script.rsplit("/", 1)[0]
+    sys.argv, folder = [script, *words, "--help"], script.rsplit("/", 1)[0]
     sys.path.insert(0, folder)  # as `python bench/x.py` puts bench/ first
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -38,7 +45,7 @@ for script in sys.argv[1:]:
         code, err = repr(error), io.StringIO(repr(error))
     finally:
         sys.path.remove(folder)
-    report[script] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+    report[entry] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
                       "seconds": time.perf_counter() - start}
 print(json.dumps(report))
 """
@@ -46,7 +53,8 @@ print(json.dumps(report))
 
 def test_every_script_helps_without_keras_and_spells_shared_flags_alike():
     assert len(SCRIPTS) >= 25
-    result = check(run_script("-c", DRIVER, *SCRIPTS))
+    keypose = _keypose_commands()
+    result = check(run_script("-c", DRIVER, *SCRIPTS, *keypose))
     assert result.stderr == ""  # no TensorFlow (or any other) start-up lines
     report = json.loads(result.stdout)
     failed = {script: r["stderr"][-300:] for script, r in report.items() if r["code"] != 0
@@ -65,6 +73,11 @@ def test_every_script_helps_without_keras_and_spells_shared_flags_alike():
                 assert flag in usage, f"{script} has no {flag}"
         if "--seed" in usage and "train.seed" not in usage:
             assert re.search(r"--seed SEED\s+.*\(0\)", usage), f"{script}: --seed defaults to 0"
+    # keypose lists every part and command, and each one's --help is its script's, under its keypose name.
+    assert all(f"keypose {entry.split()[1]} {entry.split()[2]}" in report["keypose/__main__.py"]["stdout"]
+               for entry in keypose)
+    assert report["keypose/__main__.py ssd train"]["stdout"].startswith("usage: keypose ssd train [-h]")
+    assert "--val-split NAME" in report["keypose/__main__.py baselines train"]["stdout"]
     # Without Keras, parsing is quick: the slowest --help (which pays for numpy, OpenCV
     # and the rest on first import) takes seconds at most even on a busy machine.
     assert max(r["seconds"] for r in report.values()) < 10, {s: round(r["seconds"], 2) for s, r in report.items()}

@@ -13,7 +13,7 @@ overlapping tiles (`detection.centres.tiling`) resized to the model input, and w
                  per true object (flat, G): gt_image, gt_class, gt_xy_original (G, 2),
                  gt_polygons (G, 4, 2), gt_size (longest side, px), gt_difficult,
                  gt_small, gt_clustered, gt_border; class_names, config_hash, config_json,
-                 source_hash, input_size, heatmap_size, sigma, tile_size
+                 source_hash, x_crc32, input_size, heatmap_size, sigma, tile_size
 
 A tile's objects are those whose centre lies inside it: a tile covers [x0, x0 + tile),
 and the last tile of a row or column also its end, where an object centred exactly on
@@ -93,8 +93,10 @@ class ImageLabels:
     difficult: np.ndarray  # (K,)
 
 
-def read_labels(pairs, data_cfg):
+def read_labels(pairs, data_cfg, skipped=None):
     """[ImageLabels] for (image, label) pairs; objects of other categories are dropped.
+    skipped: a list to collect (path, reason) of the pairs whose image or label file is
+    bad in (their entry is then None: `--skip-bad`), instead of raising.
 
     A requested category that no object of any of the label files has is an error (a typo
     in `data.categories` would otherwise train on nothing); of a whole DOTA list, at least
@@ -104,9 +106,16 @@ def read_labels(pairs, data_cfg):
     known = tuple(dict.fromkeys(DOTA_V1_5 + data_cfg.categories))
     out, seen, outside = [], set(), []
     for image_path, label_path in pairs:
-        with open_image(image_path) as img:
-            size = img.size
-        labels = read_dota_labels(label_path, known, image_size=size)
+        try:
+            with open_image(image_path) as img:
+                size = img.size
+            labels = read_dota_labels(label_path, known, image_size=size)
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.path, err.message))
+            out.append(None)
+            continue
         outside += [(label_path, n) for n in labels.header["outside_lines"]]
         keep = np.array([c in class_index for c in labels.categories], bool)
         if data_cfg.skip_difficult:
@@ -129,10 +138,13 @@ def read_labels(pairs, data_cfg):
     return out
 
 
-def preprocess(data_cfg, progress=True, workers=1):
-    """Build (or reuse) the train / val / test caches; returns {split: summary}."""
+def preprocess(data_cfg, progress=True, workers=1, labels=None, images=None, skip_bad=False):
+    """Build (or reuse) the train / val / test caches from `data_dir` (or the `labels`
+    and `images` folders); returns {split: summary}.
+    skip_bad: leave out images whose image or label file cannot be read, listed in each
+    split's `skipped.tsv`, instead of stopping."""
     start = time.perf_counter()
-    pairs = find_dota_pairs(data_cfg.data_dir)
+    pairs = find_dota_pairs(data_cfg.data_dir, labels, images)
     cfg_values = preprocess_config(data_cfg)
     splits = split_names(len(pairs), data_cfg.split, data_cfg.split_seed)
     if data_cfg.split[0] > 0 and not len(splits["train"]):
@@ -151,15 +163,23 @@ def preprocess(data_cfg, progress=True, workers=1):
             summaries[split] = {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False,
                                 "removed": removed}
             continue
-        src_hash = cache.source_hash([label for _, label in split_pairs], [image for image, _ in split_pairs])
+        src_hash = cache.source_hash([label for _, label in split_pairs], [image for image, _ in split_pairs],
+                                     skip_bad=skip_bad)
         y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
         if y is not None:
             summaries[split] = _summary(out_dir, y, reused=True)
             continue
-        labels = read_labels(pairs, data_cfg) if labels is None else labels
-        split_labels = [labels[i] for i in np.sort(splits[split])]
+        if labels is None:
+            bad = [] if skip_bad else None
+            labels = read_labels(pairs, data_cfg, bad)
+            bad = dict(zip([i for i, item in enumerate(labels) if item is None], bad or []))
+        split_labels = [labels[i] for i in np.sort(splits[split]) if labels[i] is not None]
+        if not split_labels:
+            path, reason = bad[int(np.sort(splits[split])[0])]
+            raise DataError(f"every image of the {split} split is bad; the first: {reason}", path)
         with cache.writing(out_dir, cfg_values, src_hash) as writer:
             y = _write_split(writer, split_labels, data_cfg, progress, workers, split)
+            writer.skipped([bad[i] for i in np.sort(splits[split]) if i in bad])
         summaries[split] = _summary(out_dir, y, reused=False, rebuilt=stale)
     summaries["seconds"] = round(time.perf_counter() - start, 2)
     return summaries
@@ -259,7 +279,8 @@ def _near_border(xy, image_sizes, margin):
 
 def _summary(out_dir, y, reused, rebuilt=None):
     return {"images": int(len(y["filenames"])), "tiles": int(len(y["objects"])), "objects": int(len(y["gt_image"])),
-            "cache": str(out_dir), "reused": reused, "rebuilt": rebuilt}
+            "cache": str(out_dir), "reused": reused, "rebuilt": rebuilt,
+            "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
 
 class Cache(cache.Cache):

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 import common.augment  # noqa: F401  (registers the layers for loading)
+from common import distribute
 from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
 from common.data_io import image_paths, read_image_rgb, save_json
@@ -28,6 +29,7 @@ from detection.centres.centres_data import load_cache
 from detection.centres.tiling import cut_tiles, merge_detections, tile_grid, tile_transform
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, progress=True, callbacks=()):
     """Train on the train cache through `common.training.train` (validation on the val
     cache when it exists, else on train.validation_split of the tiles).
@@ -39,8 +41,10 @@ def train_from_cache(cfg, progress=True, callbacks=()):
     tc = cfg.train
     start_run(tc)
     cache = load_cache(cfg.data.cache_dir, "train", cfg.data)
-    val_dir = Path(cfg.data.cache_dir) / "val"
-    val = load_cache(cfg.data.cache_dir, "val", cfg.data) if (val_dir / "Y_data.npz").is_file() else None
+    # train.val_split names the validation split; by default "val" where it was cached.
+    val_name = tc.val_split or "val"
+    val = (load_cache(cfg.data.cache_dir, val_name, cfg.data)
+           if tc.val_split or (Path(cfg.data.cache_dir) / "val" / "Y_data.npz").is_file() else None)
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.json")

@@ -78,7 +78,7 @@ def read_dota_labels(path, known_categories=DOTA_V1_5, image_size=None):
     if not path.is_file():
         raise DataError("label file not found", path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # DOTA's own downloads begin with a byte-order mark
     except UnicodeDecodeError as err:
         raise DataError(f"not a text file ({err})", path) from None
     except OSError as err:
@@ -154,13 +154,15 @@ def write_dota_labels(path, polygons, categories, difficult=None, imagesource="s
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def find_dota_pairs(data_dir):
-    """Sorted (image path, label path) pairs of a DOTA folder (`images/`, `labelTxt/`).
+def find_dota_pairs(data_dir, labels=None, images=None):
+    """Sorted (image path, label path) pairs of a DOTA folder (`images/`, `labelTxt/`), or
+    of the `labels` folder (`NAME.txt` files) and the `images` folder the user named.
 
     Every image needs a label file; label files without an image are an error too.
     """
     data_dir = Path(data_dir)
-    image_dir, label_dir = data_dir / "images", data_dir / "labelTxt"
+    image_dir = Path(images) if images else data_dir / "images"
+    label_dir = Path(labels) if labels else data_dir / "labelTxt"
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
             raise DataError("folder not found (a DOTA folder holds images/ and labelTxt/)", folder)

@@ -24,7 +24,8 @@ def main(argv=None):
     parser.add_argument("--max-steps", type=int, help="train.max_steps: batches per epoch (0 = all)")
     args = parser.parse_args(argv)
     from detection.centres.centres_pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(CentresConfig, args, shortcuts)
+    from detection.centres.centres_data import LAYOUT
+    cfg = cli.training_config_from_args(CentresConfig, args, shortcuts, LAYOUT, "train")
     summary = train_from_cache(cfg, progress=not args.quiet)
     cli.print_training(summary, unit="tiles")
 

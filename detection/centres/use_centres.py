@@ -27,7 +27,8 @@ def main(argv=None):
     shortcuts = cli.add_use_arguments(parser) + SHORTCUTS
     parser.add_argument("--threshold", type=float, help="use.score_threshold on the peak height")
     args = parser.parse_args(argv)
-    cfg, model_path, run_config = cli.run_config_from_args(CentresConfig, args, shortcuts, TRAINED_SETTINGS)
+    from detection.centres.centres_data import LAYOUT  # after parsing: --help starts at once
+    cfg, model_path, run_config = cli.run_config_from_args(CentresConfig, args, shortcuts, TRAINED_SETTINGS, LAYOUT)
     from detection.centres.centres_pipeline import use  # after the config: --help and config errors need no Keras
     if run_config is not None:
         print(f"trained with: classes {', '.join(cfg.data.class_names)}; {cfg.data.tile_size} px tiles at "

@@ -6,7 +6,7 @@ Cache `{cache_dir}/{split}/`:
                  classes (N, M) int32, -1 past `counts`; counts (N,) int32;
                  scales (N, 2) = (sx, sy) with input = original * scale; image_sizes (N, 2);
                  filenames, image_paths, image_ids (as strings); category_ids, category_names;
-                 bbox_format (as read); input_size; config_hash, config_json, source_hash.
+                 bbox_format (as read); input_size; config_hash, config_json, source_hash, x_crc32.
 
 Written and read by `common.cache`: an unchanged config and unchanged inputs reuse the
 cache; training on a cache built with another config is refused.
@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from common import cache
-from common.data_io import read_image_rgb
+from common.data_io import read_image_rgb, split_files
+from common.errors import DataError
 from common.parallel import parallel_map
 from detection.ssd.coco import check_image_size, load_coco
 
@@ -61,18 +62,23 @@ def _resize_file(job):
     return resize_image(image, input_size)[0]
 
 
-def preprocess(data_cfg, split, progress=True, workers=1, allow_outside=False):
-    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json`; returns a summary.
-    allow_outside: read images the labels name outside data_dir (refused by default)."""
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False,
+               allow_outside=False):
+    """Build (or reuse) the cache of one split from `{data_dir}/{split}.json` (or the
+    `labels` file, with images in the `images` folder); returns a summary.
+    skip_bad: leave out images that cannot be read or do not have their declared size,
+    listed in the cache folder's `skipped.tsv`, instead of stopping. allow_outside: read
+    images the labels name outside the data folder (refused by default)."""
     start = time.perf_counter()
-    labels = load_coco(Path(data_cfg.data_dir) / f"{split}.json", data_cfg.data_dir, split,
-                       data_cfg.bbox_format, data_cfg.max_boxes, allow_outside=allow_outside)
+    label_path = split_files(data_cfg.data_dir, split, labels)[0]
+    labels = load_coco(label_path, label_path.parent, split, data_cfg.bbox_format, data_cfg.max_boxes, images,
+                       allow_outside)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
-    src_hash = cache.source_hash([labels.label_path], labels.image_paths)
+    src_hash = cache.source_hash([labels.label_path], labels.image_paths, skip_bad=skip_bad)
     y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
     if y is not None:
-        return _summary(split, out_dir, labels, True, time.perf_counter() - start)
+        return _summary(split, out_dir, labels, True, time.perf_counter() - start, y["counts"])
 
     count, (width, height) = len(labels.image_paths), data_cfg.input_size
     jobs = [(path, data_cfg.input_size, tuple(size), labels.label_path, f"images[{i}] ({path.name}): ")
@@ -84,27 +90,41 @@ def preprocess(data_cfg, split, progress=True, workers=1, allow_outside=False):
     for i, (b, c) in enumerate(zip(labels.boxes, labels.classes)):  # ragged lists into padded rows
         boxes[i, :len(b)] = b * np.tile(scales[i], 2)
         classes[i, :len(c)] = c
+    kept, skipped = [], []
+
+    def resized():
+        results = parallel_map(_resize_file, jobs, workers, f"preprocess {split}", progress=progress,
+                               errors="return" if skip_bad else "raise")
+        for i, image in enumerate(results):
+            if isinstance(image, DataError):  # only with skip_bad
+                skipped.append((image.path, image.message))
+                continue
+            kept.append(i)
+            yield image[None]
+
     with cache.writing(out_dir, cfg_values, src_hash) as writer:
-        writer.images((count, height, width, 3),
-                      (image[None] for image in parallel_map(_resize_file, jobs, workers, f"preprocess {split}",
-                                                             progress=progress)))
+        writer.images((count, height, width, 3), resized(), fewer=skip_bad)
+        paths = [labels.image_paths[i] for i in kept]
+        counts = np.array([len(labels.boxes[i]) for i in kept], np.int32)
         writer.labels({
-            "boxes": boxes, "classes": classes, "counts": np.array([len(b) for b in labels.boxes], np.int32),
-            "scales": scales, "image_sizes": labels.image_sizes,
-            "filenames": np.array([p.name for p in labels.image_paths]),
-            "image_paths": np.array([str(p.resolve()) for p in labels.image_paths]),
-            "image_ids": np.array([str(i) for i in labels.image_ids]),
+            "boxes": boxes[kept], "classes": classes[kept], "counts": counts,
+            "scales": scales[kept], "image_sizes": labels.image_sizes[kept],
+            "filenames": np.array([p.name for p in paths]),
+            "image_paths": np.array([str(p.resolve()) for p in paths]),
+            "image_ids": np.array([str(labels.image_ids[i]) for i in kept]),
             "category_ids": np.array([str(c) for c in labels.category_ids]),
             "category_names": np.array(labels.category_names), "bbox_format": np.array(labels.bbox_format),
             "input_size": np.array(data_cfg.input_size)})
-    return _summary(split, out_dir, labels, False, time.perf_counter() - start, rebuilt=stale)
+        writer.skipped(skipped)
+    return _summary(split, out_dir, labels, False, time.perf_counter() - start, counts, rebuilt=stale)
 
 
-def _summary(split, out_dir, labels, reused, seconds, rebuilt=None):
-    counts = np.array([len(b) for b in labels.boxes])
-    return {"split": split, "cache": str(out_dir), "images": len(labels.image_paths), "boxes": int(counts.sum()),
+def _summary(split, out_dir, labels, reused, seconds, counts, rebuilt=None):
+    """counts: the boxes of each image the cache holds (a --skip-bad run may leave some out)."""
+    return {"split": split, "cache": str(out_dir), "images": len(counts), "boxes": int(np.sum(counts)),
             "classes": list(labels.category_names), "bbox_format": labels.bbox_format, "note": labels.note,
-            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2)}
+            "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2),
+            "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
 
 class BoxCache(cache.Cache):

@@ -18,13 +18,11 @@ the image files; declared ones are checked against the files where the images ar
 """
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from common.data_io import data_file, load_json, require
+from common.data_io import find_image, image_size, is_finite_number, load_json, require, split_files
 from common.errors import DataError
 
 BORDER_TOLERANCE = 1.0
@@ -47,18 +45,6 @@ class CocoDetections:
     note: str = ""
 
 
-def find_image(data_dir, split, filename, label_path, where="", allow_outside=False):
-    """`images/{split}/`, `images/`, then the label file's folder; a name that leads
-    outside `data_dir` is a `DataError` unless `allow_outside` (`data_file`)."""
-    data_dir = Path(data_dir)
-    candidates = [data_file(data_dir, Path(*folder, filename), label_path, where, allow_outside)
-                  for folder in (("images", split), ("images",), ())]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise DataError(f"{where}image '{filename}' not found in images/{split}/, images/ or {data_dir}", label_path)
-
-
 def _list_field(coco, field, path):
     value = require(coco, field, path)
     if not isinstance(value, list):
@@ -67,7 +53,7 @@ def _list_field(coco, field, path):
 
 
 def _number(value, field, path, where):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise DataError(f"{where}field '{field}' must be a finite number, got {value!r}", path)
     return float(value)
 
@@ -99,14 +85,6 @@ def check_image_size(image, declared, label_path, where):
                         f"{width}x{height}", label_path)
 
 
-def _image_size(path, label_path, where):
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{where}cannot read image ({err.__class__.__name__}: {err})", path) from None
-
-
 def _valid_boxes(raw, sizes, fmt):
     """(n,) bool: each raw [a, b, c, d] is a positive-size box inside its image when read as fmt."""
     x1, y1 = raw[:, 0], raw[:, 1]
@@ -132,11 +110,15 @@ def _resolve_format(raw, sizes, bbox_format, label_path):
     return fmt, f"bbox format auto: read as {fmt} (the only reading under which every box is valid)"
 
 
-def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, allow_outside=False):
-    """Read and check a COCO detection JSON; returns `CocoDetections`. An image
-    `file_name` that leads outside `data_dir` is a `DataError` unless `allow_outside`."""
+def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, images_dir=None,
+              allow_outside=False):
+    """Read and check a COCO detection JSON; returns `CocoDetections`. Images are looked up
+    in `images_dir`, else as `common.data_io.split_files` lays out `data_dir` (default:
+    the label file's folder); an image `file_name` that leads outside that data folder is
+    a `DataError` unless `allow_outside`."""
     label_path = Path(label_path)
     data_dir = Path(data_dir) if data_dir is not None else label_path.parent
+    folders = split_files(data_dir, split, images=images_dir)[1]
     coco = load_json(label_path)
     if not isinstance(coco, dict):
         raise DataError("expected a COCO detection object with images, annotations, categories", label_path)
@@ -169,14 +151,14 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         where = f"images[{i}] ({filename}): "
         if image_id in index_of:
             raise DataError(f"{where}duplicate image id {image_id!r}", label_path)
-        path = find_image(data_dir, split, filename, label_path, where, allow_outside)
+        path = find_image(folders, filename, label_path, where, allow_outside)
         if "width" in record and "height" in record:
             size = (_number(record["width"], "width", label_path, where),
                     _number(record["height"], "height", label_path, where))
             if min(size) <= 0:
                 raise DataError(f"{where}width and height must be positive, got {size}", label_path)
         else:
-            size = _image_size(path, label_path, where)
+            size = image_size(path)  # the header only
         index_of[image_id] = i
         paths.append(path)
         ids.append(image_id)

@@ -127,6 +127,23 @@ def evaluate_detections(detections, ground_truth, class_names, max_dets=100):
                      "maxDets 100); means over classes with ground truth"}
 
 
+def box_iou_summary(detections, ground_truth, score_threshold):
+    """How well the boxes fit: per ground-truth box, the IoU of the best detection of its
+    class scoring >= score_threshold (0 when there is none). Returns {"mean", "median",
+    "ground_truth", "score_threshold"} (mean and median None without ground truth): for
+    a one-object detector (stage 1 of the pose pipeline) the fit of its crops."""
+    best = []
+    for dets, (gt_boxes, gt_classes) in zip(detections, ground_truth):
+        keep = np.asarray(dets["scores"]) >= score_threshold
+        boxes = np.asarray(dets["boxes"]).reshape(-1, 4)[keep]
+        classes = np.asarray(dets["classes"])[keep]
+        for box, c in zip(np.asarray(gt_boxes).reshape(-1, 4), np.asarray(gt_classes)):
+            ious = iou_matrix(boxes[classes == c], box)[:, 0]
+            best.append(float(ious.max()) if len(ious) else 0.0)
+    return {"mean": float(np.mean(best)) if best else None, "median": float(np.median(best)) if best else None,
+            "ground_truth": len(best), "score_threshold": score_threshold}
+
+
 def size_band(boxes, band_edges):
     """Band index of each box by sqrt(area): 0 below band_edges[0], ..., len(edges) above."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)

@@ -12,15 +12,16 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from common import distribute
 from common.config import save_config, to_dict
 from common.data_io import image_paths, load_json, read_image_rgb, save_json
 from common.errors import DataError
 from common.run_config import load_model, model_record
-from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, resolve_jit, split_indices,
-                             start_run, train)
+from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
+                             train_val_indices)
 from detection.ssd.anchors import generate_anchors
 from detection.ssd.box_cache import load_cache, resize_image
-from detection.ssd.evaluation import band_edges_from_anchors, evaluate_detections, scale_statistics
+from detection.ssd.evaluation import band_edges_from_anchors, box_iou_summary, evaluate_detections, scale_statistics
 from detection.ssd.ssd import DetectionDecoder, SSDLoss, anchor_args, build_detector, split_detections
 
 
@@ -124,6 +125,7 @@ def make_loss(num_classes, cfg):
                    class_weight=tc.class_weight)
 
 
+@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, categories.json, history.csv, training_log.json, plots/,
@@ -137,7 +139,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     cache = load_cache(cfg.data.cache_dir, split, cfg.data)
     total = len(cache.y["counts"])
     count = min(tc.max_images, total) if tc.max_images else total
-    train_idx, val_idx = split_indices(count, tc.validation_split, tc.seed)
+    # train.val_split: validation on another cached split, else a share of this one.
+    val_cache = load_cache(cfg.data.cache_dir, tc.val_split, cfg.data) if tc.val_split else cache
+    train_idx, val_idx = train_val_indices(count, tc, len(val_cache.images) if tc.val_split else None)
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +155,12 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     targets = {"predictions": cache.targets()}
     train_ds = augmented(make_batches(cache.images, targets, train_idx, tc.batch_size, shuffle=True, seed=tc.seed,
                                       repeat=plan.repeat, steps=plan.steps_per_epoch), tc)
-    val_ds = make_batches(cache.images, targets, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
+    if tc.val_split and list(val_cache.category_names) != list(names):
+        raise DataError(f"categories {list(val_cache.category_names)} differ from the training split's {list(names)}",
+                        Path(cfg.data.cache_dir) / tc.val_split / "Y_data.npz")
+    val_targets = {"predictions": val_cache.targets()}
+    val_ds = (make_batches(val_cache.images, val_targets, val_idx, tc.batch_size, shuffle=False)
+              if len(val_idx) else None)
     summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Detector training",
                     callbacks=callbacks, train_count=len(train_idx), val_count=len(val_idx))
     summary["classes"] = list(names)
@@ -258,6 +267,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                                              cfg.model.aspect_ratios)
     edges = band_edges_from_anchors(cfg.model.anchor_sizes)
     summary = evaluate_detections(detections, truth, class_names, max_dets=uc.max_detections)
+    summary["box_iou"] = box_iou_summary(detections, truth, uc.overlay_threshold)
     summary["scale_statistics"] = scale_statistics(detections, truth, class_names, anchor_scale, edges,
                                                    uc.overlay_threshold)
     summary["counts"] = {"images": len(names), "ground_truth": int(sum(len(b) for b, _ in truth)),

@@ -24,7 +24,8 @@ def main(argv=None):
     parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="train.optimizer")
     args = parser.parse_args(argv)
     from detection.ssd.ssd_pipeline import train_from_cache  # after parsing: --help needs no Keras
-    cfg = cli.config_from_args(DetConfig, args, shortcuts)
+    from detection.ssd.box_cache import LAYOUT
+    cfg = cli.training_config_from_args(DetConfig, args, shortcuts, LAYOUT, args.split)
     summary = train_from_cache(cfg, split=args.split, progress=not args.quiet)
     cli.print_training(summary)
 

@@ -81,7 +81,10 @@ def test_train_and_use_under_jax_without_tensorflow(tmp_path):
 @pytest.mark.slow
 def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsys):
     """A focal-loss model (logit heatmaps) at a 64 px input: use_base.py without --loss or
-    sizes decodes it as focal, reports it, and refuses a --loss that says otherwise."""
+    sizes decodes it as focal, reports it, and refuses a --loss that says otherwise.
+    Trained with the hands declared interchangeable: use_base.py reports matched beside raw
+    figures, decodes the hands on distinct peaks (images without labels too, by the run's
+    keypoint names), and a bad keypoint name is one line naming it, before anything is written."""
     from baselines import preprocess_base, render_base, train_base, use_base
     from baselines.data import load_cache
     from baselines.pipeline import decode, load_model, predict
@@ -89,31 +92,43 @@ def test_use_reads_the_loss_and_sizes_the_model_was_trained_with(tmp_path, capsy
     data, cache = tmp_path / "data", tmp_path / "cache"
     render_base.main(["--output-dir", str(data), "--num-images", "8", "--seed", "3"])
     render_base.main(["--output-dir", str(data), "--split", "test", "--num-images", "3"])
-    sizes = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32"]
+    # Whole images (a stick figure fills its frame), as --images reads them below.
+    sizes = ["--set", "data.input_size=64", "--set", "data.heatmap_size=32", "--set", "data.crop=image"]
     for split in ("train", "test"):
         preprocess_base.main(["--data-dir", str(data), "--split", split, "--cache-dir", str(cache), "--quiet", *sizes])
     model = tmp_path / "m" / "best.keras"
-    assert cli.run(train_base.main, ["--cache-dir", str(cache), "--output-dir", str(model.parent), "--quiet",
-                                     "--loss", "focal", "--epochs", "1", "--set", "train.batch_size=4",
-                                     "--set", "train.validation_split=0", "--set", "model.filters=[4,8,8,8]",
-                                     *sizes]) == 0
+    train = ["--cache-dir", str(cache), "--output-dir", str(model.parent), "--quiet", "--loss", "focal", "--epochs",
+             "1", "--set", "train.batch_size=4", "--set", "train.validation_split=0", "--set",
+             "model.filters=[4,8,8,8]", *sizes]
+    assert cli.run(train_base.main, [*train, "--set", "data.interchangeable=[[hand_left, hand_rigt]]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "data.interchangeable: no keypoint named 'hand_rigt'" in err
+    assert len(err.splitlines()) == 1 and not model.parent.exists()
+    assert cli.run(train_base.main, [*train, "--set", "data.interchangeable=[[hand_left, hand_right]]"]) == 0
     capsys.readouterr()
     assert cli.run(use_base.main, ["--model", str(model), "--cache-dir", str(cache), "--output-dir",
                                    str(tmp_path / "p"), "--quiet"]) == 0
-    assert "trained with: model heatmap, loss focal, input 64 px" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained with: model heatmap, loss focal, input 64 px" in out
+    assert "matched within [['hand_left', 'hand_right']]: PCK" in out
     summary = load_json(tmp_path / "p" / "evaluation.json")
     assert summary["config"]["train"]["loss"] == "focal" and summary["config"]["data"]["input_size"] == 64
     assert summary["config"]["train"]["epochs"] == 1 and summary["decoder"] == "argmax_refine"
     assert summary["model"]["run_config"] == str(model.parent / "config.json")
+    assert summary["config"]["data"]["interchangeable"] == [["hand_left", "hand_right"]]
+    assert summary["matched"]["mean_error_px"] <= summary["mean_error_px"]
     # Decoded as logits: the sub-pixel refinement differs from decoding the raw maps.
-    data_cfg = DataConfig(input_size=64, heatmap_size=32)
+    data_cfg = DataConfig(input_size=64, heatmap_size=32, crop="image")
     images, y = load_cache(cache, "test", data_cfg)
     outputs = predict(load_model(model), images)
     with np.load(tmp_path / "p" / "predictions.npz", allow_pickle=False) as p:
-        np.testing.assert_allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=True),
-                                   atol=1e-6)
-        assert not np.allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=False),
-                               atol=1e-6)
+        hands = [(1, 2)]
+        np.testing.assert_allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=True,
+                                                        groups=hands), atol=1e-6)
+        assert not np.allclose(p["xy_norm"], decode(outputs, "argmax_refine", data_cfg.codec(), logits=False,
+                                                    groups=hands), atol=1e-6)
+        # The hands' peaks lie 2 sigma apart at least; the sub-pixel refinement moves each by <= 0.5 px an axis.
+        assert np.hypot(*(p["xy_norm"][:, 1] - p["xy_norm"][:, 2]).T).min() * 32 >= 2 * 2.0 - 2 ** 0.5
         xy_original = p["xy_original"]
     # The same images from their files (--images): the same keypoints, in the files' pixels.
     assert cli.run(use_base.main, ["--model", str(model), "--images", str(data / "images" / "test"),
@@ -142,3 +157,4 @@ def test_scripts_help_and_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "train.json: images[0]: missing field 'file_name'" in err
     assert len(err.splitlines()) == 1
+

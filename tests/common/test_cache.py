@@ -1,5 +1,6 @@
 """The one cache: round trip, memory maps, atomic writes, stale and damaged caches."""
 
+import errno
 import json
 import os
 import re
@@ -178,7 +179,25 @@ DAMAGES = {
     "NaN label": (lambda f: _damage_y(f, xy=np.full((3, 2, 2), np.nan, np.float32)),
                   "Y_data.npz: array 'xy' holds NaN or infinite values"),
     "missing X": (lambda f: (f / "X_data.npy").unlink(), "X_data.npy: cache file not found"),
+    "X changed at the same size": (lambda f: _flip_byte(f / "X_data.npy", -1),
+                                   "X_data.npy: content does not match its checksum (bytes 0-216 of the images"),
+    "memory-mapped Y array changed at the same size": (
+        lambda f: _flip_byte(f / "Y_data.npz", _find(f / "Y_data.npz", toy_labels(3)["xy"].tobytes()) + 5),
+        "Y_data.npz: content does not match its checksum (Bad CRC-32 for file 'xy.npy')"),
+    "cache without checksums": (lambda f: _damage_y(f, x_crc32=None), "Y_data.npz: missing array 'x_crc32'"),
 }
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _find(path, needle):
+    offset = path.read_bytes().find(needle)
+    assert offset > 0
+    return offset
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -231,3 +250,164 @@ def test_cache_first_take_and_concatenate_pick_per_image_rows(tmp_path):
     write(tmp_path / "c", config={**CONFIG, "size": [6, 5]}, labels={**toy_labels(3), "size": np.array([6, 4])})
     with pytest.raises(ValueError, match="different 'config_json'"):
         ToyCache.concatenate([a, ToyCache.load(tmp_path, "c")])
+
+
+def test_checksums_span_chunks_and_a_large_cache_is_sampled_when_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "CRC_BLOCK", 10)  # 216 bytes of images: blocks 0-9 ... 210-215
+    folder = tmp_path / "train"
+    images = write(folder)  # chunks of 144 and 72 bytes: blocks straddle them
+    y = cache.load(folder, LAYOUT, CONFIG)[1]
+    assert int(y["x_crc_block"]) == 10 and len(y["x_crc32"]) == 22
+    _flip_byte(folder / "X_data.npy", 128 + 145)  # image byte 145: block 14 (the header is 128 bytes)
+    assert "(bytes 140-150 of the images" in refusal(lambda: cache.load(folder, LAYOUT))
+    _flip_byte(folder / "X_data.npy", 128 + 145)
+    _flip_byte(folder / "X_data.npy", 128 + 25)  # block 2
+    monkeypatch.setattr(cache, "VERIFY_ALL_BYTES", 100)  # "large": load checks 16 blocks spread over the 22
+    np.testing.assert_array_equal(cache.load(folder, LAYOUT)[0][1:], images[1:])  # (block 2 is not one of them)
+    assert "bytes 20-30" in cache.current(folder, LAYOUT, CONFIG, "src")[1]  # preprocessing checks all
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed_by_the_next_one(tmp_path):
+    folder = tmp_path / "train"
+    write(folder)
+    stale = [".X_data.k1ll3d_x.tmp.npy", ".Y_data.abcd1234.tmp.npz"]  # atomic_path's names
+    kept = [".X_data.npy", "X_data.tmp.npy", ".X_data.short.tmp.npy", "notes.txt"]  # not its names: not ours
+    for name in stale + kept:
+        (folder / name).write_bytes(b"x" * 10)
+    write(folder, source="new")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(kept + ["X_data.npy", "Y_data.npz"])
+
+
+def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
+    from common.data_io import exclusive_folder
+
+    folder = tmp_path / "train"
+    write(folder)
+    with exclusive_folder(folder, "a cache"):  # a running preprocess
+        (folder / ".X_data.a1b2c3d4.tmp.npy").write_bytes(b"being written")
+        message = refusal(lambda: write(folder, source="new"))
+        assert message == f"{folder}: another process is writing a cache in this folder (wait for it, or stop it)"
+        assert (folder / ".X_data.a1b2c3d4.tmp.npy").exists()  # a live writer's file is not touched
+    assert cache.current(folder, LAYOUT, CONFIG, "src")[1] is None
+
+
+class _FullDisk:
+    """A file object (as `open` returns) whose writes fail with ENOSPC from byte `limit` on."""
+
+    def __init__(self, path, mode, limit):
+        self.file, self.limit, self.written = open(path, mode), limit, 0
+
+    def write(self, data):
+        if self.written + len(memoryview(data).cast("B")) > self.limit:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.written += len(memoryview(data).cast("B"))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+@pytest.mark.parametrize("limit", [0, 100, 128 + 100])  # in the header, in the images' first and second chunk
+def test_a_full_disk_while_writing_is_one_line_and_keeps_the_previous_cache(tmp_path, monkeypatch, limit):
+    folder = tmp_path / "train"
+    images = write(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setattr(cache, "open", lambda path, mode: _FullDisk(path, mode, limit), raising=False)
+    message = refusal(lambda: write(folder, n=5, source="new"))
+    assert message.startswith(f"{folder}: disk full while writing the images (360 B needed, ")
+    assert message.endswith(" free; the previous cache, if any, is kept)")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporaries either
+    np.testing.assert_array_equal(cache.load(folder, LAYOUT, CONFIG)[0], images)
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    folder = tmp_path / "train"
+    write(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 300, 300))
+    assert refusal(lambda: write(folder, n=5, source="new")) == (
+        f"{folder}: not enough disk space for the images: 360 B needed, 300 B free (the previous cache, "
+        "if any, is kept)")
+    monkeypatch.setattr(os, "posix_fallocate", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
+                        raising=False)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))  # the check passes, space does not
+    assert "disk full while writing the images" in refusal(lambda: write(folder, n=5, source="new"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+# Run inside a private 2 MiB tmpfs: a real full disk, as the kernel reports it.
+_TMPFS_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from common import cache
+from common.errors import DataError
+from tests.common.test_cache import LAYOUT
+
+root = Path(sys.argv[1])
+folder, config = root / "train", {"size": [100, 100], "extra": False}
+
+def fill_the_disk():
+    with open(root / "filler", "wb") as f:
+        try:
+            f.write(bytes(4 << 20))
+        except OSError:
+            pass
+
+def put(n, pad=0, filled=False):
+    def pads():  # the labels' last member, streamed
+        yield np.zeros(pad // 2, np.uint8)
+        if filled:  # another process takes the rest of the disk meanwhile
+            fill_the_disk()
+        yield np.zeros(pad - pad // 2, np.uint8)
+    with cache.writing(folder, config, f"{n}") as writer:
+        writer.images((n, 100, 100, 3), (np.full((1, 100, 100, 3), i, np.uint8) for i in range(n)))
+        writer.labels({"xy": np.zeros((n, 2, 2), np.float32), "names": np.array(["a", "b"]),
+                       "size": np.array([100, 100])}, streamed={"pad": ((pad,), np.uint8, pads())})
+
+put(20)  # 600 KB
+for case, kwargs in {"images too large": dict(n=60), "labels too large": dict(n=20, pad=1 << 20),
+                     "disk filled meanwhile": dict(n=20, pad=200_000, filled=True)}.items():
+    try:
+        put(**kwargs)
+        print(case, "WRITTEN")
+    except DataError as err:
+        print(case, "REFUSED", err)
+    (root / "filler").unlink(missing_ok=True)
+    images, y = cache.load(folder, LAYOUT, config)
+    assert images.shape[0] == 20 and images[19, 0, 0, 0] == 19, case
+    assert sorted(p.name for p in folder.iterdir()) == ["X_data.npy", "Y_data.npz"], case
+"""
+
+
+def test_a_real_full_disk_keeps_the_previous_cache(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+            capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (no user namespaces)")
+    script = f"mount -t tmpfs -o size=2m tmpfs {disk} && exec {sys.executable} -c \"$SCRIPT\" {disk}"
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SCRIPT": _TMPFS_SCRIPT, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]  # SIGBUS (-7) before the fix
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"images too large REFUSED {disk}/train: not enough disk space for the "
+                               "images: 1.7 MiB needed, "), lines
+    assert lines[1].startswith("labels too large REFUSED") and "labels: 1.0 MiB needed" in lines[1], lines
+    assert lines[2].startswith("disk filled meanwhile REFUSED") and "disk full while writing the labels" \
+        in lines[2], lines

@@ -7,7 +7,8 @@ from PIL import Image, JpegImagePlugin
 
 from common.data_io import read_image_rgb, save_image
 from common.errors import DataError
-from common.geometry import inside, letterbox_crop_transform, to_input, to_original, warp_image, warp_image_file
+from common.geometry import (box_crop_transform, inside, jitter_box, letterbox_crop_transform, points_box, to_input,
+                             to_original, warp_image, warp_image_file)
 
 # The default stage-2 pipeline (stage2_visible_keypoints.config.DataConfig).
 CANVAS, CROP, INPUT = (1920, 1080), (1000, 1000), (128, 128)
@@ -222,3 +223,61 @@ def test_inside_boundaries():
     ])
     np.testing.assert_array_equal(inside(xy, size), [True, True, False, False, False, False, False])
     assert inside(np.zeros((3, 5, 2)), size).shape == (3, 5)
+
+
+# --- square crops around an object's box (stage 2 behind stage 1) ---
+
+
+def test_box_crop_transform_by_hand():
+    # Box 100x50 centred at (650, 425): side 1.25 * 100 = 125, crop from (587.5, 362.5);
+    # 128 / 125 = 1.024 input px per original px.
+    transform = box_crop_transform([600, 400, 700, 450], (128, 128), margin=1.25)
+    np.testing.assert_allclose(transform, [1.024, 1.024, -587.5 * 1.024, -362.5 * 1.024], atol=1e-12)
+    np.testing.assert_allclose(to_input([[650.0, 425.0]], transform), [[64.0, 64.0]], atol=1e-12)
+    # A box of a pixel gets the minimum side, not an infinite scale.
+    np.testing.assert_allclose(box_crop_transform([10, 10, 10.5, 11], (128, 128), min_side=8.0)[:2], [16.0, 16.0])
+
+
+@pytest.mark.parametrize("box", [[600, 400, 700, 450], [-50, 1100, 30, 1210], [1900, 3, 1919, 9], [0, 0, 1920, 1200]])
+def test_box_crop_round_trip_original_input_original(box):
+    # Boxes inside, sticking out of, at the edge of and filling the image; vectorised too.
+    rng = np.random.default_rng(1)
+    xy_original = rng.uniform([-100, -100], [2000, 1300], (9, 2))
+    transform = box_crop_transform(box, (128, 96))
+    np.testing.assert_allclose(to_original(to_input(xy_original, transform), transform), xy_original, atol=1e-9)
+    many = box_crop_transform(np.array([box, [1, 2, 3, 4]], dtype=float), (128, 96))
+    np.testing.assert_array_equal(many[0], transform)
+
+
+@pytest.mark.parametrize("box", [[700, 400, 760, 430], [1880, 1150, 1960, 1230]])
+def test_box_crop_warp_moves_a_bright_square_where_to_input_moves_it(box, tmp_path):
+    # The crop warps pixels where the point transform moves points, also past the image
+    # edge (black there), from an array and from a file.
+    image = np.zeros((1200, 1920, 3), np.uint8)
+    x0, y0 = int(box[0]) + 20, min(int(box[1]) + 10, 1190)
+    image[y0:y0 + 5, x0:x0 + 5] = 255
+    transform = box_crop_transform(box, INPUT)
+    warped, used = warp_image(image, None, None, INPUT, transform)
+    np.testing.assert_array_equal(used, transform)
+    expected = to_input([[x0 + 2.5, y0 + 2.5]], transform)[0]
+    np.testing.assert_allclose(_centroid(warped), expected, rtol=0, atol=0.05)
+    save_image(tmp_path / "frame.png", image)
+    from_file, used, size = warp_image_file(tmp_path / "frame.png", None, None, INPUT, transform)
+    assert size == (1920, 1200)
+    np.testing.assert_allclose(_centroid(from_file), expected, rtol=0, atol=0.05)
+
+
+def test_jitter_box_moves_and_resizes_within_its_bounds():
+    rng = np.random.default_rng(0)
+    box = np.array([100.0, 200.0, 300.0, 300.0])  # 200 x 100, centre (200, 250)
+    jittered = np.array([jitter_box(box, rng, scale=0.2, shift=0.1) for _ in range(500)])
+    centre, size = (jittered[:, :2] + jittered[:, 2:]) / 2, jittered[:, 2:] - jittered[:, :2]
+    assert np.all(np.abs(centre - [200, 250]) <= [20, 10]) and np.all(np.abs(size / [200, 100] - 1) <= 0.2)
+    assert centre[:, 0].std() > 5 and (size[:, 0] / 200).std() > 0.05  # it does move them
+    np.testing.assert_array_equal(jitter_box(box, rng, 0.0, 0.0), box)
+
+
+def test_points_box_clips_to_the_image():
+    assert points_box([[-10, 5], [50, 30], [20, 250]], (100, 200)) == [0.0, 5.0, 50.0, 200.0]
+    assert points_box([[-10, 5], [-5, 30]], (100, 200)) is None  # all left of the image
+    assert points_box([[np.nan, 1.0]], (100, 200)) is None

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from baselines.config import BaselinesConfig
@@ -98,6 +99,38 @@ def test_a_use_script_finds_the_fine_tuned_run_and_names_the_flag(tmp_path):
     args.backbone = "resnet50"
     with pytest.raises(DataError, match=r"model.backbone=\"resnet50\" \(--backbone resnet50\) contradicts"):
         cli.run_config_from_args(Stage2Config, args, (("backbone", "model.backbone"),), TRAINED)
+
+
+def test_a_cache_gives_its_data_settings_and_a_contradiction_names_what_to_drop(tmp_path):
+    from common import cache
+    from common.run_config import apply_cache_settings
+    from stage2_visible_keypoints.data import LAYOUT, preprocess_config
+
+    built = load_config(Stage2Config, overrides=["data.sigma=3", "data.input_size=[64,64]",
+                                                 "data.heatmap_size=[32,32]", "data.cache_heatmaps=true"])
+    with cache.writing(tmp_path / "train", preprocess_config(built.data), "src") as writer:
+        writer.images((1, 64, 64, 3), [np.zeros((1, 64, 64, 3), np.uint8)])
+        writer.labels({})
+    # Nothing given: the cache's settings, but an optional one (whether heatmaps were cached).
+    cfg = apply_cache_settings(Stage2Config, Stage2Config(), tmp_path / "train", LAYOUT)
+    assert (cfg.data.sigma, cfg.data.input_size, cfg.data.cache_heatmaps) == (3.0, (64, 64), False)
+    # A setting the model fixes (a use_* script's run) is kept; agreeing ones are fine.
+    given = ["data.input_size=[64,64]", "data.heatmap_size=[32,32]"]
+    cfg = apply_cache_settings(Stage2Config, load_config(Stage2Config, None, given), tmp_path / "train", LAYOUT,
+                               keep=("data.sigma",), overrides=given)
+    assert (cfg.data.sigma, cfg.data.input_size) == (2.0, (64, 64))
+    user = tmp_path / "mine.yaml"
+    user.write_text("data:\n  sigma: 2.5\n")
+    with pytest.raises(DataError) as err:
+        apply_cache_settings(Stage2Config, load_config(Stage2Config, user), tmp_path / "train", LAYOUT, user)
+    assert str(err.value) == (f"{tmp_path / 'train' / 'Y_data.npz'}: data.sigma=2.5 ({user}) contradicts the cache, "
+                              f"built with data.sigma=3.0; drop data.sigma from {user}: the cache's setting is used "
+                              "(or rebuild the cache with it: preprocess_vis.py --split train)")
+    with pytest.raises(DataError, match=r"data.sigma=2.0 \(--sigma 2\) contradicts .*; drop --sigma 2: "):
+        apply_cache_settings(Stage2Config, load_config(Stage2Config, None, ["data.sigma=2"]), tmp_path / "train",
+                             LAYOUT, None, ["data.sigma=2"], ["--sigma 2"])
+    # No cache there: the config as it was (loading the cache says what is missing).
+    assert apply_cache_settings(Stage2Config, Stage2Config(), tmp_path / "val", LAYOUT) == Stage2Config()
 
 
 def _tiny_model(path):

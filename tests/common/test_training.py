@@ -260,3 +260,82 @@ def test_split_indices_share_and_seed():
     again = split_indices(10, 0.25, seed=3)
     assert again[1].tolist() == val.tolist()
     assert split_indices(1, 0.5, 0)[1].size == 0 and split_indices(3, 0.01, 0)[1].size == 1
+
+
+# One segment of a run killed by SIGKILL at `point` (or run to the end: "finish", which
+# then trains the same run uninterrupted beside it and prints the comparison as JSON).
+_KILLED_RUN = """
+import json, os, signal, sys
+sys.modules["tensorflow"] = None  # Keras would import it to seed it: seconds per process
+from pathlib import Path
+import keras, numpy as np
+from common import cli, training
+from common.data_io import is_temp_name
+from tests.common.test_training import _tiny_run
+
+out, point = Path(sys.argv[1]), sys.argv[2]
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+
+class MidEpoch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if point == "mid-epoch" and self.epoch == 1:
+            die()
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+backup_end = training.EpochBackup.on_epoch_end
+def epoch_end(self, epoch, logs=None):
+    if point == "between the CSV row and the backup" and epoch == 2:  # the row is written, the backup not
+        die()
+    backup_end(self, epoch, logs)
+training.EpochBackup.on_epoch_end = epoch_end
+
+model_save = keras.Model.save
+def save(self, path, *args, **kwargs):
+    if point == "while best.keras is written" and Path(path).name.startswith(".best."):
+        Path(path).write_bytes(b"half a model")
+        die()
+    model_save(self, path, *args, **kwargs)
+keras.Model.save = save
+
+model, data, tc, plan = _tiny_run(out, epochs=4)
+summary = training.train(model, data, None, tc, out, plan, progress=False, callbacks=[MidEpoch()])
+cli.print_training(summary)
+whole, data, tc, plan = _tiny_run(out.parent / "whole", epochs=4)
+training.train(whole, data, None, tc, out.parent / "whole", plan, progress=False)
+print(json.dumps({
+    "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), whole.get_weights())),
+    "epochs": training.read_history(out / "history.csv")["epoch"],
+    "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if is_temp_name(p.name) or "backup" in str(p))}))
+"""
+
+
+def test_a_run_killed_at_any_point_resumes_exactly(tmp_path):
+    """SIGKILL mid-epoch, between an epoch's CSV row and its backup, and while best.keras
+    is written: one history row per epoch, no temporary file left, the weights of an
+    uninterrupted run. In JAX processes without TensorFlow, which takes seconds to start."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "run"
+    for point in ("mid-epoch", "between the CSV row and the backup", "while best.keras is written", "finish"):
+        done = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(out), point], env=env, capture_output=True,
+                              text=True, timeout=300)
+        if point != "finish":
+            assert done.returncode == -signal.SIGKILL, (point, done.stdout, done.stderr[-3000:])
+        if point == "between the CSV row and the backup":  # epochs 0-2 have rows, the backup holds 2 epochs
+            assert read_history(out / "history.csv")["epoch"] == [0.0, 1.0, 2.0]
+            assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 2
+        if point == "while best.keras is written":
+            assert [p.name for p in out.glob(".best.*.tmp.keras")], "no half-written temporary to clean"
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("trained 4 of 4 epoch(s), ") and "of them after resuming from epoch " in lines[0]
+    result = json.loads(lines[-1])
+    assert result["epochs"] == [0.0, 1.0, 2.0, 3.0]  # one row per epoch
+    assert result["files"] == []  # no backup, no temporary file
+    assert result["max_difference"] <= 1e-6

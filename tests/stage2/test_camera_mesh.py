@@ -235,7 +235,8 @@ def test_a_symmetric_mesh_gets_one_short_warning_with_its_tolerance_in_metres():
     cube = [[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)]
     (message,) = symmetry_warnings(Mesh(cube, [], default_keypoint_names(8)))
     assert message == ("keypoint identities are ambiguous: the mesh maps onto itself under a 180-degree rotation "
-                       "(exactly; tolerance 0.043 m = 5% of its radius)")
+                       "(exactly; tolerance 0.043 m = 5% of its radius); if so, declare data.interchangeable: "
+                       "[['kp00', 'kp03'], ['kp01', 'kp02'], ['kp04', 'kp07'], ['kp05', 'kp06']]")
     # One corner 1 cm off: the best turn (about the centroid, which moved too) fits within 7.5 mm.
     (message,) = symmetry_warnings(Mesh(np.array(cube) + ([[0.01, 0, 0]] + [[0, 0, 0]] * 7), [],
                                         default_keypoint_names(8)))

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from common.errors import DataError
-from common.geometry import to_input
+from common.geometry import to_input, to_original
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
@@ -34,7 +34,8 @@ W, H = 320, 200
 TRANSFORM = np.array([0.36, 0.36, -25.6, -4.0])
 NAMES = ["nose", "tip", "edge", "hidden"]
 Y_KEYS = {"xy_norm", "visible", "xy_original", "visible_original", "transforms", "image_sizes", "filenames", "image_paths",
-          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash"}
+          "keypoint_names", "input_size", "heatmap_size", "sigma", "config_hash", "config_json", "source_hash",
+          "x_crc32", "x_crc_block"}
 
 
 def keypoints_for(i):
@@ -774,7 +775,8 @@ def test_preprocess_warns_about_the_data_folders_own_symmetric_mesh(data_dir, tm
     assert main(args) is None
     assert capsys.readouterr().err == (f"warning: {data_dir / 'mesh.obj'}: keypoint identities are ambiguous: the mesh "
                                        "maps onto itself under a 180-degree rotation (exactly; tolerance 0.071 m = 5% "
-                                       "of its radius)\n")
+                                       "of its radius); if so, declare data.interchangeable: [['nose', 'edge'], "
+                                       "['tip', 'hidden']]\n")
 
 
 @pytest.mark.parametrize("name", ["../../secret.png", "../../missing.png", "ABSOLUTE"])
@@ -793,3 +795,82 @@ def test_an_image_name_leading_outside_the_data_folder_is_refused(data_dir, tmp_
         assert summary["images"] == 3
         paths = load_cache(tmp_path / "cache", "train").y["image_paths"]
         assert str(paths[1]) == str((tmp_path / "secret.png").resolve())
+
+
+def test_skip_bad_leaves_out_bad_records_and_images_and_lists_them(tmp_path, capsys):
+    from stage2_visible_keypoints import preprocess_vis
+
+    data = tmp_path / "data"
+    records = write_split(data, n=5)
+    images = data / "images" / "train"
+    (images / "img001.png").write_bytes((images / "img001.png").read_bytes()[:200])  # header fine, pixels cut off
+    records[2]["keypoints"] = "nowhere"
+    (images / "img003.png").unlink()
+    write_labels(data, records)
+    cfg = small_config(tmp_path)
+    expect_error(lambda: preprocess(cfg, "train", progress=False), "record 2 (img002.png): field 'keypoints'")
+    args = ["--data-dir", str(data), "--cache-dir", cfg.cache_dir, "--quiet", "--skip-bad"] + [
+        arg for key in ("canvas_size=[320,180]", "crop_size=[160,160]", "input_size=[64,64]", "heatmap_size=[32,32]")
+        for arg in ("--set", f"data.{key}")]
+    assert preprocess_vis.main(args) is None
+    report = tmp_path / "cache" / "train" / "skipped.tsv"
+    assert f"skipped 3 bad item(s), listed in {report}" in capsys.readouterr().out
+    rows = [line.split("\t") for line in report.read_text().splitlines()]
+    assert rows[0] == ["path", "reason"] and len(rows) == 4
+    assert rows[1][0] == str(data / "train.json") and rows[1][1].startswith("record 2 (img002.png): field 'keypoints'")
+    assert rows[2][0] == str(data / "train.json") and "record 3 (img003.png)" in rows[2][1]
+    assert rows[3][0] == str(images / "img001.png") and rows[3][1].startswith("cannot read image")
+    loaded = load_cache(cfg.cache_dir, "train")
+    assert list(loaded.y["filenames"]) == ["img000.png", "img004.png"]
+    assert [int(image[0, 0, 0]) for image in loaded.images] == [grey(0), grey(4)]
+    np.testing.assert_allclose(loaded.y["xy_norm"][1] * 64, to_input(np.array(keypoints_for(4)), TRANSFORM), atol=1e-4)
+    (images / "img001.png").write_bytes(b"")
+    records[2]["keypoints"] = keypoints_for(2)
+    del records[3]
+    write_labels(data, records)
+    Image.new("RGB", (W, H), (grey(1),) * 3).save(images / "img001.png")
+    preprocess_vis.main(args)  # nothing bad any more: the list goes
+    assert not report.exists() and len(load_cache(cfg.cache_dir, "train").images) == 4
+
+
+# ---------------------------------------------------------------- crops around the object's box
+
+
+def test_box_crop_cache_maps_keypoints_back_to_original_pixels_exactly(renders, tmp_path):
+    # data.crop: box: each image is cut around its labelled box (jittered), the crop's
+    # transform is stored, and the stored keypoints go back to the labels exactly.
+    cfg = DataConfig(data_dir=str(renders), cache_dir=str(tmp_path / "cache"), canvas_size=(320, 180),
+                     crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32), crop="box",
+                     box_margin=1.25, box_jitter=(0.2, 0.1))
+    preprocess(cfg, "val", progress=False)
+    y = load_cache(tmp_path / "cache", "val", cfg).y
+    ann = load_annotations(renders, "val")
+    records = json.loads((renders / "val.json").read_text())
+    np.testing.assert_allclose(ann.boxes, [r["bbox"] for r in records])
+    xy_input = y["xy_norm"].astype(np.float64) * 64
+    np.testing.assert_allclose(to_original(xy_input, y["transforms"]), ann.xy_original, atol=1e-3)  # float32 xy_norm
+    for transform, box in zip(y["transforms"], ann.boxes):
+        assert transform[0] == transform[1]  # square crop, square input
+        side = 64 / transform[0]
+        longer = max(box[2] - box[0], box[3] - box[1])
+        assert 1.25 * 0.8 * longer - 1e-9 <= side <= 1.25 * 1.2 * longer + 1e-9  # the jitter's scale
+        assert side != pytest.approx(1.25 * longer)  # ... and it was jittered
+        # The box centre lands near the input centre (shift <= 0.1 of the box size).
+        centre = to_input(((box[:2] + box[2:]) / 2)[None], transform)[0]
+        assert np.all(np.abs(centre - 32) <= 0.1 * (box[2:] - box[:2]) * transform[:2] + 1e-9)
+    # The centre-crop cache of the same data keeps its old settings (and so its hash).
+    assert "crop" not in json.loads(str(load_cache(*_centre_cache(renders, tmp_path)).y["config_json"]))
+
+
+def _centre_cache(renders, tmp_path):
+    cfg = DataConfig(data_dir=str(renders), cache_dir=str(tmp_path / "centre"), canvas_size=(320, 180),
+                     crop_size=(160, 160), input_size=(64, 64), heatmap_size=(32, 32))
+    preprocess(cfg, "val", progress=False)
+    return tmp_path / "centre", "val", cfg
+
+
+def test_bad_bbox_field(data_dir):
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["bbox"] = [10, 10, 5, 20]
+    write_labels(data_dir, records)
+    expect_error(lambda: load_annotations(data_dir, "train"), "train.json", "record 1", "'bbox'")

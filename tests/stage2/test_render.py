@@ -202,6 +202,12 @@ def test_script_scene_options_reach_the_render_config(small_camera_json, tmp_pat
     assert config["backgrounds"] == {"stars": 1.0} and config["image_format"] == "png"
     assert (config["blur_prob"], config["noise_std"], config["ambient"]) == (0.0, 0.0, 0.2)
     assert (tmp_path / "images" / "val" / "img000001.png").is_file()
+    # --scene speed brings its own distances unless --distance-range says otherwise.
+    assert main(["--output-dir", str(tmp_path), "--num-images", "1", "--camera", small_camera_json, "--split", "s",
+                 "--scene", "speed", "--quiet"]) == 0
+    config = json.loads((tmp_path / "render_config_s.json").read_text())
+    assert config["scene"] == "speed" and config["distance_range"] == [3.0, 40.0]
+    assert (tmp_path / "s_boxes.json").is_file()
     capsys.readouterr()
     for bad, message in ((["--backgrounds", "stars"], "--backgrounds takes KIND=WEIGHT"),
                          (["--backgrounds", "stars=1,stars=2"], "each kind once"),
@@ -244,3 +250,41 @@ def test_splits_with_the_same_seed_differ(small_camera_json, tmp_path):
     for a, b in zip(train, test):
         assert a["q_vbs2tango"] != b["q_vbs2tango"]
     assert load_json(tmp_path / "render_config_train.json")["num_images"] == 2
+
+
+def test_speed_scene_puts_the_object_anywhere_with_its_box(small_camera_json, tmp_path):
+    # The SPEED-like scene: 3-40 m, the body origin anywhere in the frame; each label's
+    # box is the projected mesh's, clipped to the image, and the drawn object lies in it.
+    config = RenderConfig(num_images=12, seed=5, camera_json=small_camera_json, scene="speed", **PLAIN)
+    split_path = render_split(tmp_path, config, split="test", progress=False)
+    records = load_json(split_path)
+    distances = np.array([np.linalg.norm(r["r_Vo2To_vbs_true"]) for r in records])
+    assert np.all((distances >= 3.0) & (distances <= 40.0)) and distances.max() - distances.min() > 10
+    origins = np.array([project_points(np.array([r["r_Vo2To_vbs_true"]]), SMALL)[0] for r in records])
+    assert np.abs(origins - [160, 100]).max() > 60  # far beyond the centred scene's +-20 px here
+    coco = load_json(tmp_path / "test_boxes.json")
+    assert [image["file_name"] for image in coco["images"]] == [f"test/{r['filename']}" for r in records]
+    boxes = {a["image_id"]: a["bbox"] for a in coco["annotations"]}
+    for index, record in enumerate(records):
+        xy = np.array(record["keypoints"])
+        low, high = np.clip(xy.min(axis=0), 0, [320, 200]), np.clip(xy.max(axis=0), 0, [320, 200])
+        np.testing.assert_allclose(record["bbox"], [*low, *high], atol=1e-9)
+        x, y, w, h = boxes[index + 1]
+        np.testing.assert_allclose([x, y, x + w, y + h], record["bbox"], atol=1e-9)
+        # Gold foil and blue cells differ in red and blue by > 60 levels; the stars' tint by < 40.
+        image = read_image_rgb(tmp_path / "images" / "test" / record["filename"]).astype(int)
+        drawn = np.argwhere(np.abs(image[..., 0] - image[..., 2]) > 60)[:, ::-1] + 0.5  # pixel centres (x, y)
+        assert len(drawn) and np.all((drawn >= low) & (drawn <= high))
+    # Stage 1 reads the boxes as they are: the detector's cache of {split}_boxes.json.
+    from detection.ssd.box_cache import load_cache, preprocess
+    from detection.ssd.ssd_config import DataConfig
+
+    det = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "det_cache"), bbox_format="xywh",
+                     input_size=(64, 48), max_boxes=1)
+    preprocess(det, "test_boxes", progress=False)
+    y = load_cache(tmp_path / "det_cache", "test_boxes", det).y
+    assert list(y["filenames"]) == [r["filename"] for r in records]
+    np.testing.assert_allclose(y["boxes"][:, 0], np.array([r["bbox"] for r in records]) * [0.2, 0.24, 0.2, 0.24],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="scene"):
+        RenderConfig(scene="moon")

@@ -159,7 +159,6 @@ class TrueKeypointsModel:
 
     def get_layer(self, name):
         return self.model.get_layer(name)
-
     def predict_on_batch(self, batch):
         batch = np.asarray(batch, np.float32)
         if len(self.seen) < len(self.xy_norm):

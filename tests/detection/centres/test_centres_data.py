@@ -138,3 +138,28 @@ def test_a_split_left_empty_by_a_new_config_loses_its_old_cache(tmp_path):
     assert summary["val"] == {"images": 0, "tiles": 0, "objects": 0, "cache": None, "reused": False, "removed": True}
     assert not (tmp_path / "cache" / "val").exists()  # training validates on train tiles, not a stale val
     assert load_cache(again.cache_dir, "train", again).y["filenames"].tolist() == [f"P{i}.png" for i in range(4)]
+
+
+def test_skip_bad_leaves_out_images_whose_image_or_label_file_is_bad(tmp_path):
+    from detection.centres.centres_data import Cache, split_names
+
+    _dota(tmp_path, {f"P{i}": [CAR] for i in range(6)})
+    (tmp_path / "images" / "P1.png").write_bytes(b"not an image")
+    (tmp_path / "labelTxt" / "P4.txt").write_text("imagesource:x\n10 10 40 10 40 30 10 30 small-vehicle zero\n")
+    cfg = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), categories=("small-vehicle",),
+                     tile_size=128, tile_overlap=32, input_size=(32, 32), split=(0.5, 0.25, 0.25))
+    with pytest.raises(DataError, match="P1.png: cannot read image"):
+        preprocess(cfg, progress=False)
+    summary = preprocess(cfg, progress=False, skip_bad=True)
+    splits = split_names(6, cfg.split, cfg.split_seed)
+    names = {split: [f"P{i}" for i in np.sort(splits[split])] for split in ("train", "val", "test")}
+    for split, wanted in names.items():
+        good = [name for name in wanted if name not in ("P1", "P4")]
+        report = tmp_path / "cache" / split / "skipped.tsv"
+        assert summary[split]["skipped"] == len(wanted) - len(good), split
+        assert report.is_file() == (len(good) < len(wanted))
+        if good:
+            assert [f.removesuffix(".png") for f in Cache.load(cfg.cache_dir, split).y["filenames"]] == good
+    reported = "".join((tmp_path / "cache" / s / "skipped.tsv").read_text() for s in names
+                       if (tmp_path / "cache" / s / "skipped.tsv").is_file())
+    assert "P1.png\tcannot read image" in reported and "P4.txt\t" in reported

@@ -119,9 +119,10 @@ def test_bad_input_is_one_line_naming_file_and_line(workspace, cache, tmp_path, 
     assert cli.run(preprocess_centres.main, argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a.txt: line 2" in err
-    # A cache built with another config is refused with the differing key.
+    # A flag that contradicts the cache's settings is refused, naming the flag to drop.
     assert cli.run(train_centres.main, ["--config", str(config_path), "--set", "data.sigma=3", "--quiet"]) == 2
-    assert "sigma=1.5 (config: 3.0)" in capsys.readouterr().err
+    assert ("data.sigma=3.0 (--set data.sigma=3) contradicts the cache, built with data.sigma=1.5; drop --set "
+            "data.sigma=3") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", [render_aerial, preprocess_centres, train_centres, use_centres])

@@ -211,3 +211,24 @@ def test_an_image_name_leading_outside_the_data_folder_is_refused(tmp_path):
                                             r"folder .*data \(an absolute path or '..'\); --allow-outside reads it"):
             load_coco(path, bbox_format="xywh")
     assert load_coco(path, bbox_format="xywh", allow_outside=True).image_paths[0] == tmp_path / "outside.png"
+
+
+def test_skip_bad_leaves_out_unreadable_images_and_lists_them(tmp_path):
+    json_path = write_shapes(tmp_path / "shapes", ShapesConfig(num_images=3, seed=5), "train", progress=False)
+    coco = json.loads(json_path.read_text())
+    bad = tmp_path / "shapes" / "images" / "train" / coco["images"][1]["file_name"]
+    bad.write_bytes(bad.read_bytes()[:100])  # the header says 224x224; the pixels are cut off
+    cfg = DataConfig(data_dir=str(tmp_path / "shapes"), cache_dir=str(tmp_path / "cache"), input_size=(112, 112),
+                     bbox_format="xywh")
+    with pytest.raises(DataError, match="cannot read image"):
+        preprocess(cfg, "train", progress=False)
+    summary = preprocess(cfg, "train", progress=False, skip_bad=True)
+    assert (summary["images"], summary["skipped"]) == (2, 1)
+    report = (tmp_path / "cache" / "train" / "skipped.tsv").read_text().splitlines()
+    assert report[1].startswith(f"{bad}\tcannot read image")
+    cache = load_cache(cfg.cache_dir, "train", cfg)
+    assert list(cache.y["image_ids"]) == [str(coco["images"][i]["id"]) for i in (0, 2)]
+    anns = [a for a in coco["annotations"] if a["image_id"] == coco["images"][2]["id"]]
+    assert cache.ground_truth(1)[1].tolist() == [a["category_id"] - 1 for a in anns]
+    again = preprocess(cfg, "train", progress=False, skip_bad=True)
+    assert again["reused"] and (again["images"], again["skipped"]) == (2, 1)

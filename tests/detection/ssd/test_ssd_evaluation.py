@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from detection.ssd.evaluation import (band_edges_from_anchors, coco_ap, evaluate_detections, match_image,
+from detection.ssd.evaluation import (band_edges_from_anchors, box_iou_summary, coco_ap, evaluate_detections, match_image,
                                   precision_recall, scale_statistics, size_band, voc_ap)
 
 
@@ -143,3 +143,13 @@ def test_scale_statistics_hand_case():
     assert stats["band_scale_matrix"] == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
     assert stats["scales"]["scale3"] == {"detections": 2, "true_positives": 1, "precision50": 0.5}
     assert stats["by_class"]["s"] == {"scale1": 0, "scale2": 0, "scale3": 1}
+
+
+def test_box_iou_summary_takes_the_best_scored_box_of_the_class():
+    truth = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 1])), (np.array([[0, 0, 4, 4]]), np.array([0]))]
+    dets = [_dets([[0, 0, 10, 5], [0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.4, 0.8], [0, 0, 0]),  # class 1 missed
+            _dets([[0, 0, 4, 4]], [0.2], [0])]  # below the threshold
+    summary = box_iou_summary(dets, truth, score_threshold=0.5)
+    # 0.5 (the 0.4-scored exact box does not count), 0 (no class-1 box), 0 (below threshold).
+    assert summary == {"mean": pytest.approx(0.5 / 3), "median": 0.0, "ground_truth": 3, "score_threshold": 0.5}
+    assert box_iou_summary(dets, truth, score_threshold=0.1)["mean"] == pytest.approx(2 / 3)

@@ -86,7 +86,8 @@ def test_preprocess_reuses_and_bad_input_is_one_line(workspace, tmp_path, capsys
     assert "test.json: annotations[2]" in err and "negative or zero size" in err
     # Training on a cache built with another config.
     status = cli.run(train_det.main, ["--config", str(config_path), "--set", "data.max_boxes=3", "--quiet"])
-    assert status == 2 and "cache was built with another config: max_boxes=16" in capsys.readouterr().err
+    assert status == 2 and ("data.max_boxes=3 (--set data.max_boxes=3) contradicts the cache, built with "
+                            "data.max_boxes=16; drop --set data.max_boxes=3") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", [render_det, preprocess_det, train_det, use_det])

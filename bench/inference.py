@@ -1,0 +1,191 @@
+"""Stage-2 inference paths side by side, in one run on the same images.
+
+    python bench/inference.py
+    python bench/inference.py --backbones resnet18 --batch-sizes 1,8 --repeats 3 --frames 8
+
+For each backbone (ResNet-18, ResNet-50; random weights unless --model gives a trained
+.keras, whose error figures are then meaningful) and batch size: images/s and p50 / p95
+ms per batch for a per-image `model.predict` loop, the batched compiled path
+(`predict_on_batch`) in float32 and bfloat16, ONNX Runtime, LiteRT float32 and INT8
+(`common.export`); the mean keypoint error of each against float32 Keras in input-frame
+pixels; the peak resident memory after each path; the machine's float32 matrix-product
+GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end on --frames synthetic
+full-size 1920x1200 JPEG frames: decoding and cutting alone (`common.geometry.warp_image_file`,
+threads), the model alone on the cut images, and both streamed (decoding the next batch
+in threads while the model runs). Prints a table; writes
+--output-dir/inference.json (`results_io.write_result`).
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from results_io import write_result  # bench/ is on the path when run as a script
+
+
+def matmul_gflops(n=1024, repeats=5):
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(call, batches, warmup=1):
+    for batch in batches[:warmup]:
+        call(batch)
+    seconds, outputs = [], []
+    for batch in batches:
+        start = time.perf_counter()
+        outputs.append(call(batch))
+        seconds.append(time.perf_counter() - start)
+    return np.array(seconds), outputs
+
+
+def build(backbone, input_size, policy="float32", model_path=None):
+    import keras
+
+    from stage2_visible_keypoints.config import Stage2Config
+    from stage2_visible_keypoints.model import build_model
+
+    cfg = Stage2Config()
+    data = dataclasses.replace(cfg.data, input_size=input_size, heatmap_size=(input_size[0] // 2, input_size[1] // 2))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(19, data, dataclasses.replace(cfg.model, backbone=backbone, weights="none"), seed=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    if model_path:
+        from stage2_visible_keypoints.predictor import load_stage2_model
+        trained = load_stage2_model(model_path)
+        model.set_weights(trained.get_weights()) if policy != "float32" else None
+        return trained if policy == "float32" else model
+    return model
+
+
+def run_paths(args, backbone, images, out_dir):
+    from common.export import export_model, load_inference_model
+
+    size = np.array(args.input_size, dtype=np.float64)
+    model = build(backbone, tuple(args.input_size), model_path=args.model)
+    bf16 = build(backbone, tuple(args.input_size), "mixed_bfloat16")
+    bf16.set_weights(model.get_weights())
+    files = export_model(model, out_dir / backbone, ("onnx", "litert", "litert_int8"), representative=images[:16])
+    paths = {
+        "keras per-image predict loop": lambda b: {"keypoints": np.concatenate(
+            [model.predict(b[i:i + 1], verbose=0)["keypoints"] for i in range(len(b))])},
+        "keras batched fp32": model.predict_on_batch,
+        "keras batched bf16": bf16.predict_on_batch,
+        "onnxruntime": load_inference_model(files["onnx"]).predict_on_batch,
+        "litert fp32": load_inference_model(files["litert"]).predict_on_batch,
+        "litert int8": load_inference_model(files["litert_int8"]).predict_on_batch,
+    }
+    rows = []
+    for batch_size in args.batch_sizes:
+        batches = [images[(i * batch_size) % len(images):][:batch_size] for i in range(args.repeats)]
+        batches = [b if len(b) == batch_size else images[:batch_size] for b in batches]
+        _, reference = timed(model.predict_on_batch, batches, warmup=0)
+        for name, call in paths.items():
+            seconds, outputs = timed(call, batches)
+            error = np.mean([np.linalg.norm((np.asarray(o["keypoints"]) - np.asarray(r["keypoints"])) * size,
+                                            axis=-1).mean() for o, r in zip(outputs, reference)])
+            rows.append({"backbone": backbone, "path": name, "batch": batch_size,
+                         "images_per_s": round(batch_size / float(np.median(seconds)), 2),
+                         "p50_ms": round(1e3 * float(np.percentile(seconds, 50)), 1),
+                         "p95_ms": round(1e3 * float(np.percentile(seconds, 95)), 1),
+                         "keypoint_error_px": round(float(error), 4), "peak_rss_mib": round(peak_mib())})
+            print(f"{backbone:9s} {name:30s} b{batch_size:<3d} {rows[-1]['images_per_s']:8.2f} img/s  "
+                  f"p50 {rows[-1]['p50_ms']:8.1f}  p95 {rows[-1]['p95_ms']:8.1f} ms  err {error:.4f} px  "
+                  f"rss {rows[-1]['peak_rss_mib']} MiB", flush=True)
+    return rows, paths
+
+
+def end_to_end(args, call, tmp):
+    """Decoding alone, the model alone, and both streamed, on full-size JPEG frames."""
+    from PIL import Image
+
+    from common.geometry import warp_image_file
+    from stage2_visible_keypoints.config import Stage2Config
+
+    data = Stage2Config().data
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(args.frames):  # smooth content: JPEG decoding of noise is slower than of a real frame
+        small = rng.integers(0, 256, (75, 120, 3), dtype=np.uint8)
+        path = tmp / f"frame{i:03d}.jpg"
+        Image.fromarray(small).resize((1920, 1200), Image.BILINEAR).save(path, quality=90)
+        paths.append(path)
+    batch = args.stream_batch
+    decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, tuple(args.input_size))[0]  # noqa: E731
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        start = time.perf_counter()
+        cut = list(pool.map(decode, paths))
+        decode_s = time.perf_counter() - start
+        stacked = np.stack(cut)
+        call(stacked[:batch])
+        start = time.perf_counter()
+        for i in range(0, len(stacked), batch):
+            call(stacked[i:i + batch])
+        model_s = time.perf_counter() - start
+        start = time.perf_counter()
+        chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+        pending = [pool.submit(lambda c: np.stack(list(map(decode, c))), chunks[0])]
+        for k in range(len(chunks)):
+            images = pending.pop().result()
+            if k + 1 < len(chunks):  # decode the next batch while the model runs on this one
+                pending.append(pool.submit(lambda c: np.stack(list(map(decode, c))), chunks[k + 1]))
+            call(images)
+        stream_s = time.perf_counter() - start
+    n = len(paths)
+    result = {"frames": n, "decode_images_per_s": n / decode_s, "model_images_per_s": n / model_s,
+              "streamed_images_per_s": n / stream_s}
+    result["streamed_vs_slower"] = result["streamed_images_per_s"] / min(result["decode_images_per_s"],
+                                                                         result["model_images_per_s"])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", default="resnet18,resnet50", help="(%(default)s)")
+    parser.add_argument("--model", help="a trained stage-2 .keras (its backbone in --backbones, its input size)")
+    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128), help="width height (%(default)s)")
+    parser.add_argument("--batch-sizes", default="1,8,32", help="(%(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed batches per path and size (%(default)s)")
+    parser.add_argument("--frames", type=int, default=32, help="full-size JPEG frames end to end (%(default)s)")
+    parser.add_argument("--stream-batch", type=int, default=8, help="batch of the end-to-end run (%(default)s)")
+    parser.add_argument("--output-dir", default="bench/results/inference", help="(%(default)s)")
+    args = parser.parse_args(argv)
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    gflops = matmul_gflops()
+    print(f"matmul float32 (numpy, 1024^3): {gflops:.1f} GFLOP/s", flush=True)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (max(32, max(args.batch_sizes)), args.input_size[1], args.input_size[0], 3),
+                          dtype=np.uint8)
+    rows, e2e = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones.split(","):
+            found, paths = run_paths(args, backbone, images, Path(tmp))
+            rows += found
+            fastest = max((r for r in found if r["batch"] == max(args.batch_sizes)), key=lambda r: r["images_per_s"])
+            e2e[backbone] = end_to_end(args, paths[fastest["path"]], Path(tmp)) | {"path": fastest["path"]}
+            print(f"{backbone} end to end ({fastest['path']}): {e2e[backbone]}", flush=True)
+    result = {"matmul_gflops": round(gflops, 1), "rows": rows, "end_to_end": e2e,
+              "note": "random weights: error figures compare runtimes only" if not args.model else "trained model"}
+    path = write_result(Path(args.output_dir) / "inference.json", result, args, argv=argv)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Export a trained model to SavedModel, ONNX and LiteRT (float32 and INT8), and run any
+of them, or a `.keras` file, through one interface.
+
+    files = export_model(model, "runs/demo/export", ["onnx", "litert_int8"], representative=images)
+    runner = load_inference_model("runs/demo/export/model.onnx")
+    outputs = runner.predict_on_batch(uint8_images)   # {"keypoints": ..., "confidence": ...}
+
+Every model of the package takes raw uint8 images (its preprocessing is a layer inside
+it), so every exported file does too: the SavedModel's `serving_default` signature, the
+ONNX graph and the `.tflite` files all take (batch, H, W, C) uint8 and return the model's
+named float32 outputs.
+
+Conversion goes through Keras' own `model.export` (TensorFlow backend): `tf_saved_model`;
+`onnx` (Keras drives tf2onnx); LiteRT from that SavedModel by the TFLite converter with
+the settings of Keras' `litert` export (which converts from a SavedModel too; one
+SavedModel for all three saves two traces of the model). INT8 adds the converter's
+post-training full-integer quantisation with representative images: every op in int8,
+float32 outputs and the uint8 input kept, so the same arrays go in and come out.
+
+Running needs only the runtime of the format: TensorFlow for a SavedModel, ONNX Runtime
+for `.onnx`, the LiteRT interpreter (`ai-edge-litert`) for `.tflite`; this module imports
+neither Keras nor TensorFlow for the last two, so a deployment machine needs neither.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import DataError
+
+# format -> file (or folder) name written into the output folder.
+FILE_NAMES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite",
+              "litert_int8": "model_int8.tflite"}
+FORMATS = tuple(FILE_NAMES)
+
+
+def parse_formats(text):
+    """`all` or a comma-separated list of FORMATS -> a tuple of formats."""
+    if text == "all":
+        return FORMATS
+    formats = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [f for f in formats if f not in FILE_NAMES]
+    if bad or not formats:
+        raise DataError(f"unknown format {', '.join(bad) or repr(text)} (one of {', '.join(FORMATS)}, or all)",
+                        "--format")
+    return formats
+
+
+def export_model(model, output_dir, formats=FORMATS, representative=None, verbose=False):
+    """Write `model` in each of `formats` into `output_dir` (names: FILE_NAMES).
+
+    representative: (N, H, W, C) uint8 images for INT8 calibration (a few dozen from the
+    training cache suffice); required for `litert_int8`.
+    Each file is written beside its final name and renamed when complete, so an
+    interrupted export leaves no half-written model. Returns {format: path}.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise DataError(f"export runs on the TensorFlow backend, not {keras.backend.backend()} "
+                        "(unset KERAS_BACKEND or set it to tensorflow)", "KERAS_BACKEND")
+    if "litert_int8" in formats and (representative is None or len(representative) == 0):
+        raise ValueError("litert_int8 needs representative images for calibration. Received: representative=None")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    work = Path(tempfile.mkdtemp(prefix=".export.", dir=output_dir))
+    try:
+        # One SavedModel serves the SavedModel format and both LiteRT conversions, as
+        # Keras' own LiteRT export converts from a SavedModel it writes: each trace of
+        # the model costs tens of seconds on two cores.
+        saved_model = None
+        if {"saved_model", "litert", "litert_int8"} & set(formats):
+            saved_model = work / FILE_NAMES["saved_model"]
+            # Keras' endpoint: `serve`, and `serving_default` with the input's name
+            # (`images`), uint8 as the model's Input declares it.
+            model.export(saved_model, format="tf_saved_model", verbose=verbose)
+        for fmt in formats:
+            final = output_dir / FILE_NAMES[fmt]
+            if fmt == "saved_model":
+                target = work / "saved_model_copy"
+                shutil.copytree(saved_model, target)
+            else:
+                target = work / final.name
+                if fmt == "onnx":
+                    model.export(target, format="onnx", verbose=verbose)
+                else:
+                    target.write_bytes(_litert(saved_model, representative if fmt == "litert_int8" else None))
+            if final.is_dir():
+                shutil.rmtree(final)
+            os.replace(target, final)
+            written[fmt] = final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return written
+
+
+def _litert(saved_model, representative=None):
+    """A `.tflite` flatbuffer from a SavedModel, with the converter settings of Keras'
+    `export(format="litert")`; INT8 when `representative` images are given."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.experimental_enable_resource_variables = True
+    if representative is None:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        return converter.convert()
+    images = np.asarray(representative)
+
+    def samples():  # one image per calibration step: the converter's documented form
+        for image in images:
+            yield [image[None]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    # INT8 builtins only: the converter fails rather than leave an op in float.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+# --- running a model from any of its files ---
+
+def model_format(path):
+    """"keras", "saved_model", "onnx" or "litert" from a path's name (a folder: SavedModel)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise DataError("folder is not a SavedModel (no saved_model.pb in it)", path)
+        return "saved_model"
+    suffix = path.suffix.lower()
+    formats = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}
+    if suffix not in formats:
+        raise DataError("not a model file (.keras, .onnx, .tflite, or a SavedModel folder)", path)
+    if not path.is_file():
+        raise DataError("model file not found", path)
+    return formats[suffix]
+
+
+def load_inference_model(path, keras_loader=None, threads=None):
+    """A runner for `path`: `.keras` (through `keras_loader(path)`, the part's safe-mode
+    loader), a SavedModel folder, `.onnx` or `.tflite`.
+
+    Every runner has `predict_on_batch(images) -> {name: float32 array}`, `input_shape`
+    (H, W, C), `output_shapes` {name: shape without the batch} and `format`.
+    threads: intra-op threads for ONNX Runtime and LiteRT (default: all cores).
+    """
+    fmt = model_format(path)
+    if fmt == "keras":
+        if keras_loader is None:
+            raise ValueError("a .keras file needs keras_loader. Received: keras_loader=None")
+        return KerasRunner(keras_loader(path))
+    return {"saved_model": SavedModelRunner, "onnx": OnnxRunner, "litert": LiteRTRunner}[fmt](Path(path), threads)
+
+
+def is_runner(model):
+    return isinstance(model, (KerasRunner, SavedModelRunner, OnnxRunner, LiteRTRunner))
+
+
+class KerasRunner:
+    """A Keras model behind the runner interface: its compiled `predict_on_batch`."""
+
+    format = "keras"
+
+    def __init__(self, model):
+        self.model = model
+        self.input_shape = tuple(model.input.shape[1:])
+        self.output_shapes = {name: tuple(t.shape[1:]) for name, t in model.output.items()}
+
+    def predict_on_batch(self, images):
+        return {k: np.asarray(v) for k, v in self.model.predict_on_batch(np.asarray(images)).items()}
+
+
+class SavedModelRunner:
+    """A SavedModel's `serving_default` signature, run by TensorFlow (no Keras)."""
+
+    format = "saved_model"
+
+    def __init__(self, path, threads=None):
+        import tensorflow as tf
+
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot load the SavedModel ({str(err).splitlines()[0]})", path) from None
+        self._keep = loaded  # the signature holds only a weak reference to its variables
+        self._fn = loaded.signatures["serving_default"]
+        (self._input_name, spec), = self._fn.structured_input_signature[1].items()
+        self._dtype = spec.dtype.as_numpy_dtype
+        self.input_shape = tuple(spec.shape[1:])
+        self.output_shapes = {k: tuple(v.shape[1:]) for k, v in self._fn.structured_outputs.items()}
+
+    def predict_on_batch(self, images):
+        out = self._fn(**{self._input_name: np.asarray(images, self._dtype)})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class OnnxRunner:
+    """An ONNX graph run by ONNX Runtime on the CPU."""
+
+    format = "onnx"
+
+    def __init__(self, path, threads=None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a bad file
+            raise DataError(f"cannot load the ONNX model ({str(err).splitlines()[0]})", path) from None
+        (inp,) = self._session.get_inputs()
+        self._input_name = inp.name
+        self.input_shape = tuple(inp.shape[1:])
+        self._names = [o.name for o in self._session.get_outputs()]
+        self.output_shapes = {o.name: tuple(o.shape[1:]) for o in self._session.get_outputs()}
+
+    def predict_on_batch(self, images):
+        out = self._session.run(None, {self._input_name: np.ascontiguousarray(images, np.uint8)})
+        return dict(zip(self._names, out))
+
+
+class LiteRTRunner:
+    """A `.tflite` file run by the LiteRT interpreter (float32 or INT8 alike: the INT8
+    file keeps float inputs and outputs, dequantised inside)."""
+
+    format = "litert"
+
+    def __init__(self, path, threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        except ValueError as err:
+            raise DataError(f"cannot load the LiteRT model ({str(err).splitlines()[0]})", path) from None
+        try:
+            self._interpreter.allocate_tensors()  # a file with TensorFlow ("Flex") ops fails here
+        except RuntimeError as err:
+            if "Flex" not in str(err):
+                raise
+            raise DataError("the LiteRT file holds TensorFlow (Flex) ops, which the standalone interpreter "
+                            "cannot run", path) from None
+        signature, = self._interpreter.get_signature_list().values()
+        self._input_name, = signature["inputs"]
+        # The signature runner resizes its input to each batch's size (the batch dimension is dynamic).
+        self._runner = self._interpreter.get_signature_runner()
+        details = self._runner.get_input_details()[self._input_name]
+        self._dtype = details["dtype"]
+        self.input_shape = tuple(int(v) for v in details["shape"][1:])
+        self.output_shapes = {k: tuple(int(v) for v in d["shape"][1:])
+                              for k, d in self._runner.get_output_details().items()}
+
+    def predict_on_batch(self, images):
+        out = self._runner(**{self._input_name: np.ascontiguousarray(images, self._dtype)})
+        return {k: np.array(v) for k, v in out.items()}  # copies: the interpreter reuses its buffers
+
+
+# --- the export_*.py scripts ---
+
+def export_main(argv, doc, config_cls, trained, keras_loader, representative_images, extra_files=()):
+    """What every export_*.py runs: the model (--model, as its use_* script finds it), its
+    run's config, the formats, and the files beside the model that the use_* scripts read
+    (config.json, `extra_files`) copied next to the exported ones, so `--model` of a use_*
+    script can name an exported file.
+
+    representative_images(cfg, count) -> (N, H, W, C) uint8 from the part's cache.
+    """
+    import argparse
+
+    from common import cli
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_config_arguments(parser)
+    cli.add_model(parser)
+    parser.add_argument("--format", default="all", help=f"{', '.join(FORMATS)} (comma-separated), or all "
+                        "(%(default)s)")
+    cli.add_output_dir(parser, "folder for the exported files (default: export/ beside --model)")
+    parser.add_argument("--cache-dir", help="data.cache_dir (INT8 calibration images)")
+    parser.add_argument("--calibration-images", type=int, default=64,
+                        help="training-cache images that calibrate INT8 (%(default)s)")
+    args = parser.parse_args(argv)
+    formats = parse_formats(args.format)
+    # --output-dir here is where the files go, not use.output_dir: no shortcut for it.
+    cfg, model_path, _ = cli.run_config_from_args(config_cls, args, (("cache_dir", "data.cache_dir"),), trained)
+    if model_format(model_path) != "keras":
+        raise DataError("export from the trained .keras model", model_path)
+    model = keras_loader(model_path)
+    images = representative_images(cfg, args.calibration_images) if "litert_int8" in formats else None
+    output_dir = Path(args.output_dir) if args.output_dir else Path(model_path).parent / "export"
+    written = export_model(model, output_dir, formats, images)
+    for name in ("config.json",) + tuple(extra_files):
+        source = Path(model_path).parent / name
+        if source.is_file():
+            shutil.copyfile(source, output_dir / name)
+    for fmt, path in written.items():
+        print(f"{fmt}: {path}")
+    return written
+
+
+def calibration_sample(images, count, seed=0):
+    """`count` images spread over a cache's (N, H, W, C) array (a memory map is read only there)."""
+    count = min(int(count), len(images))
+    if count <= 0:
+        raise DataError("no images in the cache to calibrate INT8 with", "data.cache_dir")
+    index = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
+    return np.stack([np.asarray(images[i]) for i in index])

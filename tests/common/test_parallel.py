@@ -1,0 +1,70 @@
+"""The process pool: order, errors returned for --skip-bad, and workers that die with their parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from common.errors import DataError
+from common.parallel import parallel_map
+
+
+def _check(item):
+    if item == 2:
+        raise DataError("cannot read image", f"img{item}.png")
+    return item * 10
+
+
+def test_errors_come_back_in_place_when_asked():
+    results = list(parallel_map(_check, range(4), 2, progress=False, errors="return"))
+    assert results[:2] == [0, 10] and results[3] == 30
+    assert isinstance(results[2], DataError) and str(results[2]) == "img2.png: cannot read image"
+    assert (results[2].path, results[2].message) == ("img2.png", "cannot read image")  # apart, for skipped.tsv
+    with pytest.raises(DataError, match="img2.png"):
+        list(parallel_map(_check, range(4), 1, progress=False))
+
+
+def living_in_group(pgid):
+    """The processes of group `pgid` that are alive (zombies are dead: they only wait to be reaped)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) ": state, ppid, pgrp
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(entry.name))
+    return alive
+
+
+def wait_until_gone(pgid, seconds=15):
+    end = time.monotonic() + seconds
+    while living_in_group(pgid) and time.monotonic() < end:
+        time.sleep(0.1)
+    return living_in_group(pgid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_and_the_resource_tracker_die_with_a_killed_parent():
+    code = ("import sys, time\nfrom common.parallel import parallel_map\n"
+            "for i, _ in enumerate(parallel_map(time.sleep, [0.05] * 10000, 2, progress=False)):\n"
+            "    if i == 3:\n        print('started', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        assert len(living_in_group(proc.pid)) >= 3  # the parent, 2 workers (and the resource tracker)
+        proc.kill()
+        proc.wait()
+        assert wait_until_gone(proc.pid) == []  # before the fix: the workers and the tracker, for good
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
