@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from common import cache
-from common.data_io import find_image, is_file, json_numbers, load_json, require, split_files
+from common.data_io import OutsideDataFolder, find_image, is_file, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.parallel import parallel_map
 from baselines.cephalometric import read_isbi2015
@@ -270,11 +270,12 @@ def read_images(paths, data_cfg):
 
 
 def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, labels=None, images=None,
-               skip_bad=False):
+               skip_bad=False, allow_outside=False):
     """Labels `{data_dir}/{split}.json` + images -> cache; an up-to-date cache is reused.
 
     Images are looked up in `images/{split}/`, `images/`, then `data_dir` (or in the
-    `images` folder, with `labels` naming the label file: `common.data_io.split_files`).
+    `images` folder, with `labels` naming the label file: `common.data_io.split_files`);
+    a file name that leads outside that data folder is a `DataError` unless `allow_outside`.
     Each sample is read as grayscale, its crop (COCO instances) or whole image (the list
     format) resized to `data_cfg.input_size` (keypoints follow), by `workers` processes.
     The COCO instances skipped are counted in the cache (`skipped_iscrowd`,
@@ -287,13 +288,14 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, l
     paths, found = [], []
     for i, name in enumerate(labels["file_names"]):
         try:
-            paths.append(find_image(folders, name, label_path, f"image of sample {i}: "))
+            paths.append(find_image(folders, name, label_path, f"image of sample {i}: ", allow_outside))
             found.append(paths[-1])
-        except DataError:
+        except DataError as err:
             if not skip_bad:
                 raise
-            # Read in its place as a missing file: listed in skipped.tsv in the samples' order.
-            paths.append(Path(folders[0]) / name)
+            # Listed in skipped.tsv in the samples' order: a missing image is read in its place
+            # as a missing file; a name leading outside the data folder is not read at all.
+            paths.append(err if isinstance(err, OutsideDataFolder) else Path(folders[0]) / name)
     cfg_values = preprocess_config(data_cfg)
     label_files = sorted(label_path.glob("*.txt")) if label_path.is_dir() else [label_path]
     src_hash = cache.source_hash(label_files, sorted(set(found)), skip_bad=skip_bad)
@@ -310,10 +312,12 @@ def preprocess(data_dir, split, cache_dir, data_cfg, progress=True, workers=1, l
              else crop_boxes(labels["boxes"], data_cfg.crop_margin))
 
     def read():  # the resized images, keeping each file's size for the labels
-        jobs = [(path, size, None if boxes is None else tuple(boxes[i])) for i, path in enumerate(paths)]
-        results = parallel_map(_read_gray, jobs, workers, f"preprocess {split}", progress=progress,
-                               errors="return" if skip_bad else "raise")
-        for i, result in enumerate(results):
+        jobs = [(path, size, None if boxes is None else tuple(boxes[i])) for i, path in enumerate(paths)
+                if not isinstance(path, DataError)]
+        results = iter(parallel_map(_read_gray, jobs, workers, f"preprocess {split}", progress=progress,
+                                    errors="return" if skip_bad else "raise"))
+        for i, path in enumerate(paths):
+            result = path if isinstance(path, DataError) else next(results)  # refused names: only with skip_bad
             if isinstance(result, DataError):  # only with skip_bad
                 skipped.append((result.path, result.message))
                 continue

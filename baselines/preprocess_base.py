@@ -26,13 +26,14 @@ def main(argv=None):
     parser.add_argument("--cache-dir", help="data.cache_dir")
     cli.add_data_files(parser)
     cli.add_skip_bad(parser)
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from baselines.data import load_cache, preprocess  # after parsing: --help starts at once
     from common.cache import REPORT_FILE, skipped_items
     cfg = cli.config_from_args(BaselinesConfig, args, SHORTCUTS)
     out = preprocess(cfg.data.data_dir, args.split, cfg.data.cache_dir, cfg.data, progress=not args.quiet,
-                     labels=args.labels, images=args.images, skip_bad=args.skip_bad)
+                     labels=args.labels, images=args.images, skip_bad=args.skip_bad, allow_outside=args.allow_outside)
     _, y = load_cache(cfg.data.cache_dir, args.split, cfg.data)
     print(f"cache in {out}: {len(y['xy_norm'])} samples from {len(np.unique(y['filenames']))} images, "
           f"{len(y['keypoint_names'])} keypoints, {int(y['labelled'].sum())} labelled "

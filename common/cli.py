@@ -5,9 +5,11 @@ Import this module first in a script: it quietens TensorFlow's C++ start-up logs
 before Keras imports TensorFlow.
 """
 
+import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -89,6 +91,13 @@ def add_seed(parser, help="random seed"):
 
 def add_workers(parser, help="processes working in parallel", default=1):
     parser.add_argument("--workers", type=int, default=default, help=f"{help} (%(default)s)")
+
+
+def add_allow_outside(parser):
+    """`--allow-outside`: every preprocess refuses a labels file's image name that leads
+    outside the data folder (`common.data_io.data_file`) unless given this."""
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="read images that the labels name outside the data folder (an absolute path or '..')")
 
 
 def add_data_files(parser, labels="label file (default: {data_dir}/{split}.json)",
@@ -198,6 +207,15 @@ def add_model(parser, default="{train.output_dir}/best.keras"):
     """`--model`: a trained model; the config.json beside it says what it was trained with."""
     parser.add_argument("--model", help=f"trained model (default: {default}); the run's config.json beside it "
                         "gives the settings it was trained with")
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, a warning prints as one line, `warning: MESSAGE`, like the errors
+    (not Python's two lines with the source line that raised it)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        yield
 
 
 def run(main, argv=None):

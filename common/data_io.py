@@ -194,6 +194,8 @@ def split_files(data_dir, split, labels=None, images=None):
     `images/`, then `data_dir`. `labels` (a file) and `images` (a folder) name them
     instead, for a data set laid out otherwise (`train_annotations.json` beside `train/`);
     `labels` alone: its images are looked up as in the default layout of its folder.
+    The last folder holds the others: it is the data folder that the labels' file names
+    may not leave (`find_image`).
     """
     label_path = Path(labels) if labels else Path(data_dir) / f"{split}.json"
     base = label_path.parent  # data_dir in the default layout
@@ -201,13 +203,23 @@ def split_files(data_dir, split, labels=None, images=None):
     return label_path, folders
 
 
-def find_image(folders, filename, label_path, where=""):
+def find_image(folders, filename, label_path, where="", allow_outside=False):
     """The first `folder/filename` that is a file; else a `DataError` on `label_path`
     naming every folder searched. A name the system refuses to look up (too long) is a
-    `DataError` on `label_path` too (`is_file`)."""
-    for folder in folders:
-        if is_file(Path(folder) / filename, label_path, where):
-            return Path(folder) / filename
+    `DataError` on `label_path` too (`is_file`).
+
+    `filename` comes from a labels file: one that leads outside the data folder, the last
+    of `folders` (`split_files`: `data_dir`, or the folder the user named for images), is
+    an `OutsideDataFolder` error unless `allow_outside` (`data_file`). Every place to look
+    is checked before any is looked at, so a refused name never tells whether a file
+    exists outside.
+    """
+    root = Path(folders[-1])
+    candidates = [data_file(root, Path(os.path.relpath(folder, root), filename), label_path, where, allow_outside)
+                  for folder in folders]
+    for path in candidates:
+        if is_file(path, label_path, where):
+            return path
     searched = ", ".join(f"{folder}/" for folder in folders)
     raise DataError(f"{where}image '{filename}' not found in {searched}", label_path)
 
@@ -359,3 +371,26 @@ def file_hash(path, length=16):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+class OutsideDataFolder(DataError):
+    """A file name from a labels file that leads outside the data folder (`data_file`):
+    a `DataError` that a `--skip-bad` run lists without reading anything in its place."""
+
+
+def data_file(data_dir, relative, label_path, where="", allow_outside=False):
+    """`data_dir / relative` for a file named by a labels file (`relative` holds the name
+    read there, e.g. Path("images", split, filename)).
+
+    A name that leads outside `data_dir` (an absolute path, or '..' past its top) is a
+    `DataError` naming `label_path` and the record (`where`), raised before anything is
+    looked up, so that what it says never tells whether a file exists outside. The check is
+    on the name as written: a symlink the user put in the folder (images/ on another disk)
+    is followed. allow_outside: read such names anyway (the scripts' --allow-outside).
+    """
+    relative = os.path.normpath(relative)
+    if not allow_outside and (os.path.isabs(relative) or relative == os.pardir
+                              or relative.startswith(os.pardir + os.sep)):
+        raise OutsideDataFolder(f"{where}the file name leads outside the data folder {data_dir} (an absolute path "
+                                "or '..'); --allow-outside reads it", label_path)
+    return Path(data_dir) / relative

@@ -38,6 +38,7 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
 
 import dataclasses
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -49,7 +50,8 @@ from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
 from common.parallel import parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
-from stage2_visible_keypoints.mesh import Mesh, default_keypoint_names, feature_edges, load_obj, visible_vertices
+from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
+                                           visible_vertices)
 from stage2_visible_keypoints.pose import pose_error_summary
 
 QUATERNION_FIELDS = ("q_vbs2tango", "q_vbs2tango_true")
@@ -98,7 +100,8 @@ class ObjectModel:
         self.edges = feature_edges(self.keypoints_3d, self.faces)
 
 
-def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=None, labels=None, images=None):
+def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=None, labels=None, images=None,
+                     allow_outside=False):
     """Read and check `{data_dir}/{split}.json` (or the `labels` file, with its images in
     the `images` folder: `common.data_io.split_files`); every problem raises a one-line
     `DataError`. camera.json, mesh.obj and keypoint_names.json are looked up beside the
@@ -107,7 +110,8 @@ def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=
     camera_path, mesh_path: camera.json and the keypoint model (OBJ) to use instead of those
     side files (a real SPEED / SPEED+ folder has no mesh.obj; both or neither). skipped: a
     list to collect (path, reason) of bad records in, which are then left out
-    (`--skip-bad`), instead of raising.
+    (`--skip-bad`), instead of raising. allow_outside: read image file names that lead
+    outside the data folder (refused by default: `common.data_io.find_image`).
     """
     label_path, folders = split_files(data_dir, split, labels, images)
     data_dir = label_path.parent
@@ -129,7 +133,7 @@ def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=
                 raise DataError(f"{where}the file name appears twice (first in record {seen[str(filename)]})",
                                 label_path)
             seen[str(filename)] = index
-            path = find_image(folders, str(filename), label_path, where)
+            path = find_image(folders, str(filename), label_path, where, allow_outside)
             size = image_size(path)  # the header only
             pose = _read_pose(record, label_path, where, required="keypoints" not in record)
             if "keypoints" in record:
@@ -416,7 +420,8 @@ LAYOUT = cache.Layout(
 )
 
 
-def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False):
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False,
+               allow_outside=False):
     """Build (or reuse) the cache of one split; returns a summary dict.
 
     Streams images through a memory-mapped `.npy`, so memory does not grow with N
@@ -427,7 +432,13 @@ def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=No
     """
     start = time.perf_counter()
     skipped = [] if skip_bad else None
-    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images)
+    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images,
+                                   allow_outside=allow_outside)
+    # A data folder's own mesh, as render_vis.py does for the mesh it renders: a symmetric
+    # one makes keypoint identities ambiguous, whoever made the images.
+    mesh_path = side_file(annotations.label_path.parent, "mesh.obj")
+    for message in symmetry_warnings(load_obj(mesh_path)) if mesh_path is not None else ():
+        warnings.warn(f"{mesh_path}: {message}", stacklevel=2)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.

@@ -232,32 +232,92 @@ def symmetry_gap(vertices):
 
 
 def symmetry_warnings(mesh, tolerance=0.05):
-    """Messages for a mesh whose keypoint identities images cannot fix: the whole vertex
-    set, or the set without one small part, whose `symmetry_gap` is below `tolerance` x
-    the vertices' largest distance from their centroid. A part is the vertices sharing a
-    name prefix before "_" (body_000 -> body); it is small when the diagonal of its
-    bounding box is under a third of the mesh's. A small part (an antenna) is often hidden
-    or a pixel wide, so it must not be all that breaks a symmetry. [] when there is
-    nothing to warn about.
+    """Messages (at most one, of one line) for a mesh whose keypoint identities images
+    cannot fix: the whole vertex set, or failing that the set without one small part,
+    has a `symmetry_gap` below `tolerance` x the vertices' largest distance from their
+    centroid (the mesh radius). A small part (an antenna) is often hidden or a pixel
+    wide, so it must not be all that breaks a symmetry. [] when there is nothing to warn
+    about. The message ends with the keypoint groups the rotation swaps, to declare as
+    `data.interchangeable` if the symmetry is real (`symmetry_groups`).
+
+    Parts (`mesh_parts`) come from the geometry, so that an unnamed mesh is checked as a
+    named one: the vertices joined by faces, and the vertices in no face that lie close
+    together; the vertices sharing a name prefix before "_" (panel_left_0 -> panel) are
+    a part too. A part is small when the diagonal of its bounding box is under a third
+    of the mesh's.
     """
-    names = np.array([name.split("_")[0] for name in mesh.vertex_names])
     size = np.linalg.norm(mesh.vertices - mesh.vertices.mean(axis=0), axis=1).max()
+    limit = tolerance * size
+
+    def describe(gap, rotation):
+        angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+        fit = "exactly" if gap <= 1e-9 * max(size, 1e-300) else f"every vertex within {gap:.2g} m of one"
+        return (f"maps onto itself under a {angle:.0f}-degree rotation ({fit}; tolerance {limit:.2g} m = "
+                f"{tolerance:.0%} of its radius)")
+
+    def declare(groups):  # the groups to name in the config (`symmetry_groups`), if the symmetry is real
+        return f"; if so, declare data.interchangeable: {groups}" if groups else ""
+
+    names = np.asarray(mesh.vertex_names)
+    gap, rotation = symmetry_gap(mesh.vertices)
+    if gap < limit:
+        return [f"keypoint identities are ambiguous: the mesh {describe(gap, rotation)}"
+                f"{declare(symmetry_groups(mesh.vertices, rotation, names))}"]
     small = _diagonal(mesh.vertices) / 3
-    messages = []
-    for part in [None, *dict.fromkeys(names)]:
-        keep = names != part
-        if part is not None and (keep.sum() < 3 or _diagonal(mesh.vertices[~keep]) >= small):
+    found = []
+    for part in mesh_parts(mesh):
+        keep = np.ones(len(mesh.vertices), bool)
+        keep[part] = False
+        if keep.sum() < 3 or _diagonal(mesh.vertices[part]) >= small:
             continue
         gap, rotation = symmetry_gap(mesh.vertices[keep])
-        if gap < tolerance * size:
-            angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
-            without = "" if part is None else f" without its '{part}' vertices"
-            groups = symmetry_groups(mesh.vertices[keep], rotation, np.asarray(mesh.vertex_names)[keep])
-            declare = f"; if so, declare data.interchangeable: {groups}" if groups else ""
-            messages.append(f"the mesh{without} maps onto itself within {gap:.3g} under a {angle:.0f}-degree "
-                            f"rotation: keypoint identities are ambiguous in views where that is all one sees"
-                            f"{declare}")
-    return messages
+        if gap < limit:
+            found.append((gap, _part_label([mesh.vertex_names[i] for i in part]), rotation,
+                          symmetry_groups(mesh.vertices[keep], rotation, names[keep])))
+    if not found:
+        return []
+    gap, label, rotation, groups = min(found, key=lambda item: item[0])
+    others = [item[1] for item in found if item[1] != label]
+    others = f" (so does the mesh without its {', '.join(others[:2])}{', ...' if len(others) > 2 else ''})" \
+        if others else ""
+    return [f"keypoint identities are ambiguous where its small {label} is hidden: without it the mesh "
+            f"{describe(gap, rotation)}{others}{declare(groups)}"]
+
+
+def mesh_parts(mesh):
+    """The parts of a mesh, as lists of vertex indices, distinct, each smaller than the mesh:
+    the connected components of its faces (vertices in no face are joined when closer than
+    a tenth of the mesh's bounding-box diagonal) and the groups of names that share a prefix
+    before "_"."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    count = len(mesh.vertices)
+    edges = [mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]]]
+    loose = np.setdiff1d(np.arange(count), mesh.faces.ravel())
+    if len(loose) > 1:
+        pairs = cKDTree(mesh.vertices[loose]).query_pairs(_diagonal(mesh.vertices) / 10, output_type="ndarray")
+        edges.append(loose[pairs])
+    edges = np.concatenate(edges).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    groups = [np.flatnonzero(labels == label).tolist() for label in np.unique(labels)]
+    prefixes = [name.split("_")[0] if "_" in name else None for name in mesh.vertex_names]
+    groups += [[i for i, p in enumerate(prefixes) if p == prefix] for prefix in dict.fromkeys(prefixes) if prefix]
+    return [list(group) for group in dict.fromkeys(tuple(g) for g in groups) if len(group) < count]
+
+
+def _part_label(names):
+    """How a message names a part: by its names' common prefix ("'antenna' part (3
+    vertices)" for antenna_base_0, antenna_base_1, antenna_tip), else by its names."""
+    tokens = [name.split("_") for name in names]
+    common = [parts[0] for parts in itertools.takewhile(lambda parts: len(set(parts)) == 1, zip(*tokens))]
+    if len(names) == 1:
+        return f"vertex {names[0]}"
+    if common and all(len(t) > len(common) for t in tokens):
+        return f"'{'_'.join(common)}' part ({len(names)} vertices)"
+    shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]}"
+    return f"part {shown} ({len(names)} vertices)"
 
 
 def symmetry_groups(vertices, rotation, names):

@@ -26,12 +26,14 @@ def main(argv=None):
     cli.add_data_files(parser)
     cli.add_workers(parser, "processes decoding and resizing images")
     cli.add_skip_bad(parser)
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from stage2_visible_keypoints.data import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(Stage2Config, args, SHORTCUTS)
-    summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
-                         images=args.images, skip_bad=args.skip_bad)
+    with cli.one_line_warnings():  # a symmetric mesh.obj
+        summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
+                             images=args.images, skip_bad=args.skip_bad, allow_outside=args.allow_outside)
     if summary["rebuilt"]:
         print(f"rebuilding the cache: {summary['rebuilt']}")
     state = "reused (config and inputs unchanged)" if summary["reused"] else "written"

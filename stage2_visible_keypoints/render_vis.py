@@ -9,9 +9,7 @@ COCO format) for the stage-1 detector (see `render_split`).
 """
 
 import argparse
-import sys
 import time
-import warnings
 
 import numpy as np
 
@@ -69,8 +67,7 @@ def _render(argv):
     except ValueError as err:
         parser.error(str(err))  # a bad option: usage + message, exit 2
     start = time.perf_counter()
-    with warnings.catch_warnings():  # one line per warning (a symmetric mesh), like the errors
-        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+    with cli.one_line_warnings():  # a symmetric mesh
         split_path = render_split(args.output_dir, config, split=args.split, workers=args.workers,
                                   progress=not args.quiet)
     records = load_json(split_path)

@@ -62,14 +62,17 @@ def _resize_file(job):
     return resize_image(image, input_size)[0]
 
 
-def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False):
+def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=None, skip_bad=False,
+               allow_outside=False):
     """Build (or reuse) the cache of one split from `{data_dir}/{split}.json` (or the
     `labels` file, with images in the `images` folder); returns a summary.
     skip_bad: leave out images that cannot be read or do not have their declared size,
-    listed in the cache folder's `skipped.tsv`, instead of stopping."""
+    listed in the cache folder's `skipped.tsv`, instead of stopping. allow_outside: read
+    images the labels name outside the data folder (refused by default)."""
     start = time.perf_counter()
     label_path = split_files(data_cfg.data_dir, split, labels)[0]
-    labels = load_coco(label_path, label_path.parent, split, data_cfg.bbox_format, data_cfg.max_boxes, images)
+    labels = load_coco(label_path, label_path.parent, split, data_cfg.bbox_format, data_cfg.max_boxes, images,
+                       allow_outside)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     src_hash = cache.source_hash([labels.label_path], labels.image_paths, skip_bad=skip_bad)

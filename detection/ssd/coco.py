@@ -110,10 +110,12 @@ def _resolve_format(raw, sizes, bbox_format, label_path):
     return fmt, f"bbox format auto: read as {fmt} (the only reading under which every box is valid)"
 
 
-def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, images_dir=None):
+def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_boxes=None, images_dir=None,
+              allow_outside=False):
     """Read and check a COCO detection JSON; returns `CocoDetections`. Images are looked up
     in `images_dir`, else as `common.data_io.split_files` lays out `data_dir` (default:
-    the label file's folder)."""
+    the label file's folder); an image `file_name` that leads outside that data folder is
+    a `DataError` unless `allow_outside`."""
     label_path = Path(label_path)
     data_dir = Path(data_dir) if data_dir is not None else label_path.parent
     folders = split_files(data_dir, split, images=images_dir)[1]
@@ -149,7 +151,7 @@ def load_coco(label_path, data_dir=None, split="train", bbox_format="auto", max_
         where = f"images[{i}] ({filename}): "
         if image_id in index_of:
             raise DataError(f"{where}duplicate image id {image_id!r}", label_path)
-        path = find_image(folders, filename, label_path, where)
+        path = find_image(folders, filename, label_path, where, allow_outside)
         if "width" in record and "height" in record:
             size = (_number(record["width"], "width", label_path, where),
                     _number(record["height"], "height", label_path, where))

@@ -28,12 +28,13 @@ def main(argv=None):
     cli.add_data_files(parser)
     cli.add_workers(parser, "processes decoding and resizing")
     cli.add_skip_bad(parser)
+    cli.add_allow_outside(parser)
     cli.add_quiet(parser)
     args = parser.parse_args(argv)
     from detection.ssd.box_cache import preprocess  # after parsing: --help starts at once
     cfg = cli.config_from_args(DetConfig, args, SHORTCUTS)
     summary = preprocess(cfg.data, args.split, progress=not args.quiet, workers=args.workers, labels=args.labels,
-                         images=args.images, skip_bad=args.skip_bad)
+                         images=args.images, skip_bad=args.skip_bad, allow_outside=args.allow_outside)
     if summary["note"]:
         print(summary["note"])
     if summary["rebuilt"]:

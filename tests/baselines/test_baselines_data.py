@@ -93,6 +93,27 @@ def test_preprocess_cache_round_trip_reuse_stale_and_corrupt(tmp_path):
         preprocess(tmp_path / "data", "train", tmp_path / "cache2", cfg, progress=False)
 
 
+def test_an_image_name_leading_outside_the_data_folder_is_refused(tmp_path):
+    render_dataset(tmp_path / "data", 2, seed=1, split="train")
+    labels = json.loads((tmp_path / "data" / "train.json").read_text())
+    outside = tmp_path / "outside.png"
+    (tmp_path / "data" / "images" / "train" / labels["images"][0]["file_name"]).rename(outside)
+    cfg = DataConfig(input_size=64, heatmap_size=32)
+    for name in ("../../../outside.png", str(outside)):
+        labels["images"][0]["file_name"] = name
+        (tmp_path / "data" / "train.json").write_text(json.dumps(labels))
+        with pytest.raises(DataError, match=r"train.json: image of sample 0: the file name leads outside the data "
+                                            r"folder"):
+            preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False)
+    preprocess(tmp_path / "data", "train", tmp_path / "cache", cfg, progress=False, allow_outside=True)
+    assert load_cache(tmp_path / "cache", "train", cfg)[0].shape[0] == 2
+    # --skip-bad lists the name and reads nothing in its place (the file outside exists).
+    preprocess(tmp_path / "data", "train", tmp_path / "skip", cfg, progress=False, skip_bad=True)
+    (row,) = (tmp_path / "skip" / "train" / "skipped.tsv").read_text().splitlines()[1:]
+    assert row.startswith(f"{tmp_path / 'data' / 'train.json'}\timage of sample 0: the file name leads outside")
+    assert load_cache(tmp_path / "skip", "train", cfg)[0].shape[0] == 1
+
+
 def test_missing_image_names_every_folder_searched_and_image_crops_take_one_per_image(tmp_path):
     data = _coco([(1, 2), (3, 4)])
     data["annotations"].append(dict(data["annotations"][0], id=2))  # a second person in a.png

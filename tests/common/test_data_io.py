@@ -2,6 +2,7 @@
 with members streamed in and memory-mapped out."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +65,39 @@ def test_compressed_member_cannot_be_memory_mapped(tmp_path):
     assert list(load_npz(tmp_path / "c.npz")["a"]) == [0, 1, 2]
     with zipfile.ZipFile(tmp_path / "c.npz") as zf:
         assert zf.getinfo("a.npy").compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_data_file_keeps_label_named_files_inside_the_data_folder(tmp_path):
+    from common.data_io import data_file
+
+    assert data_file(tmp_path, Path("images", "a", "../b.png"), "l.json") == tmp_path / "images" / "b.png"
+    for name in ("../../x.jpg", "/etc/hostname", "a/../../../x.jpg", "../.."):
+        with pytest.raises(DataError) as info:
+            data_file(tmp_path, Path("images", name), tmp_path / "l.json", "record 3 (x): ")
+        assert str(info.value) == (f"{tmp_path / 'l.json'}: record 3 (x): the file name leads outside the data "
+                                   f"folder {tmp_path} (an absolute path or '..'); --allow-outside reads it")
+    assert data_file(tmp_path, Path("images", "/etc/hostname"), "l.json", allow_outside=True) == Path("/etc/hostname")
+
+
+def test_find_image_keeps_names_inside_the_data_folder_or_the_images_folder_given(tmp_path):
+    from common.data_io import find_image, split_files
+
+    data, photos = tmp_path / "data", tmp_path / "photos"
+    (data / "images").mkdir(parents=True)
+    photos.mkdir()
+    for path in (data / "images" / "a.png", data / "b.png", photos / "c.png", tmp_path / "secret.png"):
+        path.write_bytes(b"x")
+    label_path, folders = split_files(data, "train")
+    # Searched in order; '..' that stays inside every folder searched is followed.
+    assert find_image(folders, "a.png", label_path) == data / "images" / "a.png"
+    assert find_image(folders, "x/../b.png", label_path) == data / "b.png"
+    with pytest.raises(DataError, match=rf"leads outside the data folder {data} "):
+        find_image(folders, "../secret.png", label_path, "record 0: ")
+    # --images: the folder the user named is the data folder; the default one is not searched.
+    label_path, folders = split_files(data, "train", data / "train.json", photos)
+    assert find_image(folders, "c.png", label_path) == photos / "c.png"
+    for name in ("../secret.png", "../data/b.png", str(photos / "c.png")):
+        with pytest.raises(DataError, match=rf"{label_path}: record 0: the file name leads outside the data folder "
+                                            rf"{photos} "):
+            find_image(folders, name, label_path, "record 0: ")
+    assert find_image(folders, "../secret.png", label_path, allow_outside=True).resolve() == tmp_path / "secret.png"

@@ -18,7 +18,8 @@ from stage2_visible_keypoints.camera import (
     save_camera_json,
     speed_camera,
 )
-from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj, symmetry_gap, symmetry_warnings, visible_vertices
+from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, load_obj, mesh_parts, save_obj, symmetry_gap,
+                                           symmetry_warnings, visible_vertices)
 
 CAMERA = Camera(fx=500.0, fy=500.0, cx=320.0, cy=240.0, width=640, height=480)
 
@@ -208,6 +209,35 @@ def test_symmetry_warnings_name_the_part_whose_loss_makes_a_mesh_symmetric():
     fin = [[0.2, 0.0, 0.3], [0.3, 0.0, 0.3], [0.25, 0.0, 0.7]]  # bounding-box diagonal 0.41 of the mesh's 1.62
     mesh = Mesh(box + fin, [[8, 9, 10]], [f"body_{i}" for i in range(8)] + ["fin_0", "fin_1", "fin_2"])
     messages = symmetry_warnings(mesh)
-    assert len(messages) == 1 and "without its 'fin' vertices maps onto itself" in messages[0]
-    assert "180-degree" in messages[0]
+    assert len(messages) == 1 and "where its small 'fin' part (3 vertices) is hidden: without it the mesh maps " \
+        "onto itself under a 180-degree rotation (exactly; tolerance 0.041 m = 5% of its radius)" in messages[0]
     assert symmetry_warnings(Mesh(box[:7] + [[0.5, 0.4, 0.5]] + fin, [[8, 9, 10]], mesh.vertex_names)) == []
+
+
+def test_an_unnamed_mesh_is_cut_into_parts_by_its_geometry():
+    # The same box and fin with no names (kp00 ...): the fin is a part because its vertices
+    # share a face, the box corners (in no face) are parts of one vertex each.
+    box = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
+    fin = [[0.2, 0.0, 0.3], [0.3, 0.0, 0.3], [0.25, 0.0, 0.7]]
+    mesh = Mesh(box + fin, [[8, 9, 10]], default_keypoint_names(11))
+    assert mesh_parts(mesh) == [[i] for i in range(8)] + [[8, 9, 10]]
+    (message,) = symmetry_warnings(mesh)
+    assert "where its small part kp08, kp09, kp10 (3 vertices) is hidden: without it the mesh maps onto itself" \
+        in message
+    # Joined by faces, box and fin are one part: only the fin is small.
+    faces = [[0, 1, 3], [0, 4, 5], [2, 3, 7], [4, 6, 7], [8, 9, 10]]
+    assert [len(part) for part in mesh_parts(Mesh(box + fin, faces, default_keypoint_names(11)))] == [8, 3]
+
+
+def test_a_symmetric_mesh_gets_one_short_warning_with_its_tolerance_in_metres():
+    # A unit cube: symmetric as a whole, and also without any one corner (a 120-degree turn
+    # about the diagonal through it). One line says so, not one per corner.
+    cube = [[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    (message,) = symmetry_warnings(Mesh(cube, [], default_keypoint_names(8)))
+    assert message == ("keypoint identities are ambiguous: the mesh maps onto itself under a 180-degree rotation "
+                       "(exactly; tolerance 0.043 m = 5% of its radius); if so, declare data.interchangeable: "
+                       "[['kp00', 'kp03'], ['kp01', 'kp02'], ['kp04', 'kp07'], ['kp05', 'kp06']]")
+    # One corner 1 cm off: the best turn (about the centroid, which moved too) fits within 7.5 mm.
+    (message,) = symmetry_warnings(Mesh(np.array(cube) + ([[0.01, 0, 0]] + [[0, 0, 0]] * 7), [],
+                                        default_keypoint_names(8)))
+    assert "(every vertex within 0.0075 m of one; tolerance 0.043 m = 5% of its radius)" in message

@@ -27,7 +27,7 @@ from stage2_visible_keypoints.data import (
     preprocess,
     preprocess_folder,
 )
-from stage2_visible_keypoints.mesh import load_obj, visible_vertices
+from stage2_visible_keypoints.mesh import Mesh, load_obj, save_obj, visible_vertices
 from stage2_visible_keypoints.render import RenderConfig, render_split
 
 W, H = 320, 200
@@ -757,6 +757,44 @@ def test_visible_flags_must_be_booleans_or_0_1(tmp_path):
     records[0]["visible"] = [1, 1, 1, 0]
     write_labels(tmp_path, records)
     assert load_annotations(tmp_path, "train").visible.tolist() == [[True, True, True, False]]
+
+
+def test_preprocess_warns_about_the_data_folders_own_symmetric_mesh(data_dir, tmp_path, capsys):
+    # A square of the four keypoints: 90- and 180-degree turns map it onto itself. render_vis.py warned
+    # for the meshes it rendered; preprocessing a folder that brings its own said nothing.
+    square = [[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]]
+    save_obj(data_dir / "mesh.obj", Mesh(square, [[0, 1, 2], [0, 2, 3]], NAMES))
+    cfg = small_config(tmp_path)
+    with pytest.warns(UserWarning, match=r"mesh.obj: keypoint identities are ambiguous: the mesh maps onto itself"):
+        preprocess(cfg, "train", progress=False)
+    from stage2_visible_keypoints.preprocess_vis import main
+
+    args = ["--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+            *[f"--set=data.{key}={json.dumps(getattr(cfg, key))}" for key in
+              ("canvas_size", "crop_size", "input_size", "heatmap_size", "sigma")]]
+    assert main(args) is None
+    assert capsys.readouterr().err == (f"warning: {data_dir / 'mesh.obj'}: keypoint identities are ambiguous: the mesh "
+                                       "maps onto itself under a 180-degree rotation (exactly; tolerance 0.071 m = 5% "
+                                       "of its radius); if so, declare data.interchangeable: [['nose', 'edge'], "
+                                       "['tip', 'hidden']]\n")
+
+
+@pytest.mark.parametrize("name", ["../../secret.png", "../../missing.png", "ABSOLUTE"])
+def test_an_image_name_leading_outside_the_data_folder_is_refused(data_dir, tmp_path, name):
+    # An existing file outside and a missing one get the same line: nothing is looked up.
+    Image.new("RGB", (W, H)).save(tmp_path / "secret.png")
+    name = str(tmp_path / "secret.png") if name == "ABSOLUTE" else name
+    records = json.loads((data_dir / "train.json").read_text())
+    records[1]["filename"] = name
+    write_labels(data_dir, records)
+    expect_error(lambda: preprocess(small_config(tmp_path), "train", progress=False),
+                 f"train.json: record 1 ({name}): the file name leads outside the data folder {data_dir}")
+    assert not (tmp_path / "cache").exists()
+    if "missing" not in name:  # allowed, the file is read and its path kept
+        summary = preprocess(small_config(tmp_path), "train", progress=False, allow_outside=True)
+        assert summary["images"] == 3
+        paths = load_cache(tmp_path / "cache", "train").y["image_paths"]
+        assert str(paths[1]) == str((tmp_path / "secret.png").resolve())
 
 
 def test_skip_bad_leaves_out_bad_records_and_images_and_lists_them(tmp_path, capsys):

@@ -199,6 +199,20 @@ def test_zoom_moves_pixels_and_boxes_together():
     np.testing.assert_allclose(ops.convert_to_numpy(y)[0, 0], [0, 0, 0, 0, -1])
 
 
+def test_an_image_name_leading_outside_the_data_folder_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    path = _write(tmp_path / "data", [([2, 3, 10, 10], 1)])
+    Image.new("RGB", (40, 30)).save(tmp_path / "outside.png")
+    coco = json.loads(path.read_text())
+    for name in ("../outside.png", "../missing.png", str(tmp_path / "outside.png")):
+        coco["images"][0]["file_name"] = name
+        path.write_text(json.dumps(coco))
+        with pytest.raises(DataError, match=r"train.json: images\[0\] \(.*\): the file name leads outside the data "
+                                            r"folder .*data \(an absolute path or '..'\); --allow-outside reads it"):
+            load_coco(path, bbox_format="xywh")
+    assert load_coco(path, bbox_format="xywh", allow_outside=True).image_paths[0] == tmp_path / "outside.png"
+
+
 def test_skip_bad_leaves_out_unreadable_images_and_lists_them(tmp_path):
     json_path = write_shapes(tmp_path / "shapes", ShapesConfig(num_images=3, seed=5), "train", progress=False)
     coco = json.loads(json_path.read_text())
