@@ -25,17 +25,8 @@ def _check(name, data):
     assert kind in ("error", "correct"), f"{name}: {kind}: {detail}"
 
 
-@pytest.mark.parametrize("name", [name for name in TARGETS if name != "--set overrides"])
+@pytest.mark.parametrize("name", TARGETS)
 @SETTINGS
 @given(data=st.data())
 def test_reader_gives_a_named_error_or_a_correct_result(name, data):
     _check(name, data)
-
-
-# A malformed YAML value (`--set 'data.sigma=[1'`, a `!!python` tag) raised YAML's own
-# traceback; the fix is on branch relpath (common.config.parse_override).
-@pytest.mark.xfail(strict=False, reason="fixed on branch relpath")
-@SETTINGS
-@given(data=st.data())
-def test_set_override_gives_a_named_error_or_a_config(data):
-    _check("--set overrides", data)
