@@ -1,5 +1,6 @@
 import math
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -172,3 +173,36 @@ def test_float16_maps_of_a_mixed_precision_model_decode_to_finite_points():
     assert xy_norm.dtype == np.float32 and scores.dtype == np.float32
     np.testing.assert_array_equal(xy_norm[0, 0], np.float32([5.5 / 8, 2.5 / 6]))
     np.testing.assert_array_equal(scores, [[1.0]])
+
+
+def test_keypoints_on_the_frame_edges_are_inside_and_beyond_them_are_not():
+    # [0, 1] is closed: a keypoint on an edge of the frame gets a target on the edge pixel.
+    codec = GaussianHeatmapCodec((8, 6), sigma=1.0)
+    xy_norm = np.array([[[0.0, 0.5], [1.0, 0.5], [0.5, 0.0], [0.5, 1.0], [0.5, 1.3], [2.0, 0.5]]], np.float32)
+    heatmaps, weights = codec.encode(xy_norm)
+    np.testing.assert_array_equal(ops.convert_to_numpy(weights), [[1, 1, 1, 1, 0, 0]])
+    peaks = [np.unravel_index(m.argmax(), m.shape) for m in np.moveaxis(ops.convert_to_numpy(heatmaps)[0], -1, 0)[:4]]
+    assert peaks == [(2, 0), (2, 7), (0, 3), (5, 3)]  # (row, col): first / last column, first / last row
+
+
+def test_decode_soft_debias_removes_the_background_pull_on_a_half_height_peak():
+    # A half-confident peak: exp(15 * 0.5) is only ~1800 times the background's exp(0), so the
+    # 1536 background pixels pull the plain expectation ~4 px toward the map's centre (measured
+    # 3.9 px along x); the debiased one is within 0.01 px.
+    codec = GaussianHeatmapCodec(WIDE, sigma=1.5)
+    xy_norm = np.array([[[0.2, 0.7]]], np.float32)
+    heatmaps = 0.5 * ops.convert_to_numpy(codec.encode(xy_norm)[0])
+    debiased = ops.convert_to_numpy(codec.decode_soft(heatmaps, debias=True))
+    np.testing.assert_allclose(debiased[0, 0] * WIDE, xy_norm[0, 0] * WIDE, atol=0.05)
+    plain = ops.convert_to_numpy(codec.decode_soft(heatmaps))
+    assert plain[0, 0, 0] * 48 > 0.2 * 48 + 2.0  # pulled toward x = 24
+
+
+def test_size_arguments_and_symbolic_maps():
+    with pytest.raises(ValueError, match=r"two positive integers \(width, height\)\. Received: heatmap_size=\(64, 64, 3\)"):
+        GaussianHeatmapCodec((64, 64, 3))  # an image shape is not a map size
+    assert GaussianHeatmapCodec().get_config() == {"heatmap_size": (64, 64), "sigma": 2.0}  # the defaults
+    codec = GaussianHeatmapCodec(WIDE)
+    codec.check_maps(keras.KerasTensor((None, None, 48, 2)))  # a height unknown until run time passes
+    with pytest.raises(ValueError, match=r"\(H, W\) = \(48, 32\)"):  # unknown K, known and swapped H, W
+        codec.check_maps(keras.KerasTensor((None, 48, 32, None)))
