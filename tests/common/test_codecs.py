@@ -129,7 +129,7 @@ def test_non_square_round_trip_checks_x_and_y_separately():
 
 def test_decode_refuses_maps_of_the_swapped_size():
     codec = GaussianHeatmapCodec(WIDE)
-    with pytest.raises(ValueError, match=r"\(H, W\) = \(48, 32\).*heatmap_size=\(48, 32\)"):
+    with pytest.raises(ValueError, match=r"^`heatmaps` maps are \(H, W\) = \(48, 32\).*heatmap_size=\(48, 32\)"):
         codec.decode(np.zeros((1, 48, 32, 1), np.float32))
 
 
@@ -196,6 +196,8 @@ def test_decode_soft_debias_removes_the_background_pull_on_a_half_height_peak():
     np.testing.assert_allclose(debiased[0, 0] * WIDE, xy_norm[0, 0] * WIDE, atol=0.05)
     plain = ops.convert_to_numpy(codec.decode_soft(heatmaps))
     assert plain[0, 0, 0] * 48 > 0.2 * 48 + 2.0  # pulled toward x = 24
+    # The defaults are the SoftArgMax layer's: beta 15, no debias.
+    np.testing.assert_array_equal(plain, ops.convert_to_numpy(codec.decode_soft(heatmaps, beta=15.0, debias=False)))
 
 
 def test_size_arguments_and_symbolic_maps():
