@@ -174,3 +174,14 @@ def test_an_iou_exactly_at_the_threshold_matches():
     # COCO matches at IoU >= threshold: a 1x1 detection inside a 2x1 box has IoU 1 / 2 exactly.
     order, matched = match_image([[0.0, 0.0, 1.0, 1.0]], [0.9], [[0.0, 0.0, 2.0, 1.0]], [0.5, 0.55])
     assert matched.tolist() == [[0], [-1]]
+
+
+def test_size_band_by_hand():
+    # Bands by sqrt(area) with edges 4 and 16 px: [0, 4), [4, 16), >= 16 (an edge belongs above).
+    boxes = [[50, 60, 58, 68],  # 8 x 8 away from the origin: side 8
+             [50, 60, 66, 76],  # side 16 exactly: the band above
+             [50, 60, 50, 100],  # no width: side 0, although 40 px high
+             [60, 60, 50, 100],  # x2 < x1 (inverted): no width either
+             [50, 100, 90, 60],  # y2 < y1: no height
+             [50, 60, 52, 68]]  # 2 x 8: side 4 exactly
+    np.testing.assert_array_equal(size_band(boxes, [4.0, 16.0]), [1, 2, 0, 0, 0, 1])
