@@ -240,8 +240,9 @@ def load_coco(label_path, folders, category="", skipped=None, allow_outside=Fals
 
 
 def _id_array(ids):
-    """COCO ids as an array: int64 when every id is an integer, else strings."""
-    if all(isinstance(i, int) for i in ids):
+    """COCO ids as an array: int64 when every id is an integer that fits, else strings."""
+    limit = np.iinfo(np.int64)
+    if all(isinstance(i, int) and limit.min <= i <= limit.max for i in ids):
         return np.array(ids, np.int64)
     return np.array([str(i) for i in ids])
 
