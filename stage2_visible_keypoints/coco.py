@@ -208,6 +208,7 @@ def _use_det_detections(data, path, files, coco, category):
         image_id = ids[file] if coco is not None else (int(stem) if stem.isdigit() else file)
         kept = [k for k in range(len(scores)) if len(classes) <= 1 or labels[k] == name]
         rows += [(file, image_id, boxes[k].tolist(), float(scores[k]), f"det{n}") for n, k in enumerate(kept)]
+    # A detector's file has class names, not COCO ids: the labels' id, else 1 (COCO's first category id).
     return rows, coco.category_id if coco is not None else 1
 
 

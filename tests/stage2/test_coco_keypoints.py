@@ -251,6 +251,16 @@ def test_use_on_the_cache_and_on_the_photos(coco, tmp_path):
     assert result["images"] == 6 and 0.0 < result["coco"]["ap"] < 1.0  # keypoints shifted by 0.06 of the crop
     shifted = json.loads((tmp_path / "boxes" / "pred" / "keypoint_results.json").read_text())
     assert [r["score"] for r in shifted] == [0.9] * 6
+    # The detections.json of use_det.py (boxes per file, in original pixels): the same crops.
+    per_file = {}
+    for a in labels["annotations"][:6]:
+        x, y, w, h = a["bbox"]
+        per_file.setdefault(f"{a['image_id']:06d}.png", []).append([x, y, x + w, y + h])
+    (tmp_path / "use_det.json").write_text(json.dumps({"classes": ["person"], "images": [
+        {"file_name": name, "boxes_xyxy_original": boxes, "scores": [0.9] * len(boxes), "classes": ["person"] * 2}
+        for name, boxes in per_file.items()]}))
+    use_stand_in(root, tmp_path / "use_det", shift=0.06, images_dir=root / "photos", boxes=tmp_path / "use_det.json")
+    assert json.loads((tmp_path / "use_det" / "pred" / "keypoint_results.json").read_text()) == shifted
     # Without --labels the image ids name the files (000003.png is image 3), and two categories need them.
     with pytest.raises(DataError, match="detections of 2 categories"):
         use_stand_in(root, tmp_path / "nolabels", images_dir=root / "photos", boxes=tmp_path / "detections.json")
