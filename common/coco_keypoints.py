@@ -86,7 +86,7 @@ def read_coco_keypoints(path, category="", bad=None, data=None):
     files = {}
     for j, image in enumerate(_list(data, "images", path)):
         where = f"images[{j}]: "
-        files[_id(image, "id", path, where)] = _file_name(image, path, where)
+        files[read_id(image, "id", path, where)] = _file_name(image, path, where)
     category_id, count = chosen["id"], len(names)
     rows, kept = [], []  # kept: this category's annotations, crowds included, for `oks_ap`
     skipped = {"iscrowd": 0, "no_labelled_keypoint": 0, "other_category": 0}
@@ -95,10 +95,10 @@ def read_coco_keypoints(path, category="", bad=None, data=None):
             where = f"annotations[{i}]: "
             if not isinstance(ann, dict):
                 raise DataError(f"{where}expected a JSON object", path)
-            if _id(ann, "category_id", path, where) != category_id:
+            if read_id(ann, "category_id", path, where) != category_id:
                 skipped["other_category"] += 1
                 continue
-            image_id = _id(ann, "image_id", path, where)
+            image_id = read_id(ann, "image_id", path, where)
             if image_id not in files:
                 raise DataError(f"{where}field 'image_id' {image_id!r} is not an id in 'images'", path)
             where = f"annotations[{i}] (image {image_id}): "
@@ -140,7 +140,7 @@ def choose_category(categories, category, path):
         if not isinstance(entry["keypoints"], list) or not all(isinstance(n, str) for n in entry["keypoints"]):
             raise DataError(f"{where}field 'keypoints' must be a list of names", path)
         if entry["keypoints"]:
-            with_keypoints.append({"id": _id(entry, "id", path, where), "name": str(entry.get("name", "")),
+            with_keypoints.append({"id": read_id(entry, "id", path, where), "name": str(entry.get("name", "")),
                                    "keypoints": entry["keypoints"]})
     listed = ", ".join(f"{c['name']!r} (id {c['id']})" for c in with_keypoints)
     if not with_keypoints:
@@ -212,7 +212,7 @@ def _list(data, field, path, where=""):
     return value
 
 
-def _id(record, field, path, where):
+def read_id(record, field, path, where=""):
     """An id: an integer (1.0 counts as 1, as some exporters write) or a string."""
     value = require(record, field, path, where)
     if isinstance(value, float) and value.is_integer():

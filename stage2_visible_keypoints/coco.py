@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.coco_keypoints import is_coco, keypoint_results, oks_ap, oks_sigmas, read_coco_keypoints
+from common.coco_keypoints import MAX_PIXEL, is_coco, keypoint_results, oks_ap, oks_sigmas, read_coco_keypoints, read_id
 from common.data_io import find_image, image_paths, is_finite_number, json_numbers, load_json, require
 from common.errors import DataError
 
@@ -146,17 +146,20 @@ def _coco_detections(data, path, files, folder, coco, category):
         where = f"detection {j}: "
         if not isinstance(det, dict):
             raise DataError(f"{where}expected a JSON object", path)
-        image_id = require(det, "image_id", path, where)
+        image_id = read_id(det, "image_id", path, where)
         box = json_numbers(require(det, "bbox", path, where))
-        if box is None or box.shape != (4,) or not np.isfinite(box).all() or not (box[2:] > 0).all():
-            raise DataError(f"{where}field 'bbox' must be [x, y, width, height] with a positive size", path)
+        if box is None or box.shape != (4,) or not (np.abs(box) <= MAX_PIXEL).all() \
+                or not (box[:2] + box[2:] > box[:2]).all():  # a size that vanishes beside x, y too
+            raise DataError(f"{where}field 'bbox' must be [x, y, width, height] with a positive size (at most "
+                            f"{MAX_PIXEL:.0e} px)", path)
         score = det.get("score", 1.0)
         if not is_finite_number(score):
             raise DataError(f"{where}field 'score' must be a number, got {score!r:.80}", path)
-        category_id = det.get("category_id")
-        ids.add(category_id)
+        category_id = read_id(det, "category_id", path, where) if "category_id" in det else None
+        if category_id is not None:
+            ids.add(category_id)
         if "file_name" in det:
-            name = str(det["file_name"])
+            name = _file_name(det, path, where)
         elif files:
             if image_id not in files:
                 raise DataError(f"{where}image_id {image_id!r} is not an image of {coco.label_path}", path)
@@ -171,15 +174,15 @@ def _coco_detections(data, path, files, folder, coco, category):
                            category_id))
     if coco is not None:
         wanted = coco.category_id
-    elif len(ids) == 1:
-        wanted = next(iter(ids))
+    elif len(ids) <= 1:  # a detection without a category_id is of the model's category
+        wanted = next(iter(ids), 1)
     else:
         raise DataError(f"detections of {len(ids)} categories ({', '.join(sorted(map(str, ids)))}): pass --labels, "
                         f"whose categories say which is the model's ({category!r})", path)
     count = {}
     rows = []
     for name, image_id, box, score, category_id in detections:
-        if category_id == wanted or (coco is None and category_id is None):
+        if category_id == wanted or category_id is None:
             count[name] = count.get(name, -1) + 1
             rows.append((name, image_id, box, score, f"det{count[name]}"))
     return rows, wanted
@@ -188,6 +191,8 @@ def _coco_detections(data, path, files, folder, coco, category):
 def _use_det_detections(data, path, files, coco, category):
     """Rows as `_coco_detections`' from the detections.json of use_det.py."""
     classes = data.get("classes") or []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataError("field 'classes' must be a list of class names", path)
     name = coco.category_name if coco is not None else category
     if name not in classes and len(classes) > 1:
         raise DataError(f"the detector's classes ({', '.join(map(str, classes))}) do not include the model's "
@@ -196,12 +201,21 @@ def _use_det_detections(data, path, files, coco, category):
     rows = []
     for j, record in enumerate(data["images"]):
         where = f"images[{j}]: "
-        file = require(record, "file_name", path, where)
+        if not isinstance(record, dict):
+            raise DataError(f"{where}expected a JSON object", path)
+        file = _file_name(record, path, where)
         boxes = json_numbers(require(record, "boxes_xyxy_original", path, where))
         scores = json_numbers(require(record, "scores", path, where))
+        if boxes is None or scores is None or scores.ndim != 1 or (boxes.shape != (len(scores), 4) and len(scores)) \
+                or not ((np.abs(boxes) <= MAX_PIXEL).all() and np.isfinite(scores).all()):
+            raise DataError(f"{where}fields 'boxes_xyxy_original' and 'scores' must be N boxes [x1, y1, x2, y2] (at "
+                            f"most {MAX_PIXEL:.0e} px) and N scores", path)
+        boxes = boxes.reshape(-1, 4)
+        if not (boxes[:, 2:] > boxes[:, :2]).all():
+            raise DataError(f"{where}field 'boxes_xyxy_original' holds a box with x2 <= x1 or y2 <= y1", path)
         labels = record.get("classes", [name] * len(scores))
-        if boxes is None or scores is None or (len(boxes) and boxes.shape[1:] != (4,)) or len(boxes) != len(scores):
-            raise DataError(f"{where}fields 'boxes_xyxy_original' and 'scores' must be N boxes and N scores", path)
+        if not isinstance(labels, list) or len(labels) != len(scores):
+            raise DataError(f"{where}field 'classes' must name the class of each box", path)
         if coco is not None and file not in ids:
             raise DataError(f"{where}'{file}' is not an image of {coco.label_path}", path)
         stem = Path(file).stem
@@ -210,6 +224,13 @@ def _use_det_detections(data, path, files, coco, category):
         rows += [(file, image_id, boxes[k].tolist(), float(scores[k]), f"det{n}") for n, k in enumerate(kept)]
     # A detector's file has class names, not COCO ids: the labels' id, else 1 (COCO's first category id).
     return rows, coco.category_id if coco is not None else 1
+
+
+def _file_name(record, path, where):
+    value = require(record, "file_name", path, where)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r:.80}", path)
+    return value
 
 
 def instance_results(instances, xy_original, confidence):

@@ -584,6 +584,28 @@ def _stage2_coco_check(result):
     assert np.array_equal(arrays["visible_original"], arrays["coco_v"] > 0) and arrays["visible_original"].any(1).all()
 
 
+def _detections_fixture(folder):
+    for name in ("000001.png", "000002.png"):
+        _write_image(folder / "photos" / name)
+    detections = [{"image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 9], "score": 0.9},
+                  {"image_id": 2, "category_id": 1, "bbox": [0.5, 1, 31, 20], "score": 0.25},
+                  {"image_id": 7, "file_name": "000002.png", "bbox": [4, 4, 4, 4]}]
+    return folder / "detections.json", detections
+
+
+def _detections_read(folder, path):
+    from stage2_visible_keypoints.coco import box_instances
+
+    return box_instances(folder / "photos", boxes=path, category="person")
+
+
+def _detections_check(instances):
+    m = len(instances.paths)
+    assert instances.boxes.shape == (m, 4) and instances.scores.shape == (m,) and len(set(instances.names)) == m
+    finite(instances.boxes, "boxes"), finite(instances.scores, "scores")
+    assert np.all(instances.boxes[:, 2:] > instances.boxes[:, :2]) and all(path.is_file() for path in instances.paths)
+
+
 # DOTA, ISBI, SPEED poses ---------------------------------------------------------------------
 
 DOTA_TEXT = ("imagesource:GoogleEarth\ngsd:0.146\n"
@@ -732,6 +754,7 @@ TARGETS = {t.name: t for t in [
     Target("COCO keypoints", _coco_keypoints_fixture, mutated_json, _keypoints_read, _keypoints_check),
     Target("keypoint list", _keypoint_list_fixture, mutated_json, _keypoints_read, _keypoints_check),
     Target("stage-2 COCO keypoints", _stage2_coco_fixture, mutated_json, _stage2_coco_read, _stage2_coco_check),
+    Target("stage-2 detections (--boxes)", _detections_fixture, mutated_json, _detections_read, _detections_check),
     Target("DOTA labels", lambda folder: (folder / "labelTxt" / "a.txt", DOTA_TEXT),
            lambda seed: mutated_text(seed, separators=" :"), _dota_read, _dota_check),
     Target("ISBI landmarks", lambda folder: (folder / "001.txt", ISBI_TEXT),
