@@ -79,7 +79,9 @@ def read_coco_keypoints(path, category="", bad=None, data=None):
     data = load_json(path) if data is None else data
     if not is_coco(data):
         raise DataError("expected a COCO keypoints object with 'images', 'annotations' and 'categories'", path)
-    chosen = choose_category(_list(data, "categories", path), category, path)
+    categories = _list(data, "categories", path)
+    chosen = choose_category(categories, category, path)
+    several = sum(isinstance(c, dict) and bool(c.get("keypoints")) for c in categories) > 1
     names = tuple(str(n) for n in chosen["keypoints"])
     if len(set(names)) != len(names):
         raise DataError(f"category {chosen['name']!r}: field 'keypoints' names a keypoint twice", path)
@@ -95,7 +97,8 @@ def read_coco_keypoints(path, category="", bad=None, data=None):
             where = f"annotations[{i}]: "
             if not isinstance(ann, dict):
                 raise DataError(f"{where}expected a JSON object", path)
-            if read_id(ann, "category_id", path, where) != category_id:
+            # Files with one keypoint category may leave out the ids (as some exporters do).
+            if (several or "category_id" in ann) and read_id(ann, "category_id", path, where) != category_id:
                 skipped["other_category"] += 1
                 continue
             image_id = read_id(ann, "image_id", path, where)
@@ -140,7 +143,9 @@ def choose_category(categories, category, path):
         if not isinstance(entry["keypoints"], list) or not all(isinstance(n, str) for n in entry["keypoints"]):
             raise DataError(f"{where}field 'keypoints' must be a list of names", path)
         if entry["keypoints"]:
-            with_keypoints.append({"id": read_id(entry, "id", path, where), "name": str(entry.get("name", "")),
+            # Without an id (the only keypoint category of a file without ids), it is id 1.
+            category_id = read_id(entry, "id", path, where) if "id" in entry else 1
+            with_keypoints.append({"id": category_id, "name": str(entry.get("name", "")),
                                    "keypoints": entry["keypoints"]})
     listed = ", ".join(f"{c['name']!r} (id {c['id']})" for c in with_keypoints)
     if not with_keypoints:
