@@ -136,7 +136,10 @@ class _AugmentedBatches(ArrayBatches):
         x, t = super().__getitem__(index)
         kp = t["kp"]
         if self.augment is not None:
-            u = self.rng.uniform(size=(len(x), 4)).astype(np.float32)
+            # Drawn for the whole global batch, this process's rows kept: each image gets the
+            # draw it gets in one process (common.training.ArrayBatches.global_rows).
+            count, rows = self.global_rows(index)
+            u = self.rng.uniform(size=(count, 4)).astype(np.float32)[rows]
             x, xy, vis = self.augment(x, kp[..., :2], kp[..., 2], u)
             x = np.asarray(keras.ops.convert_to_numpy(x))
             kp = np.concatenate([keras.ops.convert_to_numpy(xy), keras.ops.convert_to_numpy(vis)[..., None]], -1)
@@ -166,8 +169,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
-    save_json(out_dir / KEYPOINT_NAMES_FILE, keypoint_names)
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / KEYPOINT_NAMES_FILE, keypoint_names)
 
     num_keypoints = y["xy_norm"].shape[1]
     kind = model_kind(cfg)

@@ -77,8 +77,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     # so the starting point is never overwritten and a re-run starts from it again.
     out_dir = Path(tc.output_dir) / "fine_tune" if tc.fine_tune else Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
-    save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
 
     if tc.fine_tune:
         first = Path(tc.output_dir) / "best.keras"

@@ -47,7 +47,8 @@ def train_from_cache(cfg, progress=True, callbacks=()):
            if tc.val_split or (Path(cfg.data.cache_dir) / "val" / "Y_data.npz").is_file() else None)
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
 
     count = len(cache.y["objects"])
     if val is None:

@@ -85,10 +85,12 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         images, targets = self.batches[index]
-        n = len(images)
+        # Drawn for the whole global batch, this process's rows kept: each image gets the draw
+        # it gets in one process (common.training.ArrayBatches.global_rows).
+        n, rows = self.batches.global_rows(index)
         flip_u = self.rng.random(n, np.float32) if self.flip else np.ones(n, np.float32)
-        images, y = self.augment(images, targets["predictions"], flip_u, self.rng.random(n, np.float32),
-                                 self.rng.random((n, 2), np.float32))
+        images, y = self.augment(images, targets["predictions"], flip_u[rows], self.rng.random(n, np.float32)[rows],
+                                 self.rng.random((n, 2), np.float32)[rows])
         return ops.convert_to_numpy(images), {"predictions": ops.convert_to_numpy(y)}
 
     def on_epoch_end(self):
@@ -145,9 +147,10 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
     names = cache.category_names
-    save_json(out_dir / "categories.json", {"names": list(names), "ids": [str(c) for c in cache.y["category_ids"]]})
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / "categories.json", {"names": list(names), "ids": [str(c) for c in cache.y["category_ids"]]})
 
     model = build_detector(len(names), cfg.data, cfg.model, seed=tc.seed)
     model.compile(optimizer=make_optimizer(tc, plan), loss={"predictions": make_loss(len(names), cfg)},
@@ -164,7 +167,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Detector training",
                     callbacks=callbacks, train_count=len(train_idx), val_count=len(val_idx))
     summary["classes"] = list(names)
-    save_json(out_dir / "training_log.json", summary)
+    if distribute.current().chief:
+        save_json(out_dir / "training_log.json", summary)
     return summary
 
 
