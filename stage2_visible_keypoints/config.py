@@ -130,7 +130,8 @@ class TrainConfig(TrainingConfig):
     balance between the two terms whatever K is; mean weighs the heatmaps K times less.
     fine_tune: unfreeze a pretrained backbone, start from `output_dir/best.keras`, lr
     `fine_tune_learning_rate`. eval_split: a cached split (say, test) evaluated in pixels
-    after every epoch; its mean / median error and PCK go into history.csv as eval_*.
+    after every epoch; its mean / median error and PCK go into history.csv as eval_* (one
+    process: refused with distribution=multi_process).
     """
 
     output_dir: str = "runs/demo/model"
