@@ -121,8 +121,8 @@ def test_stage2_int8_error_is_measured(stage2, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("build,formats", [(_baseline, ("saved_model", "onnx", "litert")),
                                            (_ssd, ("saved_model", "onnx", "litert")),
-                                           # Known gap: FlipTranspose's select on uint8 becomes a Flex op in LiteRT.
-                                           (_centres, ("saved_model", "onnx"))],
+                                           # With its flip/transpose augmentation layers in the graph.
+                                           (_centres, ("saved_model", "onnx", "litert"))],
                          ids=["baselines", "ssd", "centres"])
 def test_every_part_exports_to_every_format_and_agrees(build, formats, tmp_path):
     model, _ = build()
