@@ -21,7 +21,10 @@ with a pose only) and scored against the labelled poses (SPEED score).
 """
 
 import argparse
+import time
 from pathlib import Path
+
+STARTED = time.perf_counter()  # before the imports below: the time split covers the whole run
 
 from common import cli
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
@@ -49,6 +52,7 @@ def main(argv=None):
               f", SoftArgMax beta {cfg.model.beta:g}{' debiased' if cfg.model.debias else ''} ({run_config})")
     result = use(cfg, model_path, split=args.split, images_dir=args.images, progress=not args.quiet)
     print(f"predicted {result['images']} images; outputs in {result['output_dir']}")
+    print(time_split(result["timing"], time.perf_counter() - STARTED))
     if "poses_found" in result:
         print(f"pose found by PnP for {result['poses_found']} of {result['images']} images: "
               f"{Path(result['output_dir']) / 'poses.json'}")
@@ -74,6 +78,16 @@ def main(argv=None):
                   f"{_fmt(pose['translation_m']['median'])} m, SPEED score mean {_fmt(pose['speed_score']['mean'])} "
                   f"(from the true keypoints: {_fmt(oracle['speed_score']['mean'])})")
         print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
+
+
+def time_split(timing, wall):
+    """One line: the run's wall time split into the model, waiting for decoding, and the rest."""
+    model, waited = timing["model"], timing["input"]
+    other = wall - model - waited
+    threads = f", {timing['decode_threads']:.1f} s in the decoding threads" if "decode_threads" in timing else ""
+    return (f"time: {wall:.1f} s = model {model:.1f} s + waiting for images {waited:.1f} s{threads} + other "
+            f"{other:.1f} s ({other / wall:.0%}: start-up and loading {wall - timing['total']:.1f} s, "
+            f"figures {timing['figures']:.1f} s)")
 
 
 def _fmt(value):
