@@ -29,7 +29,11 @@ def _load(path):  # Keras after parsing: --help needs none
 def main(argv=None):
     from common.export import export_main
 
-    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative)
+    from baselines.pipeline import KEYPOINT_NAMES_FILE
+
+    # The run's keypoint names, which use_base.py on --images reads beside the model.
+    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative,
+                extra_files=(KEYPOINT_NAMES_FILE,))
 
 
 if __name__ == "__main__":

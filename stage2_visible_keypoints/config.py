@@ -149,7 +149,8 @@ class TrainConfig(TrainingConfig):
     balance between the two terms whatever K is; mean weighs the heatmaps K times less.
     fine_tune: unfreeze a pretrained backbone, start from `output_dir/best.keras`, lr
     `fine_tune_learning_rate`. eval_split: a cached split (say, test) evaluated in pixels
-    after every epoch; its mean / median error and PCK go into history.csv as eval_*.
+    after every epoch; its mean / median error and PCK go into history.csv as eval_* (one
+    process: refused with distribution=multi_process).
     """
 
     output_dir: str = "runs/demo/model"
@@ -175,6 +176,12 @@ class TrainConfig(TrainingConfig):
         if self.focal_keypoint_reduction not in FOCAL_REDUCTIONS:
             raise ValueError(f"focal_keypoint_reduction must be sum|mean. "
                              f"Received: {self.focal_keypoint_reduction!r}")
+        # The evaluation predicts the whole split in one process; under multi_process every
+        # process holds only its share of each batch's outputs, and one process alone cannot run
+        # the replicated model. use_vis.py evaluates the trained model instead.
+        if self.eval_split and self.distribution == "multi_process":
+            raise ValueError(f"eval_split works in one process; with distribution=multi_process evaluate the "
+                             f"trained model with use_vis.py. Received: eval_split={self.eval_split!r}")
 
 
 @dataclasses.dataclass

@@ -46,6 +46,8 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  skipped_unlabelled, skipped_other_category, source_images.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import time
 import warnings
@@ -59,7 +61,7 @@ from common.coco_keypoints import is_coco, read_coco_keypoints
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
-from common.parallel import parallel_map
+from common.parallel import default_workers, parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
                                            visible_vertices)
@@ -680,3 +682,58 @@ def preprocess_boxes(paths, boxes, data_cfg):
     width, height = data_cfg.input_size
     return (np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8), transforms,
             np.array(sizes).reshape(-1, 2))
+
+
+class FolderStream:
+    """Unlabelled images decoded and cut to the input frame in threads, a batch at a time,
+    ahead of whoever iterates: `use_vis.py` runs the model on one batch while the next
+    ones decode. PIL releases the GIL while it decodes and resamples, so the threads use
+    the cores the model leaves idle, with no worker processes to start or arrays to pickle.
+
+    Iterating yields (B, H, W, 3) uint8 batches of `batch_size`; at most `ahead` batches
+    are decoded but not yet taken, which bounds the memory. The sizes (N, 2) (width,
+    height) are read from the files' headers at once, so a missing or unreadable file
+    fails before any decoding; after a full iteration `transforms` holds (N, 4) and
+    `kept` the first `keep` images (the figures'). `decode_seconds`: summed over threads.
+    """
+
+    def __init__(self, paths, data_cfg, batch_size, keep=0, workers=None, ahead=2):
+        if data_cfg.crop == "box":
+            raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
+                            "images does not give: run pose_vis.py with a stage-1 detector",
+                            paths[0] if paths else None)
+        self.paths, self.data_cfg, self.batch_size = list(paths), data_cfg, int(batch_size)
+        self.keep, self.ahead = int(keep), int(ahead)
+        self.workers = workers or default_workers()
+        self.sizes = np.array([image_size(p) for p in self.paths], np.int64).reshape(-1, 2)
+        self.transforms, self.kept, self.decode_seconds = None, [], 0.0
+
+    def __len__(self):
+        return len(self.paths)
+
+    def _decode(self, path):
+        start = time.perf_counter()
+        d = self.data_cfg
+        image, transform, _ = warp_image_file(path, d.canvas_size, d.crop_size, d.input_size)
+        return image, transform, time.perf_counter() - start
+
+    def __iter__(self):
+        transforms, self.kept, self.decode_seconds = [], [], 0.0
+        chunks = [self.paths[i:i + self.batch_size] for i in range(0, len(self.paths), self.batch_size)]
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = collections.deque()
+            try:
+                for k in range(len(chunks)):
+                    while len(pending) < self.ahead and k + len(pending) < len(chunks):
+                        pending.append([pool.submit(self._decode, p) for p in chunks[k + len(pending)]])
+                    done = [f.result() for f in pending.popleft()]
+                    images = np.stack([d[0] for d in done])
+                    transforms += [d[1] for d in done]
+                    self.decode_seconds += sum(d[2] for d in done)
+                    self.kept += list(images[:max(0, self.keep - len(self.kept))])
+                    yield images
+            finally:  # a stopped iteration (an error in the model) decodes nothing more
+                for futures in pending:
+                    for future in futures:
+                        future.cancel()
+        self.transforms = np.stack(transforms) if transforms else np.zeros((0, 4))

@@ -31,7 +31,10 @@ with a pose only) and scored against the labelled poses (SPEED score).
 """
 
 import argparse
+import time
 from pathlib import Path
+
+STARTED = time.perf_counter()  # before the imports below: the time split covers the whole run
 
 from common import cli
 from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
@@ -67,6 +70,7 @@ def main(argv=None):
                  boxes=args.boxes, labels=args.labels)
     unit = "instances" if "results" in result else "images"
     print(f"predicted {result['images']} {unit}; outputs in {result['output_dir']}")
+    print(time_split(result["timing"], time.perf_counter() - STARTED))
     if "results" in result:
         print(f"COCO keypoint results: {result['results']}; no camera or mesh for COCO keypoints, so no poses "
               "(PnP skipped)")
@@ -101,6 +105,16 @@ def main(argv=None):
                   f"{_fmt(pose['translation_m']['median'])} m, SPEED score mean {_fmt(pose['speed_score']['mean'])} "
                   f"(from the true keypoints: {_fmt(oracle['speed_score']['mean'])})")
         print(f"summary: {Path(result['output_dir']) / 'evaluation_summary.json'}")
+
+
+def time_split(timing, wall):
+    """One line: the run's wall time split into the model, waiting for decoding, and the rest."""
+    model, waited = timing["model"], timing["input"]
+    other = wall - model - waited
+    threads = f", {timing['decode_threads']:.1f} s in the decoding threads" if "decode_threads" in timing else ""
+    return (f"time: {wall:.1f} s = model {model:.1f} s + waiting for images {waited:.1f} s{threads} + other "
+            f"{other:.1f} s ({other / wall:.0%}: start-up and loading {wall - timing['total']:.1f} s, "
+            f"figures {timing['figures']:.1f} s)")
 
 
 def _print_coco(coco):
