@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from common import cache
+from common.coco_keypoints import read_coco_keypoints
 from common.data_io import OutsideDataFolder, find_image, is_file, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.parallel import parallel_map
@@ -64,24 +65,6 @@ def read_annotations(path, image_dir=None):
     return _read_list(data, path)
 
 
-def _list(data, field, path, where=""):
-    """`data[field]`, which must be a JSON list."""
-    value = require(data, field, path, where)
-    if not isinstance(value, list):
-        raise DataError(f"{where}field '{field}' must be a list, got {type(value).__name__}", path)
-    return value
-
-
-def _id(record, field, path, where):
-    """An id: an integer or a string (not a list, an object or a boolean: ids are looked up)."""
-    value = require(record, field, path, where)
-    if isinstance(value, float) and value.is_integer():  # 1.0, as some exporters write
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise DataError(f"{where}field '{field}' must be an integer (or string) id, got {value!r}", path)
-    return value
-
-
 def _file_name(record, path, where):
     value = require(record, "file_name", path, where)
     if not isinstance(value, str) or not value:
@@ -90,62 +73,15 @@ def _file_name(record, path, where):
 
 
 def _read_coco(data, path):
-    """Every instance of a COCO keypoint file as one sample, cropped by its box.
-
-    An instance with `iscrowd` set, or with no labelled keypoint (every v = 0), is
-    skipped and counted in `skipped`; its box is `bbox` [x, y, w, h], else the extent of
-    its labelled keypoints."""
-    categories = _list(data, "categories", path)
-    if not categories:
-        raise DataError("field 'categories' must be a non-empty list", path)
-    names = [str(n) for n in _list(categories[0], "keypoints", path, "categories[0]: ")]
-    num_keypoints = len(names)
-    if num_keypoints == 0:
-        raise DataError("categories[0]: field 'keypoints' names no keypoints", path)
-    files = {}
-    for j, image in enumerate(_list(data, "images", path)):
-        where = f"images[{j}]: "
-        files[_id(image, "id", path, where)] = _file_name(image, path, where)
-    file_names, rows, boxes = [], [], []
-    skipped = {"iscrowd": 0, "no_labelled_keypoint": 0}
-    for i, ann in enumerate(_list(data, "annotations", path)):
-        where = f"annotations[{i}]"
-        image_id = _id(ann, "image_id", path, f"{where}: ")
-        if image_id not in files:
-            raise DataError(f"{where}: field 'image_id' {image_id!r} is not an id in 'images'", path)
-        where = f"{where} (image {image_id})"
-        values = _numbers(require(ann, "keypoints", path, f"{where}: "), path, f"{where}: field 'keypoints'")
-        if values.size != 3 * num_keypoints:
-            raise DataError(f"{where}: field 'keypoints' has {values.size} numbers, expected 3 * {num_keypoints}",
-                            path)
-        values = values.reshape(num_keypoints, 3)
-        if not np.isin(values[:, 2], (0, 1, 2)).all():
-            raise DataError(f"{where}: visibility flags must be 0, 1 or 2, got {values[:, 2].tolist()}", path)
-        if ann.get("iscrowd"):
-            skipped["iscrowd"] += 1
-            continue
-        labelled = values[:, 2] > 0
-        if not labelled.any():
-            skipped["no_labelled_keypoint"] += 1
-            continue
-        if "bbox" in ann:
-            box = _numbers(ann["bbox"], path, f"{where}: field 'bbox'")
-            if box.shape != (4,) or not (box[2:] > 0).all():
-                raise DataError(f"{where}: field 'bbox' must be [x, y, width, height] with a positive size, "
-                                f"got {box.tolist()}", path)
-        else:  # the extent of the labelled keypoints (at least a pixel)
-            low, high = values[labelled, :2].min(0), values[labelled, :2].max(0)
-            box = np.concatenate([low, np.maximum(high - low, 1.0)])
-        file_names.append(files[image_id])
-        rows.append(values)
-        boxes.append(box)
-    if not rows:
-        raise DataError(f"no instance with a labelled keypoint ({skipped['iscrowd']} iscrowd, "
-                        f"{skipped['no_labelled_keypoint']} with none labelled)", path)
-    rows = np.stack(rows)
-    return {"file_names": file_names, "xy": rows[..., :2].astype(np.float32), "labelled": rows[..., 2] > 0,
-            "visible": rows[..., 2] == 2, "keypoint_names": names, "boxes": np.stack(boxes).astype(np.float32),
-            "skipped": skipped}
+    """Every instance of a COCO keypoint file as one sample, cropped by its box: the one
+    COCO reader (`common.coco_keypoints`), so stage 2 and the baselines read a file alike."""
+    coco = read_coco_keypoints(path, data=data)
+    boxes = coco.boxes.copy()
+    # [x1, y1, x2, y2] -> [x, y, w, h]; a box of one keypoint is a pixel, so it can be cropped
+    boxes[:, 2:] = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+    return {"file_names": list(coco.file_names), "xy": coco.xy.astype(np.float32), "labelled": coco.v > 0,
+            "visible": coco.v == 2, "keypoint_names": list(coco.keypoint_names),
+            "boxes": boxes.astype(np.float32), "skipped": coco.skipped}
 
 
 def crop_boxes(boxes, margin):

@@ -9,7 +9,7 @@ the run's config.json.
 """
 
 from common import cli
-from baselines.config import TRAINED_SETTINGS, BaselinesConfig
+from baselines.config import KEYPOINT_NAMES_FILE, TRAINED_SETTINGS, BaselinesConfig
 
 
 def _representative(cfg, count):
@@ -29,7 +29,9 @@ def _load(path):  # Keras after parsing: --help needs none
 def main(argv=None):
     from common.export import export_main
 
-    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative)
+    # The run's keypoint names, which use_base.py on --images reads beside the model.
+    export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative,
+                extra_files=(KEYPOINT_NAMES_FILE,))
 
 
 if __name__ == "__main__":

@@ -32,12 +32,12 @@ from common.metrics import keypoint_errors, match_groups, mre_sdr, pck_bbox, rel
 from common.run_config import load_model as common_load_model, model_record
 from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, start_run, train,
                              train_val_indices)
+from baselines.config import KEYPOINT_NAMES_FILE
 from baselines.data import load_cache, read_images
 from baselines.landmarks import curriculum_segments
 from baselines.models import build_model
 
 PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
-KEYPOINT_NAMES_FILE = "keypoint_names.json"  # beside the model: resolves named groups for images without labels
 
 
 def model_kind(cfg):
@@ -136,7 +136,10 @@ class _AugmentedBatches(ArrayBatches):
         x, t = super().__getitem__(index)
         kp = t["kp"]
         if self.augment is not None:
-            u = self.rng.uniform(size=(len(x), 4)).astype(np.float32)
+            # Drawn for the whole global batch, this process's rows kept: each image gets the
+            # draw it gets in one process (common.training.ArrayBatches.global_rows).
+            count, rows = self.global_rows(index)
+            u = self.rng.uniform(size=(count, 4)).astype(np.float32)[rows]
             x, xy, vis = self.augment(x, kp[..., :2], kp[..., 2], u)
             x = np.asarray(keras.ops.convert_to_numpy(x))
             kp = np.concatenate([keras.ops.convert_to_numpy(xy), keras.ops.convert_to_numpy(vis)[..., None]], -1)
@@ -166,8 +169,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), tensorboar
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
-    save_json(out_dir / KEYPOINT_NAMES_FILE, keypoint_names)
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / KEYPOINT_NAMES_FILE, keypoint_names)
 
     num_keypoints = y["xy_norm"].shape[1]
     kind = model_kind(cfg)
@@ -226,6 +230,14 @@ def load_model(path):
     return model
 
 
+def load_any_model(path):
+    """A `.keras` model or a file `export_base.py` wrote (SavedModel folder, `.onnx`,
+    `.tflite`), as a `common.export` runner: `predict_on_batch`, `input_shape`, `output_shapes`."""
+    from common.export import load_inference_model
+
+    return load_inference_model(path, load_model)
+
+
 def predict(model, images, batch_size=64, progress=False):
     """{output: (N, ...) float32} for all images (batch by batch; images may be a memory map)."""
     outputs = {}
@@ -278,7 +290,8 @@ def _figures(pred, truth, labelled, spacing_mm):
 def use(cfg, model_path, split="test", images_dir=None, progress=True):
     """Predict and evaluate on a cache split, or predict on `images_dir` (a folder of
     images or one image file; no evaluation); writes predictions.npz, overlays, and
-    evaluation.json on a cache split.
+    evaluation.json on a cache split. model_path: a `.keras` file, or a SavedModel
+    folder, `.onnx` or `.tflite` from export_base.py.
 
     cfg: the config to run with; `use_base.py` takes what the model was trained with
     (sizes, model, train.loss) from the run's config.json beside `model_path`.
@@ -286,7 +299,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     from common.plots import plot_heatmaps, save_overlay
 
     out_dir = Path(cfg.use.output_dir)
-    model = load_model(model_path)
+    model = load_any_model(model_path)
     if images_dir is not None:
         paths = image_paths(images_dir)
         images, sizes = read_images(paths, cfg.data)
@@ -295,13 +308,13 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     else:
         images, y = load_cache(cfg.data.cache_dir, split, cfg.data)
         crops, filenames = y["crop_boxes"], y["filenames"]
-    if tuple(model.input.shape[1:]) != images.shape[1:]:
-        raise DataError(f"model takes {tuple(model.input.shape[1:])} images, the data has {images.shape[1:]}",
+    if tuple(model.input_shape) != images.shape[1:]:
+        raise DataError(f"model takes {tuple(model.input_shape)} images, the data has {images.shape[1:]}",
                         model_path)
     # Unlabelled images: the run's keypoint names (named groups need them), else numbered.
     names_file = Path(model_path).parent / KEYPOINT_NAMES_FILE
-    num_keypoints = (model.output["keypoints"].shape[1] if "keypoints" in model.output
-                     else model.output["heatmaps"].shape[-1])
+    shapes = model.output_shapes
+    num_keypoints = shapes["keypoints"][0] if "keypoints" in shapes else shapes["heatmaps"][-1]
     names = ([str(n) for n in y["keypoint_names"]] if y is not None
              else [str(n) for n in load_json(names_file)] if names_file.is_file()
              else [f"kp{k:02d}" for k in range(num_keypoints)])

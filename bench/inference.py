@@ -4,7 +4,8 @@
     python bench/inference.py --backbones resnet18 --batch-sizes 1,8 --repeats 3 --frames 8
 
 For each backbone (ResNet-18, ResNet-50; random weights unless --model gives a trained
-.keras, whose error figures are then meaningful) and batch size: images/s and p50 / p95
+.keras, whose error figures are then meaningful: the images are then its run's cache
+images, `test` split, and INT8 is calibrated on its `train` split) and batch size: images/s and p50 / p95
 ms per batch for a per-image `model.predict` loop, the batched compiled path
 (`predict_on_batch`) in float32 and bfloat16, ONNX Runtime, LiteRT float32 and INT8
 (`common.export`); the mean keypoint error of each against float32 Keras in input-frame
@@ -55,34 +56,67 @@ def timed(call, batches, warmup=1):
 
 
 def build(backbone, input_size, policy="float32", model_path=None):
+    """A random-weight stage-2 model, or with model_path the trained one (float32) or its
+    twin under `policy` (built from the run's config.json, the trained weights copied in)."""
     import keras
 
     from stage2_visible_keypoints.config import Stage2Config
     from stage2_visible_keypoints.model import build_model
 
-    cfg = Stage2Config()
+    cfg, count = Stage2Config(), 19
     data = dataclasses.replace(cfg.data, input_size=input_size, heatmap_size=(input_size[0] // 2, input_size[1] // 2))
+    model_cfg = dataclasses.replace(cfg.model, backbone=backbone, weights="none")
+    trained = None
+    if model_path:
+        from stage2_visible_keypoints.predictor import load_stage2_model, num_keypoints
+
+        cfg = run_config(model_path)
+        trained = load_stage2_model(model_path, cfg.data.input_size)
+        if policy == "float32":
+            return trained
+        data, model_cfg, count = cfg.data, dataclasses.replace(cfg.model, weights="none"), num_keypoints(trained)
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_model(19, data, dataclasses.replace(cfg.model, backbone=backbone, weights="none"), seed=0)
+        model = build_model(count, data, model_cfg, seed=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    if model_path:
-        from stage2_visible_keypoints.predictor import load_stage2_model
-        trained = load_stage2_model(model_path)
-        model.set_weights(trained.get_weights()) if policy != "float32" else None
-        return trained if policy == "float32" else model
+    if trained is not None:
+        model.set_weights(trained.get_weights())
     return model
 
 
-def run_paths(args, backbone, images, out_dir):
+def run_config(model_path):
+    from common.errors import DataError
+    from common.run_config import load_run_config
+    from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
+
+    cfg, path = load_run_config(Stage2Config, model_path, trained=TRAINED_SETTINGS)
+    if path is None:
+        raise DataError("config.json not found beside the model (train_vis.py writes it)", model_path)
+    return cfg
+
+
+def cache_images(model_path, cache_dir, split, count):
+    """Up to `count` images of the run's cache split (what the trained model was made for)."""
+    from common.data_io import load_json
+    from common.export import calibration_sample
+    from stage2_visible_keypoints.data import load_cache
+
+    cfg = run_config(model_path)
+    # The run's own cache: data.cache_dir as its config.json recorded it (not a trained setting).
+    recorded = load_json(Path(model_path).parent / "config.json").get("data", {}).get("cache_dir")
+    cache = load_cache(cache_dir or recorded or cfg.data.cache_dir, split, cfg.data)
+    return calibration_sample(cache.images, count)
+
+
+def run_paths(args, backbone, images, out_dir, calibration):
     from common.export import export_model, load_inference_model
 
     size = np.array(args.input_size, dtype=np.float64)
     model = build(backbone, tuple(args.input_size), model_path=args.model)
-    bf16 = build(backbone, tuple(args.input_size), "mixed_bfloat16")
-    bf16.set_weights(model.get_weights())
-    files = export_model(model, out_dir / backbone, ("onnx", "litert", "litert_int8"), representative=images[:16])
+    bf16 = build(backbone, tuple(args.input_size), "mixed_bfloat16", model_path=args.model)
+    bf16.set_weights(model.get_weights())  # the same weights (the random ones too)
+    files = export_model(model, out_dir / backbone, ("onnx", "litert", "litert_int8"), representative=calibration)
     paths = {
         "keras per-image predict loop": lambda b: {"keypoints": np.concatenate(
             [model.predict(b[i:i + 1], verbose=0)["keypoints"] for i in range(len(b))])},
@@ -159,8 +193,11 @@ def end_to_end(args, call, tmp):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", default="resnet18,resnet50", help="(%(default)s)")
-    parser.add_argument("--model", help="a trained stage-2 .keras (its backbone in --backbones, its input size)")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128), help="width height (%(default)s)")
+    parser.add_argument("--model", help="a trained stage-2 .keras (with its config.json; name its backbone in "
+                        "--backbones): error figures of a trained model on its cache's test images")
+    parser.add_argument("--cache-dir", help="with --model: the run's data.cache_dir (default: its config's)")
+    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128),
+                        help="width height (%(default)s; with --model, the run's)")
     parser.add_argument("--batch-sizes", default="1,8,32", help="(%(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed batches per path and size (%(default)s)")
     parser.add_argument("--frames", type=int, default=32, help="full-size JPEG frames end to end (%(default)s)")
@@ -170,13 +207,19 @@ def main(argv=None):
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     gflops = matmul_gflops()
     print(f"matmul float32 (numpy, 1024^3): {gflops:.1f} GFLOP/s", flush=True)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (max(32, max(args.batch_sizes)), args.input_size[1], args.input_size[0], 3),
-                          dtype=np.uint8)
+    count = max(32, max(args.batch_sizes))
+    if args.model:
+        args.input_size = list(run_config(args.model).data.input_size)
+        images = cache_images(args.model, args.cache_dir, "test", count)
+        calibration = cache_images(args.model, args.cache_dir, "train", 64)
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (count, args.input_size[1], args.input_size[0], 3),
+                                                   dtype=np.uint8)
+        calibration = images[:16]
     rows, e2e = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones.split(","):
-            found, paths = run_paths(args, backbone, images, Path(tmp))
+            found, paths = run_paths(args, backbone, images, Path(tmp), calibration)
             rows += found
             fastest = max((r for r in found if r["batch"] == max(args.batch_sizes)), key=lambda r: r["images_per_s"])
             e2e[backbone] = end_to_end(args, paths[fastest["path"]], Path(tmp)) | {"path": fastest["path"]}

@@ -91,6 +91,12 @@ class FlipTranspose(keras.layers.Layer):
     def call(self, inputs):
         maps, flags = inputs
         flags = ops.cast(flags, "float32")
+        dtype = keras.backend.standardize_dtype(maps.dtype)
+        if "int" in dtype:
+            # The select runs in float32 (exact for 8- and 16-bit values): LiteRT has no
+            # built-in select on uint8, and a TensorFlow ("Flex") op would keep the exported
+            # `.tflite` from running in the standalone interpreter.
+            maps = ops.cast(maps, "float32")
         steps = ["transpose", "flip_x", "flip_y"]
         for step in reversed(steps) if self.inverse else steps:
             if step == "transpose":
@@ -102,7 +108,7 @@ class FlipTranspose(keras.layers.Layer):
             else:
                 changed, flag = ops.flip(maps, axis=1), flags[:, 1]
             maps = ops.where(flag[:, None, None, None] > 0.5, changed, maps)
-        return maps
+        return ops.cast(maps, dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])

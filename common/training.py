@@ -148,9 +148,20 @@ class ArrayBatches(keras.utils.PyDataset):
     def __len__(self):
         return self.steps if self.repeat else math.ceil(len(self.order) / self.batch_size)
 
+    def global_rows(self, index):
+        """(images in global batch `index`, this process's rows of it: a slice)."""
+        count = len(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        return count, self.replicas.rows(count)
+
+    def batch_indices(self, index):
+        """The cache rows this process reads for batch `index`: its share of the global batch
+        in sorted order (sorted first, so that one process reading the whole batch pairs images
+        with per-image random draws as several processes do: `global_rows`)."""
+        count, rows = self.global_rows(index)
+        return np.sort(self.order[index * self.batch_size:index * self.batch_size + count])[rows]
+
     def __getitem__(self, index):
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        idx = np.sort(idx[self.replicas.rows(len(idx))])
+        idx = self.batch_indices(index)
         return np.asarray(self.images[idx]), {name: np.asarray(a[idx]) for name, a in self.targets.items()}
 
     def on_epoch_end(self):
@@ -374,7 +385,9 @@ def learning_rate_schedule(tc, plan, learning_rate=None):
     the rate scales with the plan's replicas by `tc.lr_scaling` (`common.distribute`)."""
     rate = tc.learning_rate if learning_rate is None else learning_rate
     rate *= distribute.learning_rate_factor(tc.lr_scaling, plan.replicas)
-    warmup = min(tc.warmup_steps, max(plan.total_steps - 1, 0))
+    # At most a tenth of the run: a warm-up sized for long runs (the detector's 100 steps) would
+    # otherwise fill a short one, which then ends at its peak rate with no decay at all.
+    warmup = min(tc.warmup_steps, plan.total_steps // 10)
     schedules = keras.optimizers.schedules
     if tc.lr_schedule == "cosine":
         if not warmup:

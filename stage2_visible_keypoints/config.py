@@ -12,6 +12,7 @@ from common.config import TrainingConfig, size_pair
 from common.config import check_range as _check_range
 
 CROPS = ("centre", "box")
+LABEL_FORMATS = ("auto", "speed", "coco")
 BACKBONE_WEIGHTS_HELP = "none (random init), imagenet (needs network or Keras' cache), or a local .h5/.weights.h5 file"
 
 
@@ -40,6 +41,13 @@ class DataConfig:
     box_jitter: (scale, shift) of the random error put on the true boxes of a cache
     (`common.geometry.jitter_box`), about what stage 1 errs by, so that the model does
     not depend on a perfect box; (0, 0) = crops of the true boxes.
+    label_format: auto (a JSON list is the SPEED layout, an object with "annotations" a
+    COCO keypoints file) | speed | coco. COCO: one sample per instance of one category,
+    cropped by its box (`data.crop` is then box), no poses (`common.coco_keypoints`).
+    category: the COCO category to read, by name or id ("" = the only one with keypoints).
+    oks_sigmas: the COCO OKS sigma of each keypoint, for the keypoint AP of COCO data;
+    () = the COCO person sigmas when the keypoints are the 17 COCO person keypoints,
+    else `common.coco_keypoints.DEFAULT_OKS_SIGMA` (0.0669, their mean) for each.
     """
 
     data_dir: str = "runs/demo/renders"
@@ -54,6 +62,9 @@ class DataConfig:
     crop: str = "centre"
     box_margin: float = 1.25
     box_jitter: tuple = (0.15, 0.1)
+    label_format: str = "auto"
+    category: str = ""
+    oks_sigmas: tuple = ()
 
     def __post_init__(self):
         from common.interchangeable import check_groups
@@ -62,6 +73,14 @@ class DataConfig:
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}. Received: crop={self.crop!r}")
         _check_range(self, "box_margin", low=0.0)
+        if self.label_format not in LABEL_FORMATS:
+            raise ValueError(f"label_format must be one of {LABEL_FORMATS}. Received: label_format={self.label_format!r}")
+        self.oks_sigmas = tuple(self.oks_sigmas)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                   for v in self.oks_sigmas):
+            raise ValueError(f"oks_sigmas must be positive numbers, one per keypoint. Received: "
+                             f"oks_sigmas={self.oks_sigmas}")
+        self.oks_sigmas = tuple(float(v) for v in self.oks_sigmas)
         self.box_jitter = tuple(float(v) for v in self.box_jitter)
         if len(self.box_jitter) != 2 or not all(0 <= v < 1 for v in self.box_jitter):
             raise ValueError(f"box_jitter must be (scale, shift), each in [0, 1). Received: box_jitter={self.box_jitter}")
@@ -130,7 +149,8 @@ class TrainConfig(TrainingConfig):
     balance between the two terms whatever K is; mean weighs the heatmaps K times less.
     fine_tune: unfreeze a pretrained backbone, start from `output_dir/best.keras`, lr
     `fine_tune_learning_rate`. eval_split: a cached split (say, test) evaluated in pixels
-    after every epoch; its mean / median error and PCK go into history.csv as eval_*.
+    after every epoch; its mean / median error and PCK go into history.csv as eval_* (one
+    process: refused with distribution=multi_process).
     """
 
     output_dir: str = "runs/demo/model"
@@ -156,6 +176,12 @@ class TrainConfig(TrainingConfig):
         if self.focal_keypoint_reduction not in FOCAL_REDUCTIONS:
             raise ValueError(f"focal_keypoint_reduction must be sum|mean. "
                              f"Received: {self.focal_keypoint_reduction!r}")
+        # The evaluation predicts the whole split in one process; under multi_process every
+        # process holds only its share of each batch's outputs, and one process alone cannot run
+        # the replicated model. use_vis.py evaluates the trained model instead.
+        if self.eval_split and self.distribution == "multi_process":
+            raise ValueError(f"eval_split works in one process; with distribution=multi_process evaluate the "
+                             f"trained model with use_vis.py. Received: eval_split={self.eval_split!r}")
 
 
 @dataclasses.dataclass
@@ -199,7 +225,8 @@ class UseConfig:
 # What a trained model depends on: use_vis.py and the predictor read these from the run's
 # config.json and refuse a config that says otherwise (`common.run_config`).
 TRAINED_SETTINGS = ("data.canvas_size", "data.crop_size", "data.input_size", "data.heatmap_size", "data.sigma",
-                    "data.interchangeable", "data.crop", "data.box_margin", "model")
+                    "data.interchangeable", "data.crop", "data.box_margin", "data.label_format", "data.category",
+                    "model")
 
 
 @dataclasses.dataclass

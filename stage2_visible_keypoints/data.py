@@ -9,6 +9,12 @@ Label file `{data_dir}/{split}.json` is a list of records (the SPEED / SPEED+ la
      "visible": [true, ...],                    # K flags (optional)
      "bbox": [x1, y1, x2, y2]}                  # the object's box, pixels (optional; renders)
 
+A COCO keypoints file (`data.label_format` coco, or auto-detected: a JSON object with
+"annotations") gives one sample per instance of one category (`data.category`), cropped
+by its box with the same `data.crop: box` crops (`common.coco_keypoints` reads it);
+v = 1 and 2 are both labelled, so both are `visible` here (stage 2's one flag: where the
+model must find the keypoint); v = 0 is not. It has no camera or mesh, so no poses.
+
 With `data.crop: box`, each image is cropped around its object's box ("bbox", else the
 box of its keypoints, clipped to the image; the whole image when neither is there), with
 `data.box_jitter`'s random error, and the crop's transform is stored like the letterbox's.
@@ -34,8 +40,14 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  has camera.json and a mesh.obj whose vertices are the keypoints: camera (11,)
                  (`Camera.to_array`), keypoints_3d (K, 3) body frame, mesh_faces (F, 3). With
                  those, use_vis.py also estimates each image's pose from the predicted keypoints.
+                 COCO keypoints, one row per instance: image_ids, annotation_ids (N,) as in the
+                 file, coco_v (N, K) int8 the file's flags, true_boxes (N, 4) xyxy (unjittered),
+                 instance_areas (N,) (OKS scale), category_id, category_name, skipped_iscrowd,
+                 skipped_unlabelled, skipped_other_category, source_images.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import time
 import warnings
@@ -45,10 +57,11 @@ from pathlib import Path
 import numpy as np
 
 from common import cache
+from common.coco_keypoints import is_coco, read_coco_keypoints
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
-from common.parallel import parallel_map
+from common.parallel import default_workers, parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
                                            visible_vertices)
@@ -82,6 +95,7 @@ class Annotations:
     pose_r: np.ndarray = None
     object_model: "ObjectModel" = None
     boxes: np.ndarray = None  # (N, 4) xyxy original pixels: "bbox", else the keypoints' box, else the image
+    instances: dict = None  # COCO keypoints: the per-instance arrays and counts of the cache (module docstring)
 
 
 @dataclasses.dataclass
@@ -173,6 +187,66 @@ def load_annotations(data_dir, split, camera_path=None, mesh_path=None, skipped=
     if all(pose is not None for pose in poses):
         annotations.pose_q, annotations.pose_r = (np.stack(part) for part in zip(*poses))
     return annotations
+
+
+def load_labels(data_cfg, split, skipped=None, labels=None, images=None, allow_outside=False):
+    """(annotations, data_cfg) of a split: the SPEED layout (`load_annotations`) or a COCO
+    keypoints file (`load_coco`), as `data_cfg.label_format` says or the file shows; for
+    COCO, the returned config has label_format coco, the category read and crop box."""
+    label_path, folders = split_files(data_cfg.data_dir, split, labels, images)
+    fmt, data = data_cfg.label_format, None
+    if fmt == "auto":
+        data = load_json(label_path)
+        fmt = "coco" if is_coco(data) else "speed"
+    if fmt == "speed":
+        return load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images,
+                                allow_outside=allow_outside), data_cfg
+    annotations = load_coco(label_path, folders, data_cfg.category, skipped, allow_outside, data)
+    # The category as read (the only one with keypoints when none was named) decides the cache.
+    category = data_cfg.category or annotations.instances["category_name"]
+    return annotations, dataclasses.replace(data_cfg, label_format="coco", category=str(category), crop="box")
+
+
+def load_coco(label_path, folders, category="", skipped=None, allow_outside=False, data=None):
+    """`Annotations` of one category of a COCO keypoints file, one row per instance
+    (`common.coco_keypoints.read_coco_keypoints`); its images are looked up in `folders`
+    (`common.data_io.split_files`). skipped: as `load_annotations`'; an image not found
+    then leaves out its instances. data: the file's parsed JSON, when already read."""
+    coco = read_coco_keypoints(label_path, category, bad=skipped, data=data)
+    found, sizes = {}, {}
+    for name in dict.fromkeys(coco.file_names):
+        try:
+            found[name] = find_image(folders, name, label_path, f"image '{name}': ", allow_outside)
+            sizes[name] = image_size(found[name])
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.path, err.message))
+    rows = [i for i, name in enumerate(coco.file_names) if name in found]
+    if not rows:
+        raise DataError(f"none of the {len(set(coco.file_names))} images with instances could be read; the first: "
+                        f"{skipped[0][1]}", skipped[0][0])
+    instances = {
+        "image_ids": _id_array([coco.image_ids[i] for i in rows]),
+        "annotation_ids": _id_array([coco.annotation_ids[i] for i in rows]),
+        "coco_v": coco.v[rows], "true_boxes": coco.boxes[rows], "instance_areas": coco.areas[rows],
+        "category_id": _id_array([coco.category_id])[0], "category_name": np.array(coco.category_name),
+        "skipped_iscrowd": np.int64(coco.skipped["iscrowd"]),
+        "skipped_unlabelled": np.int64(coco.skipped["no_labelled_keypoint"]),
+        "skipped_other_category": np.int64(coco.skipped["other_category"]),
+        "source_images": np.int64(len(found))}
+    paths = [found[coco.file_names[i]] for i in rows]
+    return Annotations(Path(label_path), paths, coco.xy[rows], coco.v[rows] > 0,
+                       np.array([sizes[coco.file_names[i]] for i in rows]), coco.keypoint_names,
+                       boxes=coco.boxes[rows], instances=instances)
+
+
+def _id_array(ids):
+    """COCO ids as an array: int64 when every id is an integer that fits, else strings."""
+    limit = np.iinfo(np.int64)
+    if all(isinstance(i, int) and limit.min <= i <= limit.max for i in ids):
+        return np.array(ids, np.int64)
+    return np.array([str(i) for i in ids])
 
 
 def _read_box(record, xy, size, label_path, where):
@@ -386,6 +460,8 @@ def preprocess_config(data_cfg):
     settings = {"cache_format": CACHE_FORMAT, **{key: getattr(data_cfg, key) for key in keys}}
     if data_cfg.crop != "centre":  # only then: caches of the centre crop keep their hash
         settings.update(crop=data_cfg.crop, box_margin=data_cfg.box_margin, box_jitter=data_cfg.box_jitter)
+    if data_cfg.label_format == "coco":  # likewise: SPEED caches keep theirs
+        settings.update(label_format="coco", category=data_cfg.category)
     return settings
 
 
@@ -408,7 +484,10 @@ LAYOUT = cache.Layout(
             "keypoint_names": ("K",), "input_size": (2,), "heatmap_size": (2,), "sigma": (),
             "xy_original": ("N", "K", 2), "visible_original": ("N", "K"), "image_sizes": ("N", 2),
             "image_paths": ("N",), "heatmaps": ("N", "h", "w", "K"), "pose_q": ("N", 4), "pose_r": ("N", 3),
-            "camera": (11,), "keypoints_3d": ("K", 3), "mesh_faces": ("F", 3)},
+            "camera": (11,), "keypoints_3d": ("K", 3), "mesh_faces": ("F", 3),
+            "image_ids": ("N",), "annotation_ids": ("N",), "coco_v": ("N", "K"), "true_boxes": ("N", 4),
+            "instance_areas": ("N",), "category_id": (), "category_name": (), "skipped_iscrowd": (),
+            "skipped_unlabelled": (), "skipped_other_category": (), "source_images": ()},
     images=lambda y: ("N", int(y["input_size"][1]), int(y["input_size"][0]), 3),
     settings=preprocess_config,
     names="keypoint_names",
@@ -432,19 +511,19 @@ def preprocess(data_cfg, split, progress=True, workers=1, labels=None, images=No
     """
     start = time.perf_counter()
     skipped = [] if skip_bad else None
-    annotations = load_annotations(data_cfg.data_dir, split, skipped=skipped, labels=labels, images=images,
-                                   allow_outside=allow_outside)
+    annotations, data_cfg = load_labels(data_cfg, split, skipped=skipped, labels=labels, images=images,
+                                        allow_outside=allow_outside)
+    coco = annotations.instances is not None
     # A data folder's own mesh, as render_vis.py does for the mesh it renders: a symmetric
-    # one makes keypoint identities ambiguous, whoever made the images.
-    mesh_path = side_file(annotations.label_path.parent, "mesh.obj")
+    # one makes keypoint identities ambiguous, whoever made the images. (COCO data has none.)
+    mesh_path = None if coco else side_file(annotations.label_path.parent, "mesh.obj")
     for message in symmetry_warnings(load_obj(mesh_path)) if mesh_path is not None else ():
         warnings.warn(f"{mesh_path}: {message}", stacklevel=2)
     out_dir = Path(data_cfg.cache_dir) / split
     cfg_values = preprocess_config(data_cfg)
     # Names, and the pose projection, come from the side files too.
-    src_hash = cache.source_hash([annotations.label_path, *(side_file(annotations.label_path.parent, name)
-                                                              for name in SIDE_FILES)], annotations.image_paths,
-                                 skip_bad=skip_bad)
+    side_files = () if coco else (side_file(annotations.label_path.parent, name) for name in SIDE_FILES)
+    src_hash = cache.source_hash([annotations.label_path, *side_files], annotations.image_paths, skip_bad=skip_bad)
     y, stale = cache.current(out_dir, LAYOUT, cfg_values, src_hash)
     if y is not None:
         return _summary(split, out_dir, y, reused=True, seconds=time.perf_counter() - start)
@@ -482,6 +561,10 @@ def _subset(annotations, rows):
         return annotations
     per_image = {key: getattr(annotations, key)[rows] for key in ("xy_original", "visible", "image_sizes", "boxes", "pose_q",
                                                                    "pose_r") if getattr(annotations, key) is not None}
+    if annotations.instances is not None:
+        per_image["instances"] = {key: value[rows] if np.ndim(value) else value
+                                  for key, value in annotations.instances.items()}
+        per_image["instances"]["source_images"] = np.int64(len({annotations.image_paths[i] for i in rows}))
     return dataclasses.replace(annotations, image_paths=[annotations.image_paths[i] for i in rows], **per_image)
 
 
@@ -511,6 +594,8 @@ def _label_arrays(annotations, transforms, data_cfg):
     if annotations.object_model is not None:
         model = annotations.object_model
         arrays.update(camera=model.camera.to_array(), keypoints_3d=model.keypoints_3d, mesh_faces=model.faces)
+    if annotations.instances is not None:
+        arrays.update(annotations.instances)
     streamed = None
     if data_cfg.cache_heatmaps:  # streamed into the .npz chunk by chunk: memory does not grow with N
         codec = data_cfg.codec()
@@ -548,6 +633,9 @@ def _summary(split, out_dir, y, reused, seconds, rebuilt=None):
     return {"split": split, "cache": str(out_dir), "images": int(visible.shape[0]),
             "keypoints": int(visible.shape[1]), "visible_fraction": float(visible.mean()),
             "poses": "pose_q" in y, "keypoints_3d": "keypoints_3d" in y,
+            "coco": {key: (str(y[key]) if key == "category_name" else int(y[key])) for key in
+                     ("category_name", "source_images", "skipped_iscrowd", "skipped_unlabelled",
+                      "skipped_other_category")} if "image_ids" in y else None,
             "reused": reused, "rebuilt": rebuilt, "seconds": round(seconds, 2),
             "skipped": cache.skipped_items(out_dir), "report": str(Path(out_dir) / cache.REPORT_FILE)}
 
@@ -566,7 +654,8 @@ def preprocess_folder(paths, data_cfg):
     """Unlabelled images -> (images (N, H, W, 3) uint8, transforms (N, 4), sizes (N, 2))."""
     if data_cfg.crop == "box":
         raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
-                        "images does not give: run pose_vis.py with a stage-1 detector", paths[0] if paths else None)
+                        "images does not give: pass use_vis.py --boxes (detections) or --labels (COCO keypoints), "
+                        "or run pose_vis.py with a stage-1 detector", paths[0] if paths else None)
     images, transforms, sizes = [], [], []
     for path in paths:
         warped, transform, size = warp_image_file(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size)
@@ -574,3 +663,77 @@ def preprocess_folder(paths, data_cfg):
         transforms.append(transform)
         sizes.append(size)
     return np.stack(images), np.stack(transforms), np.array(sizes)
+
+
+def preprocess_boxes(paths, boxes, data_cfg):
+    """Crops around boxes -> (images (M, H, W, 3) uint8, transforms (M, 4), sizes (M, 2)).
+
+    paths: (M,) image files, one per box (a file appears once per object in it); boxes:
+    (M, 4) [x1, y1, x2, y2] original pixels. Each crop is the one the box gives a cache
+    (`common.geometry.box_crop_transform`, `data.box_margin`), without jitter."""
+    transforms = box_crop_transform(np.asarray(boxes, np.float64).reshape(-1, 4), data_cfg.input_size,
+                                    data_cfg.box_margin)
+    images, sizes = [], []
+    for path, transform in zip(paths, transforms):
+        warped, _, size = warp_image_file(path, data_cfg.canvas_size, data_cfg.crop_size, data_cfg.input_size,
+                                          transform)
+        images.append(warped)
+        sizes.append(size)
+    width, height = data_cfg.input_size
+    return (np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8), transforms,
+            np.array(sizes).reshape(-1, 2))
+
+
+class FolderStream:
+    """Unlabelled images decoded and cut to the input frame in threads, a batch at a time,
+    ahead of whoever iterates: `use_vis.py` runs the model on one batch while the next
+    ones decode. PIL releases the GIL while it decodes and resamples, so the threads use
+    the cores the model leaves idle, with no worker processes to start or arrays to pickle.
+
+    Iterating yields (B, H, W, 3) uint8 batches of `batch_size`; at most `ahead` batches
+    are decoded but not yet taken, which bounds the memory. The sizes (N, 2) (width,
+    height) are read from the files' headers at once, so a missing or unreadable file
+    fails before any decoding; after a full iteration `transforms` holds (N, 4) and
+    `kept` the first `keep` images (the figures'). `decode_seconds`: summed over threads.
+    """
+
+    def __init__(self, paths, data_cfg, batch_size, keep=0, workers=None, ahead=2):
+        if data_cfg.crop == "box":
+            raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
+                            "images does not give: run pose_vis.py with a stage-1 detector",
+                            paths[0] if paths else None)
+        self.paths, self.data_cfg, self.batch_size = list(paths), data_cfg, int(batch_size)
+        self.keep, self.ahead = int(keep), int(ahead)
+        self.workers = workers or default_workers()
+        self.sizes = np.array([image_size(p) for p in self.paths], np.int64).reshape(-1, 2)
+        self.transforms, self.kept, self.decode_seconds = None, [], 0.0
+
+    def __len__(self):
+        return len(self.paths)
+
+    def _decode(self, path):
+        start = time.perf_counter()
+        d = self.data_cfg
+        image, transform, _ = warp_image_file(path, d.canvas_size, d.crop_size, d.input_size)
+        return image, transform, time.perf_counter() - start
+
+    def __iter__(self):
+        transforms, self.kept, self.decode_seconds = [], [], 0.0
+        chunks = [self.paths[i:i + self.batch_size] for i in range(0, len(self.paths), self.batch_size)]
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = collections.deque()
+            try:
+                for k in range(len(chunks)):
+                    while len(pending) < self.ahead and k + len(pending) < len(chunks):
+                        pending.append([pool.submit(self._decode, p) for p in chunks[k + len(pending)]])
+                    done = [f.result() for f in pending.popleft()]
+                    images = np.stack([d[0] for d in done])
+                    transforms += [d[1] for d in done]
+                    self.decode_seconds += sum(d[2] for d in done)
+                    self.kept += list(images[:max(0, self.keep - len(self.kept))])
+                    yield images
+            finally:  # a stopped iteration (an error in the model) decodes nothing more
+                for futures in pending:
+                    for future in futures:
+                        future.cancel()
+        self.transforms = np.stack(transforms) if transforms else np.zeros((0, 4))

@@ -5,6 +5,7 @@ Frames: `xy_norm` is normalised to the model input, `xy_input` is in input pixel
 maps between them with each image's stored transform.
 """
 
+import time
 from pathlib import Path
 
 import keras
@@ -26,7 +27,7 @@ from common.run_config import model_record
 from common.training import (make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
                              train_val_indices)
 from stage2_visible_keypoints.camera import body_to_camera, project_points
-from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, load_cache, preprocess_folder
+from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, FolderStream, load_cache, preprocess_boxes
 from stage2_visible_keypoints.figures import draw_figures
 from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pose import pose_error_summary, pose_errors
@@ -77,8 +78,9 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     # so the starting point is never overwritten and a re-run starts from it again.
     out_dir = Path(tc.output_dir) / "fine_tune" if tc.fine_tune else Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
-    save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / KEYPOINT_NAMES_FILE, list(cache.keypoint_names))  # for use on images without labels
 
     if tc.fine_tune:
         first = Path(tc.output_dir) / "best.keras"
@@ -141,29 +143,52 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
 
 
-def use(cfg, model_path, split="test", images_dir=None, progress=True):
+def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=None, labels=None):
     """Predict on a cache split (with evaluation) or on a folder of images or one image
     file, `images_dir` (without): the `KeypointPredictor` of the model, then writers and
     evaluation.
+
+    boxes, labels: with `images_dir`, crop every box of a detections file (`boxes`) or
+    every labelled instance of a COCO keypoints file (`labels`) instead of the whole image
+    (`coco.box_instances`); the predictions are also written as COCO keypoint results
+    (`keypoint_results.json`, as on a COCO cache), and `labels` adds their OKS AP.
 
     cfg: the config to run with; `use_vis.py` takes what the model was trained with
     from the run's config.json beside `model_path` (`common.run_config`).
     Writes under `cfg.use.output_dir`: overlays/ (input frame), original_overlays/,
     heatmaps/, per_image/*.json, and evaluation_summary.json when labels exist.
+    The result's `timing` splits the seconds of the call: `model` (its calls), `input`
+    (waiting for images: decoding a folder that the model did not hide, reading a cache),
+    `decode_threads` (decoding summed over the threads, hidden or not), `figures`, `total`.
     """
+    started = time.perf_counter()
+    timing = {"model": 0.0, "input": 0.0}
     uc = cfg.use
     out_dir = Path(uc.output_dir)
     model = load_stage2_model(model_path, cfg.data.input_size)
     count = num_keypoints(model)
     run_names = run_keypoint_names(model_path, count)
-    if images_dir is not None:
+    transforms = None
+    instances = None
+    if images_dir is not None and (boxes is not None or labels is not None):
+        from stage2_visible_keypoints.coco import box_instances
+
+        instances = box_instances(images_dir, boxes, labels, cfg.data.category)
+        images, transforms, sizes = preprocess_boxes(instances.paths, instances.boxes, cfg.data)
+        names, y, keypoint_names, source_paths = instances.names, None, run_names, instances.paths
+        where = instances.paths
+    elif images_dir is not None:
         paths = image_paths(images_dir)
-        images, transforms, sizes = preprocess_folder(paths, cfg.data)
+        # Decoded in threads while the model runs on the previous batch.
+        images = FolderStream(paths, cfg.data, uc.batch_size, keep=min(uc.max_overlays, len(paths)))
         names, y, keypoint_names, source_paths, where = [p.name for p in paths], None, run_names, paths, paths
+        sizes = images.sizes
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, transforms, y = cache.images, cache.y["transforms"], cache.y
         names, keypoint_names = [str(n) for n in y["filenames"]], cache.keypoint_names
+        if "annotation_ids" in y:  # COCO: an image holds several instances, each its own record
+            names = [f"{name}.ann{ann}" for name, ann in zip(names, y["annotation_ids"])]
         source_paths, sizes, where = None, y["image_sizes"], [str(p) for p in y["image_paths"]]
         if len(keypoint_names) != count:
             raise DataError(f"model predicts {count} keypoints but the cache has {len(keypoint_names)}", model_path)
@@ -173,18 +198,34 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     # On a folder the run's keypoint names order the mesh, as a cache's names do.
     object_model = load_object_model(uc, y, count, keypoint_names)  # before predicting: fail fast
     predictor = KeypointPredictor(model, cfg, keypoint_names, object_model, camera_name=uc.camera or "camera.json")
-    out = predictor.predict_input(images, transforms, sizes, where, progress=progress)
+    out = predictor.predict_input(images, transforms, sizes, where, progress=progress, timing=timing)
+    if isinstance(images, FolderStream):
+        transforms, figure_images = images.transforms, images.kept
+        timing["decode_threads"] = images.decode_seconds
+    else:
+        figure_images = images
     keypoint_names = predictor.names_for(count)
     xy_norm, xy_input, xy_original = out["xy_norm"], out["xy_input"], out["xy_original"]
     confidence, visible_pred, logits, poses = out["confidence"], out["visible_pred"], out["heatmap_logits"], \
         out["poses"]
 
+    coco_cache = y is not None and "image_ids" in y
+    if coco_cache:
+        from stage2_visible_keypoints.coco import instance_figures
+
+        instance_error, instance_oks = instance_figures(xy_original, y, cfg.data)[:2]
     for i, name in enumerate(names):
         record = {"filename": name, "keypoint_names": list(keypoint_names),
                   "keypoints_original": xy_original[i].round(3), "keypoints_input": xy_input[i].round(3),
                   "confidence": confidence[i].round(4), "visible_pred": visible_pred[i]}
         if poses is not None:
             record["pose"] = _pose_record(poses, i)
+        if coco_cache:
+            record.update(image_id=y["image_ids"][i], annotation_id=y["annotation_ids"][i],
+                          error_px=_finite(instance_error[i]), oks=_finite(instance_oks[i]))
+        if instances is not None:
+            record.update(image_id=instances.image_ids[i], box=instances.boxes[i].round(2),
+                          box_score=round(float(instances.scores[i]), 5))
         save_json(out_dir / "per_image" / f"{name}.json", record)
 
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
@@ -198,7 +239,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         source = source_paths[i] if source_paths is not None else (
             str(y["image_paths"][i]) if y is not None and "image_paths" in y else None)
         jobs.append({"overlay": out_dir / "overlays" / f"{name}.png", "heatmaps": out_dir / "heatmaps" / f"{name}.png",
-                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg", "image": np.asarray(images[i]),
+                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg",
+                     "image": np.asarray(figure_images[i]),
                      "xy_input": xy_input[i], "truth": y["xy_norm"][i] * input_size if y is not None else None,
                      "visible_true": y["visible"][i] if y is not None else None, "confidence": confidence[i],
                      "threshold": uc.visibility_threshold, "scale": scale, "logits": logits[i],
@@ -206,11 +248,26 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
                      "xy_original": xy_original[i], "xy_original_true": y["xy_original"][i] if y is not None else None,
                      "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
                      "segments_original": pose_wireframe(object_model, poses, i)})
+    figures_start = time.perf_counter()
     for _ in parallel_map(draw_figures, jobs, workers=min(default_workers(), len(jobs)), desc="figures",
                           progress=progress):
         pass
+    timing["figures"] = time.perf_counter() - figures_start
 
     result = {"images": len(names), "output_dir": str(out_dir)}
+    if coco_cache or instances is not None:
+        from common.coco_keypoints import keypoint_results
+        from stage2_visible_keypoints.coco import RESULTS_FILE, evaluate_results, instance_results
+
+        results = instance_results(instances, xy_original, confidence) if instances is not None else \
+            keypoint_results(y["image_ids"], y["category_id"], xy_original, confidence.mean(axis=1), confidence)
+        save_json(out_dir / RESULTS_FILE, results)
+        result["results"] = str(out_dir / RESULTS_FILE)
+        if instances is not None and instances.labels is not None:
+            result["coco"] = evaluate_results(instances, results, keypoint_names, cfg.data)
+            result["coco"]["instances_predicted"] = len(names)
+            save_json(out_dir / "evaluation_summary.json",
+                      {"coco": result["coco"], "model": model_record(model_path), "config": to_dict(cfg)})
     if poses is not None:
         found = np.flatnonzero(poses["found"])
         # All poses in one file, in the SPEED label layout, so the package's readers take it back.
@@ -236,7 +293,13 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         save_json(out_dir / "evaluation_summary.json", summary)
         plot_evaluation(summary, xy_norm, y, cfg, out_dir / "plots", poses)
         result["summary"] = summary
+    timing["total"] = time.perf_counter() - started
+    result["timing"] = {k: round(v, 3) for k, v in timing.items()}
     return result
+
+
+def _finite(value):
+    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def pose_summary(poses, y, ransac_px):
@@ -322,4 +385,8 @@ def evaluate(xy_norm, confidence, logits, y, cfg, keypoint_names):
                                                   keypoint_names, frame),
             "original_frame": keypoint_error_summary(relabel(xy_original, order), y["xy_original"], visible,
                                                      thresholds, keypoint_names, "px in the original image")}
+    if "image_ids" in y:  # COCO keypoints: per-instance errors and OKS, and the COCO keypoint AP
+        from stage2_visible_keypoints.coco import evaluate_instances
+
+        summary["coco"] = evaluate_instances(xy_original, confidence, y, cfg.data)
     return summary

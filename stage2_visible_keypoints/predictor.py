@@ -18,6 +18,7 @@ for a cache split or a folder.
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,14 +144,17 @@ class KeypointPredictor:
 
     __call__ = predict
 
-    def predict_input(self, images, transforms, image_sizes=None, image_names=None, batch_size=None, progress=False):
+    def predict_input(self, images, transforms, image_sizes=None, image_names=None, batch_size=None, progress=False,
+                      timing=None):
         """Keypoints (and poses) of images already in the model input frame: a cache's, or
         `data.preprocess_folder`'s. What `use_vis.py` writes and evaluates.
 
-        images: (N, h, w, 3) uint8 (may be a memory map); transforms: (N, 4) image ->
-        input frame (`common.geometry`); image_sizes: (N, 2) (width, height) and
-        image_names: N names, for the check that the images fit the camera (poses only).
-        batch_size: images per model call (default `use.batch_size`).
+        images: (N, h, w, 3) uint8 (may be a memory map), or a `data.FolderStream` (its
+        own batches, decoded while the model runs); transforms: (N, 4) image -> input
+        frame (`common.geometry`), None for a stream (it gives them); image_sizes: (N, 2)
+        (width, height) and image_names: N names, for the check that the images fit the
+        camera (poses only). batch_size: images per model call (default `use.batch_size`).
+        timing: a dict to which seconds are added (`predict_arrays`).
         Returns a dict of xy_norm, xy_input, xy_original (N, K, 2), confidence (N, K),
         visible_pred (N, K) bool, heatmap_logits ((N, h/2, w/2, K) float16, or None when
         the model has no such output) and poses (`estimate_poses`' dict, or None).
@@ -158,7 +162,9 @@ class KeypointPredictor:
         if self.object_model is not None:  # before predicting: a wrong image fails fast
             check_camera_size(self.object_model.camera, image_sizes, image_names, self.camera_name)
         xy_norm, confidence, logits = predict_arrays(self.model, images, batch_size or self.cfg.use.batch_size,
-                                                     progress)
+                                                     progress, timing)
+        if transforms is None:
+            transforms = images.transforms
         xy_input = xy_norm.astype(np.float64) * np.asarray(self.cfg.data.input_size, dtype=np.float64)
         xy_original = to_original(xy_input, transforms)
         visible = confidence >= self.cfg.use.visibility_threshold
@@ -265,19 +271,40 @@ def run_keypoint_names(model_path, count=None):
     return names
 
 
-def predict_arrays(model, images, batch_size, progress=True):
-    """Run the model batch by batch (compiled predict step; images may be a memory map).
+def predict_arrays(model, images, batch_size, progress=True, timing=None):
+    """Run the model batch by batch through its compiled predict step (`predict_on_batch`;
+    an exported file's runtime alike).
 
+    images: (N, H, W, 3) uint8 (may be a memory map), or an iterable of such batches of
+    `batch_size` with a length in images (`data.FolderStream`, which decodes the next
+    batches while the model runs on this one).
+    timing: a dict to which the seconds spent waiting for each batch (`input`: reading a
+    memory map, or decoding that the model did not hide) and in the model (`model`) are added.
     Returns xy_norm (N, K, 2), confidence (N, K) and the heatmap logits (N, h, w, K),
     stored as float16 to halve their memory (None for a model without them).
     """
+    if hasattr(images, "shape"):
+        batches = (images[start:start + batch_size] for start in range(0, len(images), batch_size))
+    else:
+        batches = iter(images)
+    timing = {} if timing is None else timing
     xy, conf, logits = [], [], []
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
-        out = model.predict_on_batch(np.asarray(images[start:start + batch_size]))
-        xy.append(np.asarray(out["keypoints"]))
-        conf.append(np.asarray(out["confidence"]))
-        if "heatmap_logits" in out:
-            logits.append(np.asarray(out["heatmap_logits"]).astype(np.float16))
+    with tqdm(total=len(images), desc="predict", unit="img", disable=not progress) as bar:
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            batch = np.asarray(batch)
+            loaded = time.perf_counter()
+            out = model.predict_on_batch(batch)
+            xy.append(np.asarray(out["keypoints"]))
+            conf.append(np.asarray(out["confidence"]))
+            if "heatmap_logits" in out:
+                logits.append(np.asarray(out["heatmap_logits"]).astype(np.float16))
+            timing["input"] = timing.get("input", 0.0) + loaded - start
+            timing["model"] = timing.get("model", 0.0) + time.perf_counter() - loaded
+            bar.update(len(batch))
     return np.concatenate(xy), np.concatenate(conf), np.concatenate(logits) if logits else None
 
 

@@ -550,6 +550,62 @@ def _keypoints_check(result):
     finite(labels["xy"], "xy"), finite(xy_norm, "xy_norm")
 
 
+def _stage2_coco_fixture(folder):
+    for name in ("a.png", "b.png"):
+        _write_image(folder / "images" / name)
+    coco = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "keypoints": [3, 4, 2, 10, 11, 1, 0, 0, 0],
+                             "bbox": [2, 3, 10, 9], "area": 50.0},
+                            {"id": 2, "image_id": 1, "category_id": 1, "keypoints": [20, 5, 2, 25, 15, 2, 22, 20, 2]},
+                            {"id": 3, "image_id": 2, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 32, 24]},
+                            {"id": 4, "image_id": 2, "category_id": 2, "keypoints": [1, 1, 2]}],
+            "categories": [{"id": 1, "name": "person", "keypoints": ["head", "hand", "foot"]},
+                           {"id": 2, "name": "dot", "keypoints": ["centre"]}, {"id": 3, "name": "box"}]}
+    return folder / "train.json", coco
+
+
+def _stage2_coco_read(folder, path):
+    from stage2_visible_keypoints.config import DataConfig
+    from stage2_visible_keypoints.data import _label_arrays, crop_transforms, load_labels
+
+    cfg = DataConfig(data_dir=str(folder), input_size=(32, 32), heatmap_size=(16, 16), category="person")
+    annotations, cfg = load_labels(cfg, "train")
+    return annotations, _label_arrays(annotations, crop_transforms(annotations, cfg, "train"), cfg)[0]
+
+
+def _stage2_coco_check(result):
+    annotations, arrays = result
+    assert annotations.instances is not None, "a COCO file read as another format"
+    n, k = annotations.visible.shape
+    assert len(annotations.image_paths) == n and arrays["image_ids"].shape == arrays["instance_areas"].shape == (n,)
+    for key in ("xy_norm", "transforms", "true_boxes", "instance_areas"):
+        finite(arrays[key], key)
+    assert np.all(arrays["instance_areas"] > 0) and np.all(arrays["transforms"][:, :2] > 0)
+    assert np.array_equal(arrays["visible_original"], arrays["coco_v"] > 0) and arrays["visible_original"].any(1).all()
+
+
+def _detections_fixture(folder):
+    for name in ("000001.png", "000002.png"):
+        _write_image(folder / "photos" / name)
+    detections = [{"image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 9], "score": 0.9},
+                  {"image_id": 2, "category_id": 1, "bbox": [0.5, 1, 31, 20], "score": 0.25},
+                  {"image_id": 7, "file_name": "000002.png", "bbox": [4, 4, 4, 4]}]
+    return folder / "detections.json", detections
+
+
+def _detections_read(folder, path):
+    from stage2_visible_keypoints.coco import box_instances
+
+    return box_instances(folder / "photos", boxes=path, category="person")
+
+
+def _detections_check(instances):
+    m = len(instances.paths)
+    assert instances.boxes.shape == (m, 4) and instances.scores.shape == (m,) and len(set(instances.names)) == m
+    finite(instances.boxes, "boxes"), finite(instances.scores, "scores")
+    assert np.all(instances.boxes[:, 2:] > instances.boxes[:, :2]) and all(path.is_file() for path in instances.paths)
+
+
 # DOTA, ISBI, SPEED poses ---------------------------------------------------------------------
 
 DOTA_TEXT = ("imagesource:GoogleEarth\ngsd:0.146\n"
@@ -697,6 +753,8 @@ TARGETS = {t.name: t for t in [
     Target("COCO detections", _coco_fixture, mutated_json, _coco_read, _coco_check),
     Target("COCO keypoints", _coco_keypoints_fixture, mutated_json, _keypoints_read, _keypoints_check),
     Target("keypoint list", _keypoint_list_fixture, mutated_json, _keypoints_read, _keypoints_check),
+    Target("stage-2 COCO keypoints", _stage2_coco_fixture, mutated_json, _stage2_coco_read, _stage2_coco_check),
+    Target("stage-2 detections (--boxes)", _detections_fixture, mutated_json, _detections_read, _detections_check),
     Target("DOTA labels", lambda folder: (folder / "labelTxt" / "a.txt", DOTA_TEXT),
            lambda seed: mutated_text(seed, separators=" :"), _dota_read, _dota_check),
     Target("ISBI landmarks", lambda folder: (folder / "001.txt", ISBI_TEXT),

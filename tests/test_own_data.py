@@ -1,6 +1,6 @@
 """README "Your own data": every command of the section runs, as written, on a tiny data set
-of its format written here (SPEED labels, COCO keypoints, COCO boxes, DOTA, ISBI 2015, the
-keypoint list), in one process through `keypose`; then what each one made is checked.
+of its format written here (SPEED labels, COCO keypoints for the baselines and stage 2, COCO
+boxes, DOTA, ISBI 2015, the keypoint list), in one process through `keypose`; then what each one made is checked.
 
 The data sets are laid out as users' are (`train_annotations.json` beside `train/`), so the
 default split-name layout would not find them: `--labels` and `--images` must. The `*/config.yaml`
@@ -81,6 +81,14 @@ def write_coco_keypoints(root):
         (root / "coco" / f"person_keypoints_{split}.json").write_text(json.dumps({
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "person", "keypoints": ["head", "hand", "foot"]}]}))
+    # Stage 2 on the same files: detections of the val people (COCO results, their true boxes).
+    (root / "coco" / "detections_val.json").write_text(json.dumps([
+        {"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9 - 0.1 * j}
+        for j, a in enumerate(annotations)]))
+    _yaml(root / "coco" / "stage2.yaml", {
+        "data": {"input_size": [32, 32], "heatmap_size": [16, 16]},
+        "model": {"backbone": "resnet18", "decoder_filters": [8, 8, 8, 8]},
+        "train": {"epochs": 1, "batch_size": 2, "lr_schedule": "constant"}, "use": {"max_overlays": 1}})
     _yaml(root / "coco" / "config.yaml", {
         "data": {"input_size": 32, "heatmap_size": 16},
         "model": {"filters": [4, 4, 8, 8], "dense_units": 8},
@@ -176,7 +184,7 @@ class _Capture:
 
 def test_the_section_has_one_example_per_format():
     lines = section_commands()
-    for part, labels in (("stage2", "speed/"), ("baselines", "coco/"), ("ssd", "boxes/"), ("centres", "dota/"),
+    for part, labels in (("stage2", "speed/"), ("baselines", "coco/"), ("stage2", "coco/"), ("ssd", "boxes/"), ("centres", "dota/"),
                          ("baselines", "isbi/"), ("baselines", "points/")):
         assert any(line.startswith(f"keypose {part} preprocess --labels {labels}") for line in lines), labels
     assert any("--bbox-format xyxy" in line for line in lines) and any("--bbox-format xywh" in line for line in lines)
@@ -211,6 +219,31 @@ def test_coco_keypoints_one_sample_per_person_cropped_by_its_box(ran):
     brightness = [images[n, yy, xx, 0] for n in range(4) for xx, yy in xy_input[n]]
     assert min(brightness) > 100, brightness
     assert json.loads((root / "coco" / "predictions" / "evaluation.json").read_text())["images"] == 2
+
+
+def test_coco_keypoints_stage2_one_sample_per_instance_and_oks_ap(ran):
+    from common.geometry import to_original
+
+    root, outputs = ran
+    y = dict(np.load(root / "coco" / "stage2_cache" / "train" / "Y_data.npz", allow_pickle=False))
+    out = _output(outputs, "keypose stage2 preprocess --labels coco/")
+    assert ("category 'person': 4 samples (instances) from 2 images, cropped by their boxes; instances skipped: "
+            "1 iscrowd, 1 with no labelled keypoint") in out and "PnP skipped" in out
+    assert y["keypoint_names"].tolist() == ["head", "hand", "foot"] and y["coco_v"].tolist() == [
+        [2, 2, 1], [2, 2, 2]] * 2
+    # Each crop (the box's, jittered) maps the cached keypoints back onto the photo.
+    people = np.array(PEOPLE * 2, np.float64)[..., :2]
+    np.testing.assert_allclose(to_original(y["xy_norm"] * 32.0, y["transforms"]), people, atol=2e-5)
+    log = json.loads((root / "coco" / "stage2_model" / "training_log.json").read_text())
+    assert (log["train_images"], log["val_images"]) == (4, 2)
+    summary = json.loads((root / "coco" / "stage2_predictions" / "evaluation_summary.json").read_text())
+    assert summary["coco"]["instances"] == 2 and 0.0 <= summary["coco"]["ap"] <= 1.0
+    assert summary["coco"]["sigmas"].startswith("uniform")
+    for folder in ("stage2_predictions", "stage2_detected"):  # the val photo's two people, as COCO results
+        results = json.loads((root / "coco" / folder / "keypoint_results.json").read_text())
+        assert [(r["image_id"], r["category_id"], len(r["keypoints"])) for r in results] == [(101, 1, 9)] * 2
+    detected = json.loads((root / "coco" / "stage2_detected" / "evaluation_summary.json").read_text())
+    assert detected["coco"]["instances"] == 2 and detected["coco"]["results"] == 2
 
 
 def test_coco_boxes_xyxy_train_and_use_without_the_format_repeated(ran):

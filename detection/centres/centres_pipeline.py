@@ -47,7 +47,8 @@ def train_from_cache(cfg, progress=True, callbacks=()):
            if tc.val_split or (Path(cfg.data.cache_dir) / "val" / "Y_data.npz").is_file() else None)
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
 
     count = len(cache.y["objects"])
     if val is None:
@@ -76,6 +77,14 @@ def load_centres_model(path):
     return load_model(path, "train_centres.py", outputs=("heatmaps",))
 
 
+def load_any_centres_model(path):
+    """A `.keras` model or a file `export_centres.py` wrote (SavedModel folder, `.onnx`,
+    `.tflite`), as a `common.export` runner: `predict_on_batch`, `input_shape`, `output_shapes`."""
+    from common.export import load_inference_model
+
+    return load_inference_model(path, load_centres_model)
+
+
 def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec, keep_heatmaps=(), progress=True):
     """Run the model on tiles batch by batch and decode every batch at once with `codec`
     (the data config's), so memory holds the detections, not the heatmaps of a whole split.
@@ -83,7 +92,7 @@ def predict_and_detect(model, tiles, tile_image, tile_transforms, use_cfg, codec
     Returns (detections, heatmaps): detections as `detect` returns them; heatmaps
     {tile index: (h, w, C) float32} for the tiles listed in `keep_heatmaps` (overlays).
     """
-    input_size = (model.input.shape[2], model.input.shape[1])  # (width, height) of (batch, H, W, 3)
+    input_size = (tiles.shape[2], tiles.shape[1])  # (width, height) of (T, H, W, 3): what the model takes
     parts, kept = [], {}
     keep_heatmaps = set(int(t) for t in keep_heatmaps)
     batch = use_cfg.batch_size
@@ -148,17 +157,18 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     Writes under use.output_dir: detections/NAME.json (centres in original pixels,
     class, score), overlays/ (the original image: truth green rings, predictions red
     crosses), heatmaps/ (the first tile's per-class maps) and, on a labelled split,
-    evaluation.json.
+    evaluation.json. model_path: a `.keras` file, or a SavedModel folder, `.onnx` or
+    `.tflite` from export_centres.py.
     """
     uc = cfg.use
     out_dir = Path(uc.output_dir)
-    model = load_centres_model(model_path)
-    size = int(model.input.shape[1])
+    model = load_any_centres_model(model_path)
+    size = int(model.input_shape[0])
     if (size, size) != tuple(cfg.data.input_size):
         raise DataError(f"model takes {size}x{size} tiles but data.input_size is {cfg.data.input_size[0]}x"
                         f"{cfg.data.input_size[1]}; use the config it was trained with (config.json beside it)",
                         model_path)
-    channels = int(model.output["heatmaps"].shape[-1])
+    channels = int(model.output_shapes["heatmaps"][-1])
     if images_dir is not None:
         paths = image_paths(images_dir)
         tiles, tile_image, transforms = _tile_folder(paths, cfg.data)

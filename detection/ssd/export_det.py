@@ -28,7 +28,8 @@ def _load(path):  # Keras after parsing: --help needs none
 def main(argv=None):
     from common.export import export_main
 
-    export_main(argv, __doc__, DetConfig, TRAINED_SETTINGS, _load, _representative)
+    # categories.json: the class names, which use_det.py on --images reads beside the model.
+    export_main(argv, __doc__, DetConfig, TRAINED_SETTINGS, _load, _representative, extra_files=("categories.json",))
 
 
 if __name__ == "__main__":

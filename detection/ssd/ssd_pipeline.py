@@ -85,10 +85,12 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         images, targets = self.batches[index]
-        n = len(images)
+        # Drawn for the whole global batch, this process's rows kept: each image gets the draw
+        # it gets in one process (common.training.ArrayBatches.global_rows).
+        n, rows = self.batches.global_rows(index)
         flip_u = self.rng.random(n, np.float32) if self.flip else np.ones(n, np.float32)
-        images, y = self.augment(images, targets["predictions"], flip_u, self.rng.random(n, np.float32),
-                                 self.rng.random((n, 2), np.float32))
+        images, y = self.augment(images, targets["predictions"], flip_u[rows], self.rng.random(n, np.float32)[rows],
+                                 self.rng.random((n, 2), np.float32)[rows])
         return ops.convert_to_numpy(images), {"predictions": ops.convert_to_numpy(y)}
 
     def on_epoch_end(self):
@@ -145,9 +147,10 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     plan = plan_run(tc, len(train_idx))
     out_dir = Path(tc.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.json")
     names = cache.category_names
-    save_json(out_dir / "categories.json", {"names": list(names), "ids": [str(c) for c in cache.y["category_ids"]]})
+    if distribute.current().chief:  # one writer (the others' temporary files would race its clean-up)
+        save_config(cfg, out_dir / "config.json")
+        save_json(out_dir / "categories.json", {"names": list(names), "ids": [str(c) for c in cache.y["category_ids"]]})
 
     model = build_detector(len(names), cfg.data, cfg.model, seed=tc.seed)
     model.compile(optimizer=make_optimizer(tc, plan), loss={"predictions": make_loss(len(names), cfg)},
@@ -164,7 +167,8 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=()):
     summary = train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Detector training",
                     callbacks=callbacks, train_count=len(train_idx), val_count=len(val_idx))
     summary["classes"] = list(names)
-    save_json(out_dir / "training_log.json", summary)
+    if distribute.current().chief:
+        save_json(out_dir / "training_log.json", summary)
     return summary
 
 
@@ -176,12 +180,41 @@ def load_detector(path):
     return load_model(path, "train_det.py", outputs=("predictions",))
 
 
+def load_any_detector(path):
+    """A `.keras` detector (Keras model), or a file `export_det.py` wrote (SavedModel folder,
+    `.onnx`, `.tflite`) as a `common.export` runner; both have `predict_on_batch`."""
+    from common.export import load_inference_model, model_format
+
+    return load_detector(path) if model_format(path) == "keras" else load_inference_model(path)
+
+
+def _predictions_shape(model):
+    """(anchors, 5 + classes) of a Keras detector or of an exported one's runner."""
+    from common.export import is_runner
+
+    return tuple(model.output_shapes["predictions"]) if is_runner(model) else tuple(model.output["predictions"].shape[1:])
+
+
+class _DecodedRunner:
+    """An exported detector's raw predictions decoded by `decoder` (a Keras model around
+    the same `DetectionDecoder` the `.keras` path appends), so both give the same boxes."""
+
+    def __init__(self, runner, decoder):
+        self.runner, self.decoder = runner, decoder
+
+    def predict_on_batch(self, images):
+        return self.decoder.predict_on_batch(self.runner.predict_on_batch(images)["predictions"])
+
+
 def inference_model(model, num_classes, cfg, score_threshold):
-    """The trained model + `DetectionDecoder`: uint8 images -> (batch, D, 7) detections."""
+    """The trained model + `DetectionDecoder`: uint8 images -> (batch, D, 7) detections.
+    model: a Keras detector or an exported one's `common.export` runner."""
+    from common.export import is_runner
+
     uc = cfg.use
     num_anchors = len(generate_anchors(cfg.data.input_size, cfg.model.strides, cfg.model.anchor_sizes,
                                        cfg.model.aspect_ratios)[0])
-    shape = tuple(model.output["predictions"].shape[1:])
+    shape = _predictions_shape(model)
     if shape != (num_anchors, 5 + num_classes):
         raise DataError(f"model predicts {shape} per image but the config's anchors and {num_classes} classes give "
                         f"({num_anchors}, {5 + num_classes}); use the config it was trained with (config.json "
@@ -189,6 +222,13 @@ def inference_model(model, num_classes, cfg, score_threshold):
     decoder = DetectionDecoder(num_classes, **anchor_args(cfg.data, cfg.model), score_threshold=score_threshold,
                                nms_iou=uc.nms_iou, pre_nms_top_k=uc.pre_nms_top_k, max_detections=uc.max_detections,
                                name="detections")
+    if is_runner(model):
+        if tuple(model.input_shape[1::-1]) != tuple(cfg.data.input_size):  # (H, W, C) -> (W, H)
+            raise DataError(f"model takes {model.input_shape[1]}x{model.input_shape[0]} images but data.input_size "
+                            f"is {cfg.data.input_size[0]}x{cfg.data.input_size[1]}; use the config it was trained "
+                            "with (config.json beside it)")
+        raw = keras.Input(shape, name="predictions")
+        return _DecodedRunner(model, keras.Model(raw, decoder(raw), name="ssd_decoder"))
     return keras.Model(model.input, decoder(model.output["predictions"]), name="ssd_inference")
 
 
@@ -219,13 +259,14 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
 
     Writes under use.output_dir: detections.json (boxes in original pixels), overlays/
     (prediction red, ground truth green), and on a labelled cache evaluation.json and
-    the analysis figures in plots/.
+    the analysis figures in plots/ (no feature maps from an exported file).
+    model_path: a `.keras` file, or a SavedModel folder, `.onnx` or `.tflite` from export_det.py.
     """
     from detection.ssd import analysis  # matplotlib only when needed
 
     uc = cfg.use
     out_dir = Path(uc.output_dir)
-    model = load_detector(model_path)
+    model = load_any_detector(model_path)
     cache = None
     if images_dir is not None:
         paths = image_paths(images_dir)
@@ -237,7 +278,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, scales, names = cache.images, cache.y["scales"], [str(n) for n in cache.y["filenames"]]
     class_names = _class_names(model_path, cache)
-    num_classes = model.output["predictions"].shape[-1] - 5
+    num_classes = _predictions_shape(model)[-1] - 5
     if class_names is None or len(class_names) != num_classes:
         found = "none" if class_names is None else len(class_names)
         raise DataError(f"model predicts {num_classes} classes but the class names ({found}) do not match "
@@ -281,7 +322,8 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True):
     analysis.plot_anchor_coverage(truth, anchors, anchor_scale, cfg, plots / "anchor_coverage.png")
     analysis.plot_scale_specialisation(summary["scale_statistics"], plots / "scale_specialisation.png")
     analysis.plot_size_distribution(truth, class_names, edges, plots / "object_sizes.png")
-    analysis.plot_feature_maps(model, np.asarray(images[:uc.feature_map_images]), cfg, plots / "feature_maps.png")
+    if isinstance(model, keras.Model):  # an exported file keeps no feature maps to show
+        analysis.plot_feature_maps(model, np.asarray(images[:uc.feature_map_images]), cfg, plots / "feature_maps.png")
     analysis.plot_precision_recall(detections, truth, class_names, plots / "precision_recall.png")
     save_json(out_dir / "evaluation.json", summary)
     result["summary"] = summary

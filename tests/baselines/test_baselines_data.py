@@ -43,15 +43,15 @@ def test_render_writes_coco_that_reads_back(tmp_path):
 
 def _coco(keypoints, flags=(2, 2)):
     values = [v for (x, y), f in zip(keypoints, flags) for v in (x, y, f)]
-    return {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"keypoints": ["p", "q"]}],
-            "annotations": [{"image_id": 7, "keypoints": values}]}
+    return {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"id": 1, "keypoints": ["p", "q"]}],
+            "annotations": [{"image_id": 7, "category_id": 1, "keypoints": values}]}
 
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["annotations"][0].pop("keypoints"), r"annotations\[0\] \(image 7\): missing field 'keypoints'"),
     (lambda d: d["annotations"][0]["keypoints"].pop(), r"has 5 numbers, expected 3 \* 2"),
     (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, float("nan")), "NaN or infinite"),
-    (lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 5), "visibility flags must be 0, 1 or 2"),
+    (lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 5), r"visibility flags \(every third number of .keypoints.\) must be 0, 1 or 2"),
     (lambda d: d["images"][0].__setitem__("id", 8), r"annotations\[0\]: field 'image_id' 7 is not an id in 'images'"),
     (lambda d: d.pop("categories"), "missing field 'categories'"),
 ])

@@ -46,9 +46,13 @@ def test_colour_jitter_harness_identity_at_inference_and_range_in_training(rng):
         ColourJitter(noise_std=-1)
 
 
-def test_flip_transpose_matches_numpy_and_inverse_undoes_it(rng):
-    maps = rng.normal(size=(8, 5, 5, 2)).astype(np.float32)
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_flip_transpose_matches_numpy_and_inverse_undoes_it(rng, dtype):
+    # uint8: the select runs in float32 (for LiteRT) and must give back the exact bytes.
+    maps = rng.normal(size=(8, 5, 5, 2)).astype(np.float32) if dtype == "float32" else \
+        rng.integers(0, 256, (8, 5, 5, 2), dtype=np.uint8)
     out = ops.convert_to_numpy(FlipTranspose()([maps, ALL_FLAGS]))
+    assert out.dtype == maps.dtype
     for i, (fx, fy, tr) in enumerate(ALL_FLAGS):
         expected = maps[i].transpose(1, 0, 2) if tr else maps[i]
         expected = expected[:, ::-1] if fx else expected

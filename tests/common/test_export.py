@@ -48,7 +48,9 @@ def _baseline():
     cfg = BaselinesConfig()
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_size=32, heatmap_size=16),
                               model=ModelConfig(kind="integral", filters=(4, 8, 8, 8)))
-    return build_model(2, cfg.data, cfg.model), cfg
+    model = build_model(2, cfg.data, cfg.model)
+    _sharpen(model, "heatmaps")
+    return model, cfg
 
 
 def _ssd():
@@ -57,7 +59,15 @@ def _ssd():
 
     cfg = DetConfig()
     model_cfg = dataclasses.replace(ModelConfig(), filters=(8, 8, 8, 8), head_filters=(8,) * len(ModelConfig().head_filters))
-    return build_detector(2, dataclasses.replace(cfg.data, input_size=(64, 64)), model_cfg), cfg
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_size=(64, 64)), model=model_cfg)
+    model = build_detector(2, cfg.data, cfg.model)
+    for scale in range(1, len(model_cfg.scale_blocks) + 1):
+        # Scores spread around 0.5 instead of the training prior's 0.01 everywhere, so that
+        # boxes pass use.score_threshold and their order depends on the numbers.
+        _sharpen(model, f"scale{scale}_head_out")
+        bias = model.get_layer(f"scale{scale}_head_out").bias
+        bias.assign(np.zeros(bias.shape, np.float32))
+    return model, cfg
 
 
 def _centres():
@@ -65,8 +75,13 @@ def _centres():
     from detection.centres.centres_config import CentresConfig, ModelConfig
 
     cfg = CentresConfig()
-    data = dataclasses.replace(cfg.data, input_size=(64, 64)) if hasattr(cfg.data, "input_size") else cfg.data
-    model = build_model(2, data, ModelConfig(decoder_filters=(8, 8, 8), head_filters=8))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_size=(64, 64), tile_size=256),
+                              model=ModelConfig(decoder_filters=(8, 8, 8), head_filters=8))
+    model = build_model(2, cfg.data, cfg.model)
+    # Untrained, the sigmoid saturates at 1 on plateaus where 3x3 NMS peaks are ties; a
+    # damped head gives graded maps (0.01-0.7) whose peaks are single pixels.
+    kernel = model.get_layer("head_logits").kernel
+    kernel.assign(kernel * 0.03)
     return model, cfg
 
 
@@ -117,18 +132,37 @@ def test_stage2_int8_error_is_measured(stage2, capsys):
     assert written["litert_int8"].stat().st_size < 0.5 * written["litert"].stat().st_size  # int8 weights
 
 
-# Slow (30-100 s each on the shared 2 cores): each conversion traces the model again.
+# The centre detector with its flip/transpose augmentation layers in the graph.
+PARTS = {"baselines": _baseline, "ssd": _ssd, "centres": _centres}
+# Beside the model, as train_* writes them and export_* copies them: what use_* --images reads.
+RUN_FILES = {"baselines": ("keypoint_names.json", ["a", "b"]), "ssd": ("categories.json", {"names": ["x", "y"]}),
+             "centres": None}
+
+
+# Slow (30-100 s each on the shared 2 cores): each conversion traces the model again, so
+# each part is exported once for the agreement test and the use_* test alike.
+@pytest.fixture(scope="module", params=list(PARTS))
+def part(request, tmp_path_factory):
+    """(name, model, cfg, images, {format: path}): a part's run folder (best.keras,
+    config.json, its names file) and its float formats in export/ with those files."""
+    keras.utils.set_random_seed(0)  # the same weights whichever tests ran before
+    model, cfg = PARTS[request.param]()
+    run = tmp_path_factory.mktemp(request.param)
+    model.save(run / "best.keras")
+    save_config(cfg, run / "config.json")
+    written = export_model(model, run / "export", ("saved_model", "onnx", "litert"))
+    for folder in (run, run / "export"):
+        save_config(cfg, folder / "config.json")
+        if RUN_FILES[request.param]:
+            name, value = RUN_FILES[request.param]
+            (folder / name).write_text(json.dumps(value))
+    images = RNG.integers(0, 256, (3, *model.input.shape[1:]), dtype=np.uint8)
+    return request.param, model, cfg, images, written
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("build,formats", [(_baseline, ("saved_model", "onnx", "litert")),
-                                           (_ssd, ("saved_model", "onnx", "litert")),
-                                           # Known gap: FlipTranspose's select on uint8 becomes a Flex op in LiteRT.
-                                           (_centres, ("saved_model", "onnx"))],
-                         ids=["baselines", "ssd", "centres"])
-def test_every_part_exports_to_every_format_and_agrees(build, formats, tmp_path):
-    model, _ = build()
-    shape = tuple(model.input.shape[1:])
-    images = RNG.integers(0, 256, (3, *shape), dtype=np.uint8)
-    written = export_model(model, tmp_path, formats, representative=images)
+def test_every_part_exports_to_every_format_and_agrees(part):
+    _, model, _, images, written = part
     expected = model.predict_on_batch(images)
     for fmt, path in written.items():
         got = load_inference_model(path).predict_on_batch(images)
@@ -194,3 +228,73 @@ def test_export_script_help():
     out = check(run_script(ROOT / "stage2_visible_keypoints" / "export_vis.py", "--help")).stdout
     assert "--format" in out and "--output-dir" in out and "--model" in out
     assert keras.backend.backend() == "tensorflow"
+
+
+# One exported format per part: the use_* scripts reach every format through the one
+# loader (`load_inference_model`) that the agreement test above checks format by format.
+USE_FORMAT = {"baselines": "saved_model", "ssd": "onnx", "centres": "litert"}
+
+
+def _use_outputs(name, out):
+    """A use_* run's predictions on --images: {image: (P, D) numbers}, the score last for
+    the detectors, rows by falling score."""
+    if name == "baselines":
+        with np.load(out / "predictions.npz", allow_pickle=False) as npz:
+            return {str(f): xy * 32 for f, xy in zip(npz["filenames"], npz["xy_norm"])}  # input px
+    if name == "ssd":
+        records = json.loads((out / "detections.json").read_text())["images"]
+        found = {r["file_name"]: np.column_stack([np.reshape(r["boxes_xyxy_input"], (-1, 4)),
+                                                        r["scores"]]) for r in records}
+    else:
+        found = {p.name: json.loads(p.read_text()) for p in sorted((out / "detections").glob("*.json"))}
+        found = {name: np.column_stack([np.reshape(d["centres"], (-1, 2)), d["scores"]]) for name, d in found.items()}
+    return {name: rows[np.argsort(-rows[:, -1], kind="stable")] for name, rows in found.items()}
+
+
+def _assert_found_in(rows, others, threshold, image):
+    """Each of the five best `rows` clear of the score threshold has a row in `others` at
+    the same place (0.05 px) and score (1e-3); one at the threshold may fall either side.
+    Returns how many rows it compared."""
+    clear = rows[:5][rows[:5, -1] > threshold + 2e-3]
+    for row in clear:
+        near = np.abs(others[:, :-1] - row[:-1]).max(axis=1) < 0.05
+        assert np.any(near & (np.abs(others[:, -1] - row[-1]) < 1e-3)), f"{image}: {row} not found in {others[:5]}"
+    return len(clear)
+
+
+def test_use_script_takes_an_exported_file(part, tmp_path):
+    """use_base/use_det/use_centres --model on an exported file give the .keras run's
+    keypoints, boxes or centres (within 0.05 px of the model input, scores within 1e-3)."""
+    from PIL import Image
+
+    from baselines import use_base
+    from common import cli
+    from detection.centres import use_centres
+    from detection.ssd import use_det
+
+    name, _, _, _, written = part
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)  # the same images whatever ran before
+    for i in range(2):  # 300x200: two 256 px centre tiles; resized for the others
+        Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    main = {"baselines": use_base.main, "ssd": use_det.main, "centres": use_centres.main}[name]
+    # Low enough that the untrained detectors' maps give peaks and boxes to compare.
+    threshold = {"baselines": 0.0, "ssd": 0.05, "centres": 0.1}[name]
+    runs = {}
+    for label, model in (("keras", written["onnx"].parent.parent / "best.keras"), ("exported", written[USE_FORMAT[name]])):
+        argv = ["--model", str(model), "--images", str(folder), "--output-dir", str(tmp_path / label), "--quiet",
+                "--set", "use.max_overlays=0"] + (["--set", f"use.score_threshold={threshold}"] if threshold else [])
+        assert cli.run(main, argv) == 0, label
+        runs[label] = _use_outputs(name, tmp_path / label)
+    assert sorted(runs["keras"]) == sorted(runs["exported"]) and len(runs["keras"]) == 2
+    compared = 0
+    for image, want in runs["keras"].items():
+        got = runs["exported"][image]
+        if name == "baselines":
+            assert np.ptp(want, axis=0).max() > 0.5  # the keypoints apart: not two flat maps agreeing
+            np.testing.assert_allclose(got, want, atol=0.05, err_msg=image)
+        else:
+            compared += _assert_found_in(want, got, threshold, image)
+            compared += _assert_found_in(got, want, threshold, image)
+    assert compared or name == "baselines", "no detection clear of the threshold to compare"

@@ -22,6 +22,7 @@ from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
     Cache,
+    FolderStream,
     load_annotations,
     load_cache,
     preprocess,
@@ -732,6 +733,29 @@ def test_preprocess_folder(tmp_path):
     assert np.all(images[0] == 90)
     assert np.all(images[1][:, :9] == 0) and np.all(images[1][:, 10:54] == 200) and np.all(images[1][:, 55:] == 0)
     expect_error(lambda: preprocess_folder([tmp_path / "nope.png"], cfg), "nope.png", "not found")
+
+
+def test_folder_stream_gives_preprocess_folder_in_batches(tmp_path):
+    """use_vis.py --images: threads decode ahead, in batches (the last one short), the same
+    images and transforms as the whole-folder path; the figures' first images are kept."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(320, 200), (200, 320), (300, 300), (320, 200), (640, 400)]):
+        paths.append(tmp_path / f"im{i}.jpg")
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
+    cfg = small_config(tmp_path)
+    images, transforms, sizes = preprocess_folder(paths, cfg)
+    stream = FolderStream(paths, cfg, batch_size=2, keep=3, workers=2, ahead=1)
+    np.testing.assert_array_equal(stream.sizes, sizes)  # from the headers, before any decoding
+    assert stream.transforms is None and len(stream) == 5
+    batches = list(stream)
+    assert [len(b) for b in batches] == [2, 2, 1]
+    np.testing.assert_array_equal(np.concatenate(batches), images)
+    np.testing.assert_allclose(stream.transforms, transforms, atol=1e-12)
+    np.testing.assert_array_equal(np.stack(stream.kept), images[:3])
+    assert stream.decode_seconds > 0
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    expect_error(lambda: FolderStream(paths + [tmp_path / "bad.jpg"], cfg, 2), "bad.jpg", "cannot read image")
 
 
 def test_parallel_preprocess_matches_serial(tmp_path):
