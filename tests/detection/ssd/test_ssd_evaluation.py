@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -185,3 +186,128 @@ def test_size_band_by_hand():
              [50, 100, 90, 60],  # y2 < y1: no height
              [50, 60, 52, 68]]  # 2 x 8: side 4 exactly
     np.testing.assert_array_equal(size_band(boxes, [4.0, 16.0]), [1, 2, 0, 0, 0, 1])
+
+
+# Hand-computed cases written against the surviving mutants of `make mutate` on this module
+# (bench/results/mutation/evaluation.md): each names the mistake it catches.
+
+
+def test_evaluate_detections_reads_the_iou_05_curve_and_reports_its_keys():
+    # Class a: one box found at IoU 52/100 = 0.52, a true positive at IoU 0.5 only, so AP and
+    # recall at 0.5 are 1 and every stricter threshold (0.55 next) has none. Class b: ground
+    # truth but no detection, recall 0 (not 1).
+    truth = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 1]))]
+    dets = [_dets([[0, 0, 10, 5.2]], [0.9], [0])]
+    result = evaluate_detections(dets, truth, ["a", "b"])
+    assert result["per_class"]["a"] == pytest.approx({"ground_truth": 1, "detections": 1, "ap50": 1.0, "coco_ap": 0.1,
+                                                      "coco_ap50": 1.0, "coco_ap75": 0.0, "recall50": 1.0})
+    assert result["per_class"]["b"] == pytest.approx({"ground_truth": 1, "detections": 0, "ap50": 0.0, "coco_ap": 0.0,
+                                                      "coco_ap50": 0.0, "coco_ap75": 0.0, "recall50": 0.0})
+    assert (result["map50"], result["coco_map"], result["coco_map50"], result["coco_map75"]) == pytest.approx(
+        (0.5, 0.05, 0.5, 0.0))
+    # The notes a reader of the JSON sees, whole.
+    assert result["notes"] == ("map50: VOC all-point AP at IoU 0.5; coco_*: pycocotools' 101-point AP (bbox, area all, "
+                               "maxDets 100); means over classes with ground truth")
+
+
+def test_evaluate_detections_keeps_the_top_100_per_image_and_class():
+    # 101 detections of one class: the best finds box A, 99 miss, the 101st (lowest score)
+    # finds box B. COCO's maxDets 100 drops it: recall 1/2, AP50 1/2.
+    truth = [(np.array([[0, 0, 10, 10], [20, 0, 30, 10]]), np.array([0, 0]))]
+    boxes = [[0, 0, 10, 10]] + [[100, 100, 110, 110]] * 99 + [[20, 0, 30, 10]]
+    scores = np.linspace(1.0, 0.001, 101)
+    result = evaluate_detections([_dets(boxes, scores, np.zeros(101))], truth, ["a"])
+    assert result["per_class"]["a"]["detections"] == 100
+    assert result["per_class"]["a"]["recall50"] == 0.5 and result["map50"] == pytest.approx(0.5)
+
+
+def test_evaluate_detections_of_no_images_and_mismatched_lists():
+    result = evaluate_detections([], [], ["a"])
+    assert result["per_class"] == {"a": {"ground_truth": 0, "detections": 0}}
+    assert [result[k] for k in ("map50", "coco_map", "coco_map50", "coco_map75")] == [None] * 4
+    with pytest.raises(ValueError, match="^2 detection lists for 1 images$"):
+        evaluate_detections([_dets([], [], [])] * 2, [(np.zeros((0, 4)), np.zeros(0))], ["a"])
+
+
+def test_ties_keep_their_input_order_beyond_16_detections():
+    # 20 detections scored 0.9, 0.5, 0.9, 0.5, ...: NumPy's default quicksort is stable only
+    # below 16 elements and reorders these ties; COCO ranks ties in input order (mergesort).
+    scores = np.array([0.9, 0.5] * 10)
+    stable = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    order, matched = match_image(np.tile([[0.0, 0.0, 1.0, 1.0]], (20, 1)), scores, np.zeros((0, 4)), [0.5])
+    assert order.tolist() == stable
+    assert matched.dtype == np.int64 and matched.tolist() == [[-1] * 20]
+    # The first five 0.9s are true positives (of 5), the rest false: in input order the
+    # curve starts with five hits, precision 1 up to recall 1, AP 1.
+    tp = np.zeros(20, bool)
+    tp[[0, 2, 4, 6, 8]] = True
+    precision, recall = precision_recall(scores, tp, 5)
+    np.testing.assert_allclose(precision, [1] * 5 + [5 / k for k in range(6, 21)], atol=1e-12)
+    np.testing.assert_allclose(recall, [0.2, 0.4, 0.6, 0.8] + [1.0] * 16)
+    assert voc_ap(precision, recall) == pytest.approx(1.0)
+    # tp given as 0 / 1 integers reads as booleans (~1 is -2, not False).
+    np.testing.assert_allclose(precision_recall(scores, tp.astype(int), 5)[0], precision, atol=1e-12)
+
+
+def test_an_exact_match_at_iou_threshold_1_survives_rounding():
+    # 0.1 + 0.2 != 0.3: the same box computes to an IoU just below 1, matched at threshold 1
+    # as in pycocotools (min(t, 1 - 1e-10)).
+    from detection.ssd.evaluation import iou_matrix
+
+    det, gt = [[0.0, 0.0, 0.3, 0.3]], [[0.0, 0.0, 0.1 + 0.2, 0.1 + 0.2]]
+    assert 1 - 1e-10 < iou_matrix(det, gt)[0, 0] < 1.0
+    assert match_image(det, [0.9], gt, [1.0])[1].tolist() == [[0]]
+
+
+def test_integer_pixel_boxes_do_not_wrap():
+    # 300 x 300 px boxes as uint16: an area of 90000 wraps to 24464 unless cast to float first.
+    from detection.ssd.evaluation import iou_matrix
+
+    a, b = np.array([[0, 0, 300, 300]], np.uint16), np.array([[0, 0, 300, 150]], np.uint16)
+    assert iou_matrix(a, b)[0, 0] == 0.5 and iou_matrix(b, a)[0, 0] == 0.5
+    # An inverted uint16 box (x2 < x1) has no width, not 65535 px; side 300 is above edge 200.
+    boxes = np.array([[0, 0, 300, 300], [10, 0, 5, 300]], np.uint16)
+    assert size_band(boxes, [200.0]).tolist() == [1, 0]
+
+
+def test_box_iou_summary_counts_a_score_at_the_threshold_and_no_ground_truth():
+    truth = [(np.array([[0, 0, 10, 10]]), np.array([0]))]
+    dets = [_dets([[0, 0, 10, 9]], [0.5], [0])]  # exactly at the threshold: kept
+    assert box_iou_summary(dets, truth, score_threshold=0.5)["mean"] == pytest.approx(0.9)
+    empty = box_iou_summary([_dets([], [], [])], [(np.zeros((0, 4)), np.zeros(0))], score_threshold=0.5)
+    assert empty == {"mean": None, "median": None, "ground_truth": 0, "score_threshold": 0.5}
+
+
+def test_scale_statistics_counts_by_hand():
+    # Edges 10 and 30 px; anchors 0 -> scale 1, 1 and 2 -> scale 2, 3 -> scale 3 (never used).
+    anchor_scale = np.array([0, 1, 1, 2])
+    truth = [(np.array([[0, 0, 20, 20], [40, 0, 60, 20],  # class 0, side 20: band 10-30
+                        [100, 100, 150, 150], [200, 200, 250, 250]]),  # class 1, side 50: band >= 30
+              np.array([0, 0, 1, 1]))]
+    dets = [_dets([[0, 0, 20, 20],  # 0.9, scale 2: finds box 0
+                   [40, 0, 60, 18],  # 0.5 (at the threshold: counts), scale 2: IoU 0.9 with box 1
+                   [100, 100, 150, 150],  # 0.7, scale 1: finds box 2
+                   [300, 300, 310, 310],  # 0.6, scale 2: a false positive
+                   [200, 200, 250, 250]],  # 0.4, below the threshold: not counted anywhere
+                  [0.9, 0.5, 0.7, 0.6, 0.4], [0, 0, 1, 1, 1], anchors=[1, 2, 0, 1, 0])]
+    stats = scale_statistics(dets, truth, ["a", "b"], anchor_scale, [10.0, 30.0], 0.5)
+    assert (stats["score_threshold"], stats["iou_threshold"], stats["band_edges_px"]) == (0.5, 0.5, [10.0, 30.0])
+    none = {"scale1": 0, "scale2": 0, "scale3": 0}
+    assert stats["size_bands"] == {
+        "0-10px": {"ground_truth": 0, "recall50": None, "true_positives_by_scale": none, "share_of_main_scale": None},
+        "10-30px": {"ground_truth": 2, "recall50": 1.0, "true_positives_by_scale": {**none, "scale2": 2},
+                    "share_of_main_scale": 1.0},
+        ">=30px": {"ground_truth": 2, "recall50": 0.5, "true_positives_by_scale": {**none, "scale1": 1},
+                   "share_of_main_scale": 1.0}}
+    assert stats["by_class"] == {"a": {**none, "scale2": 2}, "b": {**none, "scale1": 1}}
+    assert stats["scales"] == {"scale1": {"detections": 1, "true_positives": 1, "precision50": 1.0},
+                               "scale2": {"detections": 3, "true_positives": 2, "precision50": pytest.approx(2 / 3)},
+                               "scale3": {"detections": 0, "true_positives": 0, "precision50": None}}
+    # Integers in the JSON, not 2.0.
+    assert json.dumps(stats["band_scale_matrix"]) == "[[0, 0, 0], [0, 2, 0], [1, 0, 0]]"
+
+
+def test_scale_statistics_of_no_images():
+    stats = scale_statistics([], [], ["a"], np.array([0, 1]), [10.0], 0.5)
+    assert {name: band["ground_truth"] for name, band in stats["size_bands"].items()} == {"0-10px": 0, ">=10px": 0}
+    assert stats["scales"]["scale1"] == {"detections": 0, "true_positives": 0, "precision50": None}
