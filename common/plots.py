@@ -271,11 +271,12 @@ def plot_heatmaps(image, heatmaps, path, keypoint_names=None, xy_pred_heatmap=No
     title_font, tick_font = _font(13), _font(10)
     canvas = Image.new("RGB", layout["size"], "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((canvas.width // 2, 6), f"Heatmaps ({h}x{w} px, markers at pixel centres)", fill="black",
+    draw.text((canvas.width // 2, 6), f"Heatmaps ({w}x{h} px, markers at pixel centres)", fill="black",
               font=_font(15), anchor="mt")
     if num_keypoints:  # the legend in the header, where it hides no peak; markers on the map's low colour
         legend_x, low = canvas.width // 2 - 110, tuple(int(c) for c in _viridis_lut()[0])
-        for dx, kind, label in ((0, "+", "argmax"), (90, "x", "decoded keypoint")):
+        legend = [(0, "+", "argmax")] + ([(90, "x", "decoded keypoint")] if xy_pred_heatmap is not None else [])
+        for dx, kind, label in legend:
             draw.rectangle([legend_x + dx - 8, 25, legend_x + dx + 8, 41], fill=low)
             _draw_markers(draw, [(kind, legend_x + dx, 33)], 5)
             draw.text((legend_x + dx + 12, 33), label, fill="black", font=tick_font, anchor="lm")
