@@ -8,6 +8,8 @@ import dataclasses
 
 from common.config import TrainingConfig
 
+KEYPOINT_NAMES_FILE = "keypoint_names.json"  # beside the model: resolves named groups for images without labels
+
 MODEL_KINDS = ("heatmap", "regression", "integral")
 HEATMAP_LOSSES = ("mse", "focal", "mse_peak", "wing", "adaptive_wing")
 

@@ -9,7 +9,7 @@ the run's config.json.
 """
 
 from common import cli
-from baselines.config import TRAINED_SETTINGS, BaselinesConfig
+from baselines.config import KEYPOINT_NAMES_FILE, TRAINED_SETTINGS, BaselinesConfig
 
 
 def _representative(cfg, count):
@@ -28,8 +28,6 @@ def _load(path):  # Keras after parsing: --help needs none
 
 def main(argv=None):
     from common.export import export_main
-
-    from baselines.pipeline import KEYPOINT_NAMES_FILE
 
     # The run's keypoint names, which use_base.py on --images reads beside the model.
     export_main(argv, __doc__, BaselinesConfig, TRAINED_SETTINGS, _load, _representative,

@@ -32,12 +32,12 @@ from common.metrics import keypoint_errors, match_groups, mre_sdr, pck_bbox, rel
 from common.run_config import load_model as common_load_model, model_record
 from common.training import (ArrayBatches, make_batches, make_optimizer, plan_run, start_run, train,
                              train_val_indices)
+from baselines.config import KEYPOINT_NAMES_FILE
 from baselines.data import load_cache, read_images
 from baselines.landmarks import curriculum_segments
 from baselines.models import build_model
 
 PCK_FRACTIONS = (0.05, 0.1, 0.15, 0.2)
-KEYPOINT_NAMES_FILE = "keypoint_names.json"  # beside the model: resolves named groups for images without labels
 
 
 def model_kind(cfg):

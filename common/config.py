@@ -59,7 +59,8 @@ class TrainingConfig:
       cosine    from learning_rate to lr_floor * learning_rate over the whole run
       plateau   learning_rate, halved when the monitored loss stalls for 3 epochs
       step      multiplied by lr_gamma every lr_step_epochs epochs
-    warmup_steps: a linear warm-up from 10 % of the rate first (constant and cosine).
+    warmup_steps: a linear warm-up from 10 % of the rate first (constant and cosine), at
+    most a tenth of the run's steps.
     Length: `epochs` passes over the training images, or with budget_images > 0 that many
     images (epochs is then ignored). epoch_images > 0 makes an epoch (validation,
     checkpoint, history row) that many images instead of one pass; the data then repeats.

@@ -385,7 +385,9 @@ def learning_rate_schedule(tc, plan, learning_rate=None):
     the rate scales with the plan's replicas by `tc.lr_scaling` (`common.distribute`)."""
     rate = tc.learning_rate if learning_rate is None else learning_rate
     rate *= distribute.learning_rate_factor(tc.lr_scaling, plan.replicas)
-    warmup = min(tc.warmup_steps, max(plan.total_steps - 1, 0))
+    # At most a tenth of the run: a warm-up sized for long runs (the detector's 100 steps) would
+    # otherwise fill a short one, which then ends at its peak rate with no decay at all.
+    warmup = min(tc.warmup_steps, plan.total_steps // 10)
     schedules = keras.optimizers.schedules
     if tc.lr_schedule == "cosine":
         if not warmup:

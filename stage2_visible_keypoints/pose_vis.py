@@ -153,7 +153,7 @@ def run(args):
         save_json(out_dir / "skipped.json", summary["skipped"])
     if annotations is not None:
         if len(kept) != len(annotations.image_paths):  # frames that failed to decode: drop their labels
-            annotations = _subset(annotations, kept)
+            annotations = subset_annotations(annotations, kept)
         present = np.array([np.any(v) or np.any(annotations.boxes[i] != [0, 0, *annotations.image_sizes[i]])
                             for i, v in enumerate(annotations.visible)])
         summary["evaluation"] = evaluate_frames(results, annotations, present)
@@ -162,7 +162,8 @@ def run(args):
     return summary
 
 
-def _subset(annotations, index):
+def subset_annotations(annotations, index):
+    """The annotations of the frames at `index` (a list of rows)."""
     import dataclasses
 
     pick = lambda a: None if a is None else a[index]  # noqa: E731

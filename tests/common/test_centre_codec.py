@@ -70,3 +70,51 @@ def test_non_square_round_trip_and_config():
         codec.decode(np.zeros((1, 48, 32, 2), np.float32))
     with pytest.raises(ValueError, match="num_classes=2"):
         codec.decode(np.zeros((1, 32, 48, 3), np.float32))
+
+
+def test_peak_mask_on_logits_keeps_border_maxima_and_checks_diagonal_neighbours():
+    # Negative logits: outside the map is -inf, not 0, so a maximum on the border is a peak.
+    maps = np.full((1, 6, 7, 1), -4.0, np.float32)
+    maps[0, 0, 6, 0] = -1.0  # top-right corner
+    maps[0, 5, 0, 0] = -1.0  # bottom-left corner
+    maps[0, 1, 1, 0], maps[0, 2, 2, 0] = -0.1, -0.5  # a blob along the diagonal: its upper-left pixel wins
+    maps[0, 3, 4, 0], maps[0, 4, 5, 0] = -0.5, -0.1  # the other way round: its lower-right pixel wins
+    peaks = np.argwhere((peak_mask(maps) & (maps > -4.0))[0, ..., 0])
+    assert peaks.tolist() == [[0, 6], [1, 1], [4, 5], [5, 0]]
+
+
+def test_decode_threshold_is_inclusive_and_outputs_are_typed():
+    maps = np.zeros((1, 6, 8, 1), np.float32)
+    maps[0, 1, 2, 0], maps[0, 4, 5, 0] = 0.3, 0.25  # one at the default threshold 0.3, one below
+    codec = CentreHeatmapCodec((8, 6))
+    peaks = codec.decode(maps)
+    np.testing.assert_array_equal(peaks["xy_norm"], np.float32([[2.5 / 8, 1.5 / 6]]))  # isolated: its centre
+    np.testing.assert_array_equal(peaks["score"], np.float32([0.3]))
+    np.testing.assert_array_equal(codec.decode(maps * 2, threshold=0.5)["score"], np.float32([0.6, 0.5]))
+    assert {key: value.dtype for key, value in peaks.items()} == {
+        "image": np.int64, "class": np.int64, "xy_norm": np.float32, "score": np.float32}
+
+
+def test_float16_maps_decode_to_finite_centres():
+    # A mixed-precision model's maps: in float16 the log's floor 1e-10 would be 0 and the refinement NaN.
+    maps = np.zeros((2, 6, 8, 2), np.float16)
+    maps[1, 4, 1, 1] = 0.75
+    peaks = CentreHeatmapCodec((8, 6), num_classes=2).decode(maps)
+    np.testing.assert_array_equal(peaks["image"], [1])
+    np.testing.assert_array_equal(peaks["class"], [1])
+    np.testing.assert_array_equal(peaks["xy_norm"], np.float32([[1.5 / 8, 4.5 / 6]]))
+    np.testing.assert_array_equal(peaks["score"], np.float32([0.75]))
+
+
+def test_arguments_and_map_checks_name_what_is_wrong():
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=f"num_classes={bad}"):
+            CentreHeatmapCodec((8, 6), num_classes=bad)
+    codec = CentreHeatmapCodec((48, 32), num_classes=2)
+    assert codec.map_shape == (32, 48)  # (H, W) of the arrays, for a (width, height) size
+    # The defaults a config may leave out: 64x64 maps, one class, sigma 1.5.
+    assert CentreHeatmapCodec().get_config() == {"heatmap_size": (64, 64), "num_classes": 1, "sigma": 1.5}
+    with pytest.raises(ValueError, match=r"^`heatmaps` maps are \(H, W\) = \(48, 32\)"):
+        codec.decode(np.zeros((1, 48, 32, 2), np.float32))
+    with pytest.raises(ValueError, match=r"^`y_pred` maps are"):  # the loss names its argument
+        codec.check_maps(np.zeros((1, 48, 32, 2), np.float32), "y_pred")

@@ -281,3 +281,98 @@ def test_points_box_clips_to_the_image():
     assert points_box([[-10, 5], [50, 30], [20, 250]], (100, 200)) == [0.0, 5.0, 50.0, 200.0]
     assert points_box([[-10, 5], [-5, 30]], (100, 200)) is None  # all left of the image
     assert points_box([[np.nan, 1.0]], (100, 200)) is None
+
+
+# --- Which JPEG draft scale: the largest of 1/8, 1/4, 1/2 that leaves >= 2 source px per input px ---
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("jpegs")
+    paths = {}
+    for width, height in [(1920, 1200), (1200, 1920), (1024, 1024)]:
+        paths[width, height] = folder / f"{width}x{height}.jpg"
+        save_image(paths[width, height], _gaussian_blob((width, height), (width / 2, height / 2), sigma=40.0))
+    return paths
+
+
+@pytest.mark.parametrize("image_size, canvas, crop, input_size, expected", [
+    # The default letterbox: the input frame spans 1111 x 1111 source px (1000 * 1920 / 1728).
+    ((1920, 1200), CANVAS, CROP, (64, 64), 8),  # 1111 / 8 = 139 >= 2 * 64
+    ((1920, 1200), CANVAS, CROP, (256, 256), 2),  # 1111 / 4 = 278 < 512, 1111 / 2 = 555 >= 512
+    ((1920, 1200), CANVAS, CROP, (512, 512), 1),  # 1111 / 2 = 555 < 1024: the full decode
+    # A non-square input: each axis must pass on its own (1/4 would do for one axis only).
+    ((1920, 1200), CANVAS, CROP, (128, 256), 2),
+    ((1920, 1200), CANVAS, CROP, (256, 128), 2),
+    # Portrait: 1000 * 1920 / 1080 = 1778 source px per side, 1778 / 4 = 444 >= 256.
+    ((1200, 1920), CANVAS, CROP, (128, 128), 4),
+    # Exactly two source px per input px at 1/4 (1024 / 4 = 256 = 2 * 128): 1/4 is taken.
+    ((1024, 1024), (1024, 1024), (1024, 1024), (128, 128), 4),
+])
+def test_jpeg_draft_scale_is_the_largest_keeping_two_source_pixels_per_input_pixel(
+        jpegs, monkeypatch, image_size, canvas, crop, input_size, expected):
+    scales = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = draft(self, mode, size)
+        scales.append(self.decoderconfig[0])
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    warped, transform, size = warp_image_file(jpegs[image_size], canvas, crop, input_size)
+    assert scales in ([], [1]) if expected == 1 else scales == [expected]  # a draft at 1 changes nothing
+    assert size == image_size and warped.shape == (input_size[1], input_size[0], 3)
+    # The blob at the image centre lands where the transform puts the centre, whatever the scale.
+    centre = to_input([[image_size[0] / 2, image_size[1] / 2]], transform)[0]
+    np.testing.assert_allclose(_centroid(warped), centre, atol=0.05 * max(1, input_size[0] / 128))
+
+
+# --- Black outside the image, whatever edge the input frame crosses ---
+
+
+@pytest.mark.parametrize("frame", [
+    (3.5, -109.5, 120.5, 78.5),  # far above the top, a hair past the right, just short of the bottom
+    (-62.5, 64.5, 119.5, 77.5),  # far past the left, just short of the right and the bottom
+    (-0.5, -3.5, 148.5, 39.5),  # a hair past the left, a little past the top, far past the right
+])
+def test_warp_equals_a_resample_of_the_image_on_an_endless_black_surround(frame):
+    # The warp pads only as much black as the filter can reach; the reference pads 400 px on
+    # every side. A flat grey 120x80 image and a non-square 8x32 input: the frame shrinks by
+    # different factors along x and y, so a padding computed from the wrong axis, side or
+    # factor shows at the image's edges (measured: 2 to 255 levels off for such mistakes).
+    image = np.full((80, 120, 3), 200, np.uint8)
+    x0, y0, x1, y1 = frame
+    sx, sy = 8 / (x1 - x0), 32 / (y1 - y0)
+    transform = np.array([sx, sy, -x0 * sx, -y0 * sy])
+    warped, _ = warp_image(image, None, None, (8, 32), transform)
+    margin = 400
+    surround = Image.new("RGB", (120 + 2 * margin, 80 + 2 * margin))
+    surround.paste(Image.fromarray(image), (margin, margin))
+    expected = surround.resize((8, 32), Image.BILINEAR, box=(x0 + margin, y0 + margin, x1 + margin, y1 + margin))
+    np.testing.assert_allclose(warped, np.asarray(expected), atol=1)  # 1: float rounding of the shifted box
+    assert warped.max() == 200 and warped.min() == 0  # both the image and the black show
+
+
+def test_box_crop_and_jitter_defaults_and_a_box_that_is_not_square():
+    box = [600, 400, 700, 450]
+    # The defaults: margin 1.25 (side 125 for a 100 px wide box) and an 8 px minimum side.
+    np.testing.assert_array_equal(box_crop_transform(box, (128, 128)),
+                                  box_crop_transform(box, (128, 128), margin=1.25, min_side=8.0))
+    np.testing.assert_allclose(box_crop_transform([10, 10, 10.5, 11], (128, 128))[:2], [16.0, 16.0])
+    # Jitter with nothing to jitter returns the box itself: the centre and size of x and y apart.
+    np.testing.assert_array_equal(jitter_box(box, np.random.default_rng(0), 0.0, 0.0), box)
+    rng = np.random.default_rng(1)
+    jittered = np.array([jitter_box(box, rng) for _ in range(200)])  # defaults: shift 0.1, scale 0.15
+    centre, size = (jittered[:, :2] + jittered[:, 2:]) / 2, jittered[:, 2:] - jittered[:, :2]
+    shift, scale = (centre - [650, 425]) / [100, 50], size / [100, 50]
+    assert np.abs(shift).max() <= 0.1 and np.abs(scale - 1).max() <= 0.15
+    assert np.abs(shift).max() > 0.09 and np.abs(scale - 1).max() > 0.14  # the full range is used
+    # x and y are drawn apart: the box moves off the diagonal and changes its aspect.
+    assert np.abs(shift[:, 0] - shift[:, 1]).max() > 0.05 and np.abs(scale[:, 0] - scale[:, 1]).max() > 0.05
+
+
+def test_points_on_one_line_give_no_box():
+    # A box of no width or height is no box (a label's bbox needs x2 > x1 and y2 > y1).
+    assert points_box([[5.0, 5.0], [5.0, 30.0]], (100, 200)) is None
+    assert points_box([[-10.0, 5.0], [0.0, 30.0]], (100, 200)) is None  # touches only the left edge

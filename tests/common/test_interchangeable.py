@@ -129,6 +129,61 @@ def test_two_maps_of_one_group_peaking_at_one_place_decode_to_distinct_points():
     np.testing.assert_allclose(codec.decode(apart, groups=[(0, 1)])[0], codec.decode(apart)[0])
 
 
+def _one_hot_pixels(shape, *pixels):
+    """A (H, W) map that is 0 but for `(row, col, value)` pixels: isolated pixels refine to
+    their own centres (a symmetric neighbourhood), so decoded points are hand values."""
+    out = np.zeros(shape, np.float32)
+    for row, col, value in pixels:
+        out[row, col] = value
+    return out
+
+
+@pytest.mark.parametrize("offset, min_distance, kept", [
+    ((0, 3), 3.0, True),  # exactly min_distance away along x: far enough (the rule is strict, d < r)
+    ((3, 0), 3.0, True),  # the same along y
+    ((2, 2), 3.0, False),  # sqrt(8) = 2.83 px: too close, although 2 px along each axis
+    ((0, 4), 3.0, True),
+    ((0, 2), None, True),  # the default is 2 sigma = 2 px: 2 px away is far enough
+    ((1, 1), None, False),
+])
+def test_group_exclusion_is_a_disc_of_min_distance(offset, min_distance, kept):
+    # Keypoint 0 peaks at (row 4, col 4); keypoint 1 has its maximum there too (lower), a second
+    # candidate at `offset` from it and a weak third far away at (8, 8).
+    codec = GaussianHeatmapCodec((10, 10), sigma=1.0)
+    candidate = (4 + offset[0], 4 + offset[1])
+    first = _one_hot_pixels((10, 10), (4, 4, 1.0))
+    second = _one_hot_pixels((10, 10), (4, 4, 0.9), (*candidate, 0.5), (8, 8, 0.2))
+    xy = codec.decode(np.stack([first, second], axis=-1)[None], groups=[(0, 1)], min_distance=min_distance)[0][0]
+    np.testing.assert_allclose(xy[0] * 10, [4.5, 4.5], atol=1e-6)
+    row, col = candidate if kept else (8, 8)
+    np.testing.assert_allclose(xy[1] * 10, [col + 0.5, row + 0.5], atol=1e-6)
+
+
+def test_a_group_of_three_avoids_every_earlier_members_peak():
+    # All three maps peak at (4, 4); the second's next best (4, 8) is 4 px away; the third's
+    # next best after its own (4, 8) is (8, 1), far from both: it must avoid (4, 4) and (4, 8).
+    codec = GaussianHeatmapCodec((10, 10), sigma=1.0)
+    maps = np.stack([_one_hot_pixels((10, 10), (4, 4, 1.0)),
+                     _one_hot_pixels((10, 10), (4, 4, 0.9), (4, 8, 0.6)),
+                     _one_hot_pixels((10, 10), (4, 4, 0.8), (4, 8, 0.5), (8, 1, 0.3))], axis=-1)[None]
+    xy = codec.decode(maps, groups=[(0, 1, 2)], min_distance=3.0)[0][0]
+    np.testing.assert_allclose(xy * 10, [[4.5, 4.5], [8.5, 4.5], [1.5, 8.5]], atol=1e-6)
+
+
+def test_each_image_of_a_batch_decodes_its_group_on_its_own():
+    # 5x5 maps, min_distance 4. Image 0: both keypoints peak at the centre, and every pixel of the
+    # map lies within 4 px of it (the farthest corner is sqrt(8) away): no free pixel, so the
+    # second keeps its own maximum. Image 1 (higher maps): both peak at the corner (0, 0); the
+    # opposite corner is free. Whether a pixel is free, and which pixel is highest, is per image.
+    codec = GaussianHeatmapCodec((5, 5), sigma=1.0)
+    image0 = np.stack([_one_hot_pixels((5, 5), (2, 2, 0.8)), _one_hot_pixels((5, 5), (2, 2, 0.7))], axis=-1)
+    image1 = np.stack([_one_hot_pixels((5, 5), (0, 0, 1.0)),
+                       _one_hot_pixels((5, 5), (0, 0, 0.9), (4, 4, 0.4))], axis=-1)
+    xy, scores = codec.decode(np.stack([image0, image1]), groups=[(0, 1)], min_distance=4.0)
+    np.testing.assert_allclose(xy * 5, [[[2.5, 2.5], [2.5, 2.5]], [[0.5, 0.5], [4.5, 4.5]]], atol=1e-6)
+    np.testing.assert_allclose(scores, [[0.8, 0.7], [1.0, 0.4]])
+
+
 # --- evaluation: matched vs raw ---
 
 

@@ -229,6 +229,18 @@ def test_schedules_follow_the_optimizer_steps():
         TrainingConfig(lr_schedule="plateau", warmup_steps=5)
 
 
+def test_a_warm_up_longer_than_a_tenth_of_the_run_is_cut_to_it():
+    # The detector's 100 warm-up steps filled the whole of an 8-epoch, 96-step run: its rate
+    # rose to the end and never decayed (stage 1 on SPEED-like renders, bench/README.md).
+    from common.config import TrainingConfig
+    from common.training import learning_rate_schedule, plan_run
+
+    plan = plan_run(TrainingConfig(batch_size=30, epochs=8), 360)  # 12 steps an epoch, 96 in all
+    cosine = learning_rate_schedule(TrainingConfig(learning_rate=1.0, lr_schedule="cosine", warmup_steps=100), plan)
+    assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(9)) == pytest.approx(1.0)  # 9 warm-up steps
+    assert float(cosine(96)) == pytest.approx(0.01)  # and the decay to the floor after them
+
+
 @pytest.mark.parametrize("kind", ["backend", "pydataset"])
 def test_a_repeating_stream_gives_whole_batches_and_every_image_each_pass(kind):
     images, targets = _arrays(10)

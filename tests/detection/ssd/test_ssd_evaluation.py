@@ -153,3 +153,35 @@ def test_box_iou_summary_takes_the_best_scored_box_of_the_class():
     # 0.5 (the 0.4-scored exact box does not count), 0 (no class-1 box), 0 (below threshold).
     assert summary == {"mean": pytest.approx(0.5 / 3), "median": 0.0, "ground_truth": 3, "score_threshold": 0.5}
     assert box_iou_summary(dets, truth, score_threshold=0.1)["mean"] == pytest.approx(2 / 3)
+
+
+def test_iou_matrix_by_hand_for_boxes_apart_small_and_degenerate():
+    from detection.ssd.evaluation import iou_matrix
+
+    boxes = [[0.0, 0.0, 0.2, 0.2],  # normalised coordinates: every union is below 1
+             [0.3, 0.3, 0.5, 0.5],  # apart on both axes: negative overlaps must not multiply to a positive
+             [0.3, 0.0, 0.5, 0.2],  # apart along x only: a negative width must not give a negative IoU
+             [0.0, 0.3, 0.2, 0.5],  # apart along y only
+             [0.2, 0.0, 0.4, 0.2],  # touching the first along x: no overlap
+             [0.1, 0.1, 0.3, 0.3],  # overlaps the first by 0.1 x 0.1: 0.01 / (0.04 + 0.04 - 0.01)
+             [0.5, 0.5, 0.5, 0.5]]  # a point: no area, IoU 0 even with itself
+    ious = iou_matrix(boxes, boxes)
+    np.testing.assert_allclose(ious[0], [1.0, 0.0, 0.0, 0.0, 0.0, 1 / 7, 0.0], atol=1e-12)
+    np.testing.assert_allclose(ious[6], 0.0)
+
+
+def test_an_iou_exactly_at_the_threshold_matches():
+    # COCO matches at IoU >= threshold: a 1x1 detection inside a 2x1 box has IoU 1 / 2 exactly.
+    order, matched = match_image([[0.0, 0.0, 1.0, 1.0]], [0.9], [[0.0, 0.0, 2.0, 1.0]], [0.5, 0.55])
+    assert matched.tolist() == [[0], [-1]]
+
+
+def test_size_band_by_hand():
+    # Bands by sqrt(area) with edges 4 and 16 px: [0, 4), [4, 16), >= 16 (an edge belongs above).
+    boxes = [[50, 60, 58, 68],  # 8 x 8 away from the origin: side 8
+             [50, 60, 66, 76],  # side 16 exactly: the band above
+             [50, 60, 50, 100],  # no width: side 0, although 40 px high
+             [60, 60, 50, 100],  # x2 < x1 (inverted): no width either
+             [50, 100, 90, 60],  # y2 < y1: no height
+             [50, 60, 52, 68]]  # 2 x 8: side 4 exactly
+    np.testing.assert_array_equal(size_band(boxes, [4.0, 16.0]), [1, 2, 0, 0, 0, 1])
