@@ -3,23 +3,25 @@
 Every function that writes a file writes it atomically (`atomic_path`) and returns
 its path. Colours follow the Okabe-Ito palette, which stays distinguishable under
 the common colour-vision deficiencies. Keypoint overlays are drawn with Pillow
-(fast enough for thousands of images); figures with matplotlib (Agg on headless machines).
+(fast enough for thousands of images), and so is the per-image heatmap grid;
+run-level figures (curves, histograms) with matplotlib (Agg on headless machines).
 
 Pixel-centre convention: pixel i covers [i, i + 1), its centre is i + 0.5. A point
-(x, y) in an image's pixel frame is drawn at continuous position (x, y), so
-heatmap panels use `extent=(0, w, h, 0)` and markers land on the pixel they lie in.
+(x, y) in an image's pixel frame is drawn at continuous position (x, y) (times the
+panel's scale), so markers land on the pixel they lie in.
 """
 
+import functools
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # headless machines pick Agg; notebooks keep their inline backend
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from common.data_io import atomic_path
 
 DPI = 120
+HEATMAP_PANEL = 192  # screen pixels of a heatmap panel's longer side
 
 # Okabe-Ito colours.
 BLUE = "#0072B2"
@@ -74,7 +76,7 @@ def plot_history(history, path, title="Training"):
 
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, panels):
         if name == lr_key:
             _plot_series(ax, history[name], "learning rate", PURPLE)
@@ -241,7 +243,10 @@ def plot_heatmaps(image, heatmaps, path, keypoint_names=None, xy_pred_heatmap=No
         `Path` of the written PNG.
 
     All heatmap panels share one colour scale, min(0, min) .. max over all K maps,
-    so weak maps look weak; each title gives the map's peak value.
+    so weak maps look weak; each title gives the map's peak value. Drawn with Pillow
+    and numpy (a colour map lookup table, nearest-neighbour upscaling), not matplotlib:
+    `use_vis.py` draws one per image, and matplotlib's layout took seconds each.
+    Non-finite heatmap values are left white.
     """
     image = np.asarray(image)
     heatmaps = np.asarray(heatmaps, dtype=np.float64)
@@ -261,39 +266,60 @@ def plot_heatmaps(image, heatmaps, path, keypoint_names=None, xy_pred_heatmap=No
     vmax = max(vmax, vmin + 1e-6)  # an all-zero (collapsed) output still plots
 
     panels = num_keypoints + 1
-    ncols = max(1, min(max_cols, panels))
-    nrows = math.ceil(panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.8, 2.7 * nrows), squeeze=False, layout="constrained")
-    flat = axes.flat
-    ax = flat[0]
-    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, extent=(0, image.shape[1], image.shape[0], 0))
-    ax.set_title(f"input {image.shape[1]}x{image.shape[0]}")
-    ax.set_xlabel("x (input px)")
-    ax.set_ylabel("y (input px)")
-    shown = None
+    layout = _heatmap_layout(h, w, panels, max_cols)
+    scale, box_w, box_h = layout["scale"], layout["box"][0], layout["box"][1]
+    title_font, tick_font = _font(13), _font(10)
+    canvas = Image.new("RGB", layout["size"], "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((canvas.width // 2, 6), f"Heatmaps ({w}x{h} px, markers at pixel centres)", fill="black",
+              font=_font(15), anchor="mt")
+    if num_keypoints:  # the legend in the header, where it hides no peak; markers on the map's low colour
+        legend_x, low = canvas.width // 2 - 110, tuple(int(c) for c in _viridis_lut()[0])
+        legend = [(0, "+", "argmax")] + ([(90, "x", "decoded keypoint")] if xy_pred_heatmap is not None else [])
+        for dx, kind, label in legend:
+            draw.rectangle([legend_x + dx - 8, 25, legend_x + dx + 8, 41], fill=low)
+            _draw_markers(draw, [(kind, legend_x + dx, 33)], 5)
+            draw.text((legend_x + dx + 12, 33), label, fill="black", font=tick_font, anchor="lm")
+    panel_origin = layout["origin"]
+
+    # The input, fitted into the panel box with its own aspect ratio.
+    x0, y0 = panel_origin(0)
+    shown = Image.fromarray(_to_uint8(image)).convert("RGB")
+    fit = min(box_w / shown.width, box_h / shown.height)
+    shown = shown.resize((max(1, round(shown.width * fit)), max(1, round(shown.height * fit))), Image.BILINEAR)
+    canvas.paste(shown, (x0, y0))
+    _frame_and_ticks(draw, x0, y0, shown.width, shown.height, image.shape[1], image.shape[0], tick_font)
+    draw.text((x0 + shown.width // 2, y0 - 18), f"input {image.shape[1]}x{image.shape[0]}", fill="black",
+              font=title_font, anchor="md")
+    draw.text((x0 + shown.width // 2, y0 - 4), "x, y in input px", fill="black", font=tick_font, anchor="md")
+
+    lut = _viridis_lut()
     for k in range(num_keypoints):
-        ax = flat[k + 1]
+        x0, y0 = panel_origin(k + 1)
         hm = heatmaps[:, :, k]
-        shown = ax.imshow(hm, cmap="viridis", vmin=vmin, vmax=vmax, extent=(0, w, h, 0), interpolation="nearest")
-        if np.isfinite(hm).any():
+        ok = np.isfinite(hm)
+        index = np.clip(np.round((np.where(ok, hm, vmin) - vmin) / (vmax - vmin) * 255), 0, 255).astype(np.uint8)
+        rgb = np.where(ok[..., None], lut[index], np.uint8(255))
+        canvas.paste(Image.fromarray(rgb).resize((box_w, box_h), Image.NEAREST), (x0, y0))
+        _frame_and_ticks(draw, x0, y0, box_w, box_h, w, h, tick_font)
+        # Continuous (x, y) lands at screen x0 + x * scale; Pillow's integer i is pixel i's centre.
+        markers, peak = [], float("nan")
+        if ok.any():
             row, col = np.unravel_index(np.nanargmax(hm), hm.shape)
             peak = hm[row, col]
-            ax.plot(col + 0.5, row + 0.5, "+", color="white", markersize=9, markeredgewidth=1.5, label="argmax")
-        else:
-            peak = float("nan")
+            markers.append(("+", x0 + (col + 0.5) * scale - 0.5, y0 + (row + 0.5) * scale - 0.5))
         if xy_pred_heatmap is not None and np.isfinite(xy_pred_heatmap[k]).all():
-            ax.plot(*xy_pred_heatmap[k], "x", color=VERMILLION, markersize=8, markeredgewidth=1.5, label="decoded")
-        ax.set_xlim(0, w)
-        ax.set_ylim(h, 0)
-        ax.set_title(f"{names[k]}\npeak {peak:.3g}", fontsize="medium")
-        ax.tick_params(labelsize="x-small")
+            px, py = xy_pred_heatmap[k]
+            markers.append(("x", x0 + px * scale - 0.5, y0 + py * scale - 0.5))
+        _draw_markers(draw, markers, 6)
+        draw.text((x0 + box_w // 2, y0 - 18), names[k], fill="black", font=title_font, anchor="md")
+        draw.text((x0 + box_w // 2, y0 - 4), f"peak {peak:.3g}", fill="black", font=tick_font, anchor="md")
     if num_keypoints:
-        flat[1].legend(fontsize="x-small", loc="lower right", framealpha=0.6)
-        fig.colorbar(shown, ax=list(flat[1 : num_keypoints + 1]), shrink=0.8, label="heatmap value")
-    for ax in list(flat)[panels:]:
-        ax.set_axis_off()
-    fig.suptitle(f"Heatmaps ({h}x{w} px, markers at pixel centres)")
-    return _save_figure(fig, path)
+        _colour_bar(canvas, draw, *layout["bar"], vmin, vmax, lut, tick_font)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return path
 
 
 def plot_error_histogram(errors, path, thresholds=(2, 5, 10), unit="px", title="Keypoint error"):
@@ -316,7 +342,7 @@ def plot_error_histogram(errors, path, thresholds=(2, 5, 10), unit="px", title="
     if not np.isfinite(errors).all():
         raise ValueError(f"errors must be finite. Received: {int((~np.isfinite(errors)).sum())} non-finite of {errors.size}")
     thresholds = [float(t) for t in thresholds]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0), layout="constrained")
     if errors.size == 0:
         ax.text(0.5, 0.5, "no visible keypoints", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -360,7 +386,7 @@ def plot_pose_errors(rotation_deg, translation_rel, path, title="Pose from keypo
                          f"{rotation_deg.shape} and {translation_rel.shape}")
     count = rotation_deg.size
     found = np.isfinite(rotation_deg) & np.isfinite(translation_rel)
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), layout="constrained")
+    fig, axes = _pyplot().subplots(1, 2, figsize=(9.6, 3.8), layout="constrained")
     panels = ((rotation_deg, "rotation error (degrees)", BLUE), (translation_rel, "translation error / distance",
                                                                   VERMILLION))
     for ax, (values, label, colour) in zip(axes, panels):
@@ -402,7 +428,7 @@ def plot_per_keypoint_error(summary, path, title="Mean error per keypoint"):
     unit = summary.get("unit", "px")
     names = [row["name"] for row in rows]
     means = [row["euclidean_mean"] for row in rows]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2.0), 4.0), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(max(5.0, 0.45 * len(rows) + 2.0), 4.0), layout="constrained")
     x = np.arange(len(rows))
     heights = [m if m is not None else 0.0 for m in means]
     bars = ax.bar(x, heights, color=BLUE)
@@ -436,8 +462,8 @@ def plot_wrong_keypoints(summary, path, title="Keypoints predicted on another ke
     visible = np.maximum(np.array(summary["visible_per_keypoint"], dtype=np.float64), 1.0)
     rates = matrix / visible[:, None]
     size = max(4.5, 0.38 * len(names) + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
-    cmap = plt.get_cmap("magma_r").with_extremes(bad="#d9d9d9")  # grey diagonal: a keypoint's own cell
+    fig, ax = _pyplot().subplots(figsize=(size + 1.0, size), layout="constrained")
+    cmap = _pyplot().get_cmap("magma_r").with_extremes(bad="#d9d9d9")  # grey diagonal: a keypoint's own cell
     shown = np.ma.masked_where(np.eye(len(names), dtype=bool), rates)
     image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=max(rates.max(), 1e-3))
     if len(names) <= 30:
@@ -458,13 +484,107 @@ def plot_wrong_keypoints(summary, path, title="Keypoints predicted on another ke
     return _save_figure(fig, path)
 
 
+def _heatmap_layout(h, w, panels, max_cols):
+    """Where `plot_heatmaps` puts things: `scale` (screen px per heatmap px), `box`
+    (panel width, height), `origin(i)` (panel i's top-left screen pixel, row-major),
+    `bar` (colour bar x, y, height) and the canvas `size`."""
+    # Heatmap pixels become blocks of `scale` screen pixels (whole ones while they fit
+    # the panel, so every heatmap pixel has the same size); the input fills the same box.
+    scale = HEATMAP_PANEL // max(h, w) if max(h, w) <= HEATMAP_PANEL else HEATMAP_PANEL / max(h, w)
+    box_w, box_h = max(1, round(w * scale)), max(1, round(h * scale))
+    pad, left, top_gap, bottom = 10, 30, 34, 18  # around each panel: margins for ticks and its two-line title
+    header, bar_w = 44, (70 if panels > 1 else 0)
+    cell_w, cell_h = left + box_w + pad, top_gap + box_h + bottom
+    ncols = max(1, min(max_cols, panels))
+    nrows = math.ceil(panels / ncols)
+    size = (pad + ncols * cell_w + bar_w, header + nrows * cell_h + pad)
+
+    def origin(index):
+        row, col = divmod(index, ncols)
+        return pad + col * cell_w + left, header + row * cell_h + top_gap
+
+    return {"scale": scale, "box": (box_w, box_h), "origin": origin, "size": size,
+            "bar": (size[0] - bar_w + 6, header + top_gap, nrows * cell_h - top_gap - bottom)}
+
+
+def _pyplot():
+    # Imported on first use: it costs ~0.3 s, and processes that draw only the Pillow
+    # figures (use_vis.py's figure workers) never need it. Headless machines pick Agg;
+    # notebooks keep their inline backend.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@functools.cache
+def _viridis_lut():
+    """matplotlib's viridis as a (256, 3) uint8 lookup table, read once per process."""
+    import matplotlib
+
+    return np.round(matplotlib.colormaps["viridis"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def _to_uint8(image):
+    """An image for display as uint8: floats in [0, 1] are scaled by 255, others clipped."""
+    if image.dtype == np.uint8:
+        return image
+    image = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    if image.size and image.max() <= 1.0:
+        image = image * 255.0
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _frame_and_ticks(draw, x0, y0, width, height, size_x, size_y, font):
+    """A black frame round a panel of `width` x `height` screen pixels that shows
+    `size_x` x `size_y` data pixels, with ticks at 0, half and the end on the left and bottom."""
+    draw.rectangle([x0 - 1, y0 - 1, x0 + width, y0 + height], outline="black")
+    for fraction in (0.0, 0.5, 1.0):
+        x = x0 + fraction * width - 0.5
+        draw.line([(x, y0 + height), (x, y0 + height + 3)], fill="black")
+        draw.text((x, y0 + height + 4), f"{fraction * size_x:g}", fill="black", font=font, anchor="mt")
+        y = y0 + fraction * height - 0.5
+        draw.line([(x0 - 4, y), (x0 - 1, y)], fill="black")
+        draw.text((x0 - 5, y), f"{fraction * size_y:g}", fill="black", font=font, anchor="rm")
+
+
+def _draw_markers(draw, markers, r):
+    """("+" | "x", x, y) markers: argmax a white +, decoded keypoint a vermillion X. All
+    black edges first, then all colours, so two markers on one pixel both stay readable."""
+    def strokes(kind, x, y):
+        if kind == "+":
+            return [(x - r, y), (x + r, y)], [(x, y - r), (x, y + r)]
+        d = r * 0.8
+        return [(x - d, y - d), (x + d, y + d)], [(x - d, y + d), (x + d, y - d)]
+
+    for edge in (True, False):
+        for kind, x, y in markers:
+            colour = "black" if edge else ("white" if kind == "+" else VERMILLION)
+            for line in strokes(kind, x, y):
+                draw.line(line, fill=colour, width=4 if edge else 2)
+
+
+def _colour_bar(canvas, draw, x0, y0, height, vmin, vmax, lut, font):
+    """A vertical bar of the shared colour scale (vmax at the top), ticked at five values."""
+    bar = lut[np.linspace(255, 0, max(2, height)).round().astype(int)]
+    canvas.paste(Image.fromarray(np.repeat(bar[:, None], 14, axis=1)), (x0, y0))
+    draw.rectangle([x0 - 1, y0 - 1, x0 + 14, y0 + height], outline="black")
+    for fraction in np.linspace(0.0, 1.0, 5):
+        y = y0 + (1.0 - fraction) * (height - 1)
+        draw.line([(x0 + 14, y), (x0 + 17, y)], fill="black")
+        draw.text((x0 + 19, y), f"{vmin + fraction * (vmax - vmin):.3g}", fill="black", font=font, anchor="lm")
+    label = Image.new("RGB", (max(1, int(draw.textlength("heatmap value", font=font))) + 4, 14), "white")
+    ImageDraw.Draw(label).text((2, 7), "heatmap value", fill="black", font=font, anchor="lm")
+    label = label.rotate(90, expand=True)
+    canvas.paste(label, (canvas.width - label.width - 1, y0 + max(0, (height - label.height) // 2)))
+
+
 def _save_figure(fig, path):
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
     return path
 
 

@@ -159,13 +159,15 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
     heatmaps/, per_image/*.json, and evaluation_summary.json when labels exist.
     The result's `timing` splits the seconds of the call: `model` (its calls), `input`
     (waiting for images: decoding a folder that the model did not hide, reading a cache),
-    `decode_threads` (decoding summed over the threads, hidden or not), `figures`, `total`.
+    `decode_threads` (decoding summed over the threads, hidden or not), `load` (the model
+    file), `figures`, `total`.
     """
     started = time.perf_counter()
     timing = {"model": 0.0, "input": 0.0}
     uc = cfg.use
     out_dir = Path(uc.output_dir)
     model = load_stage2_model(model_path, cfg.data.input_size)
+    timing["load"] = time.perf_counter() - started
     count = num_keypoints(model)
     run_names = run_keypoint_names(model_path, count)
     transforms = None
@@ -231,8 +233,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
     input_size = np.array(cfg.data.input_size, dtype=np.float64)
     heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
     scale = max(1, 512 // int(input_size[0]))
-    # Figures are drawn in worker processes with their own bar: drawing is slower than
-    # predicting (`--no-figures` skips them).
+    # Figures have their own bar (`--no-figures` skips them).
     jobs = []
     for i in range(min(uc.max_overlays, len(names))):
         name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
@@ -249,7 +250,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
                      "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
                      "segments_original": pose_wireframe(object_model, poses, i)})
     figures_start = time.perf_counter()
-    for _ in parallel_map(draw_figures, jobs, workers=min(default_workers(), len(jobs)), desc="figures",
+    # One worker process per 32 figures: an image's figures take ~0.1 s (Pillow), starting a
+    # worker ~1 s, so 16 figures drew in 2.1-2.5 s in this process and in 4.0-4.5 s in two
+    # workers (use_vis.py on 100 frames, 2 busy cores).
+    workers = min(default_workers(), max(1, len(jobs) // 32))
+    for _ in parallel_map(draw_figures, jobs, workers=workers, desc="figures",
                           progress=progress):
         pass
     timing["figures"] = time.perf_counter() - figures_start

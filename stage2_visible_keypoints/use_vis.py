@@ -113,8 +113,8 @@ def time_split(timing, wall):
     other = wall - model - waited
     threads = f", {timing['decode_threads']:.1f} s in the decoding threads" if "decode_threads" in timing else ""
     return (f"time: {wall:.1f} s = model {model:.1f} s + waiting for images {waited:.1f} s{threads} + other "
-            f"{other:.1f} s ({other / wall:.0%}: start-up and loading {wall - timing['total']:.1f} s, "
-            f"figures {timing['figures']:.1f} s)")
+            f"{other:.1f} s ({other / wall:.0%}: start-up {wall - timing['total']:.1f} s, loading the model "
+            f"{timing['load']:.1f} s, figures {timing['figures']:.1f} s)")
 
 
 def _print_coco(coco):

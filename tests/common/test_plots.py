@@ -117,14 +117,38 @@ def test_save_overlay(tmp_path):
 
 
 def test_plot_heatmaps(tmp_path):
+    from common.plots import _heatmap_layout, _viridis_lut
+
     h, w, k = 16, 16, 3
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     centres = [(4.5, 4.5), (10.5, 6.5), (12.5, 12.5)]
     heatmaps = np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 4.0) * (k_ + 1) / k for k_, (cx, cy) in enumerate(centres)], -1)
+    decoded = np.array(centres) + [0.0, 4.0]  # 4 px below each peak, so both markers show
     image = np.zeros((64, 64, 3), np.uint8)
     path = plot_heatmaps(image, heatmaps, tmp_path / "heatmaps.png", keypoint_names=["a", "b", "c"],
-                         xy_pred_heatmap=np.array(centres), max_cols=2)
+                         xy_pred_heatmap=decoded, max_cols=2)
     _check_png(path, tmp_path)
+    layout = _heatmap_layout(h, w, k + 1, max_cols=2)
+    with Image.open(path) as img:
+        assert img.size == layout["size"]
+        pixels = np.asarray(img.convert("RGB")).astype(int)
+    scale, lut = layout["scale"], _viridis_lut().astype(int)
+
+    def at(panel, x, y):  # the screen pixel of continuous (x, y) in a panel's heatmap frame
+        x0, y0 = layout["origin"](panel)
+        return pixels[int(y0 + y * scale), int(x0 + x * scale)]
+
+    assert (at(0, 8, 8) == 0).all()  # the black input
+    for j, (cx, cy) in enumerate(centres):
+        assert (at(j + 1, cx, cy) == 255).all(), j  # white + on the argmax pixel
+        assert _is_red(at(j + 1, *decoded[j])), j  # red X on the decoded keypoint
+        # Elsewhere the map in viridis on one scale for all maps, 0 .. the largest peak (1).
+        for x, y in ((cx + 1, cy), (cx, cy - 2), (1.5, 15.5)):
+            value = heatmaps[int(y), int(x), j] / heatmaps.max()
+            np.testing.assert_array_equal(at(j + 1, x, y), lut[round(value * 255)], err_msg=f"map {j} at {(x, y)}")
+    # A map with no finite value is drawn (white), not an error.
+    heatmaps[..., 1] = np.nan
+    plot_heatmaps(image[..., 0], heatmaps, tmp_path / "nan.png")
     with pytest.raises(ValueError, match=r"heatmaps must have shape \(h, w, K\)"):
         plot_heatmaps(image, heatmaps[..., 0], tmp_path / "bad.png")
 
