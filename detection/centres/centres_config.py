@@ -171,9 +171,11 @@ class UseConfig:
 
 
 # What a trained centre detector depends on: use_centres.py reads these from the run's
-# config.json and refuses a config that says otherwise (`common.run_config`).
-TRAINED_SETTINGS = ("data.categories", "data.single_class", "data.tile_size", "data.input_size", "data.sigma",
-                    "model")
+# config.json and refuses a config that says otherwise (`common.run_config`). tile_overlap
+# goes with tile_size: it must stay below it, so a run with 128 px tiles (default overlap
+# 128) is only valid with its own overlap.
+TRAINED_SETTINGS = ("data.categories", "data.single_class", "data.tile_size", "data.tile_overlap",
+                    "data.input_size", "data.sigma", "model")
 
 
 @dataclasses.dataclass

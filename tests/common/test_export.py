@@ -123,6 +123,22 @@ def test_stage2_float_formats_agree_within_005_px(stage2, fmt):
 def test_stage2_int8_error_is_measured(stage2, capsys):
     model, cfg, images, written = stage2
     error, expected, got = _keypoint_error_px(model, written["litert_int8"], images, cfg.data.input_size)
+    # The head runs in float: the .tflite holds the network up to the raw heatmaps only,
+    # and the keypoints and peak heights are the float decoding of the INT8 heatmaps.
+    runner = load_inference_model(written["litert_int8"])
+    assert runner.float_head["input"] == "heatmap_logits"
+    from ai_edge_litert.interpreter import Interpreter
+
+    (signature,) = Interpreter(model_path=str(written["litert_int8"])).get_signature_list().values()
+    assert signature["outputs"] == ["heatmap_logits"]
+    assert runner.output_shapes == {"heatmap_logits": (32, 48, 3), "keypoints": (3, 2), "confidence": (3,)}
+    logits = got["heatmap_logits"].astype(np.float64)
+    probs = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(got["confidence"], probs.max(axis=(1, 2)), atol=1e-6)
+    weights = np.exp(15.0 * probs.reshape(len(images), -1, 3))
+    weights /= weights.sum(axis=1, keepdims=True)
+    x_centres = (np.arange(48 * 32) % 48 + 0.5) / 48
+    np.testing.assert_allclose(got["keypoints"][..., 0], (weights * x_centres[None, :, None]).sum(axis=1), atol=1e-5)
     with capsys.disabled():
         print(f"\nINT8 stage-2 keypoints vs float32 Keras: mean {error.mean():.3f} px, max {error.max():.3f} px "
               f"(input frame {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, untrained net)")
@@ -130,6 +146,35 @@ def test_stage2_int8_error_is_measured(stage2, capsys):
     # the same noise, is a test of the INT8 path, not of INT8 accuracy (bench/inference.py).
     assert np.isfinite(error).all() and error.max() <= max(cfg.data.input_size)
     assert written["litert_int8"].stat().st_size < 0.5 * written["litert"].stat().st_size  # int8 weights
+
+
+def test_float_head_decodes_as_the_keras_layers():
+    """`float_head` finds the stage-2 and IntegralNet heads (and none in the detectors), and
+    its numpy decoding gives the Keras layers' outputs."""
+    from common.export import apply_float_head, float_head, soft_argmax_numpy
+    from common.layers import soft_argmax
+
+    model, _ = _stage2()
+    head = float_head(model)
+    assert head == {"input": "heatmap_logits", "outputs": {
+        "keypoints": {"op": "soft_argmax", "activation": "sigmoid", "beta": 15.0, "debias": False},
+        "confidence": {"op": "peak", "activation": "sigmoid"}}}
+    images = RNG.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    expected = {k: np.asarray(v) for k, v in model.predict_on_batch(images).items()}
+    got = apply_float_head(head, {"heatmap_logits": expected["heatmap_logits"]})
+    np.testing.assert_allclose(got["keypoints"], expected["keypoints"], atol=1e-5)
+    np.testing.assert_allclose(got["confidence"], expected["confidence"], atol=1e-6)
+    assert float_head(_baseline()[0])["outputs"]["keypoints"]["activation"] is None
+    maps = RNG.random((2, 8, 12, 3)) ** 4
+    for debias in (False, True):
+        np.testing.assert_allclose(soft_argmax_numpy(maps, 20.0, debias),
+                                   np.asarray(soft_argmax(maps, 20.0, debias)), atol=1e-5, err_msg=f"{debias=}")
+
+
+def test_detectors_have_no_float_head():
+    from common.export import float_head
+
+    assert float_head(_ssd()[0]) is None and float_head(_centres()[0]) is None
 
 
 # The centre detector with its flip/transpose augmentation layers in the graph.
