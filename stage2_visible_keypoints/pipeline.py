@@ -5,6 +5,7 @@ Frames: `xy_norm` is normalised to the model input, `xy_input` is in input pixel
 maps between them with each image's stored transform.
 """
 
+import threading
 import time
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
     run_names = run_keypoint_names(model_path, count)
     transforms = None
     instances = None
+    rest = None  # a folder's images after the figures' ones
     if images_dir is not None and (boxes is not None or labels is not None):
         from stage2_visible_keypoints.coco import box_instances
 
@@ -203,10 +205,14 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
         where = instances.paths
     elif images_dir is not None:
         paths = image_paths(images_dir)
-        # Decoded in threads while the model runs on the previous batch.
-        images = FolderStream(paths, cfg.data, uc.batch_size, keep=min(uc.max_overlays, len(paths)))
+        # Decoded in threads while the model runs on the previous batch. The figures' images
+        # go first, alone: their figures are drawn in a thread while the model runs on the rest.
+        shown = min(uc.max_overlays, len(paths))
+        split_at = shown if 0 < shown < len(paths) else len(paths)
+        images = FolderStream(paths[:split_at], cfg.data, uc.batch_size, keep=shown)
+        rest = FolderStream(paths[split_at:], cfg.data, uc.batch_size) if split_at < len(paths) else None
         names, y, keypoint_names, source_paths, where = [p.name for p in paths], None, run_names, paths, paths
-        sizes = images.sizes
+        sizes = images.sizes if rest is None else np.concatenate([images.sizes, rest.sizes])
     else:
         cache = load_cache(cfg.data.cache_dir, split, cfg.data)
         images, transforms, y = cache.images, cache.y["transforms"], cache.y
@@ -222,13 +228,28 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
     # On a folder the run's keypoint names order the mesh, as a cache's names do.
     object_model = load_object_model(uc, y, count, keypoint_names)  # before predicting: fail fast
     predictor = KeypointPredictor(model, cfg, keypoint_names, object_model, camera_name=uc.camera or "camera.json")
-    out = predictor.predict_input(images, transforms, sizes, where, progress=progress, timing=timing)
+    out = predictor.predict_input(images, transforms, sizes[:len(images)], where[:len(images)], progress=progress,
+                                  timing=timing)
+    keypoint_names = predictor.names_for(count)
+    figures = None
     if isinstance(images, FolderStream):
         transforms, figure_images = images.transforms, images.kept
         timing["decode_threads"] = images.decode_seconds
+        if rest is not None:
+            jobs = _figure_jobs(len(figure_images), names, out, figure_images, transforms, source_paths, None,
+                                keypoint_names, cfg, object_model)
+            figures = _FiguresBesideTheModel(jobs)
+            try:
+                more = predictor.predict_input(rest, None, rest.sizes, where[len(images):], progress=progress,
+                                               timing=timing)
+            finally:
+                waited = figures.join()
+            out = {k: _concatenate(out[k], more[k]) for k in out}
+            transforms = np.concatenate([transforms, rest.transforms])
+            timing["decode_threads"] += rest.decode_seconds
+            timing["figures"], timing["figures_beside_model"] = waited, figures.seconds
     else:
         figure_images = images
-    keypoint_names = predictor.names_for(count)
     xy_norm, xy_input, xy_original = out["xy_norm"], out["xy_input"], out["xy_original"]
     confidence, visible_pred, logits, poses = out["confidence"], out["visible_pred"], out["heatmap_logits"], \
         out["poses"]
@@ -252,34 +273,11 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
                           box_score=round(float(instances.scores[i]), 5))
         save_json(out_dir / "per_image" / f"{name}.json", record)
 
-    input_size = np.array(cfg.data.input_size, dtype=np.float64)
-    heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
-    scale = max(1, 512 // int(input_size[0]))
-    # Figures have their own bar (`--no-figures` skips them).
-    jobs = []
-    for i in range(min(uc.max_overlays, len(names))):
-        name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
-        source = source_paths[i] if source_paths is not None else (
-            str(y["image_paths"][i]) if y is not None and "image_paths" in y else None)
-        jobs.append({"overlay": out_dir / "overlays" / f"{name}.png", "heatmaps": out_dir / "heatmaps" / f"{name}.png",
-                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg",
-                     "image": np.asarray(figure_images[i]),
-                     "xy_input": xy_input[i], "truth": y["xy_norm"][i] * input_size if y is not None else None,
-                     "visible_true": y["visible"][i] if y is not None else None, "confidence": confidence[i],
-                     "threshold": uc.visibility_threshold, "scale": scale, "logits": logits[i],
-                     "keypoint_names": keypoint_names, "xy_heatmap": xy_norm[i] * heat_size, "source": source,
-                     "xy_original": xy_original[i], "xy_original_true": y["xy_original"][i] if y is not None else None,
-                     "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
-                     "segments_original": pose_wireframe(object_model, poses, i)})
-    figures_start = time.perf_counter()
-    # One worker process per 32 figures: an image's figures take ~0.1 s (Pillow), starting a
-    # worker ~1 s, so 16 figures drew in 2.1-2.5 s in this process and in 4.0-4.5 s in two
-    # workers (use_vis.py on 100 frames, 2 busy cores).
-    workers = min(default_workers(), max(1, len(jobs) // 32))
-    for _ in parallel_map(draw_figures, jobs, workers=workers, desc="figures",
-                          progress=progress):
-        pass
-    timing["figures"] = time.perf_counter() - figures_start
+    if figures is None:  # not drawn beside the model yet
+        figures_start = time.perf_counter()
+        _draw_figures(_figure_jobs(min(uc.max_overlays, len(names)), names, out, figure_images, transforms,
+                                   source_paths, y, keypoint_names, cfg, object_model), progress)
+        timing["figures"] = time.perf_counter() - figures_start
 
     result = {"images": len(names), "output_dir": str(out_dir)}
     if coco_cache or instances is not None:
@@ -323,6 +321,78 @@ def use(cfg, model_path, split="test", images_dir=None, progress=True, boxes=Non
     timing["total"] = time.perf_counter() - started
     result["timing"] = {k: round(v, 3) for k, v in timing.items()}
     return result
+
+
+def _figure_jobs(count, names, out, figure_images, transforms, source_paths, y, keypoint_names, cfg, object_model):
+    """`draw_figures`' jobs for the first `count` images of `use`'s predictions `out`."""
+    uc = cfg.use
+    out_dir = Path(uc.output_dir)
+    input_size = np.array(cfg.data.input_size, dtype=np.float64)
+    logits, poses = out["heatmap_logits"], out["poses"]
+    heat_size = np.array(logits.shape[2:0:-1], dtype=np.float64)  # (w, h)
+    scale = max(1, 512 // int(input_size[0]))
+    jobs = []
+    for i in range(count):
+        name = names[i]  # the whole file name: a.jpg and a.png must not overwrite each other
+        source = source_paths[i] if source_paths is not None else (
+            str(y["image_paths"][i]) if y is not None and "image_paths" in y else None)
+        jobs.append({"overlay": out_dir / "overlays" / f"{name}.png", "heatmaps": out_dir / "heatmaps" / f"{name}.png",
+                     "original_overlay": out_dir / "original_overlays" / f"{name}.jpg",
+                     "image": np.asarray(figure_images[i]),
+                     "xy_input": out["xy_input"][i], "truth": y["xy_norm"][i] * input_size if y is not None else None,
+                     "visible_true": y["visible"][i] if y is not None else None, "confidence": out["confidence"][i],
+                     "threshold": uc.visibility_threshold, "scale": scale, "logits": logits[i],
+                     "keypoint_names": keypoint_names, "xy_heatmap": out["xy_norm"][i] * heat_size, "source": source,
+                     "xy_original": out["xy_original"][i],
+                     "xy_original_true": y["xy_original"][i] if y is not None else None,
+                     "segments_input": pose_wireframe(object_model, poses, i, transforms[i]),
+                     "segments_original": pose_wireframe(object_model, poses, i)})
+    return jobs
+
+
+def _draw_figures(jobs, progress):
+    # One worker process per 32 figures: an image's figures take ~0.1 s (Pillow), starting a
+    # worker ~1 s, so 16 figures drew in 2.1-2.5 s in this process and in 4.0-4.5 s in two
+    # workers (use_vis.py on 100 frames, 2 busy cores).
+    workers = min(default_workers(), max(1, len(jobs) // 32))
+    for _ in parallel_map(draw_figures, jobs, workers=workers, desc="figures", progress=progress):
+        pass
+
+
+class _FiguresBesideTheModel:
+    """Draws figure jobs in a thread while the model runs on the next images: Pillow and
+    the model's runtime release the GIL, so both cores work. `join` waits, re-raises what
+    the thread raised, and returns the seconds waited; `seconds` is the drawing's time."""
+
+    def __init__(self, jobs):
+        self.error, self.seconds = None, 0.0
+        self.thread = threading.Thread(target=self._run, args=(jobs,), daemon=True)
+        self.thread.start()
+
+    def _run(self, jobs):
+        start = time.perf_counter()
+        try:
+            for job in jobs:
+                draw_figures(job)
+        except BaseException as err:  # re-raised in the caller's thread by join()
+            self.error = err
+        self.seconds = time.perf_counter() - start
+
+    def join(self):
+        start = time.perf_counter()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return time.perf_counter() - start
+
+
+def _concatenate(a, b):
+    """Two parts of `predict_input`'s output, one after the other (dicts: each key)."""
+    if a is None:
+        return None
+    if isinstance(a, dict):
+        return {k: np.concatenate([a[k], b[k]]) for k in a}
+    return np.concatenate([a, b])
 
 
 def _finite(value):

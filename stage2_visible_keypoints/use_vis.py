@@ -112,9 +112,11 @@ def time_split(timing, wall):
     model, waited = timing["model"], timing["input"]
     other = wall - model - waited
     threads = f", {timing['decode_threads']:.1f} s in the decoding threads" if "decode_threads" in timing else ""
+    beside = f" more after {timing['figures_beside_model']:.1f} s drawn beside the model" \
+        if "figures_beside_model" in timing else ""
     return (f"time: {wall:.1f} s = model {model:.1f} s + waiting for images {waited:.1f} s{threads} + other "
             f"{other:.1f} s ({other / wall:.0%}: start-up {wall - timing['total']:.1f} s, loading the model "
-            f"{timing['load']:.1f} s, figures {timing['figures']:.1f} s)")
+            f"{timing['load']:.1f} s, figures {timing['figures']:.1f} s{beside})")
 
 
 def _print_coco(coco):

@@ -254,6 +254,9 @@ def test_use_on_a_folder_of_images(workspace, train_run):
     images = sorted((root / "renders" / "images" / "test").iterdir())
     results = predictor.predict(images)
     assert len(results) == len(images) == 3
+    # use.max_overlays = 2: the first two images' figures (drawn while the model ran on the third), no more.
+    for folder, suffix in (("overlays", ".png"), ("heatmaps", ".png"), ("original_overlays", ".jpg")):
+        assert sorted(p.name for p in (out_dir / folder).iterdir()) == [p.name + suffix for p in images[:2]], folder
     for path, result in zip(images, results):
         record = json.loads((out_dir / "per_image" / f"{path.name}.json").read_text())
         assert list(result.keypoint_names) == record["keypoint_names"]
