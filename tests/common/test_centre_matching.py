@@ -48,7 +48,7 @@ def test_match_points_single_points_dtypes_and_non_finite_input():
     assert (rows.tolist(), cols.tolist(), dist.tolist()) == ([0], [0], [1.0])
     empty = match_points(np.zeros((0, 2)), [[0.0, 0.0]], 5)
     assert empty[0].dtype == np.int64 and empty[1].dtype == np.int64  # usable as indices
-    with pytest.raises(ValueError, match="match_points needs finite coordinates"):
+    with pytest.raises(ValueError, match="^match_points needs finite coordinates$"):
         match_points([[np.nan, 0.0]], [[0.0, 0.0]], 5)
 
 
@@ -80,7 +80,8 @@ def test_centre_detection_summary_with_no_predictions_or_no_objects():
     assert none_found["count_error"] == {"mean_abs": 0.5, "mean_signed": -0.5, "exact_share": 0.5}
     assert none_found["per_class"]["b"]["recall"] is None and none_found["per_class"]["b"]["pck"]["5"] is None
     # Predictions only in image 0 of 2, no objects anywhere.
-    nothing_there = centre_detection_summary({"image": [0, 0], "class": [0, 1], "xy": [[1, 1], [2, 2]]},
+    nothing_there = centre_detection_summary({"image": [0, 0], "class": [0, 0], "xy": [[1, 1], [2, 2]]},
                                              {"image": [], "class": [], "xy": [], "images": 2}, ["a", "b"])
     assert nothing_there["precision"] == 0.0 and nothing_there["recall"] is None
+    assert [nothing_there["per_class"][c]["predicted"] for c in "ab"] == [2, 0]
     assert nothing_there["count_error"] == {"mean_abs": 1.0, "mean_signed": 1.0, "exact_share": 0.5}
