@@ -102,6 +102,7 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
             else:
                 target = work / final.name
                 if fmt == "onnx":
+                    _call_once(model)
                     model.export(target, format="onnx", verbose=verbose)
                 elif fmt == "litert":
                     target.write_bytes(_litert(saved_model))
@@ -126,6 +127,15 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return written
+
+
+
+def _call_once(model):
+    """Keras' ONNX export refuses a model that was never called ("The model provided has
+    never called"), as one just loaded from a .keras file is: one call on a blank batch
+    (sizes left open by the model: 32)."""
+    blank = [np.zeros([1] + [size or 32 for size in tensor.shape[1:]], dtype=tensor.dtype) for tensor in model.inputs]
+    model(blank[0] if len(blank) == 1 else blank, training=False)
 
 
 def _litert(saved_model, representative=None):

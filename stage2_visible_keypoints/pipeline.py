@@ -8,12 +8,10 @@ maps between them with each image's stored transform.
 import time
 from pathlib import Path
 
-import keras
+import functools
+
 import numpy as np
 
-import stage2_visible_keypoints.keras_metrics  # noqa: F401  (registers the serialisable metric for loading)
-from common import distribute
-from common.backbones import has_pretrained_weights
 from common.config import save_config, to_dict
 from common.data_io import image_paths, save_json
 from common.errors import DataError
@@ -24,12 +22,9 @@ from common.metrics import (keypoint_error_summary, keypoint_errors, match_group
 from common.parallel import default_workers, parallel_map
 from common.plots import plot_error_histogram, plot_per_keypoint_error, plot_pose_errors, plot_wrong_keypoints
 from common.run_config import model_record
-from common.training import (make_batches, make_optimizer, plan_run, resolve_jit, start_run, train,
-                             train_val_indices)
 from stage2_visible_keypoints.camera import body_to_camera, project_points
 from stage2_visible_keypoints.data import KEYPOINT_NAMES_FILE, FolderStream, load_cache, preprocess_boxes
 from stage2_visible_keypoints.figures import draw_figures
-from stage2_visible_keypoints.model import build_model, compile_model
 from stage2_visible_keypoints.pose import pose_error_summary, pose_errors
 # The inference path lives in predictor.py; scripts and bench/ import these from here too.
 from stage2_visible_keypoints.predictor import (KeypointPredictor, estimate_poses, load_object_model,
@@ -51,7 +46,6 @@ def training_targets(y):
             "confidence": y["visible"].astype(np.float32)}
 
 
-@distribute.distributed  # model, optimizer, metrics and fit on train.distribution's devices
 def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None, batches=None, on_evaluation=None):
     """Train on the `split` cache through `common.training.train`; writes best.keras,
     model.keras, config.json, keypoint_names.json, history, plots, logs into
@@ -64,6 +58,21 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     benchmark's training set that grows while it trains). on_evaluation: called after
     each `train.eval_split` evaluation (`HeldOutEvaluation.on_result`).
     """
+    # Keras (and TensorFlow under it) is imported here, not by the module: `use` on an
+    # exported .onnx or .tflite file runs without either.
+    from common import distribute
+
+    # model, optimizer, metrics and fit on train.distribution's devices
+    return distribute.distributed(_train_from_cache)(cfg, split, progress, callbacks, cache, batches, on_evaluation)
+
+
+def _train_from_cache(cfg, split, progress, callbacks, cache, batches, on_evaluation):
+    from common import distribute
+    from common.backbones import has_pretrained_weights
+    from common.training import make_batches, make_optimizer, plan_run, resolve_jit, start_run, train, \
+        train_val_indices
+    from stage2_visible_keypoints.model import build_model, compile_model
+
     tc = cfg.train
     start_run(tc)
     cache = cache if cache is not None else load_cache(cfg.data.cache_dir, split, cfg.data)
@@ -107,7 +116,7 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
     val_ds = make_batches(val_cache.images, val_data, val_idx, tc.batch_size, shuffle=False) if len(val_idx) else None
     if tc.eval_split:
         held_out = load_cache(cfg.data.cache_dir, tc.eval_split, cfg.data)
-        callbacks = [HeldOutEvaluation(held_out, cfg, on_evaluation)] + list(callbacks)
+        callbacks = [_held_out_evaluation()(held_out, cfg, on_evaluation)] + list(callbacks)
     shown = val_cache if len(val_idx) else cache
     sample = np.asarray(shown.images[np.sort(val_idx if len(val_idx) else train_idx)[:tc.tensorboard_images]])
     return train(model, train_ds, val_ds, tc, out_dir, plan, progress=progress, title="Stage 2 training",
@@ -115,28 +124,41 @@ def train_from_cache(cfg, split="train", progress=True, callbacks=(), cache=None
                  train_count=len(train_idx), val_count=len(val_idx))
 
 
-class HeldOutEvaluation(keras.callbacks.Callback):
-    """After every epoch, `evaluate` on a cached split (`train.eval_split`): its soft-argmax
-    errors in input-frame pixels go into the logs as eval_mean_px, eval_median_px and
-    eval_pck@T (so into history.csv); `self.last` keeps (xy_norm, confidence, logits,
-    summary) of the latest evaluation; `on_result(epoch, logs, *self.last)` may add more."""
+def __getattr__(name):
+    # `pipeline.HeldOutEvaluation`, built on first use: a Keras callback class needs Keras.
+    if name == "HeldOutEvaluation":
+        return _held_out_evaluation()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, cache, cfg, on_result=None):
-        super().__init__()
-        self.cache, self.cfg, self.on_result, self.last = cache, cfg, on_result, None
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        xy_norm, confidence, logits = predict_arrays(self.model, self.cache.images, self.cfg.train.batch_size,
-                                                     progress=False)
-        summary = evaluate(xy_norm, confidence, logits, self.cache.y, self.cfg, self.cache.keypoint_names)
-        euclidean = summary["input_frame"]["euclidean"]
-        logs["eval_mean_px"], logs["eval_median_px"] = euclidean["mean"], euclidean["median"]
-        for threshold, value in summary["input_frame"]["pck"].items():
-            logs[f"eval_pck@{threshold}"] = value
-        self.last = (xy_norm, confidence, logits, summary)
-        if self.on_result is not None:
-            self.on_result(epoch, logs, *self.last)
+@functools.cache
+def _held_out_evaluation():
+    import keras
+
+    class HeldOutEvaluation(keras.callbacks.Callback):
+        """After every epoch, `evaluate` on a cached split (`train.eval_split`): its soft-argmax
+        errors in input-frame pixels go into the logs as eval_mean_px, eval_median_px and
+        eval_pck@T (so into history.csv); `self.last` keeps (xy_norm, confidence, logits,
+        summary) of the latest evaluation; `on_result(epoch, logs, *self.last)` may add more."""
+
+        def __init__(self, cache, cfg, on_result=None):
+            super().__init__()
+            self.cache, self.cfg, self.on_result, self.last = cache, cfg, on_result, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            xy_norm, confidence, logits = predict_arrays(self.model, self.cache.images, self.cfg.train.batch_size,
+                                                         progress=False)
+            summary = evaluate(xy_norm, confidence, logits, self.cache.y, self.cfg, self.cache.keypoint_names)
+            euclidean = summary["input_frame"]["euclidean"]
+            logs["eval_mean_px"], logs["eval_median_px"] = euclidean["mean"], euclidean["median"]
+            for threshold, value in summary["input_frame"]["pck"].items():
+                logs[f"eval_pck@{threshold}"] = value
+            self.last = (xy_norm, confidence, logits, summary)
+            if self.on_result is not None:
+                self.on_result(epoch, logs, *self.last)
+
+    return HeldOutEvaluation
 
 
 def _sigmoid(x):

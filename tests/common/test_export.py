@@ -242,6 +242,55 @@ print(json.dumps({{"xy": out["xy_input"].tolist(), "names": predictor.names_for(
     assert np.abs(np.asarray(result["xy"]) - expected).max() < 0.05
 
 
+def test_use_vis_on_exported_files_runs_without_keras_or_tensorflow(stage2, tmp_path):
+    """use_vis.py --model on the .onnx and the .tflite file, with `import keras` and
+    `import tensorflow` failing (a deployment machine; and no seconds spent importing
+    them), writes the .keras run's per-image keypoints and draws its figures."""
+    from PIL import Image
+
+    from common import cli
+    from stage2_visible_keypoints import use_vis
+
+    model, cfg, images, written = stage2
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(RNG.integers(0, 256, (100, 150, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    args = ["--images", str(folder), "--quiet", "--set", "use.max_overlays=1"]
+    runs = {fmt: tmp_path / fmt for fmt in ("onnx", "litert")}
+    code = f"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras", "tensorflow"):
+            raise ImportError(name + " is blocked by the test")
+sys.meta_path.insert(0, Block())
+from common import cli
+from stage2_visible_keypoints import use_vis
+for model, out in {[(str(written[fmt]), str(out)) for fmt, out in runs.items()]!r}:
+    assert cli.run(use_vis.main, ["--model", model, "--output-dir", out] + {args!r}) == 0, model
+print(json.dumps(sorted(m for m in ("keras", "tensorflow") if m in sys.modules)))
+"""
+    assert json.loads(check(run_script("-c", code)).stdout.strip().splitlines()[-1]) == []
+    reference = tmp_path / "keras"
+    assert cli.run(use_vis.main, ["--model", str(written["onnx"].parent.parent / "best.keras"),
+                                  "--output-dir", str(reference)] + args) == 0
+
+    def keypoints(out):
+        return {p.name: np.asarray(json.loads(p.read_text())["keypoints_input"])
+                for p in sorted((out / "per_image").glob("*.json"))}
+
+    want = keypoints(reference)
+    assert sorted(want) == ["im0.png.json", "im1.png.json"]
+    assert np.ptp(want["im0.png.json"], axis=0).max() > 0.5  # keypoints apart: not two flat maps agreeing
+    for fmt, out in runs.items():
+        got = keypoints(out)
+        assert sorted(got) == sorted(want), fmt
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=0.05, err_msg=f"{fmt} {name}")
+        assert (out / "overlays" / "im0.png.png").is_file() and (out / "heatmaps" / "im0.png.png").is_file(), fmt
+
+
 @pytest.mark.parametrize("fmt", ["saved_model", "litert"])
 def test_predictor_takes_any_exported_file(stage2, fmt):
     from stage2_visible_keypoints.predictor import KeypointPredictor
@@ -254,6 +303,19 @@ def test_predictor_takes_any_exported_file(stage2, fmt):
     assert got.keypoint_names == want.keypoint_names == ("tip", "nose", "tail")
     # 400x300 -> 96x64 input: 0.05 input px is 0.2 original px.
     np.testing.assert_allclose(got.keypoints_original, want.keypoints_original, atol=0.05 * 400 / 96)
+
+
+def test_onnx_alone_exports_a_model_loaded_from_keras(tmp_path):
+    """`export_vis.py --format onnx` exports a model just loaded from its .keras file,
+    which Keras' ONNX export refuses as "never called" unless something called it first."""
+    inputs = keras.Input((8, 8, 3), dtype="uint8", name="images")
+    outputs = keras.layers.Conv2D(2, 3, name="conv")(keras.ops.cast(inputs, "float32") / 255.0)
+    keras.Model(inputs, outputs).save(tmp_path / "m.keras")
+    model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    written = export_model(model, tmp_path / "export", ("onnx",))
+    images = RNG.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    got = load_inference_model(written["onnx"]).predict_on_batch(images)
+    np.testing.assert_allclose(np.asarray(next(iter(got.values()))), model.predict_on_batch(images), atol=1e-5)
 
 
 def test_bad_format_and_files_are_one_line_errors(tmp_path):
