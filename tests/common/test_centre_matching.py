@@ -41,3 +41,47 @@ def test_centre_detection_summary_hand_counts():
     assert s["count_error"] == {"mean_abs": 1.0, "mean_signed": 1.0, "exact_share": 0.0}
     assert s["per_class"]["b"]["recall"] == 0.0 and s["per_class"]["a"]["recall"] == 0.5
     assert s["groups"]["small"]["recall"] == 1.0 and "precision" not in s["groups"]["small"]
+
+
+def test_match_points_single_points_dtypes_and_non_finite_input():
+    rows, cols, dist = match_points([[1.0, 0.0]], [[0.0, 0.0]], max_distance=5)
+    assert (rows.tolist(), cols.tolist(), dist.tolist()) == ([0], [0], [1.0])
+    empty = match_points(np.zeros((0, 2)), [[0.0, 0.0]], 5)
+    assert empty[0].dtype == np.int64 and empty[1].dtype == np.int64  # usable as indices
+    with pytest.raises(ValueError, match="^match_points needs finite coordinates$"):
+        match_points([[np.nan, 0.0]], [[0.0, 0.0]], 5)
+
+
+def test_centre_detection_summary_single_objects_defaults_and_keys():
+    # Image 0: class 0 has nothing, class 1 one object at (0, 0) found at (3, 4): 5 px.
+    # Image 1: one class-0 object at (0, 0) found 10.5 px away (outside the default 10 px
+    # gate, inside the PCK gate 20). Image 2: nothing at all.
+    truth = {"image": [0, 1], "class": [1, 0], "xy": [[0, 0], [0, 0]], "images": 3}
+    pred = {"image": [0, 1], "class": [1, 0], "xy": [[3, 4], [10.5, 0]]}
+    s = centre_detection_summary(pred, truth, ["a", "b"], groups={"first": [1, 0]})
+    assert (s["unit"], s["match_distance"], s["pck_gate"], s["images"]) == ("px", 10.0, 20.0, 3)
+    assert (s["true"], s["true_positive"], s["matched_for_errors"]) == (2, 1, 2)
+    assert s["precision"] == s["recall"] == s["f1"] == 0.5
+    assert s["pck"] == {"5": 0.5, "10": 0.5, "20": 1.0}
+    assert s["count_error"] == {"mean_abs": 0.0, "mean_signed": 0.0, "exact_share": 1.0}
+    assert s["per_class"]["a"]["predicted"] == 1 and s["per_class"]["a"]["f1"] == 0.0
+    assert s["per_class"]["b"]["mae"] == {"dx": 3.0, "dy": 4.0, "euclidean": 5.0}
+    first = s["groups"]["first"]  # a 0/1 mask is a mask, not indices
+    assert (first["true"], first["recall"], first["pck"]["5"], first["mae"]["euclidean"]) == (1, 1.0, 1.0, 5.0)
+    with pytest.raises(ValueError, match="group 'bad' must be a"):
+        centre_detection_summary(pred, truth, ["a", "b"], groups={"bad": [True]})
+
+
+def test_centre_detection_summary_with_no_predictions_or_no_objects():
+    truth = {"image": [0], "class": [0], "xy": [[5, 5]], "images": 2}
+    none_found = centre_detection_summary({"image": [], "class": [], "xy": []}, truth, ["a", "b"])
+    assert none_found["recall"] == 0.0 and none_found["precision"] is None
+    assert none_found["mae"] == {"dx": None, "dy": None, "euclidean": None} and none_found["mse"] is None
+    assert none_found["count_error"] == {"mean_abs": 0.5, "mean_signed": -0.5, "exact_share": 0.5}
+    assert none_found["per_class"]["b"]["recall"] is None and none_found["per_class"]["b"]["pck"]["5"] is None
+    # Predictions only in image 0 of 2, no objects anywhere.
+    nothing_there = centre_detection_summary({"image": [0, 0], "class": [0, 0], "xy": [[1, 1], [2, 2]]},
+                                             {"image": [], "class": [], "xy": [], "images": 2}, ["a", "b"])
+    assert nothing_there["precision"] == 0.0 and nothing_there["recall"] is None
+    assert [nothing_there["per_class"][c]["predicted"] for c in "ab"] == [2, 0]
+    assert nothing_there["count_error"] == {"mean_abs": 1.0, "mean_signed": 1.0, "exact_share": 0.5}

@@ -34,3 +34,24 @@ def test_mre_sdr_hand_case():
         mre_sdr(pred, truth, np.ones((1, 4), bool), spacing_mm=0.0)
     empty = mre_sdr(pred, truth, np.zeros((1, 4), bool), spacing_mm=0.1)
     assert empty["mre_mm"] is None and empty["sdr"]["2"] is None
+
+
+def test_bbox_diagonals_offset_box_invisible_points_and_an_empty_image():
+    truth = np.array([[[10.0, 20.0], [40.0, 60.0], [500.0, 500.0]], [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]])
+    visible = np.array([[True, True, False], [False, False, False]])
+    # Box (10, 20) - (40, 60): diagonal hypot(30, 40) = 50; the hidden point is outside it.
+    diagonal = bbox_diagonals(truth, visible)
+    assert diagonal.dtype == np.float64 and diagonal[0] == 50.0 and np.isnan(diagonal[1])
+    # Nothing visible anywhere: PCK is None, not NaN.
+    assert pck_bbox(truth, truth, np.zeros((2, 3), bool), (0.1,)) == {"0.1": None}
+
+
+def test_mre_sdr_standard_deviation_and_per_image_spacing():
+    truth = np.zeros((2, 1, 2))
+    pred = np.array([[[10.0, 0.0]], [[0.0, 20.0]]])  # 10 px at 0.1 mm, 20 px at 0.2 mm: 1 and 4 mm
+    result = mre_sdr(pred, truth, np.ones((2, 1), bool), spacing_mm=[0.1, 0.2])
+    assert result["spacing_mm"] == [0.1, 0.2]
+    assert result["mre_mm"] == pytest.approx(2.5) and result["sd_mm"] == pytest.approx(1.5)
+    assert result["sdr"] == {"2": 0.5, "2.5": 0.5, "3": 0.5, "4": 1.0}
+    empty = mre_sdr(pred, truth, np.zeros((2, 1), bool), spacing_mm=0.1)
+    assert empty["sd_mm"] is None and empty["count"] == 0

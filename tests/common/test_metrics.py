@@ -161,3 +161,93 @@ def test_wrong_keypoint_summary_counts_pairs_and_handles_no_error():
     assert none_visible["count"] == 0 and none_visible["fraction"] is None
     with pytest.raises(ValueError, match="1 names for 2 keypoints"):
         wrong_keypoint_summary(truth, truth, np.ones((3, 2), bool), keypoint_names=["only"])
+
+
+# ---------------------------------------------------------------- mutation-testing cases (issue 19)
+
+
+def test_visibility_precision_recall_equal_precision_and_recall_and_float32_scores():
+    # TP 1 (0.9), FP 1 (0.8), FN 1 (0.1), TN 1 (0.2): precision = recall = f1 = 1/2
+    # (a recall or F1 computed when tp - fn or p - r is nonzero would be None / 0).
+    r = visibility_precision_recall([0.9, 0.8, 0.1, 0.2], [True, False, True, False], 0.5)
+    assert (r["precision"], r["recall"], r["f1"]) == (0.5, 0.5, 0.5)
+    # Scores are compared exactly, in float64: float32 0.7 is 0.69999998807907, below 0.7
+    # (NumPy 2 would otherwise round the threshold to float32 and call it equal).
+    r = visibility_precision_recall(np.float32([0.7]), [True], 0.7)
+    assert (r["true_positive"], r["false_negative"]) == (0, 1)
+
+
+@pytest.mark.parametrize("thresholds, message", [((), "non-empty"), ((-1,), ">= 0"), ((np.nan,), "finite"),
+                                                  ((np.inf, 2), "finite"), ([[1, 2]], "1-D"),
+                                                  ((5, 5.0), "distinct")])
+def test_bad_thresholds_are_refused_with_a_message(thresholds, message):
+    xy = np.zeros((1, 2, 2))
+    with pytest.raises(ValueError, match=message):
+        keypoint_error_summary(xy, xy, np.ones((1, 2), bool), thresholds=thresholds)
+
+
+def test_an_infinite_visible_keypoint_is_a_value_error_not_a_warning():
+    xy_pred, xy_true, visible = _one_image_three_keypoints()
+    xy_pred[0, 0], xy_true[0, 0] = np.inf, np.inf  # inf - inf: NumPy's "invalid value" case
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="image 0, keypoint 0"):
+            keypoint_errors(xy_pred, xy_true, visible)
+
+
+def test_wrong_keypoint_boundaries_defaults_and_key_types():
+    # Truths a (0, 0), b (3, 0), c (20, 0), d (40, 0), one image each keypoint test:
+    #   a predicted at (2, 0): 2 px off = min_error exactly -> not wrong (1 px from b).
+    #   c predicted at (30, 0): 10 px off, 10 px from d: a tie is not "nearer" -> not wrong.
+    #   b predicted at (-0.5, 0): 3.5 px off, 0.5 from a -> wrong with the default min_error 2.
+    truth = np.array([[[0, 0], [3, 0], [20, 0], [40, 0]]], float)
+    pred = np.array([[[2, 0], [-0.5, 0], [30, 0], [40, 0]]], float)
+    s = wrong_keypoint_summary(pred, truth, np.ones((1, 4), bool))
+    assert s["wrong"] == 1 and s["pairs"] == [{"keypoint": "kp1", "nearest": "kp0", "count": 1}]
+    assert s["min_error"] == 2.0
+    assert json.dumps(s["matrix"]) == "[[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]"
+    # A total error under 1 px still has a share: a (0, 0) predicted at (0.4, 0), 0.1 from b.
+    small = wrong_keypoint_summary([[[0.4, 0], [0.5, 0]]], [[[0, 0], [0.5, 0]]], [[True, True]], min_error=0.1)
+    assert small["wrong"] == 1 and small["error_share"] == 1.0
+
+
+def _pairs_case(counts):
+    """One image per (keypoint k, nearest j, repeat): only k visible, predicted on j's truth."""
+    truth = np.array([[0, 0], [100, 0], [0, 100], [100, 100], [50, 50]], float)
+    images, visible = [], []
+    for (k, j), n in counts.items():
+        for _ in range(n):
+            pred = truth.copy()
+            pred[k] = truth[j]
+            images.append(pred)
+            visible.append(np.arange(5) == k)
+    return np.array(images), np.tile(truth, (len(images), 1, 1)), np.array(visible)
+
+
+def test_wrong_keypoint_pairs_most_frequent_first_ties_in_order_and_top_5_by_default():
+    # Six pairs; (0, 1) comes first in (keypoint, nearest) order but is the least frequent.
+    counts = {(0, 1): 1, (1, 0): 2, (2, 3): 3, (3, 2): 1, (4, 0): 1, (4, 1): 1}
+    s = wrong_keypoint_summary(*_pairs_case(counts))
+    assert [(p["keypoint"], p["nearest"], p["count"]) for p in s["pairs"]] == [
+        ("kp2", "kp3", 3), ("kp1", "kp0", 2), ("kp0", "kp1", 1), ("kp3", "kp2", 1), ("kp4", "kp0", 1)]
+    # 20 pairs, counts 1 and 2 alternating: ties keep the (keypoint, nearest) order, which
+    # NumPy's default (unstable beyond 16 elements) sort does not.
+    all_pairs = [(k, j) for k in range(5) for j in range(5) if k != j]
+    counts = {pair: 1 + i % 2 for i, pair in enumerate(all_pairs)}
+    s = wrong_keypoint_summary(*_pairs_case(counts), top=20)
+    expected = [p for p in all_pairs if counts[p] == 2] + [p for p in all_pairs if counts[p] == 1]
+    assert [(p["keypoint"], p["nearest"]) for p in s["pairs"]] == [(f"kp{k}", f"kp{j}") for k, j in expected]
+
+
+def test_match_groups_by_hand():
+    from common.metrics import match_groups
+
+    # Group (0, 1). Image 0: label 1 hidden; prediction 1 sits on label 0 and prediction 0 is
+    # 10 px off along y only -> swap (an x-only or per-axis cost sees a tie and keeps them).
+    # Image 1: the predictions fit as they are. Image 2: prediction 0 is NaN, label 1 hidden,
+    # prediction 1 is 0.2 px from label 0 -> swap (the NaN costs more than any distance).
+    truth = np.array([[[0, 0], [0, 10], [5, 5]], [[0, 0], [0, 10], [5, 5]], [[0, 0], [10, 0], [5, 5]]], float)
+    pred = np.array([[[0, 10], [0, 0], [5, 5]], [[0, 1], [0, 9], [5, 5]], [[np.nan, np.nan], [0.2, 0], [5, 5]]])
+    visible = np.array([[True, False, True], [True, True, True], [True, False, True]])
+    order = match_groups(pred, truth, visible, [(0, 1)])
+    assert order.tolist() == [[1, 0, 2], [0, 1, 2], [1, 0, 2]]
