@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import cli
 from results_io import write_result  # bench/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="runs per format (%(default)s)")
     parser.add_argument("--work-dir", help="for the run, export and frames (default: a temporary folder)")
     parser.add_argument("--output-dir", default="bench/results/use_vis_time", help="(%(default)s)")
+    cli.add_quiet(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp)
@@ -99,10 +101,11 @@ def main(argv=None):
                 row = {"format": fmt, "repeat": repeat, **dict(zip(FIELDS, map(float, found.groups())))}
                 row["outside_share"] = round(row["other_s"] / row["wall_s"], 3)
                 rows.append(row)
-                print(f"{fmt:6s} run {repeat}: wall {row['wall_s']:5.1f} s, model {row['model_s']:5.1f} s, waiting "
-                      f"{row['waiting_s']:4.1f} s, outside {row['other_s']:4.1f} s ({row['outside_share']:.0%}: "
-                      f"start-up {row['startup_s']:.1f}, loading {row['load_s']:.1f}, figures after the model "
-                      f"{row['figures_after_model_s']:.1f})", flush=True)
+                if not args.quiet:
+                    print(f"{fmt:6s} run {repeat}: wall {row['wall_s']:5.1f} s, model {row['model_s']:5.1f} s, waiting "
+                          f"{row['waiting_s']:4.1f} s, outside {row['other_s']:4.1f} s ({row['outside_share']:.0%}: "
+                          f"start-up {row['startup_s']:.1f}, loading {row['load_s']:.1f}, figures after the model "
+                          f"{row['figures_after_model_s']:.1f})", flush=True)
     summary = {fmt: {"outside_share_median": float(np.median([r["outside_share"] for r in rows if r["format"] == fmt])),
                      "wall_s_median": float(np.median([r["wall_s"] for r in rows if r["format"] == fmt]))}
                for fmt in models}
