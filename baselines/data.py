@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 
 from common import cache
-from common.coco_keypoints import read_coco_keypoints
-from common.data_io import OutsideDataFolder, find_image, is_file, json_numbers, load_json, require, split_files
+from common.coco_keypoints import file_name, label_numbers, read_coco_keypoints
+from common.data_io import OutsideDataFolder, find_image, is_file, load_json, require, split_files
 from common.errors import DataError
 from common.parallel import parallel_map
 from baselines.cephalometric import read_isbi2015
@@ -63,13 +63,6 @@ def read_annotations(path, image_dir=None):
     if "annotations" in data:
         return _read_coco(data, path)
     return _read_list(data, path)
-
-
-def _file_name(record, path, where):
-    value = require(record, "file_name", path, where)
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r}", path)
-    return value
 
 
 def _read_coco(data, path):
@@ -107,8 +100,8 @@ def _read_list(data, path):
     file_names, rows = [], []
     for j, image in enumerate(images):
         where = f"images[{j}]: "
-        file_names.append(_file_name(image, path, where))
-        values = _numbers(require(image, "keypoints", path, where), path, f"{where}field 'keypoints'")
+        file_names.append(file_name(image, path, where))
+        values = label_numbers(require(image, "keypoints", path, where), path, f"{where}field 'keypoints'")
         if num_keypoints is None:
             num_keypoints = len(values)
         if values.shape != (num_keypoints, 2):
@@ -133,21 +126,6 @@ def _read_isbi(path, image_dir):
     return {"file_names": [Path(p).name for p in isbi["image_paths"]], "xy": xy, "labelled": np.ones(xy.shape[:2], bool),
             "visible": np.ones(xy.shape[:2], bool), "keypoint_names": isbi["keypoint_names"], "boxes": None,
             "skipped": {}}
-
-
-# A coordinate beyond this (px) is a corrupt label: the cache keeps float32, which ends at 3.4e38.
-MAX_PIXEL = 1e9
-
-
-def _numbers(values, path, where):
-    array = json_numbers(values)  # JSON numbers only: numpy would read "1" and true as 1.0
-    if array is None:
-        raise DataError(f"{where} must hold numbers", path)
-    if not np.isfinite(array).all():
-        raise DataError(f"{where} holds NaN or infinite values", path)
-    if np.abs(array).max(initial=0.0) > MAX_PIXEL:
-        raise DataError(f"{where} holds a value beyond {MAX_PIXEL:.0e}", path)
-    return array
 
 
 def preprocess_config(data_cfg):

@@ -88,7 +88,7 @@ def read_coco_keypoints(path, category="", bad=None, data=None):
     files = {}
     for j, image in enumerate(_list(data, "images", path)):
         where = f"images[{j}]: "
-        files[read_id(image, "id", path, where)] = _file_name(image, path, where)
+        files[read_id(image, "id", path, where)] = file_name(image, path, where)
     category_id, count = chosen["id"], len(names)
     rows, kept = [], []  # kept: this category's annotations, crowds included, for `oks_ap`
     skipped = {"iscrowd": 0, "no_labelled_keypoint": 0, "other_category": 0}
@@ -174,7 +174,7 @@ def _instance(ann, count, path, where):
     if crowd and "keypoints" not in ann:
         values = np.zeros((count, 3))
     else:
-        values = _numbers(require(ann, "keypoints", path, where), path, f"{where}field 'keypoints'")
+        values = label_numbers(require(ann, "keypoints", path, where), path, f"{where}field 'keypoints'")
         if values.size != 3 * count:
             raise DataError(f"{where}field 'keypoints' has {values.size} numbers, expected 3 * {count}", path)
         values = values.reshape(count, 3)
@@ -203,7 +203,7 @@ def _plain_id(ann, index):
 
 
 def _box(value, path, where):
-    box = _numbers(value, path, f"{where}field 'bbox'")
+    box = label_numbers(value, path, f"{where}field 'bbox'")
     if box.shape != (4,) or not (box[2:] > 0).all():
         raise DataError(f"{where}field 'bbox' must be [x, y, width, height] with a positive size, got "
                         f"{value!r:.80}", path)
@@ -227,14 +227,16 @@ def read_id(record, field, path, where=""):
     return value
 
 
-def _file_name(record, path, where):
+def file_name(record, path, where):
+    """A record's `file_name`: a non-empty string."""
     value = require(record, "file_name", path, where)
     if not isinstance(value, str) or not value:
         raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r:.80}", path)
     return value
 
 
-def _numbers(values, path, where):
+def label_numbers(values, path, where):
+    """JSON numbers as an array: finite, within `MAX_PIXEL` (DataError naming `where` otherwise)."""
     array = json_numbers(values)  # JSON numbers only: numpy would read "1" and true as 1.0
     if array is None:
         raise DataError(f"{where} must hold numbers", path)

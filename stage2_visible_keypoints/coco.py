@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.coco_keypoints import MAX_PIXEL, is_coco, keypoint_results, oks_ap, oks_sigmas, read_coco_keypoints, read_id
+from common.coco_keypoints import MAX_PIXEL, file_name, is_coco, keypoint_results, oks_ap, oks_sigmas, read_coco_keypoints, read_id
 from common.data_io import find_image, image_paths, is_finite_number, json_numbers, load_json, require
 from common.errors import DataError
 
@@ -159,7 +159,7 @@ def _coco_detections(data, path, files, folder, coco, category):
         if category_id is not None:
             ids.add(category_id)
         if "file_name" in det:
-            name = _file_name(det, path, where)
+            name = file_name(det, path, where)
         elif files:
             if image_id not in files:
                 raise DataError(f"{where}image_id {image_id!r} is not an image of {coco.label_path}", path)
@@ -203,7 +203,7 @@ def _use_det_detections(data, path, files, coco, category):
         where = f"images[{j}]: "
         if not isinstance(record, dict):
             raise DataError(f"{where}expected a JSON object", path)
-        file = _file_name(record, path, where)
+        file = file_name(record, path, where)
         boxes = json_numbers(require(record, "boxes_xyxy_original", path, where))
         scores = json_numbers(require(record, "scores", path, where))
         if boxes is None or scores is None or scores.ndim != 1 or (boxes.shape != (len(scores), 4) and len(scores)) \
@@ -224,13 +224,6 @@ def _use_det_detections(data, path, files, coco, category):
         rows += [(file, image_id, boxes[k].tolist(), float(scores[k]), f"det{n}") for n, k in enumerate(kept)]
     # A detector's file has class names, not COCO ids: the labels' id, else 1 (COCO's first category id).
     return rows, coco.category_id if coco is not None else 1
-
-
-def _file_name(record, path, where):
-    value = require(record, "file_name", path, where)
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{where}field 'file_name' must be a non-empty string, got {value!r:.80}", path)
-    return value
 
 
 def instance_results(instances, xy_original, confidence):
