@@ -162,10 +162,9 @@ def _gaussian_blob(size, centre, sigma):
     return np.repeat((blob * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
-@pytest.mark.parametrize("centre", [(960.3, 600.7), (1201.9, 433.2), (700.5, 1000.1)])
-def test_warp_image_file_decodes_a_jpeg_at_quarter_size_and_keeps_the_geometry(tmp_path, monkeypatch, centre):
-    # The input frame spans 128 / 0.1152 = 1111 original px: 1111 / 4 = 278 >= 2 * 128
-    # source px per side but 1111 / 8 = 139 is not, so libjpeg decodes at 1/4 (480x300).
+@pytest.fixture
+def draft_scales(monkeypatch):
+    """The JPEG draft scale (1, 2, 4 or 8) libjpeg is asked for at each decode while the test runs."""
     scales = []
     draft = JpegImagePlugin.JpegImageFile.draft
 
@@ -175,6 +174,14 @@ def test_warp_image_file_decodes_a_jpeg_at_quarter_size_and_keeps_the_geometry(t
         return result
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return scales
+
+
+@pytest.mark.parametrize("centre", [(960.3, 600.7), (1201.9, 433.2), (700.5, 1000.1)])
+def test_warp_image_file_decodes_a_jpeg_at_quarter_size_and_keeps_the_geometry(tmp_path, draft_scales, centre):
+    # The input frame spans 128 / 0.1152 = 1111 original px: 1111 / 4 = 278 >= 2 * 128
+    # source px per side but 1111 / 8 = 139 is not, so libjpeg decodes at 1/4 (480x300).
+    scales = draft_scales
     image = _gaussian_blob((1920, 1200), centre, sigma=12.0)
     save_image(tmp_path / "blob.jpg", image)
     warped, transform, size = warp_image_file(tmp_path / "blob.jpg", CANVAS, CROP, INPUT)
@@ -310,16 +317,8 @@ def jpegs(tmp_path_factory):
     ((1024, 1024), (1024, 1024), (1024, 1024), (128, 128), 4),
 ])
 def test_jpeg_draft_scale_is_the_largest_keeping_two_source_pixels_per_input_pixel(
-        jpegs, monkeypatch, image_size, canvas, crop, input_size, expected):
-    scales = []
-    draft = JpegImagePlugin.JpegImageFile.draft
-
-    def spy(self, mode, size):
-        result = draft(self, mode, size)
-        scales.append(self.decoderconfig[0])
-        return result
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+        jpegs, draft_scales, image_size, canvas, crop, input_size, expected):
+    scales = draft_scales
     warped, transform, size = warp_image_file(jpegs[image_size], canvas, crop, input_size)
     assert scales in ([], [1]) if expected == 1 else scales == [expected]  # a draft at 1 changes nothing
     assert size == image_size and warped.shape == (input_size[1], input_size[0], 3)
