@@ -216,18 +216,21 @@ def test_every_part_exports_to_every_format_and_agrees(part):
             np.testing.assert_allclose(got[name], np.asarray(value), atol=2e-3, rtol=1e-3, err_msg=f"{fmt} {name}")
 
 
-def test_onnx_predictor_runs_without_keras_or_tensorflow(stage2):
-    """A deployment machine with only onnxruntime: KeypointPredictor on the .onnx file, with
-    `import keras` and `import tensorflow` failing, gives the Keras model's keypoints."""
-    model, cfg, images, written = stage2
-    np.save(written["onnx"].parent / "images.npy", images)
-    code = f"""
-import importlib.abc, json, sys
+# The first lines of a child process with `import keras` and `import tensorflow` failing.
+BLOCK_KERAS = """import importlib.abc, json, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("keras", "tensorflow"):
             raise ImportError(name + " is blocked by the test")
 sys.meta_path.insert(0, Block())
+"""
+
+def test_onnx_predictor_runs_without_keras_or_tensorflow(stage2):
+    """A deployment machine with only onnxruntime: KeypointPredictor on the .onnx file, with
+    `import keras` and `import tensorflow` failing, gives the Keras model's keypoints."""
+    model, cfg, images, written = stage2
+    np.save(written["onnx"].parent / "images.npy", images)
+    code = BLOCK_KERAS + f"""
 import numpy as np
 from stage2_visible_keypoints.predictor import KeypointPredictor
 predictor = KeypointPredictor.from_run({str(written["onnx"])!r})
@@ -258,13 +261,7 @@ def test_use_vis_on_exported_files_runs_without_keras_or_tensorflow(stage2, tmp_
         Image.fromarray(RNG.integers(0, 256, (100, 150, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
     args = ["--images", str(folder), "--quiet", "--set", "use.max_overlays=1"]
     runs = {fmt: tmp_path / fmt for fmt in ("onnx", "litert")}
-    code = f"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("keras", "tensorflow"):
-            raise ImportError(name + " is blocked by the test")
-sys.meta_path.insert(0, Block())
+    code = BLOCK_KERAS + f"""
 from common import cli
 from stage2_visible_keypoints import use_vis
 for model, out in {[(str(written[fmt]), str(out)) for fmt, out in runs.items()]!r}:
