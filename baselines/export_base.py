@@ -3,8 +3,8 @@ and LiteRT (float32 and INT8).
 
     python baselines/export_base.py --config configs/baselines.yaml --format all
 
-Writes saved_model/, model.onnx, model.tflite and model_int8.tflite (INT8: calibrated on
-images of the training cache) into --output-dir (default: export/ beside the model), with
+Writes saved_model/, model.onnx, model_int8.onnx, model.tflite and model_int8.tflite (INT8:
+calibrated on images of the training cache) into --output-dir (default: export/ beside the model), with
 the run's config.json.
 """
 

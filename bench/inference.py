@@ -7,11 +7,12 @@ For each backbone (ResNet-18, ResNet-50; random weights unless --model gives a t
 .keras, whose error figures are then meaningful: the images are then its run's cache
 images, `test` split, and INT8 is calibrated on its `train` split) and batch size: images/s and p50 / p95
 ms per batch for a per-image `model.predict` loop, the batched compiled path
-(`predict_on_batch`) in float32 and bfloat16, ONNX Runtime, LiteRT float32 and INT8
-(`common.export`); the mean keypoint error of each against float32 Keras in input-frame
-pixels; the peak resident memory after each path; the machine's float32 matrix-product
-GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end on --frames synthetic
-full-size 1920x1200 JPEG frames: decoding and cutting alone (`common.geometry.warp_image_file`,
+(`predict_on_batch`) in float32 and bfloat16, ONNX Runtime float32 and INT8, LiteRT
+float32 and INT8 (`common.export`); the mean keypoint error of each against float32 Keras
+in input-frame pixels; the peak resident memory after each path; the machine's float32
+matrix-product GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end, with
+--e2e-path, on --frames synthetic full-size 1920x1200 JPEG frames, colour and grayscale
+(SPEED's frames are grayscale): decoding and cutting alone (`common.geometry.warp_image_file`,
 threads), the model alone on the cut images, and both streamed (decoding the next batch
 in threads while the model runs). Prints a table; writes
 --output-dir/inference.json (`results_io.write_result`).
@@ -29,6 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from results_io import write_result  # bench/ is on the path when run as a script
+
+
+PATHS = ("keras per-image predict loop", "keras batched fp32", "keras batched bf16", "onnxruntime", "onnxruntime int8",
+         "litert fp32", "litert int8")
 
 
 def matmul_gflops(n=1024, repeats=5):
@@ -116,16 +121,19 @@ def run_paths(args, backbone, images, out_dir, calibration):
     model = build(backbone, tuple(args.input_size), model_path=args.model)
     bf16 = build(backbone, tuple(args.input_size), "mixed_bfloat16", model_path=args.model)
     bf16.set_weights(model.get_weights())  # the same weights (the random ones too)
-    files = export_model(model, out_dir / backbone, ("onnx", "litert", "litert_int8"), representative=calibration)
+    files = export_model(model, out_dir / backbone, ("onnx", "onnx_int8", "litert", "litert_int8"),
+                         representative=calibration)
     paths = {
         "keras per-image predict loop": lambda b: {"keypoints": np.concatenate(
             [model.predict(b[i:i + 1], verbose=0)["keypoints"] for i in range(len(b))])},
         "keras batched fp32": model.predict_on_batch,
         "keras batched bf16": bf16.predict_on_batch,
         "onnxruntime": load_inference_model(files["onnx"]).predict_on_batch,
+        "onnxruntime int8": load_inference_model(files["onnx_int8"]).predict_on_batch,
         "litert fp32": load_inference_model(files["litert"]).predict_on_batch,
         "litert int8": load_inference_model(files["litert_int8"]).predict_on_batch,
     }
+    assert tuple(paths) == PATHS
     rows = []
     for batch_size in args.batch_sizes:
         batches = [images[(i * batch_size) % len(images):][:batch_size] for i in range(args.repeats)]
@@ -146,8 +154,9 @@ def run_paths(args, backbone, images, out_dir, calibration):
     return rows, paths
 
 
-def end_to_end(args, call, tmp):
-    """Decoding alone, the model alone, and both streamed, on full-size JPEG frames."""
+def end_to_end(args, call, tmp, mode="RGB"):
+    """Decoding alone, the model alone, and both streamed, on full-size JPEG frames (`mode`:
+    RGB or L, grayscale)."""
     from PIL import Image
 
     from common.geometry import warp_image_file
@@ -158,8 +167,8 @@ def end_to_end(args, call, tmp):
     paths = []
     for i in range(args.frames):  # smooth content: JPEG decoding of noise is slower than of a real frame
         small = rng.integers(0, 256, (75, 120, 3), dtype=np.uint8)
-        path = tmp / f"frame{i:03d}.jpg"
-        Image.fromarray(small).resize((1920, 1200), Image.BILINEAR).save(path, quality=90)
+        path = tmp / f"frame{mode}{i:03d}.jpg"
+        Image.fromarray(small).resize((1920, 1200), Image.BILINEAR).convert(mode).save(path, quality=90)
         paths.append(path)
     batch = args.stream_batch
     decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, tuple(args.input_size))[0]  # noqa: E731
@@ -183,7 +192,7 @@ def end_to_end(args, call, tmp):
             call(images)
         stream_s = time.perf_counter() - start
     n = len(paths)
-    result = {"frames": n, "decode_images_per_s": n / decode_s, "model_images_per_s": n / model_s,
+    result = {"frames": n, "mode": mode, "decode_images_per_s": n / decode_s, "model_images_per_s": n / model_s,
               "streamed_images_per_s": n / stream_s}
     result["streamed_vs_slower"] = result["streamed_images_per_s"] / min(result["decode_images_per_s"],
                                                                          result["model_images_per_s"])
@@ -202,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed batches per path and size (%(default)s)")
     parser.add_argument("--frames", type=int, default=32, help="full-size JPEG frames end to end (%(default)s)")
     parser.add_argument("--stream-batch", type=int, default=8, help="batch of the end-to-end run (%(default)s)")
+    parser.add_argument("--e2e-path", default="onnxruntime int8", choices=PATHS,
+                        help="the path run end to end (%(default)s)")
     parser.add_argument("--output-dir", default="bench/results/inference", help="(%(default)s)")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -221,9 +232,10 @@ def main(argv=None):
         for backbone in args.backbones.split(","):
             found, paths = run_paths(args, backbone, images, Path(tmp), calibration)
             rows += found
-            fastest = max((r for r in found if r["batch"] == max(args.batch_sizes)), key=lambda r: r["images_per_s"])
-            e2e[backbone] = end_to_end(args, paths[fastest["path"]], Path(tmp)) | {"path": fastest["path"]}
-            print(f"{backbone} end to end ({fastest['path']}): {e2e[backbone]}", flush=True)
+            e2e[backbone] = []
+            for mode in ("RGB", "L"):
+                e2e[backbone].append(end_to_end(args, paths[args.e2e_path], Path(tmp), mode) | {"path": args.e2e_path})
+                print(f"{backbone} end to end ({args.e2e_path}): {e2e[backbone][-1]}", flush=True)
     result = {"matmul_gflops": round(gflops, 1), "rows": rows, "end_to_end": e2e,
               "note": "random weights: error figures compare runtimes only" if not args.model else "trained model"}
     path = write_result(Path(args.output_dir) / "inference.json", result, args, argv=argv)

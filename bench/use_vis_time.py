@@ -4,7 +4,8 @@
     python bench/use_vis_time.py --frames 8 --overlays 2 --repeats 1 --backbone resnet18   # smoke test
 
 Builds a stage-2 run with random weights (--backbone, the default input size; --model a
-trained run's best.keras instead) and exports it to ONNX (`export_vis.py`), writes --frames
+trained run's best.keras instead) and exports it to ONNX (`export_vis.py`) and ONNX INT8
+(calibrated on 32 of the frames), writes --frames
 synthetic 1920x1200 JPEG frames (bench/inference.py's smooth content), then runs
 `use_vis.py --model M --images FRAMES --set use.max_overlays=--overlays` in a fresh
 process for each format, --repeats times, alternating the formats. Each run prints its
@@ -63,6 +64,20 @@ def make_frames(folder, count):
     return folder
 
 
+def export_int8(keras_model, frames, export, count=32):
+    """model_int8.onnx of the run, calibrated on `count` of the frames cut as use_vis.py cuts them."""
+    from common.export import export_model
+    from common.geometry import warp_image_file
+    from common.run_config import load_run_config
+    from stage2_visible_keypoints.config import TRAINED_SETTINGS, Stage2Config
+    from stage2_visible_keypoints.predictor import load_stage2_model
+
+    data = load_run_config(Stage2Config, keras_model, trained=TRAINED_SETTINGS)[0].data
+    images = np.stack([warp_image_file(p, data.canvas_size, data.crop_size, data.input_size)[0]
+                       for p in sorted(frames.glob("*.jpg"))[:count]])
+    return export_model(load_stage2_model(keras_model, data.input_size), export, ("onnx_int8",), images)["onnx_int8"]
+
+
 def script(name, *args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(ROOT / "stage2_visible_keypoints" / name), *map(str, args)],
@@ -89,7 +104,8 @@ def main(argv=None):
         export = work / "export"
         script("export_vis.py", "--model", keras_model, "--format", "onnx", "--output-dir", export)
         frames = make_frames(work / "frames", args.frames)
-        models = {"keras": keras_model, "onnx": export / "model.onnx"}
+        models = {"keras": keras_model, "onnx": export / "model.onnx",
+                  "onnx_int8": export_int8(keras_model, frames, export)}
         rows = []
         for repeat in range(args.repeats):
             for fmt, model in models.items():
@@ -102,7 +118,7 @@ def main(argv=None):
                 row["outside_share"] = round(row["other_s"] / row["wall_s"], 3)
                 rows.append(row)
                 if not args.quiet:
-                    print(f"{fmt:6s} run {repeat}: wall {row['wall_s']:5.1f} s, model {row['model_s']:5.1f} s, waiting "
+                    print(f"{fmt:9s} run {repeat}: wall {row['wall_s']:5.1f} s, model {row['model_s']:5.1f} s, waiting "
                           f"{row['waiting_s']:4.1f} s, outside {row['other_s']:4.1f} s ({row['outside_share']:.0%}: "
                           f"start-up {row['startup_s']:.1f}, loading {row['load_s']:.1f}, figures after the model "
                           f"{row['figures_after_model_s']:.1f})", flush=True)

@@ -1,7 +1,7 @@
 """Export a trained model to SavedModel, ONNX and LiteRT (float32 and INT8), and run any
 of them, or a `.keras` file, through one interface.
 
-    files = export_model(model, "runs/demo/export", ["onnx", "litert_int8"], representative=images)
+    files = export_model(model, "runs/demo/export", ["onnx", "onnx_int8"], representative=images)
     runner = load_inference_model("runs/demo/export/model.onnx")
     outputs = runner.predict_on_batch(uint8_images)   # {"keypoints": ..., "confidence": ...}
 
@@ -13,20 +13,29 @@ named float32 outputs.
 Conversion goes through Keras' own `model.export` (TensorFlow backend): `tf_saved_model`;
 `onnx` (Keras drives tf2onnx); LiteRT from that SavedModel by the TFLite converter with
 the settings of Keras' `litert` export (which converts from a SavedModel too; one
-SavedModel for all three saves two traces of the model). INT8 adds the converter's
-post-training full-integer quantisation with representative images: every op in int8,
-float32 outputs and the uint8 input kept, so the same arrays go in and come out.
+SavedModel for all three saves two traces of the model). The INT8 files keep the uint8
+input and the float32 outputs, so the same arrays go in and come out.
 
 The decoding head stays in float (`float_head`): a heatmap model's keypoints and peak
 heights come from a SoftArgMax (softmax of beta * sigmoid(logits), beta ~15) and a max
 over the maps, which int8 cannot carry (one int8 step of the probabilities is a large
 step of exp(beta * p); measured on a trained stage-2 ResNet-18: 25 px with the head in
-int8). So the INT8 file is the network up to the raw heatmaps, and `model_int8.float_head.json`
-beside it says how the LiteRT runner decodes them in numpy, in float, into the model's
-other outputs: every format returns the same named outputs. What error remains comes
-from the int8 activations of the network (trained ResNet-18 run: 5.1 px with 64 or 384
-calibration images alike; the int8 output step of the logits alone costs 0.005 px; int16
-activations with the same int8 weights, which this module does not export, 0.06 px).
+int8). So an INT8 file is the network up to the raw heatmaps, and
+`model_int8.float_head.json` beside it (one for both INT8 files) says how the runner
+decodes them in numpy, in float, into the model's other outputs: every format returns
+the same named outputs.
+
+Two INT8 files, both calibrated on the representative images:
+- `onnx_int8` (`model_int8.onnx`): ONNX Runtime's static quantisation of the ONNX body
+  (QDQ, int8 weights per output channel, uint8 activations per tensor, min-max ranges;
+  ops other than convolutions and products stay float). On a trained stage-2 ResNet-18:
+  0.05 px from float32 Keras at 2.4-2.5x its speed on two cores (bench/README.md). On an
+  x86 CPU without AVX-512 VNNI, ONNX Runtime's uint8 x int8 products can saturate
+  (its documentation's "reduce_range" note): quantise on and for such a machine with care.
+- `litert_int8` (`model_int8.tflite`): the TFLite converter's full-integer quantisation,
+  every op in int8 (for integer-only accelerators). Its int8 activations cost accuracy:
+  5.1 px on the same ResNet-18 with 64 or 384 calibration images alike (int16 activations
+  with the same int8 weights, which this module does not export: 0.06 px).
 
 Running needs only the runtime of the format: TensorFlow for a SavedModel, ONNX Runtime
 for `.onnx`, the LiteRT interpreter (`ai-edge-litert`) for `.tflite`; this module imports
@@ -44,10 +53,11 @@ import numpy as np
 from common.errors import DataError
 
 # format -> file (or folder) name written into the output folder.
-FILE_NAMES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite",
-              "litert_int8": "model_int8.tflite"}
+FILE_NAMES = {"saved_model": "saved_model", "onnx": "model.onnx", "onnx_int8": "model_int8.onnx",
+              "litert": "model.tflite", "litert_int8": "model_int8.tflite"}
+INT8_FORMATS = ("onnx_int8", "litert_int8")
 FORMATS = tuple(FILE_NAMES)
-# Beside an INT8 `.tflite` (its name with this in place of `.tflite`): the float head.
+# Beside an INT8 file (its name with this in place of `.onnx` or `.tflite`): the float head.
 FLOAT_HEAD_SUFFIX = ".float_head.json"
 
 
@@ -67,7 +77,7 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
     """Write `model` in each of `formats` into `output_dir` (names: FILE_NAMES).
 
     representative: (N, H, W, C) uint8 images for INT8 calibration (a few dozen from the
-    training cache suffice); required for `litert_int8`.
+    training cache suffice); required for the INT8_FORMATS.
     Each file is written beside its final name and renamed when complete, so an
     interrupted export leaves no half-written model. Returns {format: path}.
     """
@@ -76,8 +86,9 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
     if keras.backend.backend() != "tensorflow":
         raise DataError(f"export runs on the TensorFlow backend, not {keras.backend.backend()} "
                         "(unset KERAS_BACKEND or set it to tensorflow)", "KERAS_BACKEND")
-    if "litert_int8" in formats and (representative is None or len(representative) == 0):
-        raise ValueError("litert_int8 needs representative images for calibration. Received: representative=None")
+    int8 = [fmt for fmt in formats if fmt in INT8_FORMATS]
+    if int8 and (representative is None or len(representative) == 0):
+        raise ValueError(f"{int8[0]} needs representative images for calibration. Received: representative=None")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -106,13 +117,19 @@ def export_model(model, output_dir, formats=FORMATS, representative=None, verbos
                     model.export(target, format="onnx", verbose=verbose)
                 elif fmt == "litert":
                     target.write_bytes(_litert(saved_model))
+                elif fmt == "onnx_int8":
+                    head = float_head(model)
+                    body = _body(model, head)
+                    _call_once(body)
+                    source = work / "int8_body.onnx"
+                    body.export(source, format="onnx", verbose=verbose)
+                    _onnx_int8(source, target, representative)
                 else:
                     head = float_head(model)
                     source = saved_model
                     if head is not None:  # the network up to the raw heatmaps: one more trace
                         source = work / "int8_body"
-                        body = keras.Model(model.input, {head["input"]: model.output[head["input"]]})
-                        body.export(source, format="tf_saved_model", verbose=verbose)
+                        _body(model, head).export(source, format="tf_saved_model", verbose=verbose)
                     target.write_bytes(_litert(source, representative))
             if final.is_dir():
                 shutil.rmtree(final)
@@ -136,6 +153,40 @@ def _call_once(model):
     (sizes left open by the model: 32)."""
     blank = [np.zeros([1] + [size or 32 for size in tensor.shape[1:]], dtype=tensor.dtype) for tensor in model.inputs]
     model(blank[0] if len(blank) == 1 else blank, training=False)
+
+
+def _body(model, head):
+    """The network up to the raw output the float head decodes (the model itself without a head)."""
+    import keras
+
+    return model if head is None else keras.Model(model.input, {head["input"]: model.output[head["input"]]})
+
+
+def _onnx_int8(source, target, representative):
+    """ONNX Runtime's static INT8 quantisation of the ONNX file `source` into `target`,
+    calibrated one representative image at a time (min-max ranges)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = source.with_name(source.stem + ".prepared.onnx")
+    # Shape inference and constant folding, as ONNX Runtime advises before quantising
+    # (the symbolic pass wants sympy; the graph's shapes are static but for the batch).
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+    images = np.asarray(representative)
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self._feeds = iter({name: image[None]} for image in images)
+
+        def get_next(self):
+            return next(self._feeds, None)
+
+    quantize_static(str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
 
 
 def _litert(saved_model, representative=None):
@@ -249,6 +300,22 @@ def apply_float_head(head, outputs):
 
 # --- running a model from any of its files ---
 
+def read_float_head(path, output_shapes):
+    """The float head beside the INT8 file `path` (None when there is none); adds the
+    shapes of its outputs to `output_shapes`."""
+    head_file = path.with_name(path.stem + FLOAT_HEAD_SUFFIX)
+    if not head_file.is_file():
+        return None
+    try:
+        head = json.loads(head_file.read_text())
+        shape = output_shapes[head["input"]]  # (h, w, K)
+        for name, spec in head["outputs"].items():
+            output_shapes[name] = (shape[-1], 2) if spec["op"] == "soft_argmax" else (shape[-1],)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise DataError(f"not a float head for {path.name} ({err})", head_file) from None
+    return head
+
+
 def model_format(path):
     """"keras", "saved_model", "onnx" or "litert" from a path's name (a folder: SavedModel)."""
     path = Path(path)
@@ -343,10 +410,11 @@ class OnnxRunner:
         self.input_shape = tuple(inp.shape[1:])
         self._names = [o.name for o in self._session.get_outputs()]
         self.output_shapes = {o.name: tuple(o.shape[1:]) for o in self._session.get_outputs()}
+        self.float_head = read_float_head(path, self.output_shapes)  # an INT8 file's
 
     def predict_on_batch(self, images):
-        out = self._session.run(None, {self._input_name: np.ascontiguousarray(images, np.uint8)})
-        return dict(zip(self._names, out))
+        out = dict(zip(self._names, self._session.run(None, {self._input_name: np.ascontiguousarray(images, np.uint8)})))
+        return out if self.float_head is None else apply_float_head(self.float_head, out)
 
 
 class LiteRTRunner:
@@ -378,17 +446,7 @@ class LiteRTRunner:
         self.input_shape = tuple(int(v) for v in details["shape"][1:])
         self.output_shapes = {k: tuple(int(v) for v in d["shape"][1:])
                               for k, d in self._runner.get_output_details().items()}
-        # An INT8 file with its decoding head beside it in float (`float_head`).
-        self.float_head = None
-        head_file = path.with_name(path.stem + FLOAT_HEAD_SUFFIX)
-        if head_file.is_file():
-            try:
-                self.float_head = json.loads(head_file.read_text())
-                shape = self.output_shapes[self.float_head["input"]]  # (h, w, K)
-                for name, spec in self.float_head["outputs"].items():
-                    self.output_shapes[name] = (shape[-1], 2) if spec["op"] == "soft_argmax" else (shape[-1],)
-            except (ValueError, KeyError, TypeError, IndexError) as err:
-                raise DataError(f"not a float head for {path.name} ({err})", head_file) from None
+        self.float_head = read_float_head(path, self.output_shapes)
 
     def predict_on_batch(self, images):
         out = self._runner(**{self._input_name: np.ascontiguousarray(images, self._dtype)})
@@ -426,7 +484,7 @@ def export_main(argv, doc, config_cls, trained, keras_loader, representative_ima
     if model_format(model_path) != "keras":
         raise DataError("export from the trained .keras model", model_path)
     model = keras_loader(model_path)
-    images = representative_images(cfg, args.calibration_images) if "litert_int8" in formats else None
+    images = representative_images(cfg, args.calibration_images) if set(INT8_FORMATS) & set(formats) else None
     output_dir = Path(args.output_dir) if args.output_dir else Path(model_path).parent / "export"
     written = export_model(model, output_dir, formats, images)
     for name in ("config.json",) + tuple(extra_files):

@@ -340,8 +340,7 @@ def centre_detection_summary(pred, truth, class_names, match_distance=10.0, pck_
     t_img, t_cls = np.asarray(truth["image"], np.int64), np.asarray(truth["class"], np.int64)
     t_xy = np.asarray(truth["xy"], np.float64).reshape(-1, 2)
     n_images = int(truth["images"])
-    pred_hit = np.zeros(len(p_xy), bool)          # matched at match_distance
-    true_hit = np.zeros(len(t_xy), bool)
+    true_hit = np.zeros(len(t_xy), bool)          # matched at match_distance
     true_error = np.full(len(t_xy), np.inf)       # distance of the PCK match
     true_delta = np.full((len(t_xy), 2), np.nan)  # pred - true of the PCK match
     for image in range(n_images):
@@ -350,8 +349,8 @@ def centre_detection_summary(pred, truth, class_names, match_distance=10.0, pck_
             ti = np.flatnonzero((t_img == image) & (t_cls == cls))
             if len(pi) == 0 or len(ti) == 0:
                 continue
-            rows, cols, dist = match_points(p_xy[pi], t_xy[ti], match_distance)
-            pred_hit[pi[rows]], true_hit[ti[cols]] = True, True
+            _, cols, _ = match_points(p_xy[pi], t_xy[ti], match_distance)
+            true_hit[ti[cols]] = True
             rows, cols, dist = match_points(p_xy[pi], t_xy[ti], pck_gate)
             true_error[ti[cols]] = dist
             true_delta[ti[cols]] = p_xy[pi[rows]] - t_xy[ti[cols]]

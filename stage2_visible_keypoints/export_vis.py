@@ -3,8 +3,8 @@
     python stage2_visible_keypoints/export_vis.py --config configs/stage2_demo.yaml --format all
     python stage2_visible_keypoints/export_vis.py --model runs/demo/model/best.keras --format onnx --output-dir deploy/
 
-Writes saved_model/, model.onnx, model.tflite and model_int8.tflite (INT8: calibrated on
-images of the training cache) into --output-dir (default: export/ beside the model), with
+Writes saved_model/, model.onnx, model_int8.onnx, model.tflite and model_int8.tflite (INT8:
+calibrated on images of the training cache) into --output-dir (default: export/ beside the model), with
 the run's config.json and keypoint_names.json, so `use_vis.py --model deploy/model.onnx`
 runs the exported file (ONNX needs only onnxruntime, not Keras or TensorFlow).
 """

@@ -10,7 +10,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from common.data_io import atomic_path
 from common.errors import DataError
@@ -220,6 +219,8 @@ def symmetry_gap(vertices):
             for k in range(1, n):
                 angle = 2 * np.pi * k / n  # Rodrigues' formula
                 candidates.append(np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross)
+    from scipy.spatial import cKDTree  # here: scipy.spatial costs 0.3 s at start-up, for every script
+
     tree = cKDTree(points)  # nearest-vertex queries: fine for meshes of many vertices too
     best_gap, best_rotation = np.inf, None
     for rotation in candidates:
@@ -291,6 +292,7 @@ def mesh_parts(mesh):
     before "_"."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
 
     count = len(mesh.vertices)
     edges = [mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]]]
@@ -327,6 +329,8 @@ def symmetry_groups(vertices, rotation, names):
     vertices one to one (each onto a different nearest vertex)."""
     points = np.asarray(vertices, dtype=np.float64)
     points = points - points.mean(axis=0)
+    from scipy.spatial import cKDTree
+
     target = cKDTree(points).query(points @ np.asarray(rotation).T)[1]
     if len(set(target.tolist())) != len(points):
         return []

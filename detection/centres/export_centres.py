@@ -2,8 +2,8 @@
 
     python detection/centres/export_centres.py --config configs/centres_aerial.yaml --format all
 
-Writes saved_model/, model.onnx, model.tflite and model_int8.tflite (INT8: calibrated on
-tiles of the training cache) into --output-dir (default: export/ beside the model), with
+Writes saved_model/, model.onnx, model_int8.onnx, model.tflite and model_int8.tflite (INT8:
+calibrated on tiles of the training cache) into --output-dir (default: export/ beside the model), with
 the run's config.json. The files map a tile to its centre heatmaps; peak finding and
 tiling stay in `use_centres.py`.
 """

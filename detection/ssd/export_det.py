@@ -2,8 +2,8 @@
 
     python detection/ssd/export_det.py --config configs/det_shapes.yaml --format all
 
-Writes saved_model/, model.onnx, model.tflite and model_int8.tflite (INT8: calibrated on
-images of the training cache) into --output-dir (default: export/ beside the model), with
+Writes saved_model/, model.onnx, model_int8.onnx, model.tflite and model_int8.tflite (INT8:
+calibrated on images of the training cache) into --output-dir (default: export/ beside the model), with
 the run's config.json. The files hold the network (raw anchor predictions); box decoding
 and NMS stay in `use_det.py`.
 """

@@ -120,17 +120,27 @@ def test_stage2_float_formats_agree_within_005_px(stage2, fmt):
     assert np.ptp(expected["keypoints"][:, 0] * cfg.data.input_size, axis=0).max() > 0.5
 
 
-def test_stage2_int8_error_is_measured(stage2, capsys):
-    model, cfg, images, written = stage2
-    error, expected, got = _keypoint_error_px(model, written["litert_int8"], images, cfg.data.input_size)
-    # The head runs in float: the .tflite holds the network up to the raw heatmaps only,
-    # and the keypoints and peak heights are the float decoding of the INT8 heatmaps.
-    runner = load_inference_model(written["litert_int8"])
-    assert runner.float_head["input"] == "heatmap_logits"
+def _file_outputs(path):
+    """The output names stored in an exported file (not the runner's, which adds the head's)."""
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        return [o.name for o in onnxruntime.InferenceSession(str(path)).get_outputs()]
     from ai_edge_litert.interpreter import Interpreter
 
-    (signature,) = Interpreter(model_path=str(written["litert_int8"])).get_signature_list().values()
-    assert signature["outputs"] == ["heatmap_logits"]
+    (signature,) = Interpreter(model_path=str(path)).get_signature_list().values()
+    return signature["outputs"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx_int8", "litert_int8"])
+def test_stage2_int8_error_is_measured(stage2, capsys, fmt):
+    model, cfg, images, written = stage2
+    error, expected, got = _keypoint_error_px(model, written[fmt], images, cfg.data.input_size)
+    # The head runs in float: the file holds the network up to the raw heatmaps only,
+    # and the keypoints and peak heights are the float decoding of the INT8 heatmaps.
+    runner = load_inference_model(written[fmt])
+    assert runner.float_head["input"] == "heatmap_logits"
+    assert _file_outputs(written[fmt]) == ["heatmap_logits"]
     assert runner.output_shapes == {"heatmap_logits": (32, 48, 3), "keypoints": (3, 2), "confidence": (3,)}
     logits = got["heatmap_logits"].astype(np.float64)
     probs = 1 / (1 + np.exp(-logits))
@@ -140,12 +150,13 @@ def test_stage2_int8_error_is_measured(stage2, capsys):
     x_centres = (np.arange(48 * 32) % 48 + 0.5) / 48
     np.testing.assert_allclose(got["keypoints"][..., 0], (weights * x_centres[None, :, None]).sum(axis=1), atol=1e-5)
     with capsys.disabled():
-        print(f"\nINT8 stage-2 keypoints vs float32 Keras: mean {error.mean():.3f} px, max {error.max():.3f} px "
+        print(f"\n{fmt} stage-2 keypoints vs float32 Keras: mean {error.mean():.3f} px, max {error.max():.3f} px "
               f"(input frame {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, untrained net)")
     # Bounded only by the frame: a x30-sharpened random head on noise images, calibrated on
     # the same noise, is a test of the INT8 path, not of INT8 accuracy (bench/inference.py).
     assert np.isfinite(error).all() and error.max() <= max(cfg.data.input_size)
-    assert written["litert_int8"].stat().st_size < 0.5 * written["litert"].stat().st_size  # int8 weights
+    float_file = written[fmt.removesuffix("_int8")]
+    assert written[fmt].stat().st_size < 0.5 * float_file.stat().st_size  # int8 weights
 
 
 def test_float_head_decodes_as_the_keras_layers():
@@ -189,19 +200,19 @@ RUN_FILES = {"baselines": ("keypoint_names.json", ["a", "b"]), "ssd": ("categori
 @pytest.fixture(scope="module", params=list(PARTS))
 def part(request, tmp_path_factory):
     """(name, model, cfg, images, {format: path}): a part's run folder (best.keras,
-    config.json, its names file) and its float formats in export/ with those files."""
+    config.json, its names file) and its float formats and ONNX INT8 in export/ with those files."""
     keras.utils.set_random_seed(0)  # the same weights whichever tests ran before
     model, cfg = PARTS[request.param]()
     run = tmp_path_factory.mktemp(request.param)
     model.save(run / "best.keras")
     save_config(cfg, run / "config.json")
-    written = export_model(model, run / "export", ("saved_model", "onnx", "litert"))
+    images = RNG.integers(0, 256, (3, *model.input.shape[1:]), dtype=np.uint8)
+    written = export_model(model, run / "export", ("saved_model", "onnx", "litert", "onnx_int8"), images)
     for folder in (run, run / "export"):
         save_config(cfg, folder / "config.json")
         if RUN_FILES[request.param]:
             name, value = RUN_FILES[request.param]
             (folder / name).write_text(json.dumps(value))
-    images = RNG.integers(0, 256, (3, *model.input.shape[1:]), dtype=np.uint8)
     return request.param, model, cfg, images, written
 
 
@@ -213,7 +224,14 @@ def test_every_part_exports_to_every_format_and_agrees(part):
         got = load_inference_model(path).predict_on_batch(images)
         assert set(got) == set(expected), fmt
         for name, value in expected.items():
-            np.testing.assert_allclose(got[name], np.asarray(value), atol=2e-3, rtol=1e-3, err_msg=f"{fmt} {name}")
+            if fmt == "onnx_int8":  # an untrained net: a test of the path, not of INT8 accuracy (bench/)
+                assert got[name].shape == np.shape(value), name
+                error, scale = np.abs(got[name] - value), np.ptp(np.asarray(value))
+                assert np.isfinite(error).all() and error.mean() < 0.25 * scale, f"{fmt} {name}"
+                assert np.abs(got[name] - value).max() > 0, f"{fmt} {name}: no quantisation at all"
+            else:
+                np.testing.assert_allclose(got[name], np.asarray(value), atol=2e-3, rtol=1e-3,
+                                           err_msg=f"{fmt} {name}")
 
 
 # The first lines of a child process with `import keras` and `import tensorflow` failing.
@@ -225,23 +243,28 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 """
 
-def test_onnx_predictor_runs_without_keras_or_tensorflow(stage2):
-    """A deployment machine with only onnxruntime: KeypointPredictor on the .onnx file, with
-    `import keras` and `import tensorflow` failing, gives the Keras model's keypoints."""
+@pytest.mark.parametrize("fmt", ["onnx", "onnx_int8"])
+def test_onnx_predictor_runs_without_keras_or_tensorflow(stage2, fmt):
+    """A deployment machine with only onnxruntime: KeypointPredictor on the .onnx file (and
+    the INT8 one, its head decoded in numpy), with `import keras` and `import tensorflow`
+    failing, gives the keypoints of the Keras model (of the file run beside Keras)."""
     model, cfg, images, written = stage2
-    np.save(written["onnx"].parent / "images.npy", images)
+    np.save(written[fmt].parent / "images.npy", images)
     code = BLOCK_KERAS + f"""
 import numpy as np
 from stage2_visible_keypoints.predictor import KeypointPredictor
-predictor = KeypointPredictor.from_run({str(written["onnx"])!r})
-images = np.load({str(written["onnx"].parent / "images.npy")!r})
+predictor = KeypointPredictor.from_run({str(written[fmt])!r})
+images = np.load({str(written[fmt].parent / "images.npy")!r})
 out = predictor.predict_input(images, np.tile([1.0, 1.0, 0.0, 0.0], (len(images), 1)))
 print(json.dumps({{"xy": out["xy_input"].tolist(), "names": predictor.names_for(3),
                   "modules": sorted(m for m in ("keras", "tensorflow") if m in sys.modules)}}))
 """
     result = json.loads(check(run_script("-c", code)).stdout.strip().splitlines()[-1])
     assert result["modules"] == [] and result["names"] == ["tip", "nose", "tail"]
-    expected = model.predict_on_batch(images)["keypoints"] * np.asarray(cfg.data.input_size)
+    size = np.asarray(cfg.data.input_size)
+    expected = model.predict_on_batch(images)["keypoints"] * size
+    if fmt == "onnx_int8":
+        expected = load_inference_model(written[fmt]).predict_on_batch(images)["keypoints"] * size
     assert np.abs(np.asarray(result["xy"]) - expected).max() < 0.05
 
 
@@ -325,7 +348,7 @@ def test_bad_format_and_files_are_one_line_errors(tmp_path):
         load_inference_model(tmp_path)
     with pytest.raises(DataError, match="not a model file"):
         load_inference_model(tmp_path / "model.pt")
-    assert set(FILE_NAMES) == {"saved_model", "onnx", "litert", "litert_int8"}
+    assert set(FILE_NAMES) == {"saved_model", "onnx", "onnx_int8", "litert", "litert_int8"}
 
 
 def test_export_script_help():

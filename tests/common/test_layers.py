@@ -127,6 +127,54 @@ def test_soft_argmax_large_logits_do_not_overflow():
     np.testing.assert_allclose(out[0, 0], [5.5 / 8, 2.5 / 8], atol=1e-6)
 
 
+def test_soft_argmax_function_defaults_and_float16_input():
+    """`soft_argmax`'s defaults are the SoftArgMax layer's (beta 15, no debias), and it
+    computes in float32 whatever the input's dtype."""
+    from common.layers import soft_argmax
+
+    maps = _gaussian_map_hw(24, 40, 30.3, 5.6, peak=0.3)  # a weak peak: beta and debias both move it
+    default = ops.convert_to_numpy(soft_argmax(maps))
+    np.testing.assert_array_equal(default, ops.convert_to_numpy(soft_argmax(maps, 15.0, False)))
+    assert np.abs(default - ops.convert_to_numpy(soft_argmax(maps, 16.0))).max() * 40 > 0.1
+    assert np.abs(default - ops.convert_to_numpy(soft_argmax(maps, debias=True))).max() * 40 > 0.1
+    half = soft_argmax(maps.astype(np.float16))
+    assert keras.backend.standardize_dtype(half.dtype) == "float32"
+    np.testing.assert_allclose(ops.convert_to_numpy(half), default, atol=2e-4)
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_soft_argmax_stays_float32_under_a_bfloat16_floatx(debias):
+    """With Keras' floatx at bfloat16, every step stays float32: a 257 x 301 map's pixel
+    centres and sizes (301 rounds to 300 in bfloat16) would move the keypoints by pixels."""
+    from common.layers import soft_argmax
+
+    height, width = 257, 301
+    maps = np.concatenate([_gaussian_map_hw(height, width, 250.3, 210.6),
+                           _gaussian_map_hw(height, width, 40.2, 20.7)], axis=-1)
+    expected = ops.convert_to_numpy(soft_argmax(maps, 15.0, debias))
+    keras.config.set_floatx("bfloat16")
+    try:
+        got = soft_argmax(maps, 15.0, debias)
+    finally:
+        keras.config.set_floatx("float32")
+    assert keras.backend.standardize_dtype(got.dtype) == "float32"
+    np.testing.assert_allclose(ops.convert_to_numpy(got) * [width, height], expected * [width, height], atol=1e-3)
+
+
+def test_soft_argmax_debias_one_keypoint_per_image_of_a_batch():
+    """Batch 3, one keypoint: each image's own peak, weak enough that the plain soft-argmax
+    is pulled toward the centre and the correction is needed, at its own place."""
+    from common.layers import soft_argmax
+
+    spots = [(5.3, 20.6), (28.2, 3.7), (17.5, 11.4)]
+    maps = np.concatenate([_gaussian_map_hw(24, 32, x, y, peak=0.5) for x, y in spots])
+    out = ops.convert_to_numpy(soft_argmax(maps, 15.0, debias=True))
+    assert out.shape == (3, 1, 2)
+    np.testing.assert_allclose(out[:, 0] * [32, 24], spots, atol=0.05)
+    plain = ops.convert_to_numpy(soft_argmax(maps, 15.0))
+    assert np.abs(plain[:, 0] * [32, 24] - spots).max() > 1.0
+
+
 def test_soft_argmax_float16_input_gives_float32():
     heatmaps = _gaussian_maps([[20.3, 40.6]], 64).astype(np.float16)
     for layer in (SoftArgMax(), SoftArgMax(debias=True), HeatmapPeak()):
