@@ -209,6 +209,19 @@ def test_warp_image_file_grayscale_jpeg_becomes_rgb(tmp_path):
     assert warped.shape == (128, 128, 3) and np.all(np.abs(warped.astype(int) - 77) <= 1)
 
 
+def test_warp_image_file_grayscale_png_equals_its_rgb_copy(tmp_path):
+    """A grayscale frame is resampled in one channel and then made RGB: the same pixels
+    as the frame stored as RGB, with the portrait's black bands too."""
+    grey = np.random.default_rng(1).integers(0, 256, (2000, 1000), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=-1)).save(tmp_path / "rgb.png")
+    got, transform, _ = warp_image_file(tmp_path / "grey.png", CANVAS, CROP, INPUT)
+    expected, expected_transform, _ = warp_image_file(tmp_path / "rgb.png", CANVAS, CROP, INPUT)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(transform, expected_transform)
+    assert got.shape == (128, 128, 3) and np.all(got[:, :29] == 0) and np.ptp(got[:, 40:90]) > 10
+
+
 def test_warp_image_file_bad_files_name_the_file(tmp_path):
     with pytest.raises(DataError, match="missing.jpg.*not found"):
         warp_image_file(tmp_path / "missing.jpg", CANVAS, CROP, INPUT)
