@@ -49,8 +49,11 @@ mutate: install
 	$(PY) -m pip install -q mutmut==3.8.1
 	$(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
 	mkdir -p bench/results/mutation
+	# mutmut's forked children time out in Keras code: each timeout is rerun in a fresh process.
+	$(PY) scripts/mutants_alone.py '$(or $(MUTANTS),*)' --report bench/results/mutation/alone.tsv || true
 	$(VENV)/bin/mutmut results | grep -v "not checked" > bench/results/mutation/survivors.txt || true
-	@echo "survivors: bench/results/mutation/survivors.txt (mutmut show NAME for the diff)"
+	@echo "survivors: bench/results/mutation/survivors.txt, timeouts rerun alone: bench/results/mutation/alone.tsv"
+	@echo "(mutmut show NAME for a mutant's diff)"
 
 MESH := stage2_visible_keypoints/assets/spacecraft.obj
 

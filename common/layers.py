@@ -200,17 +200,18 @@ class PhotometricAugment(keras.layers.Layer):
     def _augment(self, images):
         batch = ops.shape(images)[0]
         low, high = self.brightness_range
+        # float32 draws: by default they follow floatx, which may be a 16-bit type.
         factor = keras.random.uniform(
-            (batch, 1, 1, 1), minval=low, maxval=high, seed=self.seed_generator
+            (batch, 1, 1, 1), minval=low, maxval=high, dtype="float32", seed=self.seed_generator
         )
         images = ops.clip(images * factor, 0.0, 255.0)
         if self.radius == 0 or self.blur_prob == 0.0:
             return images
 
         sigma = keras.random.uniform(
-            (batch, 1), minval=0.0, maxval=self.max_blur_sigma, seed=self.seed_generator
+            (batch, 1), minval=0.0, maxval=self.max_blur_sigma, dtype="float32", seed=self.seed_generator
         )
-        blur = keras.random.uniform((batch, 1), seed=self.seed_generator) < self.blur_prob
+        blur = keras.random.uniform((batch, 1), dtype="float32", seed=self.seed_generator) < self.blur_prob
         taps = ops.arange(-self.radius, self.radius + 1, dtype="float32")[None, :]
         kernel = ops.exp(-ops.square(taps) / (2.0 * ops.square(ops.maximum(sigma, 1e-3))))
         kernel = kernel / ops.sum(kernel, axis=1, keepdims=True)

@@ -239,6 +239,17 @@ def test_photometric_augment_training_changes_images_keeps_shape_and_range(rng):
     assert out.mean() < images.mean()  # darkening only
 
 
+def test_photometric_augment_is_the_identity_outside_training(rng):
+    """Called without `training` (as in `predict`), and inside a model's `predict`, the
+    layer returns its input unchanged."""
+    images = rng.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    layer = PhotometricAugment(blur_prob=1.0, brightness_range=(0.5, 0.6), seed=0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(images)), images)
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, PhotometricAugment(blur_prob=1.0, brightness_range=(0.5, 0.6), seed=0)(inputs))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), images)
+
+
 def test_photometric_augment_constant_image_hand_value():
     # Brightness fixed at 0.5: 100 -> 50; a normalised blur leaves a constant image constant.
     images = np.full((2, 12, 12, 3), 100.0, np.float32)
@@ -259,6 +270,94 @@ def test_photometric_augment_blur_spreads_a_point_and_keeps_its_mass():
     # No blur at all when blur_prob = 0.
     layer = PhotometricAugment(blur_prob=0.0, brightness_range=(1.0, 1.0), seed=0)
     np.testing.assert_allclose(ops.convert_to_numpy(layer(images, training=True)), images)
+
+
+def _point_images(count, size=21, channels=1):
+    images = np.zeros((count, size, size, channels), np.float32)
+    images[:, size // 2, size // 2] = 255.0
+    return images
+
+
+def test_photometric_augment_blur_sigmas_span_zero_to_max_and_keep_the_mass():
+    """256 point images, each blurred with its own sigma ~ U(0, 1.5): the blurred point's
+    profile gives sigma back (g(1) / g(0) = exp(-1 / 2 sigma^2)); the estimates fill
+    [0, 1.5] and never leave it, every profile is the Gaussian's (g(2) / g(0) = (g(1) / g(0))^4),
+    and every image keeps its mass (all 2 * radius + 1 taps, normalised)."""
+    c = 10
+    out = ops.convert_to_numpy(PhotometricAugment(blur_prob=1.0, max_blur_sigma=1.5, brightness_range=(1.0, 1.0),
+                                                  seed=0)(_point_images(256), training=True))[..., 0]
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), 255.0, rtol=1e-4)
+    np.testing.assert_allclose(out[:, c, c + 1], out[:, c, c - 1], rtol=1e-5, atol=1e-6)
+    ratio = out[:, c, c + 1] / out[:, c, c]
+    with np.errstate(divide="ignore"):
+        sigma = np.sqrt(-0.5 / np.log(ratio))  # 0 where the point stayed a point
+    assert sigma.max() <= 1.5 + 1e-3 and sigma.max() > 1.4, sigma.max()
+    assert sigma.min() < 0.35, sigma.min()
+    wide = sigma > 0.6
+    np.testing.assert_allclose(out[wide, c, c + 2] / out[wide, c, c], ratio[wide] ** 4, rtol=1e-3)
+
+
+def test_photometric_augment_blurs_with_a_radius_of_one():
+    """max_blur_sigma 0.3: a radius of ceil(0.9) = 1 px still blurs (centre below 255)."""
+    out = ops.convert_to_numpy(PhotometricAugment(blur_prob=1.0, max_blur_sigma=0.3, brightness_range=(1.0, 1.0),
+                                                  seed=0)(_point_images(64, size=5), training=True))
+    assert out[:, 2, 2, 0].min() < 253.0, out[:, 2, 2, 0].min()
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), 255.0, rtol=1e-4)
+
+
+def test_photometric_augment_leaves_unblurred_images_alone_and_follows_its_seed(rng):
+    """blur_prob 0.5: about half the images come out exactly as they went in; the same seed
+    gives the same draws in a new layer, another seed other draws."""
+    images = rng.uniform(0, 255, (64, 9, 9, 1)).astype(np.float32)
+
+    def augment(seed):
+        layer = PhotometricAugment(blur_prob=0.5, max_blur_sigma=1.0, brightness_range=(1.0, 1.0), seed=seed)
+        return ops.convert_to_numpy(layer(images, training=True))
+
+    out = augment(7)
+    untouched = np.all(out == images, axis=(1, 2, 3))
+    assert 16 <= untouched.sum() <= 48, untouched.sum()
+    np.testing.assert_array_equal(augment(7), out)
+    assert np.abs(augment(8) - out).max() > 1.0
+    # Brightening clips at 255.
+    bright = PhotometricAugment(blur_prob=0.0, brightness_range=(2.0, 2.0), seed=0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(bright(np.full((1, 4, 4, 1), 200.0, np.float32),
+                                                                training=True)), 255.0)
+
+
+FLOAT32_LAYERS = {  # name -> (layer built with dtype float32, its input)
+    "ResNetPreprocess": (lambda: ResNetPreprocess(dtype="float32"),
+                         lambda rng: rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)),
+    "HeatmapPeak": (lambda: HeatmapPeak(dtype="float32"), lambda rng: rng.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)),
+    "PhotometricAugment": (lambda: PhotometricAugment(blur_prob=0.0, brightness_range=(1.0, 1.0), dtype="float32"),
+                           lambda rng: rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", list(FLOAT32_LAYERS))
+def test_layer_computes_in_float32_under_a_bfloat16_floatx(name, rng):
+    """With Keras' floatx at bfloat16, a layer built with dtype float32 gives what it gives
+    under a float32 floatx: no constant, cast or random draw inside it follows floatx."""
+    build, make_input = FLOAT32_LAYERS[name]
+    inputs = make_input(rng)
+    expected = ops.convert_to_numpy(build()(inputs, training=True) if name == "PhotometricAugment" else build()(inputs))
+    keras.config.set_floatx("bfloat16")
+    try:
+        layer = build()
+        got = ops.convert_to_numpy(layer(inputs, training=True) if name == "PhotometricAugment" else layer(inputs))
+    finally:
+        keras.config.set_floatx("float32")
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_soft_argmax_layer_passes_its_beta():
+    maps = _gaussian_map_hw(24, 40, 30.3, 5.6, peak=0.3)
+    from common.layers import soft_argmax
+
+    got = ops.convert_to_numpy(SoftArgMax(beta=5.0)(maps))
+    np.testing.assert_allclose(got, ops.convert_to_numpy(soft_argmax(maps, 5.0)), atol=1e-7)
+    assert np.abs(got - ops.convert_to_numpy(soft_argmax(maps, 15.0))).max() * 40 > 0.5
 
 
 def test_bad_arguments_echo_the_value():
