@@ -14,7 +14,7 @@ matrix-product GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end
 --e2e-path, on --frames synthetic full-size 1920x1200 JPEG frames, colour and grayscale
 (SPEED's frames are grayscale): decoding and cutting alone (`common.geometry.warp_image_file`,
 threads), the model alone on the cut images, and both streamed (decoding the next batch
-in threads while the model runs). Prints a table; writes
+in threads while the model runs: `use_vis.py`'s `FolderStream`). Prints a table; writes
 --output-dir/inference.json (`results_io.write_result`).
 """
 
@@ -161,8 +161,9 @@ def end_to_end(args, call, tmp, mode="RGB"):
 
     from common.geometry import warp_image_file
     from stage2_visible_keypoints.config import Stage2Config
+    from stage2_visible_keypoints.data import FolderStream
 
-    data = Stage2Config().data
+    data = dataclasses.replace(Stage2Config().data, input_size=tuple(args.input_size))
     rng = np.random.default_rng(1)
     paths = []
     for i in range(args.frames):  # smooth content: JPEG decoding of noise is slower than of a real frame
@@ -171,7 +172,7 @@ def end_to_end(args, call, tmp, mode="RGB"):
         Image.fromarray(small).resize((1920, 1200), Image.BILINEAR).convert(mode).save(path, quality=90)
         paths.append(path)
     batch = args.stream_batch
-    decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, tuple(args.input_size))[0]  # noqa: E731
+    decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, data.input_size)[0]  # noqa: E731
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         start = time.perf_counter()
         cut = list(pool.map(decode, paths))
@@ -182,15 +183,11 @@ def end_to_end(args, call, tmp, mode="RGB"):
         for i in range(0, len(stacked), batch):
             call(stacked[i:i + batch])
         model_s = time.perf_counter() - start
-        start = time.perf_counter()
-        chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
-        pending = [pool.submit(lambda c: np.stack(list(map(decode, c))), chunks[0])]
-        for k in range(len(chunks)):
-            images = pending.pop().result()
-            if k + 1 < len(chunks):  # decode the next batch while the model runs on this one
-                pending.append(pool.submit(lambda c: np.stack(list(map(decode, c))), chunks[k + 1]))
-            call(images)
-        stream_s = time.perf_counter() - start
+    # use_vis.py's stream: the next batches decode in threads while the model runs on this one.
+    start = time.perf_counter()
+    for images in FolderStream(paths, data, batch):
+        call(images)
+    stream_s = time.perf_counter() - start
     n = len(paths)
     result = {"frames": n, "mode": mode, "decode_images_per_s": n / decode_s, "model_images_per_s": n / model_s,
               "streamed_images_per_s": n / stream_s}

@@ -216,6 +216,10 @@ def draw_keypoints(
     return Image.alpha_composite(base.convert("RGBA"), overlay).convert("RGB")
 
 
+# zlib's fastest level: a heatmap grid encodes in 18 ms instead of 43 ms, for a file 4 % larger.
+FAST_PNG = {"compress_level": 1}
+
+
 def save_overlay(path, image, xy_pred=None, xy_true=None, visible_true=None, scores=None,
                  score_threshold=None, keypoint_names=None, scale=1, segments=None):
     """Write `draw_keypoints(...)` to `path` atomically (format from the suffix); return the path."""
@@ -223,7 +227,7 @@ def save_overlay(path, image, xy_pred=None, xy_true=None, visible_true=None, sco
                            segments)
     path = Path(path)
     with atomic_path(path) as tmp:
-        drawn.save(tmp)
+        drawn.save(tmp, **(FAST_PNG if path.suffix.lower() == ".png" else {}))
     return path
 
 
@@ -318,7 +322,7 @@ def plot_heatmaps(image, heatmaps, path, keypoint_names=None, xy_pred_heatmap=No
         _colour_bar(canvas, draw, *layout["bar"], vmin, vmax, lut, tick_font)
     path = Path(path)
     with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+        canvas.save(tmp, format="PNG", **FAST_PNG)
     return path
 
 
