@@ -29,7 +29,7 @@ Two INT8 files, both calibrated on the representative images:
 - `onnx_int8` (`model_int8.onnx`): ONNX Runtime's static quantisation of the ONNX body
   (QDQ, int8 weights per output channel, uint8 activations per tensor, min-max ranges;
   ops other than convolutions and products stay float). On a trained stage-2 ResNet-18:
-  0.05 px from float32 Keras at 2.4-2.5x its speed on two cores (bench/README.md). On an
+  0.05 px from float32 Keras at 2.2-2.3x its speed on two cores (bench/README.md). On an
   x86 CPU without AVX-512 VNNI, ONNX Runtime's uint8 x int8 products can saturate
   (its documentation's "reduce_range" note): quantise on and for such a machine with care.
 - `litert_int8` (`model_int8.tflite`): the TFLite converter's full-integer quantisation,
@@ -402,7 +402,7 @@ class OnnxRunner:
         if threads:
             options.intra_op_num_threads = threads
         # Idle threads sleep rather than spin: the threads decoding the next images need the
-        # cores between the model's calls (streamed end to end: 0.70 -> 0.76-0.78 of the
+        # cores between the model's calls (streamed end to end: 0.66-0.70 -> 0.76-0.78 of the
         # slower of decoding and the model, on 2 cores), and the model alone runs as fast.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
