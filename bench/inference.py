@@ -14,7 +14,8 @@ matrix-product GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end
 --e2e-path, on --frames synthetic full-size 1920x1200 JPEG frames, colour and grayscale
 (SPEED's frames are grayscale): decoding and cutting alone (`common.geometry.warp_image_file`,
 threads), the model alone on the cut images, and both streamed (decoding the next batch
-in threads while the model runs: `use_vis.py`'s `FolderStream`). Prints a table; writes
+in threads while the model runs: `use_vis.py`'s `FolderStream`), side by side --e2e-repeats
+times, medians reported. Prints a table; writes
 --output-dir/inference.json (`results_io.write_result`).
 """
 
@@ -173,24 +174,26 @@ def end_to_end(args, call, tmp, mode="RGB"):
         paths.append(path)
     batch = args.stream_batch
     decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, data.input_size)[0]  # noqa: E731
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-        start = time.perf_counter()
-        cut = list(pool.map(decode, paths))
-        decode_s = time.perf_counter() - start
+    seconds = {"decode": [], "model": [], "streamed": []}
+    for _ in range(args.e2e_repeats):  # the three side by side, each repeat; medians reported
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+            start = time.perf_counter()
+            cut = list(pool.map(decode, paths))
+            seconds["decode"].append(time.perf_counter() - start)
         stacked = np.stack(cut)
         call(stacked[:batch])
         start = time.perf_counter()
         for i in range(0, len(stacked), batch):
             call(stacked[i:i + batch])
-        model_s = time.perf_counter() - start
-    # use_vis.py's stream: the next batches decode in threads while the model runs on this one.
-    start = time.perf_counter()
-    for images in FolderStream(paths, data, batch):
-        call(images)
-    stream_s = time.perf_counter() - start
+        seconds["model"].append(time.perf_counter() - start)
+        # use_vis.py's stream: the next batches decode in threads while the model runs on this one.
+        start = time.perf_counter()
+        for images in FolderStream(paths, data, batch):
+            call(images)
+        seconds["streamed"].append(time.perf_counter() - start)
     n = len(paths)
-    result = {"frames": n, "mode": mode, "decode_images_per_s": n / decode_s, "model_images_per_s": n / model_s,
-              "streamed_images_per_s": n / stream_s}
+    result = {"frames": n, "mode": mode, "repeats": args.e2e_repeats}
+    result |= {f"{name}_images_per_s": n / float(np.median(s)) for name, s in seconds.items()}
     result["streamed_vs_slower"] = result["streamed_images_per_s"] / min(result["decode_images_per_s"],
                                                                          result["model_images_per_s"])
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
@@ -207,6 +210,8 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="1,8,32", help="(%(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed batches per path and size (%(default)s)")
     parser.add_argument("--frames", type=int, default=32, help="full-size JPEG frames end to end (%(default)s)")
+    parser.add_argument("--e2e-repeats", type=int, default=3,
+                        help="end-to-end repeats, medians reported (%(default)s)")
     parser.add_argument("--stream-batch", type=int, default=8, help="batch of the end-to-end run (%(default)s)")
     parser.add_argument("--e2e-path", default="onnxruntime int8", choices=PATHS,
                         help="the path run end to end (%(default)s)")

@@ -23,6 +23,25 @@ def default_workers():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def beside_the_model(niceness=10):
+    """Lower the calling thread's CPU priority by `niceness` (capped at 19), for work done
+    in threads beside a model's call, such as decoding the next batch.
+
+    A model runtime splits each operator over all cores and waits for the slowest part.
+    A decoding thread at the same priority takes a core halfway through an operator and
+    leaves the other core waiting; at a lower one it runs in the gaps between operators
+    and calls. Linux keeps a nice value per thread; elsewhere, or where the system
+    refuses, nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + niceness))
+    except OSError:
+        pass
+
+
 def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True, errors="raise"):
     """Yield fn(item) for each item, in order. fn must be a module-level function.
 

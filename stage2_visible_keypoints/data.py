@@ -61,7 +61,7 @@ from common.coco_keypoints import is_coco, read_coco_keypoints
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
-from common.parallel import default_workers, parallel_map
+from common.parallel import beside_the_model, default_workers, parallel_map
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
                                            visible_vertices)
@@ -689,6 +689,8 @@ class FolderStream:
     ahead of whoever iterates: `use_vis.py` runs the model on one batch while the next
     ones decode. PIL releases the GIL while it decodes and resamples, so the threads use
     the cores the model leaves idle, with no worker processes to start or arrays to pickle.
+    The threads run at a lower priority (`common.parallel.beside_the_model`), so they take
+    the gaps in the model's use of the cores instead of preempting its threads.
 
     Iterating yields (B, H, W, 3) uint8 batches of `batch_size`; at most `ahead` batches
     are decoded but not yet taken, which bounds the memory. The sizes (N, 2) (width,
@@ -720,7 +722,7 @@ class FolderStream:
     def __iter__(self):
         transforms, self.kept, self.decode_seconds = [], [], 0.0
         chunks = [self.paths[i:i + self.batch_size] for i in range(0, len(self.paths), self.batch_size)]
-        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+        with concurrent.futures.ThreadPoolExecutor(self.workers, initializer=beside_the_model) as pool:
             pending = collections.deque()
             try:
                 for k in range(len(chunks)):

@@ -4,13 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from common.errors import DataError
-from common.parallel import parallel_map
+from common.parallel import beside_the_model, parallel_map
 
 
 def _check(item):
@@ -52,7 +53,7 @@ def wait_until_gone(pgid, seconds=15):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_workers_and_the_resource_tracker_die_with_a_killed_parent():
-    code = ("import sys, time\nfrom common.parallel import parallel_map\n"
+    code = ("import sys, time\nfrom common.parallel import beside_the_model, parallel_map\n"
             "for i, _ in enumerate(parallel_map(time.sleep, [0.05] * 10000, 2, progress=False)):\n"
             "    if i == 3:\n        print('started', flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True,
@@ -68,3 +69,24 @@ def test_workers_and_the_resource_tracker_die_with_a_killed_parent():
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _priority():
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a nice value per thread is Linux's")
+def test_beside_the_model_lowers_its_own_thread_only():
+    """The decoding threads yield to the model's; the model's thread keeps its priority."""
+    before, seen = _priority(), {}
+
+    def work(niceness):
+        beside_the_model(niceness)
+        seen[niceness] = _priority()
+
+    for niceness in (3, 40):
+        thread = threading.Thread(target=work, args=(niceness,))
+        thread.start()
+        thread.join()
+    assert seen == {3: min(19, before + 3), 40: 19}  # capped at the lowest priority
+    assert _priority() == before

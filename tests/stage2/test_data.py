@@ -10,6 +10,8 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from PIL import Image
 
 from common.errors import DataError
 from common.geometry import to_input, to_original
+import stage2_visible_keypoints.data as data_module
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points, save_camera_json
 from stage2_visible_keypoints.config import DataConfig
 from stage2_visible_keypoints.data import (
@@ -735,7 +738,7 @@ def test_preprocess_folder(tmp_path):
     expect_error(lambda: preprocess_folder([tmp_path / "nope.png"], cfg), "nope.png", "not found")
 
 
-def test_folder_stream_gives_preprocess_folder_in_batches(tmp_path):
+def test_folder_stream_gives_preprocess_folder_in_batches(tmp_path, monkeypatch):
     """use_vis.py --images: threads decode ahead, in batches (the last one short), the same
     images and transforms as the whole-folder path; the figures' first images are kept."""
     rng = np.random.default_rng(0)
@@ -746,6 +749,13 @@ def test_folder_stream_gives_preprocess_folder_in_batches(tmp_path):
     cfg = small_config(tmp_path)
     images, transforms, sizes = preprocess_folder(paths, cfg)
     stream = FolderStream(paths, cfg, batch_size=2, keep=3, workers=2, ahead=1)
+    priorities, warp = set(), data_module.warp_image_file
+
+    def warp_and_note(*args):  # the decoding threads yield to the model (common.parallel.beside_the_model)
+        priorities.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return warp(*args)
+
+    monkeypatch.setattr(data_module, "warp_image_file", warp_and_note)
     np.testing.assert_array_equal(stream.sizes, sizes)  # from the headers, before any decoding
     assert stream.transforms is None and len(stream) == 5
     batches = list(stream)
@@ -754,6 +764,8 @@ def test_folder_stream_gives_preprocess_folder_in_batches(tmp_path):
     np.testing.assert_allclose(stream.transforms, transforms, atol=1e-12)
     np.testing.assert_array_equal(np.stack(stream.kept), images[:3])
     assert stream.decode_seconds > 0
+    if sys.platform.startswith("linux"):
+        assert priorities == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)}
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     expect_error(lambda: FolderStream(paths + [tmp_path / "bad.jpg"], cfg, 2), "bad.jpg", "cannot read image")
 
