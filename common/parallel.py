@@ -1,10 +1,12 @@
-"""Ordered parallel map over processes, for per-image CPU work (rendering, resizing).
+"""Ordered parallel map over processes, for per-image CPU work (rendering, resizing), and
+batches prefetched in threads beside a model (`prefetch_batches`).
 
 `workers=1` runs in-process (no pickling, easy to debug). Above that, a spawn-context
 process pool: safe after JAX or TensorFlow have started threads, which fork is not.
 Results come back in input order, so callers can stream them into a memory map.
 """
 
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -69,6 +71,33 @@ def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True, err
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
+
+
+def prefetch_batches(fn, items, batch_size, workers=None, ahead=2, errors="raise"):
+    """Yield [fn(item) for item in batch] for consecutive batches of `items`, computed in
+    threads up to `ahead` batches before the caller takes them: the next frames decode
+    while a model runs on these. fn should spend its time where the GIL is released
+    (Pillow's decoding and resampling do); the threads yield to the caller's
+    (`beside_the_model`), and at most `ahead` batches wait in memory.
+
+    errors="return": a `DataError` that fn raises is yielded in its item's place
+    (`--skip-bad`). An iteration stopped early (an error in the model) starts no more work.
+    """
+    items = list(items)
+    if errors == "return":
+        fn, items = _returning_errors, [(fn, item) for item in items]
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    with concurrent.futures.ThreadPoolExecutor(workers or default_workers(), initializer=beside_the_model) as pool:
+        pending = collections.deque()
+        try:
+            for k in range(len(chunks)):
+                while len(pending) < ahead and k + len(pending) < len(chunks):
+                    pending.append([pool.submit(fn, item) for item in chunks[k + len(pending)]])
+                yield [future.result() for future in pending.popleft()]
+        finally:
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
 
 
 def _returning_errors(job):

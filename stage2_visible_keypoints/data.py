@@ -46,8 +46,6 @@ Cache `{cache_dir}/{split}/` (written and read by `common.cache`):
                  skipped_unlabelled, skipped_other_category, source_images.
 """
 
-import collections
-import concurrent.futures
 import dataclasses
 import time
 import warnings
@@ -61,7 +59,7 @@ from common.coco_keypoints import is_coco, read_coco_keypoints
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
-from common.parallel import beside_the_model, default_workers, parallel_map
+from common.parallel import default_workers, parallel_map, prefetch_batches
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
                                            visible_vertices)
@@ -687,10 +685,10 @@ def preprocess_boxes(paths, boxes, data_cfg):
 class FolderStream:
     """Unlabelled images decoded and cut to the input frame in threads, a batch at a time,
     ahead of whoever iterates: `use_vis.py` runs the model on one batch while the next
-    ones decode. PIL releases the GIL while it decodes and resamples, so the threads use
-    the cores the model leaves idle, with no worker processes to start or arrays to pickle.
-    The threads run at a lower priority (`common.parallel.beside_the_model`), so they take
-    the gaps in the model's use of the cores instead of preempting its threads.
+    ones decode (`common.parallel.prefetch_batches`). PIL releases the GIL while it decodes
+    and resamples, so the threads use the cores the model leaves idle, with no worker
+    processes to start or arrays to pickle; at a lower priority, they take the gaps in the
+    model's use of the cores instead of preempting its threads.
 
     Iterating yields (B, H, W, 3) uint8 batches of `batch_size`; at most `ahead` batches
     are decoded but not yet taken, which bounds the memory. The sizes (N, 2) (width,
@@ -721,21 +719,10 @@ class FolderStream:
 
     def __iter__(self):
         transforms, self.kept, self.decode_seconds = [], [], 0.0
-        chunks = [self.paths[i:i + self.batch_size] for i in range(0, len(self.paths), self.batch_size)]
-        with concurrent.futures.ThreadPoolExecutor(self.workers, initializer=beside_the_model) as pool:
-            pending = collections.deque()
-            try:
-                for k in range(len(chunks)):
-                    while len(pending) < self.ahead and k + len(pending) < len(chunks):
-                        pending.append([pool.submit(self._decode, p) for p in chunks[k + len(pending)]])
-                    done = [f.result() for f in pending.popleft()]
-                    images = np.stack([d[0] for d in done])
-                    transforms += [d[1] for d in done]
-                    self.decode_seconds += sum(d[2] for d in done)
-                    self.kept += list(images[:max(0, self.keep - len(self.kept))])
-                    yield images
-            finally:  # a stopped iteration (an error in the model) decodes nothing more
-                for futures in pending:
-                    for future in futures:
-                        future.cancel()
+        for done in prefetch_batches(self._decode, self.paths, self.batch_size, self.workers, self.ahead):
+            images = np.stack([d[0] for d in done])
+            transforms += [d[1] for d in done]
+            self.decode_seconds += sum(d[2] for d in done)
+            self.kept += list(images[:max(0, self.keep - len(self.kept))])
+            yield images
         self.transforms = np.stack(transforms) if transforms else np.zeros((0, 4))

@@ -116,19 +116,22 @@ def run(args):
     results, kept = [], []
     from tqdm import tqdm
 
+    from common.parallel import prefetch_batches
+
     batch = pipeline.predictor.cfg.use.batch_size
     truth_boxes = annotations.boxes if annotations is not None else None
-    for start in tqdm(range(0, len(paths), batch), desc="pose", unit="batch", disable=args.quiet):
-        chunk = list(range(start, min(start + batch, len(paths))))
+    # The next batches' frames decode in threads while the models run on this one.
+    decoded = prefetch_batches(lambda job: read_frame(job[1], job[0]), list(enumerate(paths)), batch,
+                               errors="return" if args.skip_bad else "raise")
+    for start, read in zip(tqdm(range(0, len(paths), batch), desc="pose", unit="batch", disable=args.quiet),
+                           decoded):
         frames, ok = [], []
-        for i in chunk:
-            try:
-                frames.append(read_frame(paths[i], i))
+        for i, frame in enumerate(read, start):
+            if isinstance(frame, DataError):
+                skipped.append((frame.path, frame.message))
+            else:
+                frames.append(frame)
                 ok.append(i)
-            except DataError as err:
-                if not args.skip_bad:
-                    raise
-                skipped.append((err.path, err.message))
         if not frames:
             continue
         boxes = truth_boxes[ok] if args.boxes == "truth" else None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import DataError
-from common.parallel import beside_the_model, parallel_map
+from common.parallel import beside_the_model, parallel_map, prefetch_batches
 
 
 def _check(item):
@@ -53,7 +53,7 @@ def wait_until_gone(pgid, seconds=15):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_workers_and_the_resource_tracker_die_with_a_killed_parent():
-    code = ("import sys, time\nfrom common.parallel import beside_the_model, parallel_map\n"
+    code = ("import sys, time\nfrom common.parallel import beside_the_model, parallel_map, prefetch_batches\n"
             "for i, _ in enumerate(parallel_map(time.sleep, [0.05] * 10000, 2, progress=False)):\n"
             "    if i == 3:\n        print('started', flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True,
@@ -90,3 +90,37 @@ def test_beside_the_model_lowers_its_own_thread_only():
         thread.join()
     assert seen == {3: min(19, before + 3), 40: 19}  # capped at the lowest priority
     assert _priority() == before
+
+
+_started = []
+
+
+def _decode(i):
+    _started.append(i)
+    time.sleep(0.01 * (2 - i % 3))  # the first of a batch ends last
+    if i == 5:
+        raise DataError("cannot read image", f"img{i}.png")
+    return i * 10, _priority()
+
+
+def test_prefetch_batches_in_order_ahead_and_yielding_to_the_model():
+    """use_vis.py and pose_vis.py decode the next frames in threads: batches in order, at most
+    `ahead` of them decoded before they are taken, errors in place, priority lowered."""
+    _started.clear()
+    batches = prefetch_batches(_decode, range(7), 3, workers=2, ahead=2, errors="return")
+    first = next(batches)
+    assert [r[0] for r in first] == [0, 10, 20] and len(_started) <= 6
+    rest = list(batches)
+    assert [len(b) for b in rest] == [3, 1]
+    assert [r[0] for r in rest[0][:2]] == [30, 40] and rest[1][0][0] == 60
+    assert isinstance(rest[0][2], DataError) and str(rest[0][2]) == "img5.png: cannot read image"
+    if sys.platform.startswith("linux"):
+        assert {r[1] for r in first} == {min(19, _priority() + 10)}
+    with pytest.raises(DataError, match="img5.png"):
+        list(prefetch_batches(_decode, range(7), 3, workers=2))
+    # Stopped after the first batch (the model failed): the batch queued behind it is cancelled.
+    _started.clear()
+    batches = prefetch_batches(_decode, range(30), 3, workers=1, ahead=2)
+    next(batches)
+    batches.close()
+    assert 3 <= len(_started) <= 4
