@@ -14,8 +14,8 @@ matrix-product GFLOP/s (numpy, 1024^3) measured in the same run. Then end to end
 --e2e-path, on --frames synthetic full-size 1920x1200 JPEG frames, colour and grayscale
 (SPEED's frames are grayscale): decoding and cutting alone (`common.geometry.warp_image_file`,
 threads), the model alone on the cut images, and both streamed (decoding the next batch
-in threads while the model runs: `use_vis.py`'s `FolderStream`), side by side --e2e-repeats
-times, medians reported. Prints a table; writes
+in threads while the model runs: `use_vis.py`'s `FolderStream`; and the same with the
+threads at the model's priority), side by side --e2e-repeats times, medians reported. Prints a table; writes
 --output-dir/inference.json (`results_io.write_result`).
 """
 
@@ -174,7 +174,7 @@ def end_to_end(args, call, tmp, mode="RGB"):
         paths.append(path)
     batch = args.stream_batch
     decode = lambda p: warp_image_file(p, data.canvas_size, data.crop_size, data.input_size)[0]  # noqa: E731
-    seconds = {"decode": [], "model": [], "streamed": []}
+    seconds = {"decode": [], "model": [], "streamed": [], "streamed_same_priority": []}
     for _ in range(args.e2e_repeats):  # the three side by side, each repeat; medians reported
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
             start = time.perf_counter()
@@ -187,15 +187,17 @@ def end_to_end(args, call, tmp, mode="RGB"):
             call(stacked[i:i + batch])
         seconds["model"].append(time.perf_counter() - start)
         # use_vis.py's stream: the next batches decode in threads while the model runs on this one.
-        start = time.perf_counter()
-        for images in FolderStream(paths, data, batch):
-            call(images)
-        seconds["streamed"].append(time.perf_counter() - start)
+        for name, niceness in (("streamed", 10), ("streamed_same_priority", 0)):  # FolderStream's, and none
+            start = time.perf_counter()
+            for images in FolderStream(paths, data, batch, niceness=niceness):
+                call(images)
+            seconds[name].append(time.perf_counter() - start)
     n = len(paths)
     result = {"frames": n, "mode": mode, "repeats": args.e2e_repeats}
     result |= {f"{name}_images_per_s": n / float(np.median(s)) for name, s in seconds.items()}
-    result["streamed_vs_slower"] = result["streamed_images_per_s"] / min(result["decode_images_per_s"],
-                                                                         result["model_images_per_s"])
+    slower = min(result["decode_images_per_s"], result["model_images_per_s"])
+    result["streamed_vs_slower"] = result["streamed_images_per_s"] / slower
+    result["same_priority_vs_slower"] = result["streamed_same_priority_images_per_s"] / slower
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
 
 

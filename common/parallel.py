@@ -73,12 +73,13 @@ def parallel_map(fn, items, workers=1, desc=None, unit="img", progress=True, err
         bar.close()
 
 
-def prefetch_batches(fn, items, batch_size, workers=None, ahead=2, errors="raise"):
+def prefetch_batches(fn, items, batch_size, workers=None, ahead=2, errors="raise", niceness=10):
     """Yield [fn(item) for item in batch] for consecutive batches of `items`, computed in
     threads up to `ahead` batches before the caller takes them: the next frames decode
     while a model runs on these. fn should spend its time where the GIL is released
-    (Pillow's decoding and resampling do); the threads yield to the caller's
-    (`beside_the_model`), and at most `ahead` batches wait in memory.
+    (Pillow's decoding and resampling do); the threads yield to the caller's by
+    `niceness` (`beside_the_model`; 0: the caller's priority), and at most `ahead`
+    batches wait in memory.
 
     errors="return": a `DataError` that fn raises is yielded in its item's place
     (`--skip-bad`). An iteration stopped early (an error in the model) starts no more work.
@@ -87,7 +88,8 @@ def prefetch_batches(fn, items, batch_size, workers=None, ahead=2, errors="raise
     if errors == "return":
         fn, items = _returning_errors, [(fn, item) for item in items]
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    with concurrent.futures.ThreadPoolExecutor(workers or default_workers(), initializer=beside_the_model) as pool:
+    with concurrent.futures.ThreadPoolExecutor(workers or default_workers(), initializer=beside_the_model,
+                                               initargs=(niceness,)) as pool:
         pending = collections.deque()
         try:
             for k in range(len(chunks)):

@@ -687,8 +687,8 @@ class FolderStream:
     ahead of whoever iterates: `use_vis.py` runs the model on one batch while the next
     ones decode (`common.parallel.prefetch_batches`). PIL releases the GIL while it decodes
     and resamples, so the threads use the cores the model leaves idle, with no worker
-    processes to start or arrays to pickle; at a lower priority, they take the gaps in the
-    model's use of the cores instead of preempting its threads.
+    processes to start or arrays to pickle; at a lower priority (by `niceness`), they take
+    the gaps in the model's use of the cores instead of preempting its threads.
 
     Iterating yields (B, H, W, 3) uint8 batches of `batch_size`; at most `ahead` batches
     are decoded but not yet taken, which bounds the memory. The sizes (N, 2) (width,
@@ -697,13 +697,13 @@ class FolderStream:
     `kept` the first `keep` images (the figures'). `decode_seconds`: summed over threads.
     """
 
-    def __init__(self, paths, data_cfg, batch_size, keep=0, workers=None, ahead=2):
+    def __init__(self, paths, data_cfg, batch_size, keep=0, workers=None, ahead=2, niceness=10):
         if data_cfg.crop == "box":
             raise DataError("the model takes crops around the object's box (data.crop: box), which a folder of "
                             "images does not give: run pose_vis.py with a stage-1 detector",
                             paths[0] if paths else None)
         self.paths, self.data_cfg, self.batch_size = list(paths), data_cfg, int(batch_size)
-        self.keep, self.ahead = int(keep), int(ahead)
+        self.keep, self.ahead, self.niceness = int(keep), int(ahead), int(niceness)
         self.workers = workers or default_workers()
         self.sizes = np.array([image_size(p) for p in self.paths], np.int64).reshape(-1, 2)
         self.transforms, self.kept, self.decode_seconds = None, [], 0.0
@@ -719,7 +719,8 @@ class FolderStream:
 
     def __iter__(self):
         transforms, self.kept, self.decode_seconds = [], [], 0.0
-        for done in prefetch_batches(self._decode, self.paths, self.batch_size, self.workers, self.ahead):
+        for done in prefetch_batches(self._decode, self.paths, self.batch_size, self.workers, self.ahead,
+                                     niceness=self.niceness):
             images = np.stack([d[0] for d in done])
             transforms += [d[1] for d in done]
             self.decode_seconds += sum(d[2] for d in done)

@@ -116,6 +116,8 @@ def test_prefetch_batches_in_order_ahead_and_yielding_to_the_model():
     assert isinstance(rest[0][2], DataError) and str(rest[0][2]) == "img5.png: cannot read image"
     if sys.platform.startswith("linux"):
         assert {r[1] for r in first} == {min(19, _priority() + 10)}
+        same = next(prefetch_batches(_decode, range(3), 3, niceness=0))
+        assert {r[1] for r in same} == {_priority()}
     with pytest.raises(DataError, match="img5.png"):
         list(prefetch_batches(_decode, range(7), 3, workers=2))
     # Stopped after the first batch (the model failed): the batch queued behind it is cancelled.
