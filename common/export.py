@@ -29,7 +29,7 @@ Two INT8 files, both calibrated on the representative images:
 - `onnx_int8` (`model_int8.onnx`): ONNX Runtime's static quantisation of the ONNX body
   (QDQ, int8 weights per output channel, uint8 activations per tensor, min-max ranges;
   ops other than convolutions and products stay float). On a trained stage-2 ResNet-18:
-  0.05 px from float32 Keras at 2.2-2.3x its speed on two cores (bench/README.md). On an
+  0.05 px from float32 Keras at 2.2-2.5x its speed on two cores (bench/README.md). On an
   x86 CPU without AVX-512 VNNI, ONNX Runtime's uint8 x int8 products can saturate
   (its documentation's "reduce_range" note): quantise on and for such a machine with care.
 - `litert_int8` (`model_int8.tflite`): the TFLite converter's full-integer quantisation,
