@@ -187,9 +187,9 @@ def end_to_end(args, call, tmp, mode="RGB"):
             call(stacked[i:i + batch])
         seconds["model"].append(time.perf_counter() - start)
         # use_vis.py's stream: the next batches decode in threads while the model runs on this one.
-        for name, niceness in (("streamed", 10), ("streamed_same_priority", 0)):  # FolderStream's, and none
+        for name, priority in (("streamed", {}), ("streamed_same_priority", {"niceness": 0})):  # FolderStream's, none
             start = time.perf_counter()
-            for images in FolderStream(paths, data, batch, niceness=niceness):
+            for images in FolderStream(paths, data, batch, **priority):
                 call(images)
             seconds[name].append(time.perf_counter() - start)
     n = len(paths)

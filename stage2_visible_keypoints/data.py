@@ -59,7 +59,7 @@ from common.coco_keypoints import is_coco, read_coco_keypoints
 from common.data_io import find_image, image_size, json_numbers, load_json, require, split_files
 from common.errors import DataError
 from common.geometry import box_crop_transform, inside, jitter_box, points_box, to_input, warp_image_file
-from common.parallel import default_workers, parallel_map, prefetch_batches
+from common.parallel import parallel_map, prefetch_batches
 from stage2_visible_keypoints.camera import Camera, body_to_camera, load_camera_json, project_points
 from stage2_visible_keypoints.mesh import (Mesh, default_keypoint_names, feature_edges, load_obj, symmetry_warnings,
                                            visible_vertices)
@@ -704,7 +704,7 @@ class FolderStream:
                             paths[0] if paths else None)
         self.paths, self.data_cfg, self.batch_size = list(paths), data_cfg, int(batch_size)
         self.keep, self.ahead, self.niceness = int(keep), int(ahead), int(niceness)
-        self.workers = workers or default_workers()
+        self.workers = workers  # None: prefetch_batches' default
         self.sizes = np.array([image_size(p) for p in self.paths], np.int64).reshape(-1, 2)
         self.transforms, self.kept, self.decode_seconds = None, [], 0.0
 

@@ -87,6 +87,9 @@ def _fmt(value):
 
 
 def run(args):
+    from tqdm import tqdm
+
+    from common.parallel import prefetch_batches
     from stage2_visible_keypoints.data import load_annotations, side_file
     from stage2_visible_keypoints.pose_pipeline import PosePipeline, evaluate_frames, read_frame
 
@@ -114,10 +117,6 @@ def run(args):
                         "(stage 1) or --boxes truth", Path(args.model))
 
     results, kept = [], []
-    from tqdm import tqdm
-
-    from common.parallel import prefetch_batches
-
     batch = pipeline.predictor.cfg.use.batch_size
     truth_boxes = annotations.boxes if annotations is not None else None
     # The next batches' frames decode in threads while the models run on this one.

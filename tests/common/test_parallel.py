@@ -53,7 +53,7 @@ def wait_until_gone(pgid, seconds=15):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_workers_and_the_resource_tracker_die_with_a_killed_parent():
-    code = ("import sys, time\nfrom common.parallel import beside_the_model, parallel_map, prefetch_batches\n"
+    code = ("import sys, time\nfrom common.parallel import parallel_map\n"
             "for i, _ in enumerate(parallel_map(time.sleep, [0.05] * 10000, 2, progress=False)):\n"
             "    if i == 3:\n        print('started', flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True,
